@@ -1,0 +1,438 @@
+//! ZIP central directory and local headers, read through [`ReadAt`].
+//!
+//! Listing costs one read of the archive's tail (end of central directory plus the largest
+//! possible comment) and, when the central directory does not fit in that tail, one read of it.
+//! ZIP64 records are followed. Member data is located later from the 30-byte local header,
+//! whose extra field may differ in length from the central directory's copy.
+//!
+//! Invariants of what [`list`] returns: every member's `[header_offset, header_offset + 30 +
+//! compressed_size)` lies before the central directory; names are normalised paths (see
+//! [`super::normalize_member_path`]); CRC and sizes are the central directory's.
+
+use super::{ArchiveError, ReadAt, normalize_member_path};
+
+const EOCD_SIG: u32 = 0x0605_4b50;
+const ZIP64_LOCATOR_SIG: u32 = 0x0706_4b50;
+const ZIP64_EOCD_SIG: u32 = 0x0606_4b50;
+const CDH_SIG: u32 = 0x0201_4b50;
+const LOCAL_SIG: u32 = 0x0403_4b50;
+/// Fixed part of the end of central directory record.
+const EOCD_LEN: u64 = 22;
+/// The first tail read: the EOCD, a ZIP64 locator and record, and a short comment.
+const SHORT_TAIL_LEN: u64 = 1024;
+/// The EOCD plus the longest comment a u16 length allows.
+const TAIL_LEN: u64 = EOCD_LEN + 0xFFFF;
+/// Fixed part of a local file header.
+pub const LOCAL_HEADER_LEN: u64 = 30;
+/// A central directory larger than this is refused: about 10 million entries, far beyond any
+/// dataset here, and it bounds the memory one listing may take.
+const MAX_CD_SIZE: u64 = 1 << 30;
+
+/// Compression methods medimg can decode.
+pub const METHOD_STORED: u16 = 0;
+/// Raw deflate.
+pub const METHOD_DEFLATED: u16 = 8;
+
+/// One member of a ZIP archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZipEntry {
+    /// Normalised path components.
+    pub path: Vec<String>,
+    /// A directory entry (name ends with `/`).
+    pub is_dir: bool,
+    /// Compression method (0 stored, 8 deflated; others are listed but unreadable).
+    pub method: u16,
+    /// CRC-32 of the uncompressed bytes.
+    pub crc32: u32,
+    /// Bytes in the archive.
+    pub compressed_size: u64,
+    /// Bytes once decompressed.
+    pub size: u64,
+    /// Offset of the local file header.
+    pub header_offset: u64,
+    /// Modification time, seconds since the epoch (DOS time read as UTC, or the UT extra field).
+    pub mtime: i64,
+}
+
+fn u16_at(b: &[u8], i: usize) -> u16 {
+    u16::from_le_bytes([b[i], b[i + 1]])
+}
+fn u32_at(b: &[u8], i: usize) -> u32 {
+    u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
+}
+fn u64_at(b: &[u8], i: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[i..i + 8]);
+    u64::from_le_bytes(a)
+}
+
+fn malformed(s: impl Into<String>) -> ArchiveError {
+    ArchiveError::Malformed(s.into())
+}
+
+/// List the members of the ZIP archive of `size` bytes behind `r`.
+pub fn list<R: ReadAt + ?Sized>(r: &R, size: u64) -> Result<Vec<ZipEntry>, ArchiveError> {
+    if size < EOCD_LEN {
+        return Err(malformed(format!(
+            "{size} bytes is too short for a ZIP archive"
+        )));
+    }
+    // Most archives have no comment: look in a short tail first, so that the read stays in
+    // the last block; only a long comment costs the full 64 KiB tail.
+    let mut found = None;
+    for want in [SHORT_TAIL_LEN, TAIL_LEN] {
+        let tail_start = size.saturating_sub(want);
+        let tail = r.read_at(tail_start, size - tail_start)?;
+        if let Some(pos) = find_eocd(&tail) {
+            found = Some((tail_start, tail, pos));
+            break;
+        }
+        if tail_start == 0 {
+            break;
+        }
+    }
+    let (tail_start, tail, pos) = found
+        .ok_or_else(|| malformed("no end of central directory record (truncated, or not a ZIP)"))?;
+    let eocd_abs = tail_start + pos as u64;
+    let e = &tail[pos..];
+    let mut entries = u16_at(e, 10) as u64;
+    let mut cd_size = u32_at(e, 12) as u64;
+    let mut cd_offset = u32_at(e, 16) as u64;
+    let mut cd_end = eocd_abs;
+    if entries == 0xFFFF || cd_size == 0xFFFF_FFFF || cd_offset == 0xFFFF_FFFF {
+        // ZIP64: the locator sits right before the EOCD and points at the ZIP64 EOCD record.
+        if eocd_abs < 20 {
+            return Err(malformed("ZIP64 fields saturated but no ZIP64 locator"));
+        }
+        let loc = read_within(r, &tail, tail_start, eocd_abs - 20, 20)?;
+        if u32_at(&loc, 0) != ZIP64_LOCATOR_SIG {
+            return Err(malformed("ZIP64 fields saturated but no ZIP64 locator"));
+        }
+        let rec_off = u64_at(&loc, 8);
+        if rec_off.checked_add(56).is_none_or(|e| e > eocd_abs - 20) {
+            return Err(malformed("ZIP64 end record offset out of range"));
+        }
+        let rec = read_within(r, &tail, tail_start, rec_off, 56)?;
+        if u32_at(&rec, 0) != ZIP64_EOCD_SIG {
+            return Err(malformed("bad ZIP64 end of central directory signature"));
+        }
+        entries = u64_at(&rec, 32);
+        cd_size = u64_at(&rec, 40);
+        cd_offset = u64_at(&rec, 48);
+        cd_end = rec_off;
+    }
+    if cd_offset.checked_add(cd_size).is_none_or(|e| e > cd_end) {
+        return Err(malformed(format!(
+            "central directory ({cd_size} bytes at {cd_offset}) runs past its end record at {cd_end}"
+        )));
+    }
+    if cd_size > MAX_CD_SIZE {
+        return Err(malformed(format!(
+            "central directory of {cd_size} bytes is too large"
+        )));
+    }
+    let cd = read_within(r, &tail, tail_start, cd_offset, cd_size)?;
+    parse_central_directory(&cd, entries, cd_offset)
+}
+
+/// Position of the last plausible EOCD record in `tail` (its comment must fit in the tail).
+fn find_eocd(tail: &[u8]) -> Option<usize> {
+    if tail.len() < EOCD_LEN as usize {
+        return None;
+    }
+    (0..=tail.len() - EOCD_LEN as usize).rev().find(|&i| {
+        u32_at(tail, i) == EOCD_SIG
+            && i + EOCD_LEN as usize + u16_at(tail, i + 20) as usize <= tail.len()
+    })
+}
+
+/// `len` bytes at `offset`, sliced from `tail` when it holds them, else read.
+fn read_within<R: ReadAt + ?Sized>(
+    r: &R,
+    tail: &[u8],
+    tail_start: u64,
+    offset: u64,
+    len: u64,
+) -> Result<Vec<u8>, ArchiveError> {
+    if offset >= tail_start && offset + len <= tail_start + tail.len() as u64 {
+        let s = (offset - tail_start) as usize;
+        Ok(tail[s..s + len as usize].to_vec())
+    } else {
+        r.read_at(offset, len)
+    }
+}
+
+fn parse_central_directory(
+    cd: &[u8],
+    expected: u64,
+    cd_offset: u64,
+) -> Result<Vec<ZipEntry>, ArchiveError> {
+    let mut out = Vec::with_capacity(expected.min(1 << 20) as usize);
+    let mut i = 0usize;
+    while i + 46 <= cd.len() {
+        if u32_at(cd, i) != CDH_SIG {
+            return Err(malformed(format!(
+                "bad central directory header at entry {}",
+                out.len() + 1
+            )));
+        }
+        let h = &cd[i..];
+        let flags = u16_at(h, 8);
+        let method = u16_at(h, 10);
+        let dos_time = u16_at(h, 12);
+        let dos_date = u16_at(h, 14);
+        let crc32 = u32_at(h, 16);
+        let mut csize = u32_at(h, 20) as u64;
+        let mut size = u32_at(h, 24) as u64;
+        let name_len = u16_at(h, 28) as usize;
+        let extra_len = u16_at(h, 30) as usize;
+        let comment_len = u16_at(h, 32) as usize;
+        let mut offset = u32_at(h, 42) as u64;
+        let total = 46 + name_len + extra_len + comment_len;
+        if i + total > cd.len() {
+            return Err(malformed("central directory entry runs past the directory"));
+        }
+        let raw_name = &h[46..46 + name_len];
+        let extra = &h[46 + name_len..46 + name_len + extra_len];
+        let mut name = decode_name(raw_name, flags & 0x800 != 0);
+        let mut mtime = dos_to_unix(dos_date, dos_time);
+        for (id, data) in extra_fields(extra) {
+            match id {
+                0x0001 => {
+                    // ZIP64 extended information: only the saturated fields are present, in order.
+                    let mut k = 0;
+                    let mut take = |field: &mut u64| {
+                        if *field == 0xFFFF_FFFF && k + 8 <= data.len() {
+                            *field = u64_at(data, k);
+                            k += 8;
+                        }
+                    };
+                    take(&mut size);
+                    take(&mut csize);
+                    take(&mut offset);
+                }
+                0x7075 if data.len() > 5 && data[0] == 1 => {
+                    // Info-ZIP Unicode Path: valid only while it matches the header name's CRC.
+                    if u32_at(data, 1) == crc32fast::hash(raw_name)
+                        && let Ok(s) = std::str::from_utf8(&data[5..])
+                    {
+                        name = s.to_string();
+                    }
+                }
+                0x5455 if data.len() >= 5 && data[0] & 1 != 0 => {
+                    mtime = u32_at(data, 1) as i32 as i64;
+                }
+                _ => {}
+            }
+        }
+        let (path, is_dir) = normalize_member_path(&name)?;
+        let end = offset
+            .checked_add(LOCAL_HEADER_LEN)
+            .and_then(|e| e.checked_add(csize));
+        if end.is_none_or(|e| e > cd_offset) {
+            return Err(ArchiveError::Hostile {
+                name,
+                reason: format!(
+                    "its data ({csize} bytes at {offset}) runs into the central directory at {cd_offset}"
+                ),
+            });
+        }
+        if method == METHOD_STORED && csize != size && !is_dir {
+            return Err(ArchiveError::Hostile {
+                name,
+                reason: format!("stored member with {csize} bytes packed but {size} unpacked"),
+            });
+        }
+        out.push(ZipEntry {
+            path,
+            is_dir,
+            method,
+            crc32,
+            compressed_size: csize,
+            size,
+            header_offset: offset,
+            mtime,
+        });
+        i += total;
+    }
+    Ok(out)
+}
+
+fn extra_fields(mut extra: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        if extra.len() < 4 {
+            return None;
+        }
+        let id = u16_at(extra, 0);
+        let len = (u16_at(extra, 2) as usize).min(extra.len() - 4);
+        let data = &extra[4..4 + len];
+        extra = &extra[4 + len..];
+        Some((id, data))
+    })
+}
+
+/// The offset of a member's data relative to its local header, from the header's 30 bytes.
+pub fn local_data_offset(header: &[u8]) -> Result<u64, ArchiveError> {
+    if header.len() < LOCAL_HEADER_LEN as usize || u32_at(header, 0) != LOCAL_SIG {
+        return Err(malformed("bad local file header signature"));
+    }
+    Ok(LOCAL_HEADER_LEN + u16_at(header, 26) as u64 + u16_at(header, 28) as u64)
+}
+
+/// CP437, the code page of ZIP names without the UTF-8 flag, from 0x80 to 0xFF.
+const CP437_HIGH: &str = "ÇüéâäàåçêëèïîìÄÅÉæÆôöòûùÿÖÜ¢£¥₧ƒáíóúñÑªº¿⌐¬½¼¡«»░▒▓│┤╡╢╖╕╣║╗╝╜╛┐└┴┬├─┼╞╟╚╔╩╦╠═╬╧╨╤╥╙╘╒╓╫╪┘┌█▄▌▐▀αßΓπΣσµτΦΘΩδ∞φε∩≡±≥≤⌠⌡÷≈°∙·√ⁿ²■\u{a0}";
+
+fn decode_name(raw: &[u8], utf8_flag: bool) -> String {
+    if let Ok(s) = std::str::from_utf8(raw) {
+        return s.to_string();
+    }
+    if utf8_flag {
+        return String::from_utf8_lossy(raw).into_owned();
+    }
+    raw.iter()
+        .map(|&b| {
+            if b < 0x80 {
+                b as char
+            } else {
+                CP437_HIGH.chars().nth((b - 0x80) as usize).unwrap_or('?')
+            }
+        })
+        .collect()
+}
+
+fn dos_to_unix(date: u16, time: u16) -> i64 {
+    let year = 1980 + (date >> 9) as i64;
+    let month = (((date >> 5) & 0xF) as i64).clamp(1, 12);
+    let day = ((date & 0x1F) as i64).max(1);
+    let (h, m, s) = (
+        (time >> 11) as i64,
+        ((time >> 5) & 0x3F) as i64,
+        ((time & 0x1F) * 2) as i64,
+    );
+    crate::time::days_from_civil(year, month, day) * 86400 + h * 3600 + m * 60 + s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct Counting<'a>(&'a [u8], AtomicUsize);
+    impl ReadAt for Counting<'_> {
+        fn read_at(&self, offset: u64, len: u64) -> Result<Vec<u8>, ArchiveError> {
+            self.1.fetch_add(1, Ordering::SeqCst);
+            self.0.read_at(offset, len)
+        }
+    }
+
+    fn make_zip(files: &[(&str, &[u8], bool)]) -> Vec<u8> {
+        let mut w = ::zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        for (name, data, deflate) in files {
+            let m = if *deflate {
+                ::zip::CompressionMethod::Deflated
+            } else {
+                ::zip::CompressionMethod::Stored
+            };
+            let opts = ::zip::write::SimpleFileOptions::default().compression_method(m);
+            if name.ends_with('/') {
+                w.add_directory(*name, opts).unwrap();
+            } else {
+                w.start_file(*name, opts).unwrap();
+                w.write_all(data).unwrap();
+            }
+        }
+        w.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn lists_stored_and_deflated_members_in_one_tail_read() {
+        let big = vec![7u8; 100_000];
+        let z = make_zip(&[
+            ("train/", b"", false),
+            ("train/a.png", b"hello", false),
+            ("train/b.png", &big, true),
+        ]);
+        let r = Counting(&z, AtomicUsize::new(0));
+        let list = list(&r, z.len() as u64).unwrap();
+        assert_eq!(
+            r.1.load(Ordering::SeqCst),
+            1,
+            "small zip: the tail holds the directory"
+        );
+        assert_eq!(list.len(), 3);
+        assert!(list[0].is_dir);
+        let b = &list[2];
+        assert_eq!(b.path, vec!["train", "b.png"]);
+        assert_eq!(
+            (b.method, b.size, b.crc32),
+            (METHOD_DEFLATED, 100_000, crc32fast::hash(&big))
+        );
+        assert!(b.compressed_size < 1000);
+        let h = z.read_at(b.header_offset, LOCAL_HEADER_LEN).unwrap();
+        let data_at = b.header_offset + local_data_offset(&h).unwrap();
+        let packed = z.read_at(data_at, b.compressed_size).unwrap();
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::DeflateDecoder::new(&packed[..]),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out, big);
+    }
+
+    #[test]
+    fn large_directory_is_read_with_a_second_request() {
+        let names: Vec<String> = (0..3000)
+            .map(|i| format!("images/class_{}/img_{i:05}.png", i % 7))
+            .collect();
+        let files: Vec<(&str, &[u8], bool)> = names
+            .iter()
+            .map(|n| (n.as_str(), &b"x"[..], false))
+            .collect();
+        let z = make_zip(&files);
+        let r = Counting(&z, AtomicUsize::new(0));
+        let list = list(&r, z.len() as u64).unwrap();
+        assert_eq!(list.len(), 3000);
+        assert_eq!(
+            r.1.load(Ordering::SeqCst),
+            2,
+            "short tail, then the directory"
+        );
+    }
+
+    #[test]
+    fn truncated_and_non_zip_blobs_are_refused() {
+        let z = make_zip(&[("a.txt", b"hello", false)]);
+        let cut = &z[..z.len() - 10];
+        assert!(
+            list(cut, cut.len() as u64)
+                .unwrap_err()
+                .to_string()
+                .contains("end of central directory")
+        );
+        let png = b"\x89PNG\r\n\x1a\n not a zip at all, just bytes";
+        assert!(list(&png[..], png.len() as u64).is_err());
+    }
+
+    #[test]
+    fn hostile_member_path_is_refused() {
+        let z = make_zip(&[("ok.txt", b"1", false), ("evil/../../x", b"2", false)]);
+        let e = list(&z[..], z.len() as u64).unwrap_err().to_string();
+        assert!(e.contains("refused member") && e.contains(".."), "{e}");
+    }
+
+    #[test]
+    fn cp437_names_decode() {
+        assert_eq!(decode_name(b"caf\x82.png", false), "café.png");
+        assert_eq!(decode_name("naïve.png".as_bytes(), true), "naïve.png");
+    }
+
+    #[test]
+    fn dos_dates_convert() {
+        // 2020-02-29 13:45:30
+        let date = ((2020 - 1980) << 9) | (2 << 5) | 29;
+        let time = (13 << 11) | (45 << 5) | 15;
+        assert_eq!(dos_to_unix(date, time), 1582983930);
+    }
+}

@@ -1,0 +1,680 @@
+//! The block cache: fixed-size blocks of upstream blobs on local disk, under a hard size limit.
+//!
+//! Layout under the cache directory: `blocks/<blob key>/<block index>` holds the bytes,
+//! `blocks.sqlite` one row per block (length, CRC-32, last-use tick), `tmp/` blocks being written.
+//!
+//! Invariants:
+//! - **Hard limit.** Space is reserved before a block is written; the reservation evicts least
+//!   recently used blocks first and fails when only pinned blocks are left. The sum of the
+//!   lengths of stored and reserved blocks never exceeds the limit.
+//! - **Never evict what a read uses.** [`BlockCache::ensure`] returns a [`Pinned`] guard; a
+//!   pinned block is never chosen for eviction.
+//! - **Nothing partial is served.** A block is written to `tmp/`, its row recorded, then renamed
+//!   into place. A block is checked against its recorded length and CRC the first time it is used
+//!   after start; a block that fails is dropped and fetched again.
+//! - **Single flight.** However many threads ask for a missing block at once, one fetches it.
+//! - **Restart without a rescan.** The LRU order is loaded from `blocks.sqlite`; the block files
+//!   themselves are not listed. Use ticks are flushed in batches, so after a crash the order is
+//!   at worst slightly stale.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::fs;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use lru::LruCache;
+use rusqlite::{Connection, params};
+
+/// Identifies one blob's bytes: a hash of its URL, size and validator, so a changed upstream
+/// object never shares blocks with its earlier version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BlobKey(pub u128);
+
+impl BlobKey {
+    /// The key of the blob at `url` with this size and validator (FNV-1a, 128 bits).
+    pub fn derive(url: &str, size: u64, validator: &str) -> BlobKey {
+        let mut h: u128 = 0x6c62272e07bb014262b821756295c58d;
+        for b in url
+            .bytes()
+            .chain([0])
+            .chain(size.to_le_bytes())
+            .chain(validator.bytes())
+        {
+            h ^= b as u128;
+            h = h.wrapping_mul(0x0000000001000000000000000000013B);
+        }
+        BlobKey(h)
+    }
+
+    /// Parse the 32-hex-digit form.
+    pub fn parse(s: &str) -> Option<BlobKey> {
+        u128::from_str_radix(s, 16).ok().map(BlobKey)
+    }
+}
+
+impl fmt::Display for BlobKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+/// One block of one blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BlockKey {
+    /// The blob.
+    pub blob: BlobKey,
+    /// Block number: bytes `[index * block_size, (index + 1) * block_size)` of the blob.
+    pub index: u64,
+}
+
+/// Why the cache failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// A file operation in the cache directory failed.
+    #[error("cache {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The cache database failed.
+    #[error("cache database {path}: {source}")]
+    Db {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        source: rusqlite::Error,
+    },
+    /// No room: everything left is in use by reads.
+    #[error(
+        "cache full: {need} more bytes do not fit in the {limit}-byte limit while {pinned} bytes are in use by open reads; raise --cache-size"
+    )]
+    Full {
+        /// The configured limit.
+        limit: u64,
+        /// Bytes asked for.
+        need: u64,
+        /// Bytes pinned.
+        pinned: u64,
+    },
+    /// The fetch behind a block failed (its message; the leader logged the details).
+    #[error("{0}")]
+    Fetch(String),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Meta {
+    len: u64,
+    crc: u32,
+}
+
+struct State {
+    /// Present blocks, most recently used first.
+    lru: LruCache<BlockKey, Meta>,
+    /// Bytes of present blocks plus reservations.
+    used: u64,
+    pins: HashMap<BlockKey, u32>,
+    /// Blocks whose file was checked since start.
+    verified: HashSet<BlockKey>,
+    /// Blocks used since the last flush of ticks.
+    touched: HashMap<BlockKey, u64>,
+}
+
+#[derive(Default)]
+struct Flight {
+    done: Mutex<Option<Result<(), String>>>,
+    cv: Condvar,
+}
+
+/// The block cache. Share it with an `Arc`.
+pub struct BlockCache {
+    dir: PathBuf,
+    limit: u64,
+    db_path: PathBuf,
+    db: Mutex<Connection>,
+    state: Mutex<State>,
+    flights: Mutex<HashMap<BlockKey, Arc<Flight>>>,
+    tick: AtomicU64,
+    tmp_seq: AtomicU64,
+}
+
+impl fmt::Debug for BlockCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlockCache")
+            .field("dir", &self.dir)
+            .field("limit", &self.limit)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A block held present until the guard is dropped.
+pub struct Pinned<'a> {
+    cache: &'a BlockCache,
+    key: BlockKey,
+    len: u64,
+}
+
+impl fmt::Debug for Pinned<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Pinned({:?})", self.key)
+    }
+}
+
+impl Pinned<'_> {
+    /// The block's length.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// True for an empty block (never stored, but keeps clippy's `len` rule).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// `len` bytes at `offset` within the block.
+    pub fn read(&self, offset: u64, len: u64) -> Result<Vec<u8>, CacheError> {
+        let path = self.cache.block_path(self.key);
+        let io = |source| CacheError::Io {
+            path: path.clone(),
+            source,
+        };
+        let f = fs::File::open(&path).map_err(io)?;
+        let mut buf = vec![0u8; len as usize];
+        f.read_exact_at(&mut buf, offset).map_err(io)?;
+        Ok(buf)
+    }
+}
+
+impl Drop for Pinned<'_> {
+    fn drop(&mut self) {
+        let mut st = self.cache.lock_state();
+        if let Some(n) = st.pins.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                st.pins.remove(&self.key);
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl BlockCache {
+    /// Open (or create) the cache in `dir` with a hard limit of `limit` bytes. Blocks beyond a
+    /// lowered limit are evicted now.
+    pub fn open(dir: &Path, limit: u64) -> Result<BlockCache, CacheError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| CacheError::Io { path, source }
+        };
+        let blocks = dir.join("blocks");
+        let tmp = dir.join("tmp");
+        fs::create_dir_all(&blocks).map_err(io(&blocks))?;
+        // Leftovers of a daemon killed mid-write: never renamed into place, never served.
+        let _ = fs::remove_dir_all(&tmp);
+        fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+        let db_path = dir.join("blocks.sqlite");
+        let dberr = |source| CacheError::Db {
+            path: db_path.clone(),
+            source,
+        };
+        let db = Connection::open(&db_path).map_err(dberr)?;
+        db.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
+             CREATE TABLE IF NOT EXISTS blocks (
+                 blob TEXT NOT NULL, idx INTEGER NOT NULL, len INTEGER NOT NULL,
+                 crc INTEGER NOT NULL, tick INTEGER NOT NULL,
+                 PRIMARY KEY (blob, idx)) WITHOUT ROWID;",
+        )
+        .map_err(dberr)?;
+        let mut lru = LruCache::unbounded();
+        let mut used = 0;
+        let mut max_tick = 0;
+        {
+            let mut q = db
+                .prepare("SELECT blob, idx, len, crc, tick FROM blocks ORDER BY tick")
+                .map_err(dberr)?;
+            let rows = q
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, i64>(4)?,
+                    ))
+                })
+                .map_err(dberr)?;
+            for row in rows {
+                let (blob, idx, len, crc, tick) = row.map_err(dberr)?;
+                let Some(blob) = BlobKey::parse(&blob) else {
+                    continue;
+                };
+                let key = BlockKey {
+                    blob,
+                    index: idx as u64,
+                };
+                lru.put(
+                    key,
+                    Meta {
+                        len: len as u64,
+                        crc: crc as u32,
+                    },
+                );
+                used += len as u64;
+                max_tick = max_tick.max(tick as u64);
+            }
+        }
+        let cache = BlockCache {
+            dir: dir.to_path_buf(),
+            limit,
+            db_path,
+            db: Mutex::new(db),
+            state: Mutex::new(State {
+                lru,
+                used,
+                pins: HashMap::new(),
+                verified: HashSet::new(),
+                touched: HashMap::new(),
+            }),
+            flights: Mutex::new(HashMap::new()),
+            tick: AtomicU64::new(max_tick + 1),
+            tmp_seq: AtomicU64::new(0),
+        };
+        if used > limit {
+            let mut st = cache.lock_state();
+            let evicted = cache.evict_until(&mut st, 0)?;
+            drop(st);
+            cache.forget_rows(&evicted)?;
+        }
+        Ok(cache)
+    }
+
+    /// The configured limit in bytes.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// Bytes held by present blocks and reservations.
+    pub fn used(&self) -> u64 {
+        self.lock_state().used
+    }
+
+    /// Whether the block is present (without touching it).
+    pub fn contains(&self, key: BlockKey) -> bool {
+        self.lock_state().lru.contains(&key)
+    }
+
+    fn lock_state(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    fn block_path(&self, key: BlockKey) -> PathBuf {
+        self.dir
+            .join("blocks")
+            .join(key.blob.to_string())
+            .join(key.index.to_string())
+    }
+
+    fn db_err(&self, source: rusqlite::Error) -> CacheError {
+        CacheError::Db {
+            path: self.db_path.clone(),
+            source,
+        }
+    }
+
+    /// The block, pinned; fetched with `fetch` (once, however many callers wait) when absent or
+    /// when its stored bytes fail their check. `fetch` returns the block's bytes and may store
+    /// other blocks with [`BlockCache::insert`] on the way.
+    pub fn ensure(
+        &self,
+        key: BlockKey,
+        fetch: &dyn Fn() -> Result<Vec<u8>, String>,
+    ) -> Result<Pinned<'_>, CacheError> {
+        // Bounded: each round either returns, or follows a flight that stored or failed.
+        for _ in 0..3 {
+            if let Some(p) = self.pin_present(key)? {
+                return Ok(p);
+            }
+            let (flight, leader) = {
+                let mut fl = lock(&self.flights);
+                match fl.get(&key) {
+                    Some(f) => (f.clone(), false),
+                    None => {
+                        let f = Arc::new(Flight::default());
+                        fl.insert(key, f.clone());
+                        (f, true)
+                    }
+                }
+            };
+            if leader {
+                // Another leader may have stored it between our check and our flight.
+                let result = match self.pin_present(key) {
+                    Ok(Some(p)) => {
+                        self.finish_flight(key, &flight, Ok(()));
+                        return Ok(p);
+                    }
+                    Ok(None) => {
+                        fetch().and_then(|data| self.insert(key, &data).map_err(|e| e.to_string()))
+                    }
+                    Err(e) => Err(e.to_string()),
+                };
+                self.finish_flight(key, &flight, result.clone());
+                result.map_err(CacheError::Fetch)?;
+            } else {
+                let mut done = lock(&flight.done);
+                while done.is_none() {
+                    done = flight.cv.wait(done).unwrap_or_else(|p| p.into_inner());
+                }
+                if let Some(Err(e)) = done.as_ref() {
+                    return Err(CacheError::Fetch(e.clone()));
+                }
+            }
+        }
+        Err(CacheError::Fetch(format!(
+            "block {} of blob {} was evicted as soon as it was fetched; raise --cache-size",
+            key.index, key.blob
+        )))
+    }
+
+    fn finish_flight(&self, key: BlockKey, flight: &Flight, result: Result<(), String>) {
+        lock(&self.flights).remove(&key);
+        *lock(&flight.done) = Some(result);
+        flight.cv.notify_all();
+    }
+
+    /// Pin the block if it is present and sound; a block that fails its check is removed.
+    fn pin_present(&self, key: BlockKey) -> Result<Option<Pinned<'_>>, CacheError> {
+        let meta = {
+            let mut st = self.lock_state();
+            let Some(meta) = st.lru.get(&key).copied() else {
+                return Ok(None);
+            };
+            *st.pins.entry(key).or_default() += 1;
+            st.touched
+                .insert(key, self.tick.fetch_add(1, Ordering::Relaxed));
+            if st.verified.contains(&key) {
+                return Ok(Some(Pinned {
+                    cache: self,
+                    key,
+                    len: meta.len,
+                }));
+            }
+            meta
+        };
+        let pinned = Pinned {
+            cache: self,
+            key,
+            len: meta.len,
+        };
+        let sound = fs::read(self.block_path(key))
+            .map(|b| b.len() as u64 == meta.len && crc32fast::hash(&b) == meta.crc)
+            .unwrap_or(false);
+        if sound {
+            self.lock_state().verified.insert(key);
+            return Ok(Some(pinned));
+        }
+        tracing::warn!(
+            blob = %key.blob,
+            block = key.index,
+            "cached block is missing or damaged; fetching it again"
+        );
+        drop(pinned);
+        self.remove(key)?;
+        Ok(None)
+    }
+
+    /// Store a block (replacing nothing: a present block is left as it is).
+    pub fn insert(&self, key: BlockKey, data: &[u8]) -> Result<(), CacheError> {
+        let len = data.len() as u64;
+        let evicted = {
+            let mut st = self.lock_state();
+            if st.lru.contains(&key) {
+                return Ok(());
+            }
+            let evicted = self.evict_until(&mut st, len)?;
+            st.used += len;
+            evicted
+        };
+        let result = self.write_block(key, data);
+        let mut st = self.lock_state();
+        match result {
+            Ok(crc) => {
+                st.lru.put(key, Meta { len, crc });
+                st.verified.insert(key);
+                st.touched
+                    .insert(key, self.tick.fetch_add(1, Ordering::Relaxed));
+                let touched: Vec<_> = st.touched.drain().collect();
+                drop(st);
+                self.forget_rows(&evicted)?;
+                self.flush_ticks(&touched)
+            }
+            Err(e) => {
+                st.used -= len;
+                drop(st);
+                self.forget_rows(&evicted)?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Evict unpinned blocks, least recently used first, until `need` more bytes fit. Returns
+    /// the evicted keys, whose rows the caller removes once the state lock is released.
+    fn evict_until(&self, st: &mut State, need: u64) -> Result<Vec<BlockKey>, CacheError> {
+        let mut evicted = Vec::new();
+        while st.used + need > self.limit {
+            let victim = st
+                .lru
+                .iter()
+                .rev()
+                .find(|(k, _)| !st.pins.contains_key(k))
+                .map(|(k, m)| (*k, *m));
+            let Some((k, m)) = victim else {
+                let pinned = st.used;
+                return Err(CacheError::Full {
+                    limit: self.limit,
+                    need,
+                    pinned,
+                });
+            };
+            st.lru.pop(&k);
+            st.verified.remove(&k);
+            st.touched.remove(&k);
+            st.used -= m.len;
+            let _ = fs::remove_file(self.block_path(k));
+            evicted.push(k);
+        }
+        Ok(evicted)
+    }
+
+    fn write_block(&self, key: BlockKey, data: &[u8]) -> Result<u32, CacheError> {
+        let crc = crc32fast::hash(data);
+        let tmp = self.dir.join("tmp").join(format!(
+            "{}-{}-{}",
+            key.blob,
+            key.index,
+            self.tmp_seq.fetch_add(1, Ordering::Relaxed)
+        ));
+        let dst = self.block_path(key);
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| CacheError::Io { path, source }
+        };
+        fs::write(&tmp, data).map_err(io(&tmp))?;
+        lock(&self.db)
+            .execute(
+                "INSERT OR REPLACE INTO blocks (blob, idx, len, crc, tick) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    key.blob.to_string(),
+                    key.index as i64,
+                    data.len() as i64,
+                    crc as i64,
+                    self.tick.load(Ordering::Relaxed) as i64
+                ],
+            )
+            .map_err(|e| self.db_err(e))?;
+        if let Some(parent) = dst.parent() {
+            fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        fs::rename(&tmp, &dst).map_err(io(&dst))?;
+        Ok(crc)
+    }
+
+    /// Drop a block (its bytes failed a check above the cache, e.g. a member CRC).
+    pub fn remove(&self, key: BlockKey) -> Result<(), CacheError> {
+        {
+            let mut st = self.lock_state();
+            if let Some(m) = st.lru.pop(&key) {
+                st.used -= m.len;
+            }
+            st.verified.remove(&key);
+            st.touched.remove(&key);
+        }
+        let _ = fs::remove_file(self.block_path(key));
+        self.forget_rows(&[key])
+    }
+
+    fn forget_rows(&self, keys: &[BlockKey]) -> Result<(), CacheError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut db = lock(&self.db);
+        let tx = db.transaction().map_err(|e| self.db_err(e))?;
+        for k in keys {
+            tx.execute(
+                "DELETE FROM blocks WHERE blob = ?1 AND idx = ?2",
+                params![k.blob.to_string(), k.index as i64],
+            )
+            .map_err(|e| self.db_err(e))?;
+        }
+        tx.commit().map_err(|e| self.db_err(e))
+    }
+
+    fn flush_ticks(&self, touched: &[(BlockKey, u64)]) -> Result<(), CacheError> {
+        if touched.is_empty() {
+            return Ok(());
+        }
+        let mut db = lock(&self.db);
+        let tx = db.transaction().map_err(|e| self.db_err(e))?;
+        for (k, tick) in touched {
+            tx.execute(
+                "UPDATE blocks SET tick = ?3 WHERE blob = ?1 AND idx = ?2",
+                params![k.blob.to_string(), k.index as i64, *tick as i64],
+            )
+            .map_err(|e| self.db_err(e))?;
+        }
+        tx.commit().map_err(|e| self.db_err(e))
+    }
+
+    /// Write the use order of blocks read since the last write (done at unmount, and with every
+    /// new block).
+    pub fn flush(&self) -> Result<(), CacheError> {
+        let touched: Vec<_> = self.lock_state().touched.drain().collect();
+        self.flush_ticks(&touched)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    fn key(i: u64) -> BlockKey {
+        BlockKey {
+            blob: BlobKey::derive("http://x/a.zip", 100, "e"),
+            index: i,
+        }
+    }
+
+    #[test]
+    fn limit_is_hard_and_eviction_is_lru_but_spares_pinned_blocks() {
+        let d = tempfile::tempdir().unwrap();
+        let c = BlockCache::open(d.path(), 300).unwrap();
+        let f = |i: u64| move || Ok(vec![i as u8; 100]);
+        let p0 = c.ensure(key(0), &f(0)).unwrap();
+        drop(c.ensure(key(1), &f(1)).unwrap());
+        drop(c.ensure(key(2), &f(2)).unwrap());
+        assert_eq!(c.used(), 300);
+        // Block 0 is the least recently used but pinned: block 1 goes instead.
+        drop(c.ensure(key(3), &f(3)).unwrap());
+        assert!(c.contains(key(0)) && !c.contains(key(1)));
+        assert_eq!(c.used(), 300);
+        assert_eq!(p0.read(10, 5).unwrap(), vec![0u8; 5]);
+        // Everything pinned: no room, and the limit holds.
+        let _p = [
+            c.ensure(key(2), &f(2)).unwrap(),
+            c.ensure(key(3), &f(3)).unwrap(),
+        ];
+        let e = c.ensure(key(4), &f(4)).unwrap_err().to_string();
+        assert!(
+            e.contains("cache full") && e.contains("--cache-size"),
+            "{e}"
+        );
+        assert_eq!(c.used(), 300);
+    }
+
+    #[test]
+    fn single_flight_fetches_once_for_many_readers() {
+        let d = tempfile::tempdir().unwrap();
+        let c = BlockCache::open(d.path(), 1 << 20).unwrap();
+        let calls = AtomicUsize::new(0);
+        let fetch = || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            Ok(vec![9u8; 1000])
+        };
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    let p = c.ensure(key(0), &fetch).unwrap();
+                    assert_eq!(p.read(999, 1).unwrap(), vec![9]);
+                });
+            }
+        });
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn survives_restart_and_refetches_a_damaged_block() {
+        let d = tempfile::tempdir().unwrap();
+        {
+            let c = BlockCache::open(d.path(), 1000).unwrap();
+            drop(c.ensure(key(0), &|| Ok(vec![1u8; 100])).unwrap());
+            drop(c.ensure(key(1), &|| Ok(vec![2u8; 100])).unwrap());
+            c.flush().unwrap();
+        }
+        let never = || -> Result<Vec<u8>, String> { Err("must not fetch".into()) };
+        let c = BlockCache::open(d.path(), 1000).unwrap();
+        assert_eq!(c.used(), 200);
+        assert_eq!(
+            c.ensure(key(0), &never).unwrap().read(0, 2).unwrap(),
+            vec![1, 1]
+        );
+        // Damage block 1 on disk: it is detected and fetched again.
+        let path = c.block_path(key(1));
+        fs::write(&path, vec![3u8; 100]).unwrap();
+        let c = BlockCache::open(d.path(), 1000).unwrap();
+        let p = c.ensure(key(1), &|| Ok(vec![2u8; 100])).unwrap();
+        assert_eq!(p.read(0, 1).unwrap(), vec![2]);
+        // A lowered limit evicts at open.
+        drop(p);
+        let c = BlockCache::open(d.path(), 150).unwrap();
+        assert!(c.used() <= 150);
+    }
+
+    #[test]
+    fn a_failed_fetch_is_reported_to_every_waiter_and_not_cached() {
+        let d = tempfile::tempdir().unwrap();
+        let c = BlockCache::open(d.path(), 1000).unwrap();
+        let e = c.ensure(key(0), &|| Err("HTTP 503".into())).unwrap_err();
+        assert!(e.to_string().contains("503"));
+        assert!(!c.contains(key(0)));
+        assert_eq!(c.used(), 0);
+    }
+}

@@ -1,0 +1,296 @@
+//! Settings: the config file, byte sizes, and mirror rules.
+//!
+//! `Settings` is the validated result of flags + config file + defaults; nothing below the CLI
+//! sees clap or TOML. Precedence: a flag beats the config file, which beats the default.
+//! Mirror rules rewrite every URL the daemon requests (catalog URLs and URLs found in upstream
+//! answers, such as redirects): the first rule whose `from` is a prefix of the URL wins.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Default block size: large enough that a 1 GB archive costs about 256 requests (hosts such as
+/// Zenodo allow 60 a minute), small enough that one cold image read waits for little extra.
+pub const DEFAULT_BLOCK_SIZE: u64 = 4 << 20;
+
+/// Default number of FUSE worker threads: enough that a DataLoader with 8-16 workers reading cold
+/// files never queues behind another worker's download.
+pub const DEFAULT_THREADS: usize = 16;
+
+/// The fraction of the cache filesystem's free space used when no `--cache-size` is given.
+pub const DEFAULT_CACHE_FRACTION: f64 = 0.25;
+
+/// Validated daemon settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where the cache (index, blocks) lives.
+    pub cache_dir: PathBuf,
+    /// Hard limit on the bytes of cached blocks.
+    pub cache_size: u64,
+    /// Size of the aligned blocks fetched from upstream and cached.
+    pub block_size: u64,
+    /// URL rewrite rules.
+    pub mirrors: Mirrors,
+    /// FUSE worker threads.
+    pub threads: usize,
+    /// Let users other than the one who mounted read the tree.
+    pub allow_other: bool,
+}
+
+/// A config file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Unreadable file.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The path given.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not TOML, or unknown keys.
+    #[error("config file {path} is malformed: {message}")]
+    Syntax {
+        /// The path given.
+        path: String,
+        /// The parser's message with line and column.
+        message: String,
+    },
+    /// A value out of range.
+    #[error("{place}: {message}")]
+    Invalid {
+        /// The file and key, or the flag.
+        place: String,
+        /// What is wrong and what is allowed.
+        message: String,
+    },
+}
+
+/// The config file as written (`config/medimg.toml` documents every key).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// `[cache]`
+    #[serde(default)]
+    pub cache: CacheSection,
+    /// `[fuse]`
+    #[serde(default)]
+    pub fuse: FuseSection,
+    /// `[[mirror]]`
+    #[serde(default)]
+    pub mirror: Vec<MirrorRule>,
+}
+
+/// `[cache]` of the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSection {
+    /// Cache directory.
+    pub dir: Option<PathBuf>,
+    /// Cache size limit, e.g. "50GiB".
+    pub size: Option<String>,
+    /// Block size, e.g. "4MiB".
+    pub block_size: Option<String>,
+}
+
+/// `[fuse]` of the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FuseSection {
+    /// Worker threads.
+    pub threads: Option<usize>,
+    /// Same as `--allow-other`.
+    pub allow_other: Option<bool>,
+}
+
+/// One `[[mirror]]` rule.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MirrorRule {
+    /// URL prefix to replace.
+    pub from: String,
+    /// What replaces it.
+    pub to: String,
+}
+
+/// Ordered mirror rules.
+#[derive(Debug, Clone, Default)]
+pub struct Mirrors {
+    rules: Vec<MirrorRule>,
+}
+
+impl Mirrors {
+    /// Rules in the order given; the first matching one wins.
+    pub fn new(rules: Vec<MirrorRule>) -> Mirrors {
+        Mirrors { rules }
+    }
+
+    /// `url` with the first matching rule applied (unchanged when none matches).
+    pub fn rewrite(&self, url: &str) -> String {
+        for r in &self.rules {
+            if let Some(rest) = url.strip_prefix(&r.from) {
+                return format!("{}{rest}", r.to);
+            }
+        }
+        url.to_string()
+    }
+}
+
+impl ConfigFile {
+    /// Read and parse a config file.
+    pub fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let cfg: ConfigFile = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
+            path: path.display().to_string(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        for (i, m) in cfg.mirror.iter().enumerate() {
+            for (key, v) in [("from", &m.from), ("to", &m.to)] {
+                if !(v.starts_with("http://") || v.starts_with("https://")) {
+                    return Err(ConfigError::Invalid {
+                        place: format!("{} mirror #{} `{key}`", path.display(), i + 1),
+                        message: format!("{v:?} is not an http(s) URL prefix"),
+                    });
+                }
+            }
+        }
+        Ok(cfg)
+    }
+}
+
+/// Parse a byte size: a number with an optional unit (`B`, `K`/`KB`/`KiB`, `M`, `G`, `T`; all
+/// powers of 1024, since cache sizes are compared with `du`), e.g. `512MiB`, `20G`, `1048576`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size; write e.g. 512MiB, 20GiB or 1048576"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        other => {
+            return Err(format!(
+                "{s:?}: unknown unit {other:?}; use B, KiB, MiB, GiB or TiB"
+            ));
+        }
+    };
+    let bytes = value * (1u64 << shift) as f64;
+    if !bytes.is_finite() || bytes < 1.0 || bytes > u64::MAX as f64 {
+        return Err(format!("{s:?} is out of range"));
+    }
+    Ok(bytes as u64)
+}
+
+/// Render a byte count for people, e.g. `4.0 MiB`.
+pub fn human_size(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// The default cache directory: `$XDG_CACHE_HOME/medimg` (usually `~/.cache/medimg`).
+pub fn default_cache_dir() -> PathBuf {
+    dirs::cache_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("medimg")
+}
+
+/// Free bytes on the filesystem holding `path` (or its nearest existing ancestor).
+pub fn free_space(path: &Path) -> std::io::Result<u64> {
+    let mut p = path.to_path_buf();
+    while !p.exists() {
+        if !p.pop() {
+            break;
+        }
+    }
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a writable statvfs.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_size("1048576").unwrap(), 1 << 20);
+        assert_eq!(parse_size("4MiB").unwrap(), 4 << 20);
+        assert_eq!(parse_size("20G").unwrap(), 20 << 30);
+        assert_eq!(parse_size("1.5 KiB").unwrap(), 1536);
+        assert!(parse_size("lots").unwrap_err().contains("not a size"));
+        assert!(
+            parse_size("5 parsecs")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
+        assert!(parse_size("0").is_err());
+    }
+
+    #[test]
+    fn first_matching_mirror_rule_wins() {
+        let m = Mirrors::new(vec![
+            MirrorRule {
+                from: "https://zenodo.org/".into(),
+                to: "http://127.0.0.1:8080/zenodo/".into(),
+            },
+            MirrorRule {
+                from: "https://".into(),
+                to: "http://127.0.0.1:9/".into(),
+            },
+        ]);
+        assert_eq!(
+            m.rewrite("https://zenodo.org/records/1/files/a.zip"),
+            "http://127.0.0.1:8080/zenodo/records/1/files/a.zip"
+        );
+        assert_eq!(m.rewrite("https://x.org/a"), "http://127.0.0.1:9/x.org/a");
+        assert_eq!(m.rewrite("http://x.org/a"), "http://x.org/a");
+    }
+
+    #[test]
+    fn config_file_rejects_unknown_keys_and_bad_mirrors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.toml");
+        std::fs::write(&p, "[cache]\nsise = \"1G\"\n").unwrap();
+        let e = ConfigFile::load(&p).unwrap_err().to_string();
+        assert!(e.contains("m.toml") && e.contains("sise"), "{e}");
+        std::fs::write(
+            &p,
+            "[[mirror]]\nfrom = \"zenodo.org\"\nto = \"http://a/\"\n",
+        )
+        .unwrap();
+        let e = ConfigFile::load(&p).unwrap_err().to_string();
+        assert!(e.contains("mirror #1 `from`"), "{e}");
+    }
+
+    #[test]
+    fn shipped_example_config_parses() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/medimg.toml");
+        let cfg = ConfigFile::load(&p).unwrap();
+        assert!(parse_size(cfg.cache.block_size.as_deref().unwrap()).is_ok());
+    }
+}

@@ -1,0 +1,285 @@
+//! The fuser adapter: the only module that imports fuser.
+//!
+//! Each kernel request calls the [`Vfs`] core, converts its types, and replies; a core error
+//! becomes its errno here, and only here, with a log line for the ones a user would need
+//! explained (EIO). Several fuser threads serve requests, so a download blocks only the thread
+//! that waits for it. Content is immutable, so the kernel is told to cache hard: long TTLs,
+//! `FOPEN_KEEP_CACHE`, readdirplus.
+
+use std::ffi::OsStr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{
+    Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    InitFlags, KernelConfig, LockOwner, MountOption, OpenFlags, ReplyAttr, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, Request,
+    SessionACL,
+};
+
+use crate::vfs::{Attr, Kind, Vfs, VfsError};
+
+/// How long the kernel may trust names and attributes: the tree changes only with a new
+/// catalog, which needs a remount anyway.
+const TTL: Duration = Duration::from_secs(24 * 3600);
+/// Entries asked from the core per readdir call; a kernel buffer holds fewer, extra are dropped.
+const READDIR_BATCH: usize = 128;
+/// Kernel requests in flight at once (default 12): DataLoader workers issue many reads at once.
+const MAX_BACKGROUND: u16 = 64;
+
+/// A mounted filesystem; dropping it unmounts.
+pub struct Mounted {
+    session: fuser::BackgroundSession,
+}
+
+impl std::fmt::Debug for Mounted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Mounted")
+    }
+}
+
+impl Mounted {
+    /// Whether the kernel side has gone (unmounted from outside with `fusermount3 -u`).
+    pub fn is_finished(&self) -> bool {
+        self.session.guard.is_finished()
+    }
+
+    /// Unmount (if still mounted) and wait for the worker threads.
+    pub fn unmount(self) -> std::io::Result<()> {
+        if self.session.guard.is_finished() {
+            return self.session.join();
+        }
+        self.session.umount_and_join()
+    }
+}
+
+/// Mount `vfs` read-only at `mountpoint` with `threads` workers.
+pub fn mount(
+    vfs: Arc<Vfs>,
+    mountpoint: &Path,
+    threads: usize,
+    allow_other: bool,
+) -> std::io::Result<Mounted> {
+    let mut config = Config::default();
+    config.mount_options = vec![
+        MountOption::RO,
+        MountOption::FSName("medimg".into()),
+        MountOption::Subtype("medimg".into()),
+        MountOption::DefaultPermissions,
+        MountOption::NoAtime,
+    ];
+    config.acl = if allow_other {
+        SessionACL::All
+    } else {
+        SessionACL::Owner
+    };
+    config.n_threads = Some(threads.max(1));
+    config.clone_fd = true;
+    let session = fuser::spawn_mount(Adapter { vfs }, mountpoint, &config)?;
+    Ok(Mounted { session })
+}
+
+struct Adapter {
+    vfs: Arc<Vfs>,
+}
+
+fn time(secs: i64) -> SystemTime {
+    if secs >= 0 {
+        UNIX_EPOCH + Duration::from_secs(secs as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
+    }
+}
+
+fn file_attr(a: &Attr) -> FileAttr {
+    let t = time(a.mtime);
+    FileAttr {
+        ino: INodeNo(a.ino),
+        size: a.size,
+        blocks: a.size.div_ceil(512),
+        atime: t,
+        mtime: t,
+        ctime: t,
+        crtime: t,
+        kind: match a.kind {
+            Kind::Dir => FileType::Directory,
+            Kind::File => FileType::RegularFile,
+        },
+        perm: a.perm,
+        nlink: a.nlink,
+        // SAFETY: getuid/getgid cannot fail.
+        uid: unsafe { libc::getuid() },
+        gid: unsafe { libc::getgid() },
+        rdev: 0,
+        blksize: 128 * 1024,
+        flags: 0,
+    }
+}
+
+fn errno(op: &str, ino: u64, e: &VfsError) -> Errno {
+    if e.is_loggable() {
+        tracing::error!("{op} (inode {ino:#x}): {e}");
+    }
+    Errno::from_i32(e.errno())
+}
+
+fn name_str(name: &OsStr) -> Option<&str> {
+    name.to_str()
+}
+
+impl Filesystem for Adapter {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        for cap in [
+            InitFlags::FUSE_DO_READDIRPLUS,
+            InitFlags::FUSE_READDIRPLUS_AUTO,
+            InitFlags::FUSE_PARALLEL_DIROPS,
+            InitFlags::FUSE_ASYNC_READ,
+            InitFlags::FUSE_MAX_PAGES,
+        ] {
+            if config.add_capabilities(cap).is_err() {
+                tracing::debug!("kernel lacks {cap:?}");
+            }
+        }
+        let _ = config.set_max_background(MAX_BACKGROUND);
+        let _ = config.set_congestion_threshold(MAX_BACKGROUND * 3 / 4);
+        let _ = config.set_max_readahead(1 << 20);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let Some(name) = name_str(name) else {
+            return reply.error(Errno::ENOENT);
+        };
+        match self.vfs.lookup(parent.0, name) {
+            Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
+            Err(e) => reply.error(errno("lookup", parent.0, &e)),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.vfs.getattr(ino.0) {
+            Ok(a) => reply.attr(&TTL, &file_attr(&a)),
+            Err(e) => reply.error(errno("getattr", ino.0, &e)),
+        }
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.vfs.open(ino.0) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
+            Err(e) => reply.error(errno("open", ino.0, &e)),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.vfs.read(ino.0, fh.0, offset, size) {
+            Ok(data) => reply.data(&data),
+            Err(e) => reply.error(errno("read", ino.0, &e)),
+        }
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.vfs.release(fh.0);
+        reply.ok();
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.vfs.getattr(ino.0) {
+            Ok(a) if a.kind == Kind::Dir => reply.opened(
+                FileHandle(0),
+                FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR,
+            ),
+            Ok(_) => reply.error(Errno::ENOTDIR),
+            Err(e) => reply.error(errno("opendir", ino.0, &e)),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        match self.vfs.readdir(ino.0, offset, READDIR_BATCH) {
+            Ok(items) => {
+                for it in items {
+                    let kind = match it.attr.kind {
+                        Kind::Dir => FileType::Directory,
+                        Kind::File => FileType::RegularFile,
+                    };
+                    if reply.add(INodeNo(it.attr.ino), it.next, kind, &it.name) {
+                        break;
+                    }
+                }
+                reply.ok();
+            }
+            Err(e) => reply.error(errno("readdir", ino.0, &e)),
+        }
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        match self.vfs.readdir(ino.0, offset, READDIR_BATCH) {
+            Ok(items) => {
+                for it in items {
+                    let full = reply.add(
+                        INodeNo(it.attr.ino),
+                        it.next,
+                        &it.name,
+                        &TTL,
+                        &file_attr(&it.attr),
+                        Generation(0),
+                    );
+                    if full {
+                        break;
+                    }
+                }
+                reply.ok();
+            }
+            Err(e) => reply.error(errno("readdirplus", ino.0, &e)),
+        }
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let (limit, used) = self.vfs.cache_usage();
+        // Report the cache as the filesystem's size: what `df` shows is what medimg may keep.
+        let bsize = 4096u64;
+        reply.statfs(
+            limit / bsize,
+            limit.saturating_sub(used) / bsize,
+            limit.saturating_sub(used) / bsize,
+            0,
+            0,
+            bsize as u32,
+            255,
+            bsize as u32,
+        );
+    }
+}

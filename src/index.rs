@@ -1,0 +1,434 @@
+//! The SQLite index: every indexed dataset's blobs and entries, in one database file.
+//!
+//! Row id of `entries` is the identity of a file or directory (the VFS builds inode numbers from
+//! it); `AUTOINCREMENT` keeps ids of a re-indexed dataset from ever naming another file. A unique
+//! `(parent, name)` index serves lookup; listing pages by id (`id > ?`), never by OFFSET.
+//! A dataset's root entry has `parent = 0` and the dataset id as name. A dataset is written in
+//! one transaction with its fingerprint, so it is either fully indexed or not at all, and a
+//! catalog change to its sources (another fingerprint) re-indexes it.
+//!
+//! Reads go through a small pool of connections (WAL lets them run beside the writer).
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::cache::BlobKey;
+
+/// One upstream object a dataset's files live in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blob {
+    /// Row id.
+    pub id: i64,
+    /// Identity of its bytes in the block cache.
+    pub key: BlobKey,
+    /// URL as in the catalog (mirror rules apply when fetching).
+    pub url: String,
+    /// Total size in bytes.
+    pub size: u64,
+    /// Strong validator to send as `If-Match`, if the host gave one.
+    pub etag: Option<String>,
+    /// Whether the host honours Range requests.
+    pub ranged: bool,
+}
+
+/// How a file's bytes are stored in its blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    /// The bytes are `[offset, offset + size)` of the blob as they are (a loose file).
+    Raw,
+    /// A ZIP member whose local header is at `offset`.
+    Zip {
+        /// ZIP compression method.
+        method: u16,
+        /// Bytes in the archive.
+        compressed_size: u64,
+        /// CRC-32 of the content.
+        crc32: u32,
+    },
+}
+
+/// Where a file's bytes come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    /// Row id of the blob.
+    pub blob: i64,
+    /// Offset in the blob (see [`Storage`]).
+    pub offset: u64,
+    /// How they are stored.
+    pub storage: Storage,
+}
+
+/// A file or directory of an indexed dataset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Row id.
+    pub id: i64,
+    /// Row id of the parent directory (0 for a dataset root).
+    pub parent: i64,
+    /// File name.
+    pub name: String,
+    /// Size of the content (0 for directories).
+    pub size: u64,
+    /// Modification time, seconds since the epoch.
+    pub mtime: i64,
+    /// `None` for a directory.
+    pub location: Option<Location>,
+    /// The dataset it belongs to.
+    pub dataset: String,
+}
+
+impl Entry {
+    /// True for directories.
+    pub fn is_dir(&self) -> bool {
+        self.location.is_none()
+    }
+}
+
+/// An entry to write, named by its position in a flat list (parents come first).
+#[derive(Debug, Clone)]
+pub struct NewEntry {
+    /// Index in the list of the parent directory, `None` for a child of the dataset root.
+    pub parent: Option<usize>,
+    /// File name.
+    pub name: String,
+    /// Content size.
+    pub size: u64,
+    /// Modification time.
+    pub mtime: i64,
+    /// `None` for a directory; `Location::blob` is an index into the blob list.
+    pub location: Option<Location>,
+}
+
+/// Why the index failed.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "index {path}: {source}; if the file is damaged, remove it and medimg re-indexes what it needs"
+)]
+pub struct IndexError {
+    path: PathBuf,
+    #[source]
+    source: rusqlite::Error,
+}
+
+/// The index database.
+pub struct Index {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index").field("path", &self.path).finish()
+    }
+}
+
+const SCHEMA: &str = "
+PRAGMA journal_mode=WAL;
+CREATE TABLE IF NOT EXISTS datasets (
+    id TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, root INTEGER NOT NULL, indexed_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS blobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, dataset TEXT NOT NULL, key TEXT NOT NULL, url TEXT NOT NULL,
+    size INTEGER NOT NULL, etag TEXT, ranged INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS entries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, dataset TEXT NOT NULL, parent INTEGER NOT NULL,
+    name TEXT NOT NULL, size INTEGER NOT NULL, mtime INTEGER NOT NULL,
+    blob INTEGER, offset INTEGER, method INTEGER, csize INTEGER, crc INTEGER);
+CREATE UNIQUE INDEX IF NOT EXISTS entries_by_name ON entries (parent, name);
+CREATE INDEX IF NOT EXISTS entries_by_dataset ON entries (dataset);
+";
+
+/// Readers kept open; more are opened under load and closed again.
+const POOLED_READERS: usize = 8;
+
+const ENTRY_COLUMNS: &str =
+    "id, parent, name, size, mtime, blob, offset, method, csize, crc, dataset";
+
+fn entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
+    let blob: Option<i64> = r.get(5)?;
+    let location = match blob {
+        None => None,
+        Some(blob) => {
+            let method: Option<i64> = r.get(7)?;
+            let storage = match method {
+                None => Storage::Raw,
+                Some(m) => Storage::Zip {
+                    method: m as u16,
+                    compressed_size: r.get::<_, i64>(8)? as u64,
+                    crc32: r.get::<_, i64>(9)? as u32,
+                },
+            };
+            Some(Location {
+                blob,
+                offset: r.get::<_, i64>(6)? as u64,
+                storage,
+            })
+        }
+    };
+    Ok(Entry {
+        id: r.get(0)?,
+        parent: r.get(1)?,
+        name: r.get(2)?,
+        size: r.get::<_, i64>(3)? as u64,
+        mtime: r.get(4)?,
+        location,
+        dataset: r.get(10)?,
+    })
+}
+
+impl Index {
+    /// Open (or create) the index at `path`.
+    pub fn open(path: &Path) -> Result<Index, IndexError> {
+        let err = |source| IndexError {
+            path: path.to_path_buf(),
+            source,
+        };
+        let writer = Connection::open(path).map_err(err)?;
+        writer.execute_batch(SCHEMA).map_err(err)?;
+        Ok(Index {
+            path: path.to_path_buf(),
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn err(&self, source: rusqlite::Error) -> IndexError {
+        IndexError {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, IndexError> {
+        let conn = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match conn {
+            Some(c) => c,
+            None => Connection::open_with_flags(
+                &self.path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(|e| self.err(e))?,
+        };
+        let out = f(&conn).map_err(|e| self.err(e));
+        let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < POOLED_READERS {
+            pool.push(conn);
+        }
+        out
+    }
+
+    /// The root entry id of `dataset` if it is indexed with this fingerprint.
+    pub fn dataset_root(
+        &self,
+        dataset: &str,
+        fingerprint: &str,
+    ) -> Result<Option<i64>, IndexError> {
+        self.read(|c| {
+            c.prepare_cached("SELECT root FROM datasets WHERE id = ?1 AND fingerprint = ?2")?
+                .query_row(params![dataset, fingerprint], |r| r.get(0))
+                .optional()
+        })
+    }
+
+    /// The entry with this id.
+    pub fn entry(&self, id: i64) -> Result<Option<Entry>, IndexError> {
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {ENTRY_COLUMNS} FROM entries WHERE id = ?1"
+            ))?
+            .query_row([id], entry_from_row)
+            .optional()
+        })
+    }
+
+    /// The child of `parent` called `name`.
+    pub fn lookup(&self, parent: i64, name: &str) -> Result<Option<Entry>, IndexError> {
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {ENTRY_COLUMNS} FROM entries WHERE parent = ?1 AND name = ?2"
+            ))?
+            .query_row(params![parent, name], entry_from_row)
+            .optional()
+        })
+    }
+
+    /// Up to `limit` children of `parent` with ids above `after`, in id order.
+    pub fn children(
+        &self,
+        parent: i64,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<Entry>, IndexError> {
+        self.read(|c| {
+            let mut q = c.prepare_cached(&format!(
+                "SELECT {ENTRY_COLUMNS} FROM entries WHERE parent = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
+            ))?;
+            let rows = q.query_map(params![parent, after, limit as i64], entry_from_row)?;
+            rows.collect()
+        })
+    }
+
+    /// The blob with this id.
+    pub fn blob(&self, id: i64) -> Result<Option<Blob>, IndexError> {
+        self.read(|c| {
+            c.prepare_cached("SELECT id, key, url, size, etag, ranged FROM blobs WHERE id = ?1")?
+                .query_row([id], |r| {
+                    let key: String = r.get(1)?;
+                    Ok(Blob {
+                        id: r.get(0)?,
+                        key: BlobKey::parse(&key).unwrap_or(BlobKey(0)),
+                        url: r.get(2)?,
+                        size: r.get::<_, i64>(3)? as u64,
+                        etag: r.get(4)?,
+                        ranged: r.get::<_, i64>(5)? != 0,
+                    })
+                })
+                .optional()
+        })
+    }
+
+    /// Replace whatever is indexed for `dataset` with these blobs and entries, atomically.
+    /// Returns the new root entry id.
+    pub fn put_dataset(
+        &self,
+        dataset: &str,
+        fingerprint: &str,
+        root_mtime: i64,
+        blobs: &[Blob],
+        entries: &[NewEntry],
+    ) -> Result<i64, IndexError> {
+        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = w.transaction().map_err(|e| self.err(e))?;
+        let root = (|| {
+            tx.execute("DELETE FROM entries WHERE dataset = ?1", [dataset])?;
+            tx.execute("DELETE FROM blobs WHERE dataset = ?1", [dataset])?;
+            tx.execute("DELETE FROM datasets WHERE id = ?1", [dataset])?;
+            let mut blob_ids = Vec::with_capacity(blobs.len());
+            for b in blobs {
+                tx.execute(
+                    "INSERT INTO blobs (dataset, key, url, size, etag, ranged) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![dataset, b.key.to_string(), b.url, b.size as i64, b.etag, b.ranged as i64],
+                )?;
+                blob_ids.push(tx.last_insert_rowid());
+            }
+            tx.execute(
+                "INSERT INTO entries (dataset, parent, name, size, mtime) VALUES (?1, 0, ?1, 0, ?2)",
+                params![dataset, root_mtime],
+            )?;
+            let root = tx.last_insert_rowid();
+            let mut ids = Vec::with_capacity(entries.len());
+            {
+                let mut ins = tx.prepare_cached(
+                    "INSERT INTO entries (dataset, parent, name, size, mtime, blob, offset, method, csize, crc)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                )?;
+                for e in entries {
+                    let parent = e.parent.map_or(root, |i| ids[i]);
+                    let (blob, offset, method, csize, crc) = match e.location {
+                        None => (None, None, None, None, None),
+                        Some(l) => {
+                            let (m, cs, crc) = match l.storage {
+                                Storage::Raw => (None, None, None),
+                                Storage::Zip {
+                                    method,
+                                    compressed_size,
+                                    crc32,
+                                } => (
+                                    Some(method as i64),
+                                    Some(compressed_size as i64),
+                                    Some(crc32 as i64),
+                                ),
+                            };
+                            (Some(blob_ids[l.blob as usize]), Some(l.offset as i64), m, cs, crc)
+                        }
+                    };
+                    ins.execute(params![
+                        dataset, parent, e.name, e.size as i64, e.mtime, blob, offset, method, csize, crc
+                    ])?;
+                    ids.push(tx.last_insert_rowid());
+                }
+            }
+            tx.execute(
+                "INSERT INTO datasets (id, fingerprint, root, indexed_at) VALUES (?1, ?2, ?3, ?4)",
+                params![dataset, fingerprint, root, root_mtime],
+            )?;
+            Ok(root)
+        })()
+        .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(root)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dataset_roundtrip_lookup_paging_and_reindex() {
+        let d = tempfile::tempdir().unwrap();
+        let ix = Index::open(&d.path().join("index.sqlite")).unwrap();
+        let blob = Blob {
+            id: 0,
+            key: BlobKey(42),
+            url: "http://h/a.zip".into(),
+            size: 1000,
+            etag: Some("\"x\"".into()),
+            ranged: true,
+        };
+        let file = |parent, name: &str| NewEntry {
+            parent,
+            name: name.into(),
+            size: 5,
+            mtime: 7,
+            location: Some(Location {
+                blob: 0,
+                offset: 100,
+                storage: Storage::Zip {
+                    method: 8,
+                    compressed_size: 3,
+                    crc32: 99,
+                },
+            }),
+        };
+        let dir = NewEntry {
+            parent: None,
+            name: "train".into(),
+            size: 0,
+            mtime: 7,
+            location: None,
+        };
+        let mut entries = vec![dir];
+        for i in 0..10 {
+            entries.push(file(Some(0), &format!("{i}.png")));
+        }
+        let root = ix
+            .put_dataset("ds", "fp1", 1, std::slice::from_ref(&blob), &entries)
+            .unwrap();
+        assert_eq!(ix.dataset_root("ds", "fp1").unwrap(), Some(root));
+        assert_eq!(ix.dataset_root("ds", "fp2").unwrap(), None);
+        let train = ix.lookup(root, "train").unwrap().unwrap();
+        assert!(train.is_dir());
+        let f = ix.lookup(train.id, "3.png").unwrap().unwrap();
+        let loc = f.location.unwrap();
+        assert_eq!(ix.blob(loc.blob).unwrap().unwrap().key, BlobKey(42));
+        let page1 = ix.children(train.id, 0, 4).unwrap();
+        let page2 = ix.children(train.id, page1[3].id, 100).unwrap();
+        assert_eq!(page1.len() + page2.len(), 10);
+        // Re-index: old ids vanish and are never reused.
+        let root2 = ix
+            .put_dataset("ds", "fp2", 1, &[blob], &entries[..1])
+            .unwrap();
+        assert!(ix.entry(f.id).unwrap().is_none());
+        assert!(root2 > f.id);
+        assert_eq!(
+            ix.children(ix.lookup(root2, "train").unwrap().unwrap().id, 0, 100)
+                .unwrap()
+                .len(),
+            0
+        );
+    }
+}

@@ -1,0 +1,25 @@
+//! medimg: a read-only FUSE mount of public medical image datasets, fetched lazily from their
+//! upstream hosts and cached on local disk.
+//!
+//! Layers, each importing only those below it:
+//! - [`cli`] turns flags and the config file into [`config::Settings`];
+//! - [`fuse`] (the only module that sees fuser) adapts kernel requests to [`vfs`];
+//! - [`vfs`] is the filesystem core: the tree, indexing, member decoding and checks;
+//! - [`fetch`] reads byte ranges of blobs through [`cache`] from a [`source::Upstream`];
+//! - [`index`] (SQLite) and [`archive`] (pure parsers) hold and produce the metadata;
+//! - [`catalog`] is the validated list of datasets, [`render`] the text made from it.
+
+#![warn(missing_docs, rust_2018_idioms)]
+
+pub mod archive;
+pub mod cache;
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod fetch;
+pub mod fuse;
+pub mod index;
+pub mod render;
+pub mod source;
+pub mod time;
+pub mod vfs;

@@ -1,0 +1,163 @@
+//! The `medimg` binary: parse flags, build the layers, run the subcommand.
+
+use std::os::fd::AsRawFd;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use medimg::cache::BlockCache;
+use medimg::cli::{self, CatalogArgs, Cli, Command, MountArgs};
+use medimg::config::human_size;
+use medimg::fetch::Fetcher;
+use medimg::index::Index;
+use medimg::render;
+use medimg::source::http::HttpUpstream;
+use medimg::vfs::Vfs;
+
+fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MEDIMG_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Mount(a) => run_mount(&a),
+        Command::Catalog(a) => run_catalog(&a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("medimg: error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+type Error = Box<dyn std::error::Error>;
+
+fn run_catalog(a: &CatalogArgs) -> Result<(), Error> {
+    let catalog = cli::load_catalog(a.catalog.as_deref())?;
+    let modality = a.modality.as_deref().map(cli::modality).transpose()?;
+    let organ = a.organ.as_deref().map(cli::organ).transpose()?;
+    let chosen: Vec<_> = catalog
+        .datasets
+        .iter()
+        .filter(|d| modality.is_none_or(|m| d.modality.iter().any(|x| x == m)))
+        .filter(|d| organ.is_none_or(|o| d.organ.iter().any(|x| x == o)))
+        .collect();
+    if a.json {
+        let rows: Vec<serde_json::Value> = chosen
+            .iter()
+            .map(|d| {
+                let mut v = serde_json::to_value(d).unwrap_or_default();
+                v["status"] = render::status(d).into();
+                v["path"] = format!("datasets/{}", d.id).into();
+                v
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    let w = chosen.iter().map(|d| d.id.len()).max().unwrap_or(2).max(2);
+    println!(
+        "{:w$}  {:12}  {:16}  {:12}  STATUS",
+        "ID", "MODALITY", "ORGAN", "ACCESS"
+    );
+    for d in &chosen {
+        println!(
+            "{:w$}  {:12}  {:16}  {:12}  {}",
+            d.id,
+            d.modality.join(","),
+            d.organ.join(","),
+            d.access.as_str(),
+            render::status(d)
+        );
+    }
+    eprintln!("{} of {} datasets", chosen.len(), catalog.datasets.len());
+    Ok(())
+}
+
+/// Hold an exclusive lock on the cache directory for the daemon's lifetime: two daemons evicting
+/// each other's blocks would break the size limit.
+fn lock_cache_dir(dir: &std::path::Path) -> Result<std::fs::File, Error> {
+    let path = dir.join("lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    // SAFETY: flock on a file descriptor we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(format!(
+            "cache directory {} is in use by another medimg daemon; use its mount, or give this one --cache-dir",
+            dir.display()
+        )
+        .into());
+    }
+    Ok(f)
+}
+
+fn run_mount(a: &MountArgs) -> Result<(), Error> {
+    let mountpoint = cli::check_mountpoint(&a.mountpoint)?;
+    let catalog = cli::load_catalog(a.catalog.as_deref())?;
+    let settings = cli::settings(a)?;
+    std::fs::create_dir_all(&settings.cache_dir).map_err(|e| {
+        format!(
+            "cannot create cache directory {}: {e}",
+            settings.cache_dir.display()
+        )
+    })?;
+    let _lock = lock_cache_dir(&settings.cache_dir)?;
+    let cache = Arc::new(BlockCache::open(&settings.cache_dir, settings.cache_size)?);
+    let index = Index::open(&settings.cache_dir.join("index.sqlite"))?;
+    let upstream = Arc::new(HttpUpstream::new(settings.mirrors.clone())?);
+    let fetcher = Fetcher::new(upstream, cache.clone(), settings.block_size);
+    let n = catalog.datasets.len();
+    let vfs = Arc::new(Vfs::new(catalog, index, fetcher));
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])?;
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            let _ = tx.send(sig);
+        }
+    });
+
+    let mounted = medimg::fuse::mount(vfs, &mountpoint, settings.threads, settings.allow_other)
+        .map_err(|e| {
+            format!(
+                "cannot mount at {}: {e} (is /dev/fuse present and fuse3's fusermount3 installed?)",
+                mountpoint.display()
+            )
+        })?;
+    tracing::info!(
+        "mounted {n} datasets at {} (cache {}, limit {}, blocks of {}); Ctrl-C or `fusermount3 -u` unmounts",
+        mountpoint.display(),
+        settings.cache_dir.display(),
+        human_size(settings.cache_size),
+        human_size(settings.block_size)
+    );
+    loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(sig) => {
+                tracing::info!("signal {sig}: unmounting {}", mountpoint.display());
+                break;
+            }
+            Err(_) if mounted.is_finished() => {
+                tracing::info!("{} was unmounted", mountpoint.display());
+                break;
+            }
+            Err(_) => {}
+        }
+    }
+    mounted.unmount()?;
+    cache.flush()?;
+    Ok(())
+}

@@ -1,0 +1,183 @@
+//! Upstream access: one trait, one real implementation over HTTP, an in-memory mock and a
+//! fault-injecting wrapper.
+//!
+//! The trait has a single primitive, [`Upstream::fetch`]: a GET of a whole object or of a byte
+//! range, answering headers first and then a body pulled chunk by chunk. Everything above (probing, block fetches, whole
+//! downloads from hosts that ignore Range) is built on it, so the mock and the fault wrapper
+//! exercise exactly the paths the HTTP client takes. Implementations are blocking: the FUSE
+//! worker threads call them directly, and a slow download holds only its own thread.
+//!
+//! Invariants every implementation keeps:
+//! - a ranged request answered with `206` reports [`Body::Partial`] only when the server's
+//!   `Content-Range` is exactly the range asked for; any other answer is an error or `Full`;
+//! - a body whose length differs from what the headers promised is an error, never data;
+//! - an HTML page where bytes were expected is an error, never data.
+
+pub mod http;
+pub mod mock;
+
+use std::ops::Range;
+
+/// What to fetch.
+#[derive(Debug, Clone)]
+pub struct FetchRequest<'a> {
+    /// The URL as the catalog or the index has it (mirror rules apply inside the implementation).
+    pub url: &'a str,
+    /// The byte range wanted, or the whole object.
+    pub range: Option<Range<u64>>,
+    /// A strong ETag the object must still have (sent as `If-Match`).
+    pub if_match: Option<&'a str>,
+}
+
+/// What the server is sending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    /// The range asked for (`206`); `total` is the object's size from `Content-Range`.
+    Partial {
+        /// Size of the whole object.
+        total: u64,
+    },
+    /// The whole object (`200`): the server ignored the range or none was asked for.
+    Full {
+        /// `Content-Length`, when the server sent one.
+        len: Option<u64>,
+    },
+}
+
+/// Headers of a successful answer that the daemon keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// Partial or whole.
+    pub body: Body,
+    /// The validator, if the server sent one.
+    pub etag: Option<String>,
+    /// `Last-Modified` as seconds since the epoch, if sent and parsable.
+    pub last_modified: Option<i64>,
+}
+
+/// The body of an answer, pulled chunk by chunk. A body shorter or longer than its headers
+/// promised ends in an error, not in `None`.
+pub trait BodyStream {
+    /// The next piece of the body, or `None` at its end.
+    fn chunk(&mut self) -> Result<Option<Vec<u8>>, SourceError>;
+}
+
+/// A successful answer: headers, then the body.
+pub struct Response<'a> {
+    /// The headers.
+    pub reply: Reply,
+    /// The body.
+    pub body: Box<dyn BodyStream + 'a>,
+}
+
+impl Response<'_> {
+    /// The whole body, refusing more than `max` bytes.
+    pub fn read_to_vec(mut self, url: &str, max: u64) -> Result<Vec<u8>, SourceError> {
+        let mut buf = Vec::new();
+        while let Some(c) = self.body.chunk()? {
+            if buf.len() as u64 + c.len() as u64 > max {
+                return Err(SourceError::BadAnswer {
+                    url: url.to_string(),
+                    message: format!("the server sent more than the {max} bytes asked for"),
+                });
+            }
+            buf.extend_from_slice(&c);
+        }
+        Ok(buf)
+    }
+}
+
+/// Why a fetch failed. Every variant names the URL (after mirror rules).
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The host answered with an error status.
+    #[error("{url}: the server answered HTTP {status}")]
+    Status {
+        /// URL requested.
+        url: String,
+        /// HTTP status.
+        status: u16,
+    },
+    /// The object changed upstream since it was indexed (`412`, another size or validator).
+    #[error("{url}: the file changed upstream since medimg indexed it")]
+    Changed {
+        /// URL requested.
+        url: String,
+    },
+    /// The connection failed or timed out.
+    #[error("{url}: {message}")]
+    Network {
+        /// URL requested.
+        url: String,
+        /// What the client said.
+        message: String,
+    },
+    /// The answer is not the bytes asked for.
+    #[error("{url}: bad answer: {message}")]
+    BadAnswer {
+        /// URL requested.
+        url: String,
+        /// What was wrong (HTML page, wrong length, wrong Content-Range).
+        message: String,
+    },
+}
+
+impl SourceError {
+    /// True for failures worth another try (timeouts, 5xx, 429, a body cut short).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SourceError::Status { status, .. } => *status == 429 || *status >= 500,
+            SourceError::Network { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// Access to upstream objects.
+pub trait Upstream: Send + Sync {
+    /// GET `req`; see the module invariants.
+    fn fetch(&self, req: &FetchRequest<'_>) -> Result<Response<'_>, SourceError>;
+}
+
+/// Fetch exactly `range` of `url` into memory, checking the object's total size.
+pub fn fetch_range(
+    up: &dyn Upstream,
+    url: &str,
+    range: Range<u64>,
+    if_match: Option<&str>,
+    total: u64,
+) -> Result<Vec<u8>, SourceError> {
+    let want = range.end - range.start;
+    let resp = up.fetch(&FetchRequest {
+        url,
+        range: Some(range.clone()),
+        if_match,
+    })?;
+    match resp.reply.body {
+        Body::Partial { total: t } if t == total => {}
+        Body::Partial { .. } => {
+            return Err(SourceError::Changed {
+                url: url.to_string(),
+            });
+        }
+        Body::Full { .. } => {
+            return Err(SourceError::BadAnswer {
+                url: url.to_string(),
+                message: "the server stopped honouring Range requests".into(),
+            });
+        }
+    }
+    let buf = resp.read_to_vec(url, want)?;
+    if buf.len() as u64 != want {
+        return Err(SourceError::BadAnswer {
+            url: url.to_string(),
+            message: format!(
+                "asked for bytes {}-{}, got {} bytes",
+                range.start,
+                range.end - 1,
+                buf.len()
+            ),
+        });
+    }
+    Ok(buf)
+}

@@ -1,0 +1,1393 @@
+//! The filesystem core: lookup, getattr, readdir, open, read on medimg's own types. No fuser.
+//!
+//! # The tree
+//! ```text
+//! README.md, catalog.csv                 generated from the catalog
+//! datasets/<id>/...                      the dataset's own files, upstream layout
+//! modality/<Modality>/<organ>/<id>/...   the same datasets by modality, then organ
+//! organ/<organ>/<Modality>/<id>/...      and by organ, then modality
+//! ```
+//! Every place a dataset appears is an *instance* of it. Inode numbers:
+//! - `1..2^40`: the generated part (root, README.md, catalog.csv, the view directories);
+//! - `(instance << 40) | row`: a directory inside a dataset instance (`row` 0 is its root),
+//!   so a directory reached by two paths has two inodes, as the kernel requires;
+//! - `FILE_BIT | row`: a file, the same inode from every path (`st_nlink` counts the paths), so
+//!   the page cache and `du` see it once.
+//!
+//! # Invariants
+//! - Metadata never touches the network once a dataset is indexed: lookup, getattr and readdir
+//!   are answered from the in-memory tree and the SQLite index. A dataset is indexed the first
+//!   time a lookup or listing enters its directory.
+//! - No byte of a ZIP member is returned before the member's CRC-32 matched (members up to
+//!   [`INLINE_MAX`] are checked whole when first read; larger stored members are checked by one
+//!   pass over them at open). A mismatch drops the blocks it came from and fetches them once
+//!   more; a second mismatch is an error, and nothing bad stays cached.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use lru::LruCache;
+
+use crate::archive::{ArchiveError, zip};
+use crate::catalog::{Catalog, Dataset, Format, MODALITIES, ORGANS};
+use crate::fetch::{BlobBytes, FetchError, Fetcher};
+use crate::index::{Blob, Entry, Index, IndexError, Location, NewEntry, Storage};
+
+/// Members up to this size are decoded whole into memory and CRC-checked before the first byte
+/// is returned. 64 MiB covers every image format in the catalog (the largest single-frame
+/// DICOMs and PNGs are tens of MiB); larger members are volumes and slides.
+pub const INLINE_MAX: u64 = 64 << 20;
+/// Memory for decoded members shared between open files (LRU by bytes).
+const DECODED_BUDGET: u64 = 128 << 20;
+/// Bit marking a file inode.
+const FILE_BIT: u64 = 1 << 63;
+/// Shift of the instance number in a directory inode.
+const INSTANCE_SHIFT: u32 = 40;
+const ROW_MASK: u64 = (1 << INSTANCE_SHIFT) - 1;
+
+/// Kind of a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A directory.
+    Dir,
+    /// A regular file.
+    File,
+}
+
+/// Attributes of a node, in medimg's terms (the adapter converts them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attr {
+    /// Inode number.
+    pub ino: u64,
+    /// Directory or file.
+    pub kind: Kind,
+    /// Size in bytes.
+    pub size: u64,
+    /// Permission bits.
+    pub perm: u16,
+    /// Number of paths to a file (1 for directories: "unknown", which `find` understands).
+    pub nlink: u32,
+    /// Modification time, seconds since the epoch.
+    pub mtime: i64,
+}
+
+/// One entry of a directory listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirItem {
+    /// Name.
+    pub name: String,
+    /// Attributes (for readdirplus).
+    pub attr: Attr,
+    /// Cookie to continue the listing after this entry.
+    pub next: u64,
+}
+
+/// Why an operation failed. [`VfsError::errno`] is the one mapping to errno values.
+#[derive(Debug, thiserror::Error)]
+pub enum VfsError {
+    /// No such entry.
+    #[error("no such file or directory")]
+    NotFound,
+    /// A directory operation on a file.
+    #[error("not a directory")]
+    NotDir,
+    /// A file operation on a directory.
+    #[error("is a directory")]
+    IsDir,
+    /// The file handle is unknown.
+    #[error("bad file handle")]
+    BadHandle,
+    /// The dataset has no source medimg can read.
+    #[error(
+        "dataset {dataset}: cannot be read by medimg yet: {reason}; see its homepage {homepage}"
+    )]
+    Unsupported {
+        /// Dataset id.
+        dataset: String,
+        /// Why.
+        reason: String,
+        /// Where a user can get it by hand.
+        homepage: String,
+    },
+    /// Indexing a dataset failed.
+    #[error("dataset {dataset}: cannot list {url}: {source}")]
+    Listing {
+        /// Dataset id.
+        dataset: String,
+        /// The source.
+        url: String,
+        /// Why.
+        source: ArchiveError,
+    },
+    /// Fetching failed.
+    #[error("dataset {dataset}: {what}: {source}")]
+    Fetch {
+        /// Dataset id.
+        dataset: String,
+        /// What was being read.
+        what: String,
+        /// Why.
+        source: Box<FetchError>,
+    },
+    /// A member's bytes do not match its checksum, even after a fresh download.
+    #[error(
+        "dataset {dataset}: {member}: {message}; the upstream archive {url} is damaged or changed"
+    )]
+    Corrupt {
+        /// Dataset id.
+        dataset: String,
+        /// Member path.
+        member: String,
+        /// The blob's URL.
+        url: String,
+        /// What did not match.
+        message: String,
+    },
+    /// The member uses something medimg cannot decode.
+    #[error("dataset {dataset}: {member}: {message}")]
+    Unreadable {
+        /// Dataset id.
+        dataset: String,
+        /// Member path.
+        member: String,
+        /// Why.
+        message: String,
+    },
+    /// The index failed.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+}
+
+impl VfsError {
+    /// The errno a system call gets for this error.
+    pub fn errno(&self) -> i32 {
+        match self {
+            VfsError::NotFound => libc::ENOENT,
+            VfsError::NotDir => libc::ENOTDIR,
+            VfsError::IsDir => libc::EISDIR,
+            VfsError::BadHandle => libc::EBADF,
+            _ => libc::EIO,
+        }
+    }
+
+    /// Whether the failure is worth a log line (the user's tools only see an errno).
+    pub fn is_loggable(&self) -> bool {
+        self.errno() == libc::EIO
+    }
+}
+
+type Result<T> = std::result::Result<T, VfsError>;
+
+#[derive(Debug)]
+enum SynContent {
+    Dir(Vec<(String, u64)>),
+    File(Arc<Vec<u8>>),
+}
+
+#[derive(Debug)]
+struct SynNode {
+    parent: u64,
+    content: SynContent,
+}
+
+/// A place where a dataset appears.
+#[derive(Debug)]
+struct Instance {
+    dataset: usize,
+    parent: u64,
+}
+
+enum Ino {
+    Syn(usize),
+    Dir { instance: usize, row: i64 },
+    File(i64),
+}
+
+fn decode(ino: u64) -> Ino {
+    if ino & FILE_BIT != 0 {
+        Ino::File((ino & !FILE_BIT) as i64)
+    } else if ino >> INSTANCE_SHIFT == 0 {
+        Ino::Syn(ino as usize)
+    } else {
+        Ino::Dir {
+            instance: (ino >> INSTANCE_SHIFT) as usize,
+            row: (ino & ROW_MASK) as i64,
+        }
+    }
+}
+
+fn dir_ino(instance: usize, row: i64) -> u64 {
+    ((instance as u64) << INSTANCE_SHIFT) | row as u64
+}
+
+fn file_ino(row: i64) -> u64 {
+    FILE_BIT | row as u64
+}
+
+/// Decoded members by entry id, and their total bytes.
+type Decoded = (LruCache<i64, Arc<Vec<u8>>>, u64);
+
+/// A view: its top directory, the outer and inner vocabularies, and membership tests.
+type View = (
+    &'static str,
+    &'static [&'static str],
+    &'static [&'static str],
+    Has,
+    Has,
+);
+type Has = fn(&Dataset, &str) -> bool;
+
+/// An open file.
+#[derive(Debug)]
+struct Handle {
+    entry: Entry,
+    dataset: usize,
+    /// The decoded, checked content, for members up to [`INLINE_MAX`].
+    content: Mutex<Option<Arc<Vec<u8>>>>,
+}
+
+/// The filesystem core.
+pub struct Vfs {
+    catalog: Catalog,
+    index: Index,
+    fetcher: Fetcher,
+    /// Generated nodes; index 0 is unused so that inode 1 is the root.
+    syn: Vec<SynNode>,
+    /// Instances; index 0 is unused (instance 0 would collide with generated inodes).
+    instances: Vec<Instance>,
+    /// How many instances each dataset has: the `st_nlink` of its files.
+    paths_per_dataset: Vec<u32>,
+    dataset_by_id: HashMap<String, usize>,
+    roots: RwLock<HashMap<usize, i64>>,
+    indexing: Mutex<HashMap<usize, Arc<Mutex<()>>>>,
+    decoded: Mutex<Decoded>,
+    data_offsets: Mutex<HashMap<i64, u64>>,
+    verified_large: Mutex<std::collections::HashSet<i64>>,
+    handles: Mutex<HashMap<u64, Arc<Handle>>>,
+    next_fh: AtomicU64,
+    started: i64,
+}
+
+impl std::fmt::Debug for Vfs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vfs")
+            .field("datasets", &self.catalog.datasets.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+struct TreeBuilder {
+    syn: Vec<SynNode>,
+    instances: Vec<Instance>,
+}
+
+impl TreeBuilder {
+    fn add(&mut self, parent: u64, name: &str, content: SynContent) -> u64 {
+        let ino = self.syn.len() as u64;
+        self.syn.push(SynNode { parent, content });
+        if let SynContent::Dir(children) = &mut self.syn[parent as usize].content {
+            children.push((name.to_string(), ino));
+        }
+        ino
+    }
+
+    fn dir(&mut self, parent: u64, name: &str) -> u64 {
+        self.add(parent, name, SynContent::Dir(Vec::new()))
+    }
+
+    fn instance(&mut self, parent: u64, dataset: usize, id: &str) {
+        self.instances.push(Instance { dataset, parent });
+        let ino = dir_ino(self.instances.len() - 1, 0);
+        if let SynContent::Dir(children) = &mut self.syn[parent as usize].content {
+            children.push((id.to_string(), ino));
+        }
+    }
+}
+
+impl Vfs {
+    /// A filesystem over `catalog`, indexing into `index` and reading through `fetcher`.
+    pub fn new(catalog: Catalog, index: Index, fetcher: Fetcher) -> Vfs {
+        let mut t = TreeBuilder {
+            syn: Vec::new(),
+            instances: vec![Instance {
+                dataset: usize::MAX,
+                parent: 0,
+            }],
+        };
+        // Slot 0 is a placeholder so that the root is inode 1.
+        t.syn.push(SynNode {
+            parent: 0,
+            content: SynContent::Dir(Vec::new()),
+        });
+        let root = t.add(0, "", SynContent::Dir(Vec::new()));
+        if let SynContent::Dir(c) = &mut t.syn[0].content {
+            c.clear();
+        }
+        t.syn[root as usize].parent = root;
+        t.add(
+            root,
+            "README.md",
+            SynContent::File(Arc::new(crate::render::readme(&catalog).into_bytes())),
+        );
+        t.add(
+            root,
+            "catalog.csv",
+            SynContent::File(Arc::new(crate::render::catalog_csv(&catalog).into_bytes())),
+        );
+        let datasets = t.dir(root, "datasets");
+        for (i, d) in catalog.datasets.iter().enumerate() {
+            t.instance(datasets, i, &d.id);
+        }
+        let views: [View; 2] = [
+            ("modality", &MODALITIES, &ORGANS, has_modality, has_organ),
+            ("organ", &ORGANS, &MODALITIES, has_organ, has_modality),
+        ];
+        for (top_name, outer, inner, outer_has, inner_has) in views {
+            let top = t.dir(root, top_name);
+            for o in outer {
+                if !catalog.datasets.iter().any(|d| outer_has(d, o)) {
+                    continue;
+                }
+                let o_dir = t.dir(top, o);
+                for i in inner {
+                    let matching: Vec<usize> = (0..catalog.datasets.len())
+                        .filter(|&k| {
+                            outer_has(&catalog.datasets[k], o) && inner_has(&catalog.datasets[k], i)
+                        })
+                        .collect();
+                    if matching.is_empty() {
+                        continue;
+                    }
+                    let i_dir = t.dir(o_dir, i);
+                    for k in matching {
+                        t.instance(i_dir, k, &catalog.datasets[k].id);
+                    }
+                }
+            }
+        }
+        let mut paths_per_dataset = vec![0u32; catalog.datasets.len()];
+        for inst in &t.instances[1..] {
+            paths_per_dataset[inst.dataset] += 1;
+        }
+        let dataset_by_id = catalog
+            .datasets
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.id.clone(), i))
+            .collect();
+        Vfs {
+            catalog,
+            index,
+            fetcher,
+            syn: t.syn,
+            instances: t.instances,
+            paths_per_dataset,
+            dataset_by_id,
+            roots: RwLock::new(HashMap::new()),
+            indexing: Mutex::new(HashMap::new()),
+            decoded: Mutex::new((LruCache::unbounded(), 0)),
+            data_offsets: Mutex::new(HashMap::new()),
+            verified_large: Mutex::new(Default::default()),
+            handles: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            started: now(),
+        }
+    }
+
+    /// The catalog behind the tree.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The fetcher (for cache statistics).
+    pub fn fetcher(&self) -> &Fetcher {
+        &self.fetcher
+    }
+
+    fn syn_attr(&self, ino: u64) -> Option<Attr> {
+        let node = self.syn.get(ino as usize).filter(|_| ino != 0)?;
+        Some(match &node.content {
+            SynContent::Dir(_) => self.dir_attr(ino, self.started),
+            SynContent::File(bytes) => Attr {
+                ino,
+                kind: Kind::File,
+                size: bytes.len() as u64,
+                perm: 0o444,
+                nlink: 1,
+                mtime: self.started,
+            },
+        })
+    }
+
+    fn dir_attr(&self, ino: u64, mtime: i64) -> Attr {
+        Attr {
+            ino,
+            kind: Kind::Dir,
+            size: 0,
+            perm: 0o555,
+            nlink: 1,
+            mtime,
+        }
+    }
+
+    fn entry_attr(&self, instance: usize, e: &Entry) -> Attr {
+        match e.location {
+            None => self.dir_attr(dir_ino(instance, e.id), e.mtime),
+            Some(_) => Attr {
+                ino: file_ino(e.id),
+                kind: Kind::File,
+                size: e.size,
+                perm: 0o444,
+                nlink: self
+                    .dataset_of_entry(e)
+                    .map_or(1, |d| self.paths_per_dataset[d]),
+                mtime: e.mtime,
+            },
+        }
+    }
+
+    fn dataset_of_entry(&self, e: &Entry) -> Option<usize> {
+        self.dataset_by_id.get(&e.dataset).copied()
+    }
+
+    fn instance(&self, i: usize) -> Result<&Instance> {
+        self.instances
+            .get(i)
+            .filter(|_| i != 0)
+            .ok_or(VfsError::NotFound)
+    }
+
+    /// Attributes of `ino`. Never touches the network.
+    pub fn getattr(&self, ino: u64) -> Result<Attr> {
+        match decode(ino) {
+            Ino::Syn(_) => self.syn_attr(ino).ok_or(VfsError::NotFound),
+            Ino::Dir { instance, row: 0 } => {
+                self.instance(instance)?;
+                Ok(self.dir_attr(ino, self.started))
+            }
+            Ino::Dir { instance, row } => {
+                let e = self.index.entry(row)?.ok_or(VfsError::NotFound)?;
+                if !e.is_dir() {
+                    return Err(VfsError::NotFound);
+                }
+                Ok(self.entry_attr(instance, &e))
+            }
+            Ino::File(row) => {
+                let e = self.index.entry(row)?.ok_or(VfsError::NotFound)?;
+                Ok(self.entry_attr(0, &e))
+            }
+        }
+    }
+
+    /// The child `name` of directory `parent`. Indexes the dataset on first entry into it.
+    pub fn lookup(&self, parent: u64, name: &str) -> Result<Attr> {
+        match decode(parent) {
+            Ino::Syn(i) => match &self.syn.get(i).ok_or(VfsError::NotFound)?.content {
+                SynContent::Dir(children) => {
+                    let (_, ino) = children
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .ok_or(VfsError::NotFound)?;
+                    self.getattr(*ino)
+                }
+                SynContent::File(_) => Err(VfsError::NotDir),
+            },
+            Ino::Dir { instance, row } => {
+                let parent_row = self.dir_row(instance, row)?;
+                let e = self
+                    .index
+                    .lookup(parent_row, name)?
+                    .ok_or(VfsError::NotFound)?;
+                Ok(self.entry_attr(instance, &e))
+            }
+            Ino::File(_) => Err(VfsError::NotDir),
+        }
+    }
+
+    /// The index row of a directory inside an instance (row 0: the dataset root, indexed now
+    /// if it is not yet).
+    fn dir_row(&self, instance: usize, row: i64) -> Result<i64> {
+        if row != 0 {
+            return Ok(row);
+        }
+        let dataset = self.instance(instance)?.dataset;
+        self.ensure_indexed(dataset)
+    }
+
+    /// Up to `max` entries of directory `ino` after `cookie` (0 starts; `.` and `..` included).
+    pub fn readdir(&self, ino: u64, cookie: u64, max: usize) -> Result<Vec<DirItem>> {
+        let mut out = Vec::new();
+        let (self_attr, parent_ino) = match decode(ino) {
+            Ino::Syn(i) => {
+                let node = self.syn.get(i).ok_or(VfsError::NotFound)?;
+                (self.getattr(ino)?, node.parent)
+            }
+            Ino::Dir { instance, row: 0 } => (self.getattr(ino)?, self.instance(instance)?.parent),
+            Ino::Dir { instance, row } => {
+                let e = self.index.entry(row)?.ok_or(VfsError::NotFound)?;
+                let up = if self.index.entry(e.parent)?.is_some_and(|p| p.parent == 0) {
+                    dir_ino(instance, 0)
+                } else {
+                    dir_ino(instance, e.parent)
+                };
+                (self.entry_attr(instance, &e), up)
+            }
+            Ino::File(_) => return Err(VfsError::NotDir),
+        };
+        if cookie < 1 {
+            out.push(DirItem {
+                name: ".".into(),
+                attr: self_attr,
+                next: 1,
+            });
+        }
+        if cookie < 2 {
+            out.push(DirItem {
+                name: "..".into(),
+                attr: self.getattr(parent_ino).unwrap_or(self_attr),
+                next: 2,
+            });
+        }
+        match decode(ino) {
+            Ino::Syn(i) => {
+                if let SynContent::Dir(children) = &self.syn[i].content {
+                    let skip = cookie.saturating_sub(2) as usize;
+                    for (k, (name, child)) in children.iter().enumerate().skip(skip).take(max) {
+                        out.push(DirItem {
+                            name: name.clone(),
+                            attr: self.getattr(*child)?,
+                            next: k as u64 + 3,
+                        });
+                    }
+                } else {
+                    return Err(VfsError::NotDir);
+                }
+            }
+            Ino::Dir { instance, row } => {
+                let dir = self.dir_row(instance, row)?;
+                let after = cookie.saturating_sub(2) as i64;
+                for e in self.index.children(dir, after, max)? {
+                    out.push(DirItem {
+                        name: e.name.clone(),
+                        attr: self.entry_attr(instance, &e),
+                        next: e.id as u64 + 2,
+                    });
+                }
+            }
+            Ino::File(_) => unreachable!("handled above"),
+        }
+        Ok(out)
+    }
+
+    /// The root row of dataset `d`, indexing it first if needed (one indexing per dataset at a
+    /// time; concurrent callers wait for it).
+    fn ensure_indexed(&self, d: usize) -> Result<i64> {
+        if let Some(r) = self.roots.read().unwrap_or_else(|p| p.into_inner()).get(&d) {
+            return Ok(*r);
+        }
+        let ds = &self.catalog.datasets[d];
+        if let Some(reason) = ds.unsupported_reason() {
+            return Err(VfsError::Unsupported {
+                dataset: ds.id.clone(),
+                reason: reason.to_string(),
+                homepage: ds.homepage.clone(),
+            });
+        }
+        let gate = lock(&self.indexing).entry(d).or_default().clone();
+        let _g = lock(&gate);
+        if let Some(r) = self.roots.read().unwrap_or_else(|p| p.into_inner()).get(&d) {
+            return Ok(*r);
+        }
+        let fp = ds.fingerprint();
+        let root = match self.index.dataset_root(&ds.id, &fp)? {
+            Some(r) => r,
+            None => self.index_dataset(ds, &fp)?,
+        };
+        self.roots
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(d, root);
+        Ok(root)
+    }
+
+    fn index_dataset(&self, ds: &Dataset, fingerprint: &str) -> Result<i64> {
+        tracing::info!(dataset = %ds.id, "indexing (first visit)");
+        let mut blobs = Vec::new();
+        let mut tree = TreeAcc::default();
+        for src in &ds.sources {
+            let (blob, last_modified) =
+                self.fetcher
+                    .probe(&src.url)
+                    .map_err(|source| VfsError::Fetch {
+                        dataset: ds.id.clone(),
+                        what: format!("probing {}", src.url),
+                        source: Box::new(source),
+                    })?;
+            let b = blobs.len() as i64;
+            let mtime = last_modified.unwrap_or(self.started);
+            match src.format {
+                Format::File => {
+                    let name = src.file_name().unwrap_or_else(|| "download".into());
+                    tree.file(
+                        vec![name],
+                        blob.size,
+                        mtime,
+                        Location {
+                            blob: b,
+                            offset: 0,
+                            storage: Storage::Raw,
+                        },
+                    );
+                }
+                Format::Zip => {
+                    let members = zip::list(
+                        &BlobBytes {
+                            fetcher: &self.fetcher,
+                            blob: &blob,
+                        },
+                        blob.size,
+                    )
+                    .map_err(|source| VfsError::Listing {
+                        dataset: ds.id.clone(),
+                        url: src.url.clone(),
+                        source,
+                    })?;
+                    for m in members {
+                        if m.is_dir {
+                            tree.dir(&m.path, m.mtime);
+                        } else {
+                            tree.file(
+                                m.path,
+                                m.size,
+                                m.mtime,
+                                Location {
+                                    blob: b,
+                                    offset: m.header_offset,
+                                    storage: Storage::Zip {
+                                        method: m.method,
+                                        compressed_size: m.compressed_size,
+                                        crc32: m.crc32,
+                                    },
+                                },
+                            );
+                        }
+                    }
+                }
+            }
+            blobs.push(blob);
+        }
+        for w in &tree.skipped {
+            tracing::warn!(dataset = %ds.id, "{w}");
+        }
+        let files = tree.entries.iter().filter(|e| e.location.is_some()).count();
+        let root =
+            self.index
+                .put_dataset(&ds.id, fingerprint, self.started, &blobs, &tree.entries)?;
+        tracing::info!(dataset = %ds.id, files, "indexed");
+        Ok(root)
+    }
+
+    /// Open file `ino`; returns a handle for [`Vfs::read`].
+    pub fn open(&self, ino: u64) -> Result<u64> {
+        let row = match decode(ino) {
+            Ino::Syn(_) => {
+                return match self.syn_attr(ino).ok_or(VfsError::NotFound)?.kind {
+                    Kind::File => Ok(0),
+                    Kind::Dir => Err(VfsError::IsDir),
+                };
+            }
+            Ino::Dir { .. } => return Err(VfsError::IsDir),
+            Ino::File(row) => row,
+        };
+        let entry = self.index.entry(row)?.ok_or(VfsError::NotFound)?;
+        let dataset = self.dataset_of_entry(&entry).ok_or(VfsError::NotFound)?;
+        let handle = Handle {
+            entry,
+            dataset,
+            content: Mutex::new(None),
+        };
+        // Large stored members are checked once, by a pass over their bytes, before any read.
+        if matches!(
+            handle.entry.location,
+            Some(Location {
+                storage: Storage::Zip { .. },
+                ..
+            })
+        ) && handle.entry.size > INLINE_MAX
+        {
+            self.verify_large(&handle)?;
+        }
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        lock(&self.handles).insert(fh, Arc::new(handle));
+        Ok(fh)
+    }
+
+    /// Forget handle `fh`.
+    pub fn release(&self, fh: u64) {
+        lock(&self.handles).remove(&fh);
+    }
+
+    /// Up to `size` bytes of file `ino` at `offset`.
+    pub fn read(&self, ino: u64, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+        if let Ino::Syn(i) = decode(ino) {
+            return match &self.syn.get(i).ok_or(VfsError::NotFound)?.content {
+                SynContent::File(b) => Ok(slice(b, offset, size)),
+                SynContent::Dir(_) => Err(VfsError::IsDir),
+            };
+        }
+        let h = lock(&self.handles)
+            .get(&fh)
+            .cloned()
+            .ok_or(VfsError::BadHandle)?;
+        let e = &h.entry;
+        let Some(loc) = e.location else {
+            return Err(VfsError::IsDir);
+        };
+        if offset >= e.size {
+            return Ok(Vec::new());
+        }
+        let len = (size as u64).min(e.size - offset);
+        match loc.storage {
+            Storage::Raw => {
+                let blob = self.blob(&h, loc.blob)?;
+                self.fetcher
+                    .read_at(&blob, loc.offset + offset, len)
+                    .map_err(|source| self.fetch_err(&h, source))
+            }
+            Storage::Zip { .. } if e.size <= INLINE_MAX => {
+                let content = self.member_content(&h)?;
+                Ok(slice(&content, offset, len as u32))
+            }
+            Storage::Zip { .. } => {
+                let blob = self.blob(&h, loc.blob)?;
+                let start = self.data_offset(&h, &blob)?;
+                self.fetcher
+                    .read_at(&blob, start + offset, len)
+                    .map_err(|source| self.fetch_err(&h, source))
+            }
+        }
+    }
+
+    fn dataset_id(&self, h: &Handle) -> String {
+        self.catalog.datasets[h.dataset].id.clone()
+    }
+
+    fn member_path(&self, h: &Handle) -> String {
+        let mut parts = vec![h.entry.name.clone()];
+        let mut p = h.entry.parent;
+        while let Ok(Some(e)) = self.index.entry(p) {
+            if e.parent == 0 {
+                break;
+            }
+            parts.push(e.name);
+            p = e.parent;
+        }
+        parts.reverse();
+        parts.join("/")
+    }
+
+    fn fetch_err(&self, h: &Handle, source: FetchError) -> VfsError {
+        VfsError::Fetch {
+            dataset: self.dataset_id(h),
+            what: format!("reading {}", self.member_path(h)),
+            source: Box::new(source),
+        }
+    }
+
+    fn blob(&self, h: &Handle, id: i64) -> Result<Blob> {
+        self.index.blob(id)?.ok_or_else(|| VfsError::Unreadable {
+            dataset: self.dataset_id(h),
+            member: h.entry.name.clone(),
+            message: "its archive is no longer in the index".into(),
+        })
+    }
+
+    /// Where a ZIP member's data starts, from its local header (remembered).
+    fn data_offset(&self, h: &Handle, blob: &Blob) -> Result<u64> {
+        let id = h.entry.id;
+        if let Some(o) = lock(&self.data_offsets).get(&id) {
+            return Ok(*o);
+        }
+        let Some(loc) = h.entry.location else {
+            return Err(VfsError::IsDir);
+        };
+        let header = self
+            .fetcher
+            .read_at(blob, loc.offset, zip::LOCAL_HEADER_LEN)
+            .map_err(|source| self.fetch_err(h, source))?;
+        let rel = zip::local_data_offset(&header).map_err(|e| VfsError::Corrupt {
+            dataset: self.dataset_id(h),
+            member: self.member_path(h),
+            url: blob.url.clone(),
+            message: e.to_string(),
+        })?;
+        let start = loc.offset + rel;
+        lock(&self.data_offsets).insert(id, start);
+        Ok(start)
+    }
+
+    /// The decoded, CRC-checked content of a member up to [`INLINE_MAX`] bytes.
+    fn member_content(&self, h: &Handle) -> Result<Arc<Vec<u8>>> {
+        if let Some(c) = lock(&h.content).as_ref() {
+            return Ok(c.clone());
+        }
+        if let Some(c) = lock(&self.decoded).0.get(&h.entry.id) {
+            let c = c.clone();
+            *lock(&h.content) = Some(c.clone());
+            return Ok(c);
+        }
+        let content = Arc::new(self.decode_checked(h)?);
+        {
+            let mut d = lock(&self.decoded);
+            d.1 += content.len() as u64;
+            d.0.put(h.entry.id, content.clone());
+            while d.1 > DECODED_BUDGET {
+                match d.0.pop_lru() {
+                    Some((_, old)) => d.1 -= old.len() as u64,
+                    None => break,
+                }
+            }
+        }
+        *lock(&h.content) = Some(content.clone());
+        Ok(content)
+    }
+
+    fn decode_checked(&self, h: &Handle) -> Result<Vec<u8>> {
+        let Some(Location {
+            blob,
+            storage:
+                Storage::Zip {
+                    method,
+                    compressed_size,
+                    crc32,
+                },
+            ..
+        }) = h.entry.location
+        else {
+            return Err(VfsError::IsDir);
+        };
+        let blob = self.blob(h, blob)?;
+        let mut last = String::new();
+        // Second round: after dropping the blocks, in case the damage was in our cache.
+        for round in 0..2 {
+            let start = self.data_offset(h, &blob)?;
+            let packed = self
+                .fetcher
+                .read_at(&blob, start, compressed_size)
+                .map_err(|source| self.fetch_err(h, source))?;
+            let content = match method {
+                zip::METHOD_STORED => Ok(packed),
+                zip::METHOD_DEFLATED => inflate(&packed, h.entry.size),
+                m => {
+                    return Err(VfsError::Unreadable {
+                        dataset: self.dataset_id(h),
+                        member: self.member_path(h),
+                        message: format!(
+                            "compression method {m} is not supported (only stored and deflate)"
+                        ),
+                    });
+                }
+            };
+            match content {
+                Ok(c) if c.len() as u64 == h.entry.size && crc32fast::hash(&c) == crc32 => {
+                    return Ok(c);
+                }
+                Ok(c) => {
+                    last = format!(
+                        "CRC-32 {:08x} over {} bytes, expected {crc32:08x} over {}",
+                        crc32fast::hash(&c),
+                        c.len(),
+                        h.entry.size
+                    )
+                }
+                Err(e) => last = e,
+            }
+            let Some(loc) = h.entry.location else { break };
+            tracing::warn!(
+                dataset = %self.dataset_id(h),
+                member = %self.member_path(h),
+                round,
+                "member failed its check ({last}); dropping its cached blocks"
+            );
+            let _ =
+                self.fetcher
+                    .invalidate(&blob, loc.offset, start - loc.offset + compressed_size);
+            lock(&self.data_offsets).remove(&h.entry.id);
+        }
+        Err(VfsError::Corrupt {
+            dataset: self.dataset_id(h),
+            member: self.member_path(h),
+            url: blob.url.clone(),
+            message: last,
+        })
+    }
+
+    /// Check a large member's CRC with one pass over its bytes (stored members only; deflated
+    /// ones this large cannot be served without decompression checkpoints yet).
+    fn verify_large(&self, h: &Handle) -> Result<()> {
+        if lock(&self.verified_large).contains(&h.entry.id) {
+            return Ok(());
+        }
+        let Some(Location {
+            blob,
+            storage: Storage::Zip { method, crc32, .. },
+            ..
+        }) = h.entry.location
+        else {
+            return Ok(());
+        };
+        if method != zip::METHOD_STORED {
+            return Err(VfsError::Unreadable {
+                dataset: self.dataset_id(h),
+                member: self.member_path(h),
+                message: format!(
+                    "a compressed member over {} MiB cannot be read yet; unpack the archive by hand",
+                    INLINE_MAX >> 20
+                ),
+            });
+        }
+        let blob = self.blob(h, blob)?;
+        let start = self.data_offset(h, &blob)?;
+        let mut hasher = crc32fast::Hasher::new();
+        let step = INLINE_MAX / 4;
+        let mut pos = 0;
+        while pos < h.entry.size {
+            let n = step.min(h.entry.size - pos);
+            let chunk = self
+                .fetcher
+                .read_at(&blob, start + pos, n)
+                .map_err(|source| self.fetch_err(h, source))?;
+            hasher.update(&chunk);
+            pos += n;
+        }
+        let got = hasher.finalize();
+        if got != crc32 {
+            let _ = self.fetcher.invalidate(&blob, start, h.entry.size);
+            return Err(VfsError::Corrupt {
+                dataset: self.dataset_id(h),
+                member: self.member_path(h),
+                url: blob.url.clone(),
+                message: format!("CRC-32 {got:08x}, expected {crc32:08x}"),
+            });
+        }
+        lock(&self.verified_large).insert(h.entry.id);
+        Ok(())
+    }
+
+    /// Totals for statfs: (bytes of the cache limit, bytes used).
+    pub fn cache_usage(&self) -> (u64, u64) {
+        let c = self.fetcher.cache();
+        (c.limit(), c.used())
+    }
+}
+
+fn has_modality(d: &Dataset, v: &str) -> bool {
+    d.modality.iter().any(|m| m == v)
+}
+
+fn has_organ(d: &Dataset, v: &str) -> bool {
+    d.organ.iter().any(|o| o == v)
+}
+
+fn slice(b: &[u8], offset: u64, size: u32) -> Vec<u8> {
+    let start = (offset as usize).min(b.len());
+    let end = start.saturating_add(size as usize).min(b.len());
+    b[start..end].to_vec()
+}
+
+/// Inflate raw deflate data that must decode to exactly `size` bytes; never allocates more.
+fn inflate(packed: &[u8], size: u64) -> std::result::Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(size as usize);
+    let mut dec = flate2::read::DeflateDecoder::new(packed).take(size + 1);
+    dec.read_to_end(&mut out)
+        .map_err(|e| format!("deflate stream is damaged: {e}"))?;
+    if out.len() as u64 != size {
+        return Err(format!(
+            "deflate stream decodes to {}{} bytes, the directory says {size}",
+            if out.len() as u64 > size {
+                "more than "
+            } else {
+                ""
+            },
+            out.len().min(size as usize)
+        ));
+    }
+    Ok(out)
+}
+
+/// Collects entries of one dataset, creating parent directories as needed.
+#[derive(Default)]
+struct TreeAcc {
+    entries: Vec<NewEntry>,
+    dirs: HashMap<Vec<String>, usize>,
+    files: std::collections::HashSet<Vec<String>>,
+    skipped: Vec<String>,
+}
+
+impl TreeAcc {
+    fn dir(&mut self, path: &[String], mtime: i64) -> Option<Option<usize>> {
+        if path.is_empty() {
+            return Some(None);
+        }
+        if let Some(&i) = self.dirs.get(path) {
+            return Some(Some(i));
+        }
+        if self.files.contains(path) {
+            self.skipped.push(format!(
+                "{} is both a file and a directory; keeping the file",
+                path.join("/")
+            ));
+            return None;
+        }
+        let parent = self.dir(&path[..path.len() - 1], mtime)?;
+        let i = self.entries.len();
+        self.entries.push(NewEntry {
+            parent,
+            name: path[path.len() - 1].clone(),
+            size: 0,
+            mtime,
+            location: None,
+        });
+        self.dirs.insert(path.to_vec(), i);
+        Some(Some(i))
+    }
+
+    fn file(&mut self, path: Vec<String>, size: u64, mtime: i64, location: Location) {
+        if self.dirs.contains_key(&path) || self.files.contains(&path) {
+            self.skipped.push(format!(
+                "{} appears twice; keeping the first",
+                path.join("/")
+            ));
+            return;
+        }
+        let Some(parent) = self.dir(&path[..path.len() - 1], mtime) else {
+            return;
+        };
+        self.entries.push(NewEntry {
+            parent,
+            name: path[path.len() - 1].clone(),
+            size,
+            mtime,
+            location: Some(location),
+        });
+        self.files.insert(path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::BlockCache;
+    use crate::source::Upstream;
+    use crate::source::mock::{Fault, Faulty, MockUpstream};
+    use std::io::Write;
+
+    const CATALOG: &str = r#"
+[[dataset]]
+id = "cxr"
+title = "Chest X-rays"
+modality = ["X-ray"]
+organ = ["lung", "bone"]
+access = "open"
+[[dataset.source]]
+type = "http"
+url = "http://up/cxr.zip"
+[[dataset.source]]
+type = "http"
+url = "http://up/labels.csv"
+
+[[dataset]]
+id = "later"
+title = "Not pinned"
+modality = ["MRI"]
+organ = ["brain"]
+access = "account"
+unsupported = "no pinned download source yet"
+"#;
+
+    fn image(i: usize, n: usize) -> Vec<u8> {
+        (0..n).map(|k| ((k * 31 + i * 7) % 253) as u8).collect()
+    }
+
+    /// 40 files of 3000 bytes in two folders, half deflated: about 30 blocks of 4 KiB.
+    fn archive() -> Vec<u8> {
+        let mut w = ::zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        for i in 0..40 {
+            let m = if i % 2 == 0 {
+                ::zip::CompressionMethod::Stored
+            } else {
+                ::zip::CompressionMethod::Deflated
+            };
+            let opts = ::zip::write::SimpleFileOptions::default().compression_method(m);
+            let dir = if i < 20 {
+                "train/NORMAL"
+            } else {
+                "train/PNEUMONIA"
+            };
+            w.start_file(format!("{dir}/{i:03}.png"), opts).unwrap();
+            w.write_all(&image(i, 3000)).unwrap();
+        }
+        w.finish().unwrap().into_inner()
+    }
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            Fixture {
+                dir: tempfile::tempdir().unwrap(),
+            }
+        }
+
+        fn vfs(&self, up: Arc<dyn Upstream>, limit: u64) -> Vfs {
+            let catalog = Catalog::parse(CATALOG, "test").unwrap();
+            let cache = Arc::new(BlockCache::open(self.dir.path(), limit).unwrap());
+            let index = Index::open(&self.dir.path().join("index.sqlite")).unwrap();
+            Vfs::new(catalog, index, Fetcher::new(up, cache, 4096))
+        }
+    }
+
+    fn mock() -> Arc<MockUpstream> {
+        let up = Arc::new(MockUpstream::new());
+        up.put("http://up/cxr.zip", archive());
+        up.put("http://up/labels.csv", b"id,label\n1,NORMAL\n".to_vec());
+        up
+    }
+
+    fn walk(vfs: &Vfs, path: &str) -> Result<Attr> {
+        let mut a = vfs.getattr(1)?;
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            a = vfs.lookup(a.ino, part)?;
+        }
+        Ok(a)
+    }
+
+    fn names(vfs: &Vfs, path: &str) -> Vec<String> {
+        let ino = walk(vfs, path).unwrap().ino;
+        let mut out = Vec::new();
+        let mut cookie = 0;
+        loop {
+            let page = vfs.readdir(ino, cookie, 7).unwrap();
+            let Some(last) = page.last() else { break };
+            cookie = last.next;
+            out.extend(page.into_iter().map(|i| i.name));
+        }
+        out.retain(|n| n != "." && n != "..");
+        out
+    }
+
+    fn read_all(vfs: &Vfs, path: &str) -> Result<Vec<u8>> {
+        let a = walk(vfs, path)?;
+        let fh = vfs.open(a.ino)?;
+        let mut out = Vec::new();
+        loop {
+            let chunk = vfs.read(a.ino, fh, out.len() as u64, 1000)?;
+            if chunk.is_empty() {
+                break;
+            }
+            out.extend(chunk);
+        }
+        vfs.release(fh);
+        Ok(out)
+    }
+
+    #[test]
+    fn generated_tree_has_both_views_and_costs_no_request() {
+        let up = mock();
+        let f = Fixture::new();
+        let vfs = f.vfs(up.clone(), 1 << 20);
+        assert_eq!(
+            names(&vfs, ""),
+            ["README.md", "catalog.csv", "datasets", "modality", "organ"]
+        );
+        assert_eq!(names(&vfs, "datasets"), ["cxr", "later"]);
+        assert_eq!(names(&vfs, "modality/X-ray"), ["lung", "bone"]);
+        assert_eq!(names(&vfs, "modality/X-ray/bone"), ["cxr"]);
+        assert_eq!(names(&vfs, "organ/brain/MRI"), ["later"]);
+        assert!(
+            walk(&vfs, "modality/CT").is_err(),
+            "no CT dataset in this catalog"
+        );
+        let csv = read_all(&vfs, "catalog.csv").unwrap();
+        assert!(
+            String::from_utf8(csv)
+                .unwrap()
+                .contains("cxr,Chest X-rays,X-ray,lung;bone")
+        );
+        assert_eq!(up.request_count(), 0);
+    }
+
+    #[test]
+    fn dataset_is_indexed_once_then_metadata_is_free_and_reads_are_lazy() {
+        let up = mock();
+        let f = Fixture::new();
+        let vfs = f.vfs(up.clone(), 1 << 20);
+        assert_eq!(names(&vfs, "datasets/cxr"), ["train", "labels.csv"]);
+        let after_index = up.request_count();
+        // Zip: probe (block 0), the last block (EOCD), the one before (the directory starts
+        // there); csv: probe (whole in its first block). Never the whole 70 KB archive.
+        assert_eq!(after_index, 4, "{:?}", up.requests());
+        assert_eq!(names(&vfs, "datasets/cxr/train/NORMAL").len(), 20);
+        let a = walk(&vfs, "modality/X-ray/lung/cxr/train/PNEUMONIA/021.png").unwrap();
+        assert_eq!((a.size, a.kind, a.nlink), (3000, Kind::File, 5));
+        let b = walk(&vfs, "organ/bone/X-ray/cxr/train/PNEUMONIA/021.png").unwrap();
+        assert_eq!(a.ino, b.ino, "one file, one inode, from every path");
+        let d1 = walk(&vfs, "datasets/cxr/train").unwrap();
+        let d2 = walk(&vfs, "organ/lung/X-ray/cxr/train").unwrap();
+        assert_ne!(d1.ino, d2.ino, "directories get an inode per path");
+        assert_eq!(
+            up.request_count(),
+            after_index,
+            "metadata touched the network"
+        );
+        // One deflated image in the middle: only the block(s) it spans.
+        assert_eq!(
+            read_all(&vfs, "datasets/cxr/train/PNEUMONIA/021.png").unwrap(),
+            image(21, 3000)
+        );
+        let reads = up.request_count() - after_index;
+        assert!(
+            (1..=2).contains(&reads),
+            "{reads} requests for one 3 KB image"
+        );
+        assert_eq!(
+            read_all(&vfs, "datasets/cxr/labels.csv").unwrap(),
+            b"id,label\n1,NORMAL\n"
+        );
+    }
+
+    #[test]
+    fn a_restart_on_the_same_cache_costs_no_request_for_what_was_seen() {
+        let f = Fixture::new();
+        {
+            let vfs = f.vfs(mock(), 1 << 20);
+            assert_eq!(
+                read_all(&vfs, "datasets/cxr/train/NORMAL/004.png").unwrap(),
+                image(4, 3000)
+            );
+        }
+        let up = mock();
+        let vfs = f.vfs(up.clone(), 1 << 20);
+        assert_eq!(names(&vfs, "datasets/cxr/train/NORMAL").len(), 20);
+        assert_eq!(
+            read_all(&vfs, "datasets/cxr/train/NORMAL/004.png").unwrap(),
+            image(4, 3000)
+        );
+        assert_eq!(up.request_count(), 0, "{:?}", up.requests());
+    }
+
+    #[test]
+    fn every_file_reads_back_byte_for_byte_within_a_small_cache() {
+        let up = mock();
+        let f = Fixture::new();
+        // Room for 6 blocks of the ~30: eviction runs all the time.
+        let vfs = f.vfs(up.clone(), 6 * 4096);
+        for i in 0..40 {
+            let dir = if i < 20 { "NORMAL" } else { "PNEUMONIA" };
+            let got = read_all(&vfs, &format!("datasets/cxr/train/{dir}/{i:03}.png")).unwrap();
+            assert_eq!(got, image(i, 3000), "file {i}");
+            assert!(vfs.fetcher().cache().used() <= 6 * 4096);
+        }
+    }
+
+    #[test]
+    fn a_corrupt_download_is_refetched_and_never_served() {
+        // Call 0 probes, 1 reads the tail; 2 fetches the member's block, corrupted once.
+        let up = mock();
+        let faulty = Arc::new(Faulty::new(
+            MockUpstreamRef(up.clone()),
+            Fault::Corrupt,
+            3..4,
+        ));
+        let f = Fixture::new();
+        let vfs = f.vfs(faulty, 1 << 20);
+        let path = "datasets/cxr/train/PNEUMONIA/031.png";
+        walk(&vfs, path).unwrap();
+        assert_eq!(read_all(&vfs, path).unwrap(), image(31, 3000));
+    }
+
+    #[test]
+    fn a_member_that_never_matches_its_crc_is_an_io_error() {
+        let mut z = archive();
+        // Damage the stored bytes of 000.png (right after its 30 + 20 byte local header).
+        z[30 + 20 + 100] ^= 0xff;
+        let up = Arc::new(MockUpstream::new());
+        up.put("http://up/cxr.zip", z);
+        up.put("http://up/labels.csv", b"x".to_vec());
+        let f = Fixture::new();
+        let vfs = f.vfs(up.clone(), 1 << 20);
+        let e = read_all(&vfs, "datasets/cxr/train/NORMAL/000.png").unwrap_err();
+        assert_eq!(e.errno(), libc::EIO);
+        let msg = e.to_string();
+        assert!(
+            msg.contains("cxr") && msg.contains("000.png") && msg.contains("CRC"),
+            "{msg}"
+        );
+        // The bad block was dropped, not kept.
+        let blob_key = vfs.index.blob(1).unwrap().unwrap().key;
+        assert!(!vfs.fetcher().cache().contains(crate::cache::BlockKey {
+            blob: blob_key,
+            index: 0
+        }));
+    }
+
+    #[test]
+    fn unsupported_dataset_is_visible_but_reading_it_says_why() {
+        let f = Fixture::new();
+        let up = mock();
+        let vfs = f.vfs(up.clone(), 1 << 20);
+        let a = walk(&vfs, "datasets/later").unwrap();
+        assert_eq!(a.kind, Kind::Dir);
+        let e = vfs.readdir(a.ino, 0, 10).unwrap_err();
+        assert_eq!(e.errno(), libc::EIO);
+        assert!(e.to_string().contains("later") && e.to_string().contains("no pinned"));
+        assert_eq!(up.request_count(), 0);
+    }
+
+    #[test]
+    fn concurrent_readers_of_one_block_cause_one_request() {
+        let up = mock();
+        let f = Fixture::new();
+        let vfs = f.vfs(up.clone(), 1 << 20);
+        walk(&vfs, "datasets/cxr/train").unwrap();
+        let before = up.request_count();
+        up.set_delay(std::time::Duration::from_millis(50));
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    assert_eq!(
+                        read_all(&vfs, "datasets/cxr/train/NORMAL/010.png").unwrap(),
+                        image(10, 3000)
+                    );
+                });
+            }
+        });
+        let spans = up.request_count() - before;
+        assert!((1..=2).contains(&spans), "{spans}");
+    }
+
+    /// Lets a test keep a handle on the mock inside a wrapper.
+    struct MockUpstreamRef(Arc<MockUpstream>);
+    impl Upstream for MockUpstreamRef {
+        fn fetch(
+            &self,
+            req: &crate::source::FetchRequest<'_>,
+        ) -> std::result::Result<crate::source::Response<'_>, crate::source::SourceError> {
+            self.0.fetch(req)
+        }
+    }
+}
