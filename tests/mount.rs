@@ -439,3 +439,69 @@ fn catalog_command_filters_and_prints_json() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--organ"));
 }
+
+#[test]
+fn a_daemon_killed_mid_download_never_serves_a_partial_block() {
+    let up = Upstream::start();
+    let files = chest(&up, 40, 100);
+    let fx = Fixture::new(&up, &one_dataset(), "");
+    let mut m = fx.mount(BLOCK);
+    let dir = m.mnt.join("datasets/chest-xray");
+    assert_eq!(
+        std::fs::read_dir(dir.join("chest_xray/train/NORMAL"))
+            .unwrap()
+            .count(),
+        16
+    );
+    // 64 KiB blocks arrive in 4 pieces, 300 ms apart: kill the daemon in the middle of one.
+    up.set_throttle(Duration::from_millis(300));
+    let mut reader = std::process::Command::new("cat")
+        .arg(dir.join(&files[20].0))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while up.in_flight() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the read never reached the upstream"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(400));
+    let mut child = m.child.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = sh(&format!("fusermount3 -uz {}", fx.mnt().display()));
+    let _ = reader.kill();
+    let _ = reader.wait();
+    drop(m);
+
+    // Damage a block that was complete, too: it must be detected and fetched again.
+    let blocks = fx.cache().join("blocks");
+    let blob = std::fs::read_dir(&blocks)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap();
+    std::fs::write(blob.path().join("0"), b"garbage").unwrap();
+    up.set_throttle(Duration::ZERO);
+    let m = fx.mount(BLOCK);
+    let before = up.count();
+    assert_eq!(
+        std::fs::read(m.mnt.join("datasets/chest-xray").join(&files[0].0)).unwrap(),
+        files[0].1
+    );
+    assert!(
+        up.count() > before,
+        "the damaged block 0 was served instead of fetched again"
+    );
+    for i in [20, 39] {
+        let got = std::fs::read(m.mnt.join("datasets/chest-xray").join(&files[i].0));
+        let got = got.unwrap_or_else(|e| panic!("file {i}: {e}\n{}", m.log_text()));
+        assert_eq!(got, files[i].1, "file {i}");
+    }
+    let leftovers = std::fs::read_dir(fx.cache().join("tmp")).unwrap().count();
+    assert_eq!(leftovers, 0, "partial downloads left in tmp/");
+}

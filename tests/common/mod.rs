@@ -37,6 +37,8 @@ struct State {
     files: HashMap<String, Served>,
     log: Vec<Logged>,
     delay: Duration,
+    /// Pause after each 16 KiB of a body (a slow link).
+    throttle: Duration,
 }
 
 /// A loopback HTTP upstream answering Range requests like a static file server or object store.
@@ -119,6 +121,11 @@ impl Upstream {
         self.state.lock().unwrap().delay = d;
     }
 
+    /// Send bodies 16 KiB at a time with this pause between pieces.
+    pub fn set_throttle(&self, d: Duration) {
+        self.state.lock().unwrap().throttle = d;
+    }
+
     /// Every request so far.
     pub fn log(&self) -> Vec<Logged> {
         self.state.lock().unwrap().log.clone()
@@ -132,6 +139,11 @@ impl Upstream {
     /// Body bytes sent so far.
     pub fn bytes(&self) -> u64 {
         self.state.lock().unwrap().log.iter().map(|l| l.bytes).sum()
+    }
+
+    /// Requests being answered now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
     }
 
     /// The most requests that were being answered at the same time.
@@ -171,9 +183,9 @@ fn handle(state: &Mutex<State>, req: tiny_http::Request) {
     let range = header("Range");
     let if_match = header("If-Match");
     let user_agent = header("User-Agent").unwrap_or_default();
-    let (served, delay) = {
+    let (served, delay, throttle) = {
         let st = state.lock().unwrap();
-        (st.files.get(&path).cloned(), st.delay)
+        (st.files.get(&path).cloned(), st.delay, st.throttle)
     };
     std::thread::sleep(delay);
     let mut bytes = 0;
@@ -197,12 +209,23 @@ fn handle(state: &Mutex<State>, req: tiny_http::Request) {
                     Some(Some((a, b))) => {
                         let body = data[a as usize..=b as usize].to_vec();
                         bytes = body.len() as u64;
+                        let body_len = body.len();
+                        let slow = Slow {
+                            data: body,
+                            at: 0,
+                            pause: throttle,
+                        };
                         req.respond(
-                            tiny_http::Response::from_data(body)
-                                .with_status_code(206)
-                                .with_header(hdr("Content-Range", &format!("bytes {a}-{b}/{len}")))
-                                .with_header(hdr("ETag", &etag))
-                                .with_header(hdr("Content-Type", "application/zip")),
+                            tiny_http::Response::new(
+                                206.into(),
+                                vec![],
+                                slow,
+                                Some(body_len),
+                                None,
+                            )
+                            .with_header(hdr("Content-Range", &format!("bytes {a}-{b}/{len}")))
+                            .with_header(hdr("ETag", &etag))
+                            .with_header(hdr("Content-Type", "application/zip")),
                         )
                     }
                     Some(None) => req.respond(
@@ -228,6 +251,27 @@ fn handle(state: &Mutex<State>, req: tiny_http::Request) {
         user_agent,
         bytes,
     });
+}
+
+/// A body that pauses after every 16 KiB.
+struct Slow {
+    data: Vec<u8>,
+    at: usize,
+    pause: Duration,
+}
+
+impl std::io::Read for Slow {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.at > 0 && self.at % (16 << 10) == 0 && self.at < self.data.len() {
+            std::thread::sleep(self.pause);
+        }
+        let piece_end = (self.at / (16 << 10) + 1) * (16 << 10);
+        let end = (self.at + buf.len()).min(piece_end).min(self.data.len());
+        let n = end - self.at;
+        buf[..n].copy_from_slice(&self.data[self.at..end]);
+        self.at = end;
+        Ok(n)
+    }
 }
 
 /// A real PNG of `w`×`h` RGB pixels; `seed` varies the content. Noisy pixels keep it from
