@@ -262,7 +262,7 @@ struct Slow {
 
 impl std::io::Read for Slow {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.at > 0 && self.at % (16 << 10) == 0 && self.at < self.data.len() {
+        if self.at > 0 && self.at.is_multiple_of(16 << 10) && self.at < self.data.len() {
             std::thread::sleep(self.pause);
         }
         let piece_end = (self.at / (16 << 10) + 1) * (16 << 10);
