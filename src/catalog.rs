@@ -81,6 +81,11 @@ pub enum Format {
     Zip,
     /// One file, named after the last segment of the URL's path.
     File,
+    /// A tar archive, expanded like a zip.
+    Tar,
+    /// A gzip-compressed tar archive (`.tar.gz`, `.tgz`).
+    #[serde(rename = "tar.gz", alias = "tgz")]
+    TarGz,
 }
 
 /// One upstream object a dataset is made of.
@@ -381,11 +386,16 @@ fn check_vocabulary(values: &[String], vocabulary: &[&str]) -> Result<(), String
     Ok(())
 }
 
-/// The format a source has when the catalog does not say: `zip` for `.zip` URLs, else `file`.
+/// The format a source has when the catalog does not say: archives by their extension, and
+/// everything else (`.nii.gz`, `.dcm`, `.svs`, `.npz`, ...) a file that stays a file.
 fn default_format(url: &str) -> Format {
     let path = url_path(url).to_ascii_lowercase();
     if path.ends_with(".zip") {
         Format::Zip
+    } else if path.ends_with(".tar") {
+        Format::Tar
+    } else if path.ends_with(".tar.gz") || path.ends_with(".tgz") {
+        Format::TarGz
     } else {
         Format::File
     }
@@ -430,6 +440,8 @@ impl fmt::Display for Format {
         f.write_str(match self {
             Format::Zip => "zip",
             Format::File => "file",
+            Format::Tar => "tar",
+            Format::TarGz => "tar.gz",
         })
     }
 }
@@ -482,6 +494,21 @@ url = "https://example.org/a/chest_xray.zip"
             c.datasets[0].sources[0].file_name().as_deref(),
             Some("scan 1.nii.gz")
         );
+        for (url, f) in [
+            ("https://h/ChestX-ray14/images_01.tar.gz", Format::TarGz),
+            ("https://h/IXI-T1.tar", Format::Tar),
+            ("https://h/a.TGZ", Format::TarGz),
+            ("https://h/slide.svs", Format::File),
+            ("https://h/x.npz", Format::File),
+        ] {
+            assert_eq!(default_format(url), f, "{url}");
+        }
+        let t = ONE.replace(
+            "url = \"https://example.org/a/chest_xray.zip\"",
+            "url = \"https://h/a.bin\"\nformat = \"tar.gz\"",
+        );
+        let c = Catalog::parse(&t, "t").unwrap();
+        assert_eq!(c.datasets[0].sources[0].format, Format::TarGz);
     }
 
     #[test]

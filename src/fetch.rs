@@ -328,6 +328,164 @@ fn retry<T>(mut f: impl FnMut() -> Result<T, SourceError>) -> Result<T, SourceEr
     }
 }
 
+/// The whole blob as one sequential stream: one GET, however large (index-time passes over
+/// tar and tar.gz). Full blocks are kept in the cache on the way when `keep` is set.
+pub struct BlobStream<'a> {
+    fetcher: &'a Fetcher,
+    blob: &'a Blob,
+    body: Box<dyn crate::source::BodyStream + 'a>,
+    chunk: Vec<u8>,
+    at: usize,
+    pos: u64,
+    keep: bool,
+    block: Vec<u8>,
+    block_start: u64,
+}
+
+impl Fetcher {
+    /// Open the whole of `blob` as a stream (one request). With `keep`, full blocks are cached
+    /// as they pass (worth it when the blob is small beside the cache).
+    pub fn stream<'a>(&'a self, blob: &'a Blob, keep: bool) -> Result<BlobStream<'a>, FetchError> {
+        let resp = retry(|| {
+            self.up.fetch(&FetchRequest {
+                url: &blob.url,
+                range: None,
+                if_match: strong(&blob.etag),
+            })
+        })?;
+        if let Body::Full { len: Some(n) } = resp.reply.body
+            && n != blob.size
+        {
+            return Err(SourceError::Changed {
+                url: blob.url.clone(),
+            }
+            .into());
+        }
+        Ok(BlobStream {
+            fetcher: self,
+            blob,
+            body: resp.body,
+            chunk: Vec::new(),
+            at: 0,
+            pos: 0,
+            keep,
+            block: Vec::new(),
+            block_start: 0,
+        })
+    }
+}
+
+impl std::io::Read for BlobStream<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.at == self.chunk.len() {
+            match self.body.chunk().map_err(std::io::Error::other)? {
+                Some(c) => {
+                    self.chunk = c;
+                    self.at = 0;
+                }
+                None if self.pos == self.blob.size => return Ok(0),
+                None => {
+                    return Err(std::io::Error::other(SourceError::Changed {
+                        url: self.blob.url.clone(),
+                    }));
+                }
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        let piece = &self.chunk[self.at..self.at + n];
+        buf[..n].copy_from_slice(piece);
+        if self.keep {
+            let bs = self.fetcher.block_size as usize;
+            let mut rest = piece;
+            while !rest.is_empty() {
+                let take = rest.len().min(bs - self.block.len());
+                self.block.extend_from_slice(&rest[..take]);
+                rest = &rest[take..];
+                let end = self.block_start + self.block.len() as u64;
+                if self.block.len() == bs || end == self.blob.size {
+                    let key = BlockKey {
+                        blob: self.blob.key,
+                        index: self.block_start / bs as u64,
+                    };
+                    // Best effort: a full cache only means later reads fetch again.
+                    let _ = self.fetcher.cache.insert(key, &self.block);
+                    self.block_start = end;
+                    self.block.clear();
+                }
+            }
+        }
+        self.pos += n as u64;
+        self.at += n;
+        if self.pos > self.blob.size {
+            return Err(std::io::Error::other(SourceError::Changed {
+                url: self.blob.url.clone(),
+            }));
+        }
+        Ok(n)
+    }
+}
+
+/// Bytes of a blob from an offset on, read through the cache in pieces of at most
+/// [`READER_CHUNK`], as a [`std::io::BufRead`] (resumed decompression, sequential passes).
+pub struct BlobReader {
+    fetcher: Arc<Fetcher>,
+    blob: Blob,
+    pos: u64,
+    buf: Vec<u8>,
+    at: usize,
+}
+
+/// The most a [`BlobReader`] holds: its memory, whatever the block size.
+pub const READER_CHUNK: u64 = 256 << 10;
+
+impl BlobReader {
+    /// Read `blob` from `offset` on.
+    pub fn new(fetcher: Arc<Fetcher>, blob: Blob, offset: u64) -> BlobReader {
+        BlobReader {
+            fetcher,
+            blob,
+            pos: offset,
+            buf: Vec::new(),
+            at: 0,
+        }
+    }
+}
+
+impl std::io::Read for BlobReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let n = {
+            let avail = std::io::BufRead::fill_buf(self)?;
+            let n = out.len().min(avail.len());
+            out[..n].copy_from_slice(&avail[..n]);
+            n
+        };
+        std::io::BufRead::consume(self, n);
+        Ok(n)
+    }
+}
+
+impl std::io::BufRead for BlobReader {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        if self.at == self.buf.len() && self.pos < self.blob.size {
+            // Never past the current block: each piece is one cached block (or one request).
+            let bs = self.fetcher.block_size;
+            let block_end = (self.pos - self.pos % bs + bs).min(self.blob.size);
+            let end = block_end.min(self.pos + READER_CHUNK);
+            self.buf = self
+                .fetcher
+                .read_at(&self.blob, self.pos, end - self.pos)
+                .map_err(std::io::Error::other)?;
+            self.at = 0;
+            self.pos = end;
+        }
+        Ok(&self.buf[self.at..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.at = (self.at + n).min(self.buf.len());
+    }
+}
+
 /// A blob seen as random-access bytes, for the archive parsers.
 pub struct BlobBytes<'a> {
     /// The fetcher.

@@ -14,6 +14,7 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::archive::gzip::{Checkpoint, WINDOW};
 use crate::cache::BlobKey;
 
 /// One upstream object a dataset's files live in.
@@ -38,6 +39,9 @@ pub struct Blob {
 pub enum Storage {
     /// The bytes are `[offset, offset + size)` of the blob as they are (a loose file).
     Raw,
+    /// Bytes `[offset, offset + size)` of the blob's gzip-decompressed stream (a `.tar.gz`
+    /// member), reached through the blob's checkpoints.
+    Gzip,
     /// A ZIP member whose local header is at `offset`.
     Zip {
         /// ZIP compression method.
@@ -137,11 +141,17 @@ CREATE TABLE IF NOT EXISTS entries (
     name TEXT NOT NULL, size INTEGER NOT NULL, mtime INTEGER NOT NULL,
     blob INTEGER, offset INTEGER, method INTEGER, csize INTEGER, crc INTEGER);
 CREATE UNIQUE INDEX IF NOT EXISTS entries_by_name ON entries (parent, name);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    blob INTEGER NOT NULL, out INTEGER NOT NULL, input INTEGER NOT NULL, bits INTEGER NOT NULL,
+    bit_buf INTEGER NOT NULL, window BLOB NOT NULL, PRIMARY KEY (blob, out)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS entries_by_dataset ON entries (dataset);
 ";
 
 /// Readers kept open; more are opened under load and closed again.
 const POOLED_READERS: usize = 8;
+
+/// `entries.method` of a member of a gzip stream (ZIP methods are 0..=65535).
+const METHOD_GZIP: i64 = -1;
 
 const ENTRY_COLUMNS: &str =
     "id, parent, name, size, mtime, blob, offset, method, csize, crc, dataset";
@@ -154,6 +164,7 @@ fn entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
             let method: Option<i64> = r.get(7)?;
             let storage = match method {
                 None => Storage::Raw,
+                Some(METHOD_GZIP) => Storage::Gzip,
                 Some(m) => Storage::Zip {
                     method: m as u16,
                     compressed_size: r.get::<_, i64>(8)? as u64,
@@ -290,6 +301,47 @@ impl Index {
         })
     }
 
+    /// The last checkpoint of `blob` at or before uncompressed offset `out`.
+    pub fn checkpoint_before(&self, blob: i64, out: u64) -> Result<Option<Checkpoint>, IndexError> {
+        let row = self.read(|c| {
+            c.prepare_cached(
+                "SELECT out, input, bits, bit_buf, window FROM checkpoints
+                 WHERE blob = ?1 AND out <= ?2 ORDER BY out DESC LIMIT 1",
+            )?
+            .query_row(params![blob, out as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, u8>(2)?,
+                    r.get::<_, u8>(3)?,
+                    r.get::<_, Vec<u8>>(4)?,
+                ))
+            })
+            .optional()
+        })?;
+        let Some((out, input, bits, bit_buf, packed)) = row else {
+            return Ok(None);
+        };
+        let window =
+            miniz_oxide::inflate::decompress_to_vec_with_limit(&packed, WINDOW).map_err(|e| {
+                IndexError {
+                    path: self.path.clone(),
+                    source: rusqlite::Error::InvalidColumnType(
+                        4,
+                        format!("checkpoint window: {:?}", e.status),
+                        rusqlite::types::Type::Blob,
+                    ),
+                }
+            })?;
+        Ok(Some(Checkpoint {
+            out: out as u64,
+            input: input as u64,
+            bits,
+            bit_buf,
+            window,
+        }))
+    }
+
     /// Replace whatever is indexed for `dataset` with these blobs and entries, atomically.
     /// Returns the new root entry id.
     pub fn put_dataset(
@@ -299,10 +351,15 @@ impl Index {
         root_mtime: i64,
         blobs: &[Blob],
         entries: &[NewEntry],
+        checkpoints: &[(usize, Vec<Checkpoint>)],
     ) -> Result<i64, IndexError> {
         let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let tx = w.transaction().map_err(|e| self.err(e))?;
         let root = (|| {
+            tx.execute(
+                "DELETE FROM checkpoints WHERE blob IN (SELECT id FROM blobs WHERE dataset = ?1)",
+                [dataset],
+            )?;
             tx.execute("DELETE FROM entries WHERE dataset = ?1", [dataset])?;
             tx.execute("DELETE FROM blobs WHERE dataset = ?1", [dataset])?;
             tx.execute("DELETE FROM datasets WHERE id = ?1", [dataset])?;
@@ -332,6 +389,7 @@ impl Index {
                         Some(l) => {
                             let (m, cs, crc) = match l.storage {
                                 Storage::Raw => (None, None, None),
+                                Storage::Gzip => (Some(METHOD_GZIP), None, None),
                                 Storage::Zip {
                                     method,
                                     compressed_size,
@@ -349,6 +407,26 @@ impl Index {
                         dataset, parent, e.name, e.size as i64, e.mtime, blob, offset, method, csize, crc
                     ])?;
                     ids.push(tx.last_insert_rowid());
+                }
+            }
+            {
+                let mut ins = tx.prepare_cached(
+                    "INSERT INTO checkpoints (blob, out, input, bits, bit_buf, window)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?;
+                for (b, cps) in checkpoints {
+                    for cp in cps {
+                        // Windows are text-like tar data: deflate at level 1 keeps them small.
+                        let window = miniz_oxide::deflate::compress_to_vec(&cp.window, 1);
+                        ins.execute(params![
+                            blob_ids[*b],
+                            cp.out as i64,
+                            cp.input as i64,
+                            cp.bits,
+                            cp.bit_buf,
+                            window
+                        ])?;
+                    }
                 }
             }
             tx.execute(
@@ -406,7 +484,7 @@ mod tests {
             entries.push(file(Some(0), &format!("{i}.png")));
         }
         let root = ix
-            .put_dataset("ds", "fp1", 1, std::slice::from_ref(&blob), &entries)
+            .put_dataset("ds", "fp1", 1, std::slice::from_ref(&blob), &entries, &[])
             .unwrap();
         assert_eq!(ix.dataset_root("ds", "fp1").unwrap(), Some(root));
         assert_eq!(ix.dataset_root("ds", "fp2").unwrap(), None);
@@ -420,7 +498,7 @@ mod tests {
         assert_eq!(page1.len() + page2.len(), 10);
         // Re-index: old ids vanish and are never reused.
         let root2 = ix
-            .put_dataset("ds", "fp2", 1, &[blob], &entries[..1])
+            .put_dataset("ds", "fp2", 1, &[blob], &entries[..1], &[])
             .unwrap();
         assert!(ix.entry(f.id).unwrap().is_none());
         assert!(root2 > f.id);

@@ -30,15 +30,19 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use lru::LruCache;
 
-use crate::archive::{ArchiveError, zip};
+use crate::archive::gzip::{Checkpoint, GzStream};
+use crate::archive::{ArchiveError, tar, zip};
 use crate::catalog::{Catalog, Dataset, Format, MODALITIES, ORGANS};
-use crate::fetch::{BlobBytes, FetchError, Fetcher};
+use crate::fetch::{BlobBytes, BlobReader, FetchError, Fetcher};
 use crate::index::{Blob, Entry, Index, IndexError, Location, NewEntry, Storage};
 
 /// Members up to this size are decoded whole into memory and CRC-checked before the first byte
 /// is returned. 64 MiB covers every image format in the catalog (the largest single-frame
 /// DICOMs and PNGs are tens of MiB); larger members are volumes and slides.
 pub const INLINE_MAX: u64 = 64 << 20;
+/// Output between gzip checkpoints: reading a `.tar.gz` member inflates at most this much that
+/// it does not need, and the checkpoints' windows cost 32 KiB per span (0.8 %).
+const GZ_SPAN: u64 = 4 << 20;
 /// Memory for decoded members shared between open files (LRU by bytes).
 const DECODED_BUDGET: u64 = 128 << 20;
 /// Bit marking a file inode.
@@ -246,13 +250,21 @@ struct Handle {
     dataset: usize,
     /// The decoded, checked content, for members up to [`INLINE_MAX`].
     content: Mutex<Option<Arc<Vec<u8>>>>,
+    /// The decoder of a large gzip-stored member, where the last read left it.
+    gzip: Mutex<Option<GzCursor>>,
 }
+
+/// Members of a tar blob, the names of members skipped, and (tar.gz) decompression checkpoints.
+type TarListing = (Vec<tar::TarEntry>, Vec<String>, Vec<Checkpoint>);
+
+/// A decoder over a blob's compressed bytes.
+type GzCursor = GzStream<BlobReader>;
 
 /// The filesystem core.
 pub struct Vfs {
     catalog: Catalog,
     index: Index,
-    fetcher: Fetcher,
+    fetcher: Arc<Fetcher>,
     /// Generated nodes; index 0 is unused so that inode 1 is the root.
     syn: Vec<SynNode>,
     /// Instances; index 0 is unused (instance 0 would collide with generated inodes).
@@ -390,7 +402,7 @@ impl Vfs {
         Vfs {
             catalog,
             index,
-            fetcher,
+            fetcher: Arc::new(fetcher),
             syn: t.syn,
             instances: t.instances,
             paths_per_dataset,
@@ -625,6 +637,7 @@ impl Vfs {
     fn index_dataset(&self, ds: &Dataset, fingerprint: &str) -> Result<i64> {
         tracing::info!(dataset = %ds.id, "indexing (first visit)");
         let mut blobs = Vec::new();
+        let mut checkpoints = Vec::new();
         let mut tree = TreeAcc::default();
         for src in &ds.sources {
             let (blob, last_modified) =
@@ -685,6 +698,44 @@ impl Vfs {
                         }
                     }
                 }
+                Format::Tar | Format::TarGz => {
+                    let (members, skipped, cps) = self
+                        .list_tar(&blob, src.format == Format::TarGz)
+                        .map_err(|source| VfsError::Listing {
+                            dataset: ds.id.clone(),
+                            url: src.url.clone(),
+                            source,
+                        })?;
+                    tree.skipped.extend(
+                        skipped
+                            .into_iter()
+                            .map(|s| format!("{}: skipped {s} (not a regular file)", src.url)),
+                    );
+                    let storage = if cps.is_empty() {
+                        Storage::Raw
+                    } else {
+                        Storage::Gzip
+                    };
+                    for m in members {
+                        if m.is_dir {
+                            tree.dir(&m.path, m.mtime);
+                        } else {
+                            tree.file(
+                                m.path,
+                                m.size,
+                                m.mtime,
+                                Location {
+                                    blob: b,
+                                    offset: m.data_offset,
+                                    storage,
+                                },
+                            );
+                        }
+                    }
+                    if !cps.is_empty() {
+                        checkpoints.push((blobs.len(), cps));
+                    }
+                }
             }
             blobs.push(blob);
         }
@@ -692,11 +743,46 @@ impl Vfs {
             tracing::warn!(dataset = %ds.id, "{w}");
         }
         let files = tree.entries.iter().filter(|e| e.location.is_some()).count();
-        let root =
-            self.index
-                .put_dataset(&ds.id, fingerprint, self.started, &blobs, &tree.entries)?;
+        let root = self.index.put_dataset(
+            &ds.id,
+            fingerprint,
+            self.started,
+            &blobs,
+            &tree.entries,
+            &checkpoints,
+        )?;
         tracing::info!(dataset = %ds.id, files, "indexed");
         Ok(root)
+    }
+
+    /// One sequential pass over a tar (or tar.gz) blob: its members and, for tar.gz, the
+    /// decompression checkpoints. A host that serves ranges is read with one streaming GET
+    /// (blocks kept when the blob is small beside the cache); one that does not was already
+    /// downloaded whole by the probe and is read from the cache.
+    fn list_tar(
+        &self,
+        blob: &Blob,
+        gzip: bool,
+    ) -> std::result::Result<TarListing, ArchiveError> {
+        let read_err = |e: FetchError| ArchiveError::Read(Box::new(e));
+        let input: Box<dyn Read + '_> = if blob.ranged {
+            let keep = blob.size <= self.fetcher.cache().limit() / 2;
+            Box::new(self.fetcher.stream(blob, keep).map_err(read_err)?)
+        } else {
+            Box::new(BlobReader::new(self.fetcher.clone(), blob.clone(), 0))
+        };
+        // Large reads from the network; the parsers ask for small pieces.
+        let input = std::io::BufReader::with_capacity(256 << 10, input);
+        if !gzip {
+            let (members, skipped) = tar::list(input)?;
+            return Ok((members, skipped, Vec::new()));
+        }
+        let mut gz = GzStream::indexing(input, GZ_SPAN);
+        let (members, skipped) = tar::list(&mut gz)?;
+        // The rest of the stream (end-of-archive padding) still has to pass its CRC check.
+        std::io::copy(&mut gz, &mut std::io::sink())
+            .map_err(|e| ArchiveError::Malformed(e.to_string()))?;
+        Ok((members, skipped, gz.into_checkpoints()))
     }
 
     /// Open file `ino`; returns a handle for [`Vfs::read`].
@@ -717,6 +803,7 @@ impl Vfs {
             entry,
             dataset,
             content: Mutex::new(None),
+            gzip: Mutex::new(None),
         };
         // Large stored members are checked once, by a pass over their bytes, before any read.
         if matches!(
@@ -766,10 +853,11 @@ impl Vfs {
                     .read_at(&blob, loc.offset + offset, len)
                     .map_err(|source| self.fetch_err(&h, source))
             }
-            Storage::Zip { .. } if e.size <= INLINE_MAX => {
+            Storage::Zip { .. } | Storage::Gzip if e.size <= INLINE_MAX => {
                 let content = self.member_content(&h)?;
                 Ok(slice(&content, offset, len as u32))
             }
+            Storage::Gzip => self.read_gzip(&h, offset, len),
             Storage::Zip { .. } => {
                 let blob = self.blob(&h, loc.blob)?;
                 let start = self.data_offset(&h, &blob)?;
@@ -848,7 +936,17 @@ impl Vfs {
             *lock(&h.content) = Some(c.clone());
             return Ok(c);
         }
-        let content = Arc::new(self.decode_checked(h)?);
+        let content = Arc::new(match h.entry.location.map(|l| l.storage) {
+            Some(Storage::Gzip) => {
+                let mut cursor = self.gzip_cursor(h, 0)?;
+                let mut out = vec![0u8; h.entry.size as usize];
+                cursor
+                    .read_exact(&mut out)
+                    .map_err(|e| self.gzip_err(h, e))?;
+                out
+            }
+            _ => self.decode_checked(h)?,
+        });
         {
             let mut d = lock(&self.decoded);
             d.1 += content.len() as u64;
@@ -862,6 +960,76 @@ impl Vfs {
         }
         *lock(&h.content) = Some(content.clone());
         Ok(content)
+    }
+
+    /// A decoder positioned at byte `offset` of a gzip-stored member, started from the nearest
+    /// checkpoint before it.
+    fn gzip_cursor(&self, h: &Handle, offset: u64) -> Result<GzCursor> {
+        let Some(loc) = h.entry.location else {
+            return Err(VfsError::IsDir);
+        };
+        let blob = self.blob(h, loc.blob)?;
+        let target = loc.offset + offset;
+        let cp = self
+            .index
+            .checkpoint_before(blob.id, target)?
+            .ok_or_else(|| VfsError::Unreadable {
+                dataset: self.dataset_id(h),
+                member: self.member_path(h),
+                message: "its archive has no decompression checkpoints in the index".into(),
+            })?;
+        let input = BlobReader::new(self.fetcher.clone(), blob, cp.input);
+        let mut cursor = GzStream::resume(input, &cp);
+        cursor.skip_to(target).map_err(|e| self.gzip_err(h, e))?;
+        Ok(cursor)
+    }
+
+    fn gzip_err(&self, h: &Handle, e: std::io::Error) -> VfsError {
+        let dataset = self.dataset_id(h);
+        let member = self.member_path(h);
+        match e.into_inner().map(|inner| inner.downcast::<FetchError>()) {
+            Some(Ok(source)) => VfsError::Fetch {
+                dataset,
+                what: format!("reading {member}"),
+                source,
+            },
+            Some(Err(inner)) => VfsError::Unreadable {
+                dataset,
+                member,
+                message: format!("decompressing: {inner}"),
+            },
+            None => VfsError::Unreadable {
+                dataset,
+                member,
+                message: "decompressing failed".into(),
+            },
+        }
+    }
+
+    /// A range of a large gzip-stored member: sequential reads continue one decoder; a seek
+    /// further than one checkpoint span starts again from the nearest checkpoint.
+    fn read_gzip(&self, h: &Handle, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let Some(loc) = h.entry.location else {
+            return Err(VfsError::IsDir);
+        };
+        let target = loc.offset + offset;
+        let mut slot = lock(&h.gzip);
+        let reusable = slot
+            .as_ref()
+            .is_some_and(|c| c.position() <= target && target - c.position() <= GZ_SPAN);
+        if !reusable {
+            *slot = Some(self.gzip_cursor(h, offset)?);
+        }
+        let Some(cursor) = slot.as_mut() else {
+            return Err(VfsError::BadHandle);
+        };
+        cursor.skip_to(target).map_err(|e| self.gzip_err(h, e))?;
+        let mut out = vec![0u8; len as usize];
+        if let Err(e) = cursor.read_exact(&mut out) {
+            *slot = None;
+            return Err(self.gzip_err(h, e));
+        }
+        Ok(out)
     }
 
     fn decode_checked(&self, h: &Handle) -> Result<Vec<u8>> {

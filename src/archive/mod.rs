@@ -5,6 +5,8 @@
 //! trust the archive: sizes and offsets are checked against the blob, member paths are
 //! normalised, and a path that would escape the dataset directory is refused.
 
+pub mod gzip;
+pub mod tar;
 pub mod zip;
 
 /// Random access to the bytes of one blob.

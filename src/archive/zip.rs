@@ -243,6 +243,13 @@ fn parse_central_directory(
                 reason: format!("stored member with {csize} bytes packed but {size} unpacked"),
             });
         }
+        // Deflate cannot expand more than 1032:1; a larger claim is a bomb or a lie.
+        if method == METHOD_DEFLATED && size > csize.saturating_mul(1032).saturating_add(1024) {
+            return Err(ArchiveError::Hostile {
+                name,
+                reason: format!("claims {size} bytes from {csize} deflated bytes (a zip bomb?)"),
+            });
+        }
         out.push(ZipEntry {
             path,
             is_dir,
@@ -255,7 +262,25 @@ fn parse_central_directory(
         });
         i += total;
     }
+    check_overlaps(&out)?;
     Ok(out)
+}
+
+/// Refuse members whose data overlap (the trick of "better zip bombs", where many entries
+/// share one run of compressed data), comparing each with the next by offset.
+fn check_overlaps(entries: &[ZipEntry]) -> Result<(), ArchiveError> {
+    let mut by_offset: Vec<&ZipEntry> = entries.iter().filter(|e| !e.is_dir).collect();
+    by_offset.sort_by_key(|e| e.header_offset);
+    for w in by_offset.windows(2) {
+        let end = w[0].header_offset + LOCAL_HEADER_LEN + w[0].compressed_size;
+        if end > w[1].header_offset {
+            return Err(ArchiveError::Hostile {
+                name: w[1].path.join("/"),
+                reason: format!("its data overlaps the member {:?}", w[0].path.join("/")),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn extra_fields(mut extra: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
@@ -420,6 +445,80 @@ mod tests {
         let z = make_zip(&[("ok.txt", b"1", false), ("evil/../../x", b"2", false)]);
         let e = list(&z[..], z.len() as u64).unwrap_err().to_string();
         assert!(e.contains("refused member") && e.contains(".."), "{e}");
+    }
+
+    #[test]
+    fn zip64_records_and_data_descriptors_are_followed() {
+        // Members written with ZIP64 extra fields, through a streaming writer (data descriptors).
+        let mut w = ::zip::ZipWriter::new_stream(Vec::new());
+        let opts = ::zip::write::SimpleFileOptions::default()
+            .compression_method(::zip::CompressionMethod::Deflated)
+            .large_file(true);
+        for i in 0..3 {
+            w.start_file(format!("vol/{i}.nii"), opts).unwrap();
+            w.write_all(&vec![i as u8; 10_000]).unwrap();
+        }
+        let z = w.finish().unwrap().into_inner();
+        let list = list(&z[..], z.len() as u64).unwrap();
+        assert_eq!(list.len(), 3);
+        for (i, e) in list.iter().enumerate() {
+            assert_eq!(e.size, 10_000);
+            let h = z.read_at(e.header_offset, LOCAL_HEADER_LEN).unwrap();
+            assert_ne!(u16_at(&h, 6) & 0x8, 0, "written with a data descriptor");
+            let at = e.header_offset + local_data_offset(&h).unwrap();
+            let packed = z.read_at(at, e.compressed_size).unwrap();
+            let mut out = Vec::new();
+            std::io::Read::read_to_end(
+                &mut flate2::read::DeflateDecoder::new(&packed[..]),
+                &mut out,
+            )
+            .unwrap();
+            assert_eq!(out, vec![i as u8; 10_000]);
+        }
+    }
+
+    #[test]
+    fn more_than_65535_entries_use_the_zip64_end_record() {
+        let mut w = ::zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let opts = ::zip::write::SimpleFileOptions::default()
+            .compression_method(::zip::CompressionMethod::Stored);
+        for i in 0..70_000 {
+            w.start_file(format!("{i}"), opts).unwrap();
+        }
+        let z = w.finish().unwrap().into_inner();
+        assert_eq!(list(&z[..], z.len() as u64).unwrap().len(), 70_000);
+    }
+
+    #[test]
+    fn overlapping_members_and_impossible_ratios_are_refused() {
+        let z = make_zip(&[
+            ("a.png", &[1u8; 5000], false),
+            ("b.png", &[2u8; 5000], false),
+        ]);
+        // Point the second central entry's local header offset at the first member.
+        let mut evil = z.clone();
+        let cd = (0..evil.len() - 4)
+            .rev()
+            .filter(|&i| u32_at(&evil, i) == CDH_SIG)
+            .min()
+            .unwrap();
+        let second = cd + 46 + u16_at(&evil, cd + 28) as usize;
+        evil[second + 42..second + 46].copy_from_slice(&0u32.to_le_bytes());
+        let e = super::list(&evil[..], evil.len() as u64)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("overlaps"), "{e}");
+        // Claim 10 GB from a 5000-byte member.
+        let mut bomb = make_zip(&[("x", &[0u8; 5000], true)]);
+        let cd = (0..bomb.len() - 4)
+            .rev()
+            .find(|&i| u32_at(&bomb, i) == CDH_SIG)
+            .unwrap();
+        bomb[cd + 24..cd + 28].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+        let e = super::list(&bomb[..], bomb.len() as u64)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("zip bomb"), "{e}");
     }
 
     #[test]

@@ -1,0 +1,228 @@
+//! Archives beyond plain ZIP through real mounts: tar and tar.gz (made by the `tar`/`flate2`
+//! crates and by the system's `tar`, `gzip` and `zip`), random access into a large tar.gz proven
+//! by the request log, and hostile archives refused without serving a byte.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+
+type Files = Vec<(String, Vec<u8>, bool)>;
+
+fn tar_of(files: &Files) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data, _) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(1_600_000_000);
+        h.set_cksum();
+        b.append_data(&mut h, name, &data[..]).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+/// gzip at the default level, whose deflate blocks end every few dozen KiB as gzip's do
+/// (checkpoints can only sit at block boundaries).
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// Compare every file under `dir` of the mount with `files`, and that nothing else is there.
+fn assert_tree(dir: &Path, files: &Files) {
+    for (name, data, _) in files {
+        let got = std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(got == *data, "{name}: bytes differ");
+    }
+    let (_, out, _) = sh(&format!("cd {} && find . -type f | wc -l", dir.display()));
+    assert_eq!(
+        out.trim(),
+        files.len().to_string(),
+        "extra or missing files"
+    );
+}
+
+#[test]
+fn tar_tgz_and_system_made_archives_read_back_byte_for_byte() {
+    let up = Upstream::start();
+    let files = image_folder(30, 20);
+    up.put("/set.tar", tar_of(&files), true);
+    up.put("/set.tar.gz", gzip(&tar_of(&files)), true);
+    // The same tree packed by the system's tools.
+    let work = tempfile::tempdir().unwrap();
+    unpack_to(work.path(), &files);
+    let (code, _, err) = sh(&format!(
+        "cd {0} && tar czf sys.tgz chest_xray && zip -qr sys.zip chest_xray && tar cf - chest_xray | gzip -9 > sys2.tar.gz",
+        work.path().display()
+    ));
+    assert_eq!(code, 0, "{err}");
+    for name in ["sys.tgz", "sys.zip", "sys2.tar.gz"] {
+        up.put(
+            &format!("/{name}"),
+            std::fs::read(work.path().join(name)).unwrap(),
+            true,
+        );
+    }
+    let cat = catalog(&[
+        ("plain-tar", "CT", "lung", &[("set.tar", "tar")]),
+        ("crate-tgz", "CT", "lung", &[("set.tar.gz", "tar.gz")]),
+        ("sys-tgz", "MRI", "brain", &[("sys.tgz", "tar.gz")]),
+        ("sys-zip", "MRI", "brain", &[("sys.zip", "zip")]),
+        ("sys-gzip9", "MRI", "brain", &[("sys2.tar.gz", "tar.gz")]),
+    ]);
+    let fx = Fixture::new(&up, &cat, "");
+    let m = fx.mount(&["--block-size", "64KiB"]);
+    for id in ["plain-tar", "crate-tgz", "sys-tgz", "sys-zip", "sys-gzip9"] {
+        assert_tree(&m.mnt.join("datasets").join(id), &files);
+    }
+    // Times come from the archive.
+    let meta = std::fs::metadata(m.mnt.join("datasets/plain-tar").join(&files[0].0)).unwrap();
+    assert_eq!(
+        meta.modified().unwrap(),
+        std::time::UNIX_EPOCH + Duration::from_secs(1_600_000_000)
+    );
+}
+
+#[test]
+fn a_member_deep_in_a_large_tgz_costs_one_span_not_the_archive() {
+    let up = Upstream::start();
+    let files = image_folder(160, 120); // about 19 MB of noisy PNGs
+    let tgz = gzip(&tar_of(&files));
+    up.put("/big.tar.gz", tgz.clone(), true);
+    let cat = catalog(&[("big", "CT", "lung", &[("big.tar.gz", "tar.gz")])]);
+    let fx = Fixture::new(&up, &cat, "");
+    // A cache far smaller than the archive: the index pass cannot keep its blocks.
+    let m = fx.mount(&["--block-size", "256KiB", "--cache-size", "4MiB"]);
+    let dir = m.mnt.join("datasets/big");
+    let (_, out, _) = sh(&format!("find {} -type f | wc -l", dir.display()));
+    assert_eq!(out.trim(), "160");
+    let log = up.log();
+    assert_eq!(
+        log.iter().filter(|l| l.range.is_none()).count(),
+        1,
+        "one streaming pass"
+    );
+    let (before, bytes_before) = (up.count(), up.bytes());
+    let (name, data, _) = &files[150];
+    assert_eq!(&std::fs::read(dir.join(name)).unwrap(), data);
+    let requests = up.count() - before;
+    let bytes = up.bytes() - bytes_before;
+    // From the checkpoint before it (at most a 4 MiB span of output) to its end, in 256 KiB blocks.
+    let bound = (4 << 20) + data.len() as u64 + 2 * (256 << 10);
+    assert!(
+        bytes <= bound,
+        "{bytes} bytes read for one member (bound {bound}, archive {})",
+        tgz.len()
+    );
+    assert!(
+        requests as u64 <= bound / (256 << 10) + 1,
+        "{requests} requests"
+    );
+    // Memory stays bounded: the daemon's RSS is far below the archive's size.
+    let pid = m.child.as_ref().unwrap().id();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let rss_kb: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(rss_kb < 200 * 1024, "daemon RSS {rss_kb} kB");
+}
+
+fn zip_with_names(names: &[&str]) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for n in names {
+        w.start_file(*n, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        w.write_all(b"data").unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
+#[test]
+fn hostile_archives_are_refused_with_a_clear_error_and_nothing_is_served() {
+    let up = Upstream::start();
+    // Names the zip crate writes as given; medimg must refuse them.
+    up.put(
+        "/dotdot.zip",
+        zip_with_names(&["ok.png", "../../etc/passwd"]),
+        true,
+    );
+    up.put("/absolute.zip", zip_with_names(&["/etc/shadow"]), true);
+    let good = zip(&image_folder(5, 10));
+    up.put("/truncated.zip", good[..good.len() - 30].to_vec(), true);
+    up.put(
+        "/truncated.tar.gz",
+        gzip(&tar_of(&image_folder(5, 10)))[..3000].to_vec(),
+        true,
+    );
+    up.put(
+        "/not-an-archive.zip",
+        b"<html>Please log in</html>".repeat(10),
+        true,
+    );
+    let cat = catalog(&[
+        ("dotdot", "CT", "lung", &[("dotdot.zip", "zip")]),
+        ("absolute", "CT", "lung", &[("absolute.zip", "zip")]),
+        ("truncated", "CT", "lung", &[("truncated.zip", "zip")]),
+        (
+            "truncated-tgz",
+            "CT",
+            "lung",
+            &[("truncated.tar.gz", "tar.gz")],
+        ),
+        ("html", "CT", "lung", &[("not-an-archive.zip", "zip")]),
+    ]);
+    let fx = Fixture::new(&up, &cat, "");
+    let m = fx.mount(&["--block-size", "64KiB"]);
+    for (id, why) in [
+        ("dotdot", "'..'"),
+        ("absolute", "absolute path"),
+        ("truncated", "end of central directory"),
+        ("truncated-tgz", "truncated"),
+        ("html", "end of central directory"),
+    ] {
+        let (code, out, err) = sh(&format!("ls {}/datasets/{id}", m.mnt.display()));
+        assert_ne!(code, 0, "{id}: listed {out}");
+        assert!(err.contains("Input/output error"), "{id}: {err}");
+        std::thread::sleep(Duration::from_millis(50));
+        let log = m.log_text();
+        assert!(
+            log.lines()
+                .any(|l| l.contains(&format!("dataset {id}:")) && l.contains(why)),
+            "{id}: no log line with {why:?}:\n{log}"
+        );
+    }
+    assert!(!fx.mnt().join("etc").exists());
+    let (_, out, _) = sh(&format!(
+        "find {}/datasets -type f | wc -l",
+        m.mnt.display()
+    ));
+    assert_eq!(out.trim(), "0", "nothing served from a refused archive");
+}
+
+#[test]
+fn cp437_names_without_the_utf8_flag_decode_as_unzip_would() {
+    let up = Upstream::start();
+    let mut z = zip_with_names(&["caf_.png"]);
+    // Replace '_' by CP437 0x82 ('é') in both the local and the central header.
+    for i in 0..z.len() - 8 {
+        if &z[i..i + 8] == b"caf_.png" {
+            z[i + 3] = 0x82;
+        }
+    }
+    up.put("/names.zip", z, true);
+    let cat = catalog(&[("names", "CT", "lung", &[("names.zip", "zip")])]);
+    let fx = Fixture::new(&up, &cat, "");
+    let m = fx.mount(&["--block-size", "64KiB"]);
+    assert_eq!(
+        std::fs::read(m.mnt.join("datasets/names/café.png")).unwrap(),
+        b"data"
+    );
+}
