@@ -88,20 +88,40 @@ pub enum Format {
     TarGz,
 }
 
-/// One upstream object a dataset is made of.
+/// One upstream object a dataset is made of, or the parts of a split archive (their bytes,
+/// concatenated in order, are the archive: `x.zip.001`, `x.zip.002`, ... or Info-ZIP's `x.z01`,
+/// ..., `x.zip`; `x.tar.gz.aa`, `x.tar.gz.ab`, ...).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Source {
-    /// Where the bytes are (before mirror rules are applied).
-    pub url: String,
+    /// Where the bytes are (before mirror rules are applied); one URL, or the parts in order.
+    pub urls: Vec<String>,
     /// How the bytes become files.
     pub format: Format,
 }
 
 impl Source {
-    /// The file name a `file` source gets: the URL path's last segment, percent-decoded.
+    /// The file name a `file` source gets: the URL path's last segment, percent-decoded (a split
+    /// file's part suffix removed).
     pub fn file_name(&self) -> Option<String> {
-        file_name_of_url(&self.url)
+        let first = self.urls.first()?;
+        if self.urls.len() > 1 {
+            file_name_of_url(&strip_part_suffix(first))
+        } else {
+            file_name_of_url(first)
+        }
     }
+}
+
+/// `x.zip.001` -> `x.zip`, `x.tar.gz.ab` -> `x.tar.gz`; other URLs unchanged.
+fn strip_part_suffix(url: &str) -> String {
+    if let Some((stem, suffix)) = url.rsplit_once('.')
+        && (suffix.len() == 3 && suffix.bytes().all(|b| b.is_ascii_digit())
+            || suffix.len() == 2 && suffix.bytes().all(|b| b.is_ascii_lowercase()))
+        && stem.contains('.')
+    {
+        return stem.to_string();
+    }
+    url.to_string()
 }
 
 /// One validated catalog entry.
@@ -138,7 +158,7 @@ impl Dataset {
     pub fn fingerprint(&self) -> String {
         let mut s = String::new();
         for src in &self.sources {
-            s.push_str(&format!("{:?} {}\n", src.format, src.url));
+            s.push_str(&format!("{:?} {}\n", src.format, src.urls.join(" ")));
         }
         s
     }
@@ -238,6 +258,8 @@ struct RawSource {
     #[serde(default)]
     url: Option<String>,
     #[serde(default)]
+    urls: Option<Vec<String>>,
+    #[serde(default)]
     format: Option<Format>,
 }
 
@@ -299,23 +321,46 @@ impl Catalog {
                         format!("unknown source type {:?}; supported: \"http\"", s.kind),
                     ));
                 }
-                let url = s.url.clone().ok_or_else(|| {
-                    fail(&field("url"), "missing; an http source needs a url".into())
-                })?;
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                let urls = match (&s.url, &s.urls) {
+                    (Some(u), None) => vec![u.clone()],
+                    (None, Some(us)) if !us.is_empty() => us.clone(),
+                    (None, _) => {
+                        return Err(fail(
+                            &field("url"),
+                            "missing; an http source needs `url`, or `urls` for the parts of a split archive"
+                                .into(),
+                        ));
+                    }
+                    (Some(_), Some(_)) => {
+                        return Err(fail(
+                            &field("urls"),
+                            "give `url` or `urls`, not both".into(),
+                        ));
+                    }
+                };
+                for url in &urls {
+                    if !(url.starts_with("http://") || url.starts_with("https://")) {
+                        return Err(fail(
+                            &field("url"),
+                            format!("{url:?} is not an http(s) URL"),
+                        ));
+                    }
+                }
+                // Info-ZIP's `.z01 ... .zip` ends with the archive's own name; split files
+                // (`.001`, `.aa`) carry it before their suffix.
+                let last = urls.last().map_or(String::new(), |u| strip_part_suffix(u));
+                let format = s.format.unwrap_or_else(|| default_format(&last));
+                let source = Source { urls, format };
+                if format == Format::File && source.file_name().is_none() {
                     return Err(fail(
                         &field("url"),
-                        format!("{url:?} is not an http(s) URL"),
+                        format!(
+                            "{:?} has no file name in its path for a `file` source",
+                            source.urls[0]
+                        ),
                     ));
                 }
-                let format = s.format.unwrap_or_else(|| default_format(&url));
-                if format == Format::File && file_name_of_url(&url).is_none() {
-                    return Err(fail(
-                        &field("url"),
-                        format!("{url:?} has no file name in its path for a `file` source"),
-                    ));
-                }
-                sources.push(Source { url, format });
+                sources.push(source);
             }
             if d.unsupported.is_some() && !sources.is_empty() {
                 return Err(fail(
@@ -503,6 +548,29 @@ url = "https://example.org/a/chest_xray.zip"
         ] {
             assert_eq!(default_format(url), f, "{url}");
         }
+        let t = ONE.replace(
+            "url = \"https://example.org/a/chest_xray.zip\"",
+            "urls = [\"https://h/x.zip.001\", \"https://h/x.zip.002\"]",
+        );
+        let c = Catalog::parse(&t, "t").unwrap();
+        assert_eq!(c.datasets[0].sources[0].format, Format::Zip);
+        let t = ONE.replace(
+            "url = \"https://example.org/a/chest_xray.zip\"",
+            "urls = [\"https://h/x.z01\", \"https://h/x.zip\"]",
+        );
+        assert_eq!(
+            Catalog::parse(&t, "t").unwrap().datasets[0].sources[0].format,
+            Format::Zip
+        );
+        let t = ONE.replace(
+            "url = \"https://example.org/a/chest_xray.zip\"",
+            "urls = [\"https://h/vol.nii.gz.aa\", \"https://h/vol.nii.gz.ab\"]",
+        );
+        let c = Catalog::parse(&t, "t").unwrap();
+        assert_eq!(
+            c.datasets[0].sources[0].file_name().as_deref(),
+            Some("vol.nii.gz")
+        );
         let t = ONE.replace(
             "url = \"https://example.org/a/chest_xray.zip\"",
             "url = \"https://h/a.bin\"\nformat = \"tar.gz\"",

@@ -1,25 +1,29 @@
 //! Reading byte ranges of blobs through the block cache.
 //!
-//! The only place that turns "bytes `[a, b)` of blob X" into upstream requests. A read is cut
-//! into aligned blocks; each missing block costs one Range request (single flight: concurrent
-//! readers of a block share it), and the whole block is cached, so the neighbours of what was
-//! read come along for free. A host that ignores Range is downloaded once, whole, straight into
-//! the block files, then served from them. Transient failures (timeouts, 5xx, 429) are retried
-//! with exponential backoff; a changed upstream object is never mixed with cached bytes of its
-//! earlier version (`If-Match`, total size and the blob key all pin the version).
+//! The only place that turns "bytes `[a, b)` of blob X" into upstream requests. A blob is one
+//! or more parts (a split archive's `.001`, `.002`, ... or `.z01`, ..., `.zip` are one blob whose
+//! bytes are the parts' concatenation). A read is cut into aligned blocks of each part; a missing
+//! block costs one Range request (single flight: concurrent readers of a block share it), and the
+//! whole block is cached, so the neighbours of what was read come along. A host that ignores
+//! Range is downloaded once, whole, straight into the block files, then served from them.
+//! Transient failures (timeouts, 5xx, 429) are retried with exponential backoff; a changed
+//! upstream object is never mixed with cached bytes of its earlier version (`If-Match`, the total
+//! size and the part's cache key all pin the version).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::archive::{ArchiveError, ReadAt};
 use crate::cache::{BlobKey, BlockCache, BlockKey, CacheError};
-use crate::index::Blob;
-use crate::source::{Body, FetchRequest, SourceError, Upstream, fetch_range};
+use crate::index::{Blob, Part};
+use crate::source::{Body, BodyStream, FetchRequest, Response, SourceError, Upstream, fetch_range};
 
-/// Attempts per block before a transient failure is reported.
+/// Attempts per request before a transient failure is reported.
 const ATTEMPTS: u32 = 3;
 /// First retry delay; doubled each time.
 const BACKOFF: Duration = Duration::from_millis(250);
+/// Whole downloads log their progress every this many bytes.
+const PROGRESS_EVERY: u64 = 256 << 20;
 
 /// Why bytes of a blob could not be had.
 #[derive(Debug, thiserror::Error)]
@@ -70,16 +74,14 @@ impl Fetcher {
         &self.cache
     }
 
-    /// Learn the size, validator and Range support of the blob at `url`. The probe asks for the
-    /// first block, which is kept; a host that answers with the whole object is downloaded whole
-    /// into the cache now. Returns the blob (with `id` 0; the index assigns ids) and its
-    /// `Last-Modified` time.
-    pub fn probe(&self, url: &str) -> Result<(Blob, Option<i64>), FetchError> {
-        let first = 0..self.block_size;
+    /// Learn the size, validator and Range support of the object at `url`. The probe asks for
+    /// the first block, which is kept; a host that answers with the whole object is downloaded
+    /// whole into the cache now. Returns the part and its `Last-Modified` time.
+    pub fn probe(&self, url: &str) -> Result<(Part, Option<i64>), FetchError> {
         let resp = retry(|| {
             self.up.fetch(&FetchRequest {
                 url,
-                range: Some(first.clone()),
+                range: Some(0..self.block_size),
                 if_match: None,
             })
         })?;
@@ -89,7 +91,7 @@ impl Fetcher {
             .clone()
             .or(reply.last_modified.map(|t| t.to_string()))
             .unwrap_or_default();
-        match reply.body {
+        let part = match reply.body {
             Body::Partial { total } => {
                 let key = BlobKey::derive(url, total, &validator);
                 let want = self.block_size.min(total);
@@ -110,15 +112,13 @@ impl Fetcher {
                         &data,
                     )?;
                 }
-                let blob = Blob {
-                    id: 0,
+                Part {
                     key,
                     url: url.to_string(),
                     size: total,
                     etag: reply.etag.clone(),
                     ranged: true,
-                };
-                Ok((blob, reply.last_modified))
+                }
             }
             Body::Full { len } => {
                 tracing::info!(
@@ -128,17 +128,16 @@ impl Fetcher {
                 let key = BlobKey::derive(url, len.unwrap_or(0), &validator);
                 let _whole = self.whole.lock().unwrap_or_else(|p| p.into_inner());
                 let size = self.store_whole(key, resp, url, None)?.0;
-                let blob = Blob {
-                    id: 0,
+                Part {
                     key,
                     url: url.to_string(),
                     size,
                     etag: reply.etag.clone(),
                     ranged: false,
-                };
-                Ok((blob, reply.last_modified))
+                }
             }
-        }
+        };
+        Ok((part, reply.last_modified))
     }
 
     /// Stream a whole-object answer into blocks of `key`; returns the size and, if asked, the
@@ -146,7 +145,7 @@ impl Fetcher {
     fn store_whole(
         &self,
         key: BlobKey,
-        resp: crate::source::Response<'_>,
+        resp: Response<'_>,
         url: &str,
         keep: Option<u64>,
     ) -> Result<(u64, Option<Vec<u8>>), FetchError> {
@@ -157,10 +156,12 @@ impl Fetcher {
                  and it does not fit in the {limit}-byte cache; raise --cache-size"
             ))
         };
+        let declared = match resp.reply.body {
+            Body::Full { len } => len,
+            Body::Partial { .. } => None,
+        };
         // Earlier blocks of the download would be evicted to make room for later ones.
-        if let Body::Full { len: Some(n) } = resp.reply.body
-            && n > limit
-        {
+        if declared.is_some_and(|n| n > limit) {
             return Err(too_big().into());
         }
         let mut body = resp.body;
@@ -169,18 +170,14 @@ impl Fetcher {
         let mut total = 0u64;
         let mut kept = None;
         let mut flush = |buf: &mut Vec<u8>, index: &mut u64| -> Result<(), FetchError> {
-            self.cache
-                .insert(
-                    BlockKey {
-                        blob: key,
-                        index: *index,
-                    },
-                    buf,
-                )
-                .map_err(|e| match e {
-                    CacheError::Full { .. } => too_big(),
-                    e => e,
-                })?;
+            let key = BlockKey {
+                blob: key,
+                index: *index,
+            };
+            self.cache.insert(key, buf).map_err(|e| match e {
+                CacheError::Full { .. } => too_big(),
+                e => e,
+            })?;
             if keep == Some(*index) {
                 kept = Some(std::mem::take(buf));
             } else {
@@ -190,6 +187,14 @@ impl Fetcher {
             Ok(())
         };
         while let Some(chunk) = body.chunk()? {
+            if (total + chunk.len() as u64) / PROGRESS_EVERY > total / PROGRESS_EVERY {
+                let of = declared.map_or(String::new(), |n| format!(" of {n}"));
+                tracing::info!(
+                    url,
+                    "whole download: {} bytes{of}",
+                    total + chunk.len() as u64
+                );
+            }
             total += chunk.len() as u64;
             if total > limit {
                 return Err(too_big().into());
@@ -210,105 +215,152 @@ impl Fetcher {
         Ok((total, kept))
     }
 
-    /// Exactly `len` bytes of `blob` at `offset`.
+    /// Exactly `len` bytes of `blob` at `offset` (across its parts).
     pub fn read_at(&self, blob: &Blob, offset: u64, len: u64) -> Result<Vec<u8>, FetchError> {
         let end = offset
             .checked_add(len)
-            .filter(|&e| e <= blob.size)
+            .filter(|&e| e <= blob.size())
             .ok_or_else(|| SourceError::BadAnswer {
-                url: blob.url.clone(),
+                url: blob.url().to_string(),
                 message: format!(
                     "read of {len} bytes at {offset} is past the end of the {}-byte file",
-                    blob.size
+                    blob.size()
                 ),
             })?;
         let mut out = Vec::with_capacity(len as usize);
-        let mut pos = offset;
-        while pos < end {
+        let mut part_start = 0;
+        for part in &blob.parts {
+            let part_end = part_start + part.size;
+            if part_end > offset && part_start < end {
+                let from = offset.max(part_start) - part_start;
+                let to = end.min(part_end) - part_start;
+                self.read_part(part, from, to, &mut out)?;
+            }
+            part_start = part_end;
+        }
+        Ok(out)
+    }
+
+    fn read_part(
+        &self,
+        part: &Part,
+        from: u64,
+        to: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<(), FetchError> {
+        let mut pos = from;
+        while pos < to {
             let index = pos / self.block_size;
-            let block_start = index * self.block_size;
             let key = BlockKey {
-                blob: blob.key,
+                blob: part.key,
                 index,
             };
             let pinned = self.cache.ensure(key, &|| {
-                self.fetch_block(blob, index).map_err(|e| e.to_string())
+                self.fetch_block(part, index).map_err(|e| e.to_string())
             })?;
-            let within = pos - block_start;
-            let take = (end - pos).min(pinned.len().saturating_sub(within));
+            let within = pos - index * self.block_size;
+            let take = (to - pos).min(pinned.len().saturating_sub(within));
             if take == 0 {
                 return Err(CacheError::Fetch(format!(
                     "{}: block {index} is shorter than expected",
-                    blob.url
+                    part.url
                 ))
                 .into());
             }
             out.extend_from_slice(&pinned.read(within, take)?);
             pos += take;
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Drop the cached blocks covering `[offset, offset + len)` (their bytes failed a check).
     pub fn invalidate(&self, blob: &Blob, offset: u64, len: u64) -> Result<(), FetchError> {
-        let first = offset / self.block_size;
-        let last = (offset + len.max(1) - 1) / self.block_size;
-        for index in first..=last {
-            self.cache.remove(BlockKey {
-                blob: blob.key,
-                index,
-            })?;
+        let end = offset + len.max(1);
+        let mut part_start = 0;
+        for part in &blob.parts {
+            let part_end = part_start + part.size;
+            if part_end > offset && part_start < end {
+                let first = (offset.max(part_start) - part_start) / self.block_size;
+                let last = (end.min(part_end) - 1 - part_start) / self.block_size;
+                for index in first..=last {
+                    self.cache.remove(BlockKey {
+                        blob: part.key,
+                        index,
+                    })?;
+                }
+            }
+            part_start = part_end;
         }
         Ok(())
     }
 
-    fn fetch_block(&self, blob: &Blob, index: u64) -> Result<Vec<u8>, FetchError> {
+    fn fetch_block(&self, part: &Part, index: u64) -> Result<Vec<u8>, FetchError> {
         let start = index * self.block_size;
-        let end = (start + self.block_size).min(blob.size);
-        if blob.ranged {
-            tracing::debug!(url = %blob.url, start, end, "fetching block");
+        let end = (start + self.block_size).min(part.size);
+        if part.ranged {
+            tracing::debug!(url = %part.url, start, end, "fetching block");
             return Ok(retry(|| {
                 fetch_range(
                     &*self.up,
-                    &blob.url,
+                    &part.url,
                     start..end,
-                    strong(&blob.etag),
-                    blob.size,
+                    strong(&part.etag),
+                    part.size,
                 )
             })?);
         }
         let _whole = self.whole.lock().unwrap_or_else(|p| p.into_inner());
         // A reader before us may have downloaded it while we waited.
         let key = BlockKey {
-            blob: blob.key,
+            blob: part.key,
             index,
         };
         if self.cache.contains(key) {
             let p = self.cache.ensure(key, &|| Err("evicted".into()))?;
             return Ok(p.read(0, p.len())?);
         }
-        tracing::info!(url = %blob.url, "downloading whole (the host ignores Range)");
+        tracing::info!(url = %part.url, "downloading whole (the host ignores Range)");
         let resp = retry(|| {
             self.up.fetch(&FetchRequest {
-                url: &blob.url,
+                url: &part.url,
                 range: None,
-                if_match: strong(&blob.etag),
+                if_match: strong(&part.etag),
             })
         })?;
-        let (total, kept) = self.store_whole(blob.key, resp, &blob.url, Some(index))?;
-        if total != blob.size {
+        let (total, kept) = self.store_whole(part.key, resp, &part.url, Some(index))?;
+        if total != part.size {
             return Err(SourceError::Changed {
-                url: blob.url.clone(),
+                url: part.url.clone(),
             }
             .into());
         }
         kept.ok_or_else(|| {
             CacheError::Fetch(format!(
                 "{}: block {index} missing from the download",
-                blob.url
+                part.url
             ))
             .into()
         })
+    }
+
+    /// Open the whole of `blob` as a stream: one GET per part, however large (index-time passes
+    /// over tar and tar.gz). With `keep`, full blocks are cached as they pass (worth it when
+    /// the blob is small beside the cache).
+    pub fn stream<'a>(&'a self, blob: &'a Blob, keep: bool) -> Result<BlobStream<'a>, FetchError> {
+        let mut s = BlobStream {
+            fetcher: self,
+            blob,
+            part: 0,
+            body: None,
+            chunk: Vec::new(),
+            at: 0,
+            pos: 0,
+            keep,
+            block: Vec::new(),
+            block_start: 0,
+        };
+        s.open_part()?;
+        Ok(s)
     }
 }
 
@@ -328,97 +380,107 @@ fn retry<T>(mut f: impl FnMut() -> Result<T, SourceError>) -> Result<T, SourceEr
     }
 }
 
-/// The whole blob as one sequential stream: one GET, however large (index-time passes over
-/// tar and tar.gz). Full blocks are kept in the cache on the way when `keep` is set.
+/// A whole blob as one sequential stream; see [`Fetcher::stream`].
 pub struct BlobStream<'a> {
     fetcher: &'a Fetcher,
     blob: &'a Blob,
-    body: Box<dyn crate::source::BodyStream + 'a>,
+    /// The part being read, and its body.
+    part: usize,
+    body: Option<Box<dyn BodyStream + 'a>>,
     chunk: Vec<u8>,
     at: usize,
+    /// Bytes of the current part delivered so far.
     pos: u64,
     keep: bool,
     block: Vec<u8>,
     block_start: u64,
 }
 
-impl Fetcher {
-    /// Open the whole of `blob` as a stream (one request). With `keep`, full blocks are cached
-    /// as they pass (worth it when the blob is small beside the cache).
-    pub fn stream<'a>(&'a self, blob: &'a Blob, keep: bool) -> Result<BlobStream<'a>, FetchError> {
+impl BlobStream<'_> {
+    fn open_part(&mut self) -> Result<(), FetchError> {
+        let part = &self.blob.parts[self.part];
+        let fetcher = self.fetcher;
         let resp = retry(|| {
-            self.up.fetch(&FetchRequest {
-                url: &blob.url,
+            fetcher.up.fetch(&FetchRequest {
+                url: &part.url,
                 range: None,
-                if_match: strong(&blob.etag),
+                if_match: strong(&part.etag),
             })
         })?;
         if let Body::Full { len: Some(n) } = resp.reply.body
-            && n != blob.size
+            && n != part.size
         {
             return Err(SourceError::Changed {
-                url: blob.url.clone(),
+                url: part.url.clone(),
             }
             .into());
         }
-        Ok(BlobStream {
-            fetcher: self,
-            blob,
-            body: resp.body,
-            chunk: Vec::new(),
-            at: 0,
-            pos: 0,
-            keep,
-            block: Vec::new(),
-            block_start: 0,
-        })
+        self.body = Some(resp.body);
+        self.pos = 0;
+        self.block.clear();
+        self.block_start = 0;
+        Ok(())
+    }
+
+    fn keep_blocks(&mut self, piece: &[u8]) {
+        let part = &self.blob.parts[self.part];
+        let bs = self.fetcher.block_size as usize;
+        let mut rest = piece;
+        while !rest.is_empty() {
+            let take = rest.len().min(bs - self.block.len());
+            self.block.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            let end = self.block_start + self.block.len() as u64;
+            if self.block.len() == bs || end == part.size {
+                let key = BlockKey {
+                    blob: part.key,
+                    index: self.block_start / bs as u64,
+                };
+                // Best effort: a full cache only means later reads fetch again.
+                let _ = self.fetcher.cache.insert(key, &self.block);
+                self.block_start = end;
+                self.block.clear();
+            }
+        }
     }
 }
 
 impl std::io::Read for BlobStream<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.at == self.chunk.len() {
-            match self.body.chunk().map_err(std::io::Error::other)? {
+        while self.at == self.chunk.len() {
+            let size = self.blob.parts[self.part].size;
+            let next = match self.body.as_mut() {
+                Some(b) => b.chunk().map_err(std::io::Error::other)?,
+                None => None,
+            };
+            match next {
                 Some(c) => {
                     self.chunk = c;
                     self.at = 0;
                 }
-                None if self.pos == self.blob.size => return Ok(0),
+                None if self.pos == size && self.part + 1 < self.blob.parts.len() => {
+                    self.part += 1;
+                    self.open_part().map_err(std::io::Error::other)?;
+                }
+                None if self.pos == size => return Ok(0),
                 None => {
                     return Err(std::io::Error::other(SourceError::Changed {
-                        url: self.blob.url.clone(),
+                        url: self.blob.parts[self.part].url.clone(),
                     }));
                 }
             }
         }
         let n = buf.len().min(self.chunk.len() - self.at);
-        let piece = &self.chunk[self.at..self.at + n];
-        buf[..n].copy_from_slice(piece);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
         if self.keep {
-            let bs = self.fetcher.block_size as usize;
-            let mut rest = piece;
-            while !rest.is_empty() {
-                let take = rest.len().min(bs - self.block.len());
-                self.block.extend_from_slice(&rest[..take]);
-                rest = &rest[take..];
-                let end = self.block_start + self.block.len() as u64;
-                if self.block.len() == bs || end == self.blob.size {
-                    let key = BlockKey {
-                        blob: self.blob.key,
-                        index: self.block_start / bs as u64,
-                    };
-                    // Best effort: a full cache only means later reads fetch again.
-                    let _ = self.fetcher.cache.insert(key, &self.block);
-                    self.block_start = end;
-                    self.block.clear();
-                }
-            }
+            let piece = self.chunk[self.at..self.at + n].to_vec();
+            self.keep_blocks(&piece);
         }
-        self.pos += n as u64;
         self.at += n;
-        if self.pos > self.blob.size {
+        self.pos += n as u64;
+        if self.pos > self.blob.parts[self.part].size {
             return Err(std::io::Error::other(SourceError::Changed {
-                url: self.blob.url.clone(),
+                url: self.blob.parts[self.part].url.clone(),
             }));
         }
         Ok(n)
@@ -466,10 +528,10 @@ impl std::io::Read for BlobReader {
 
 impl std::io::BufRead for BlobReader {
     fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
-        if self.at == self.buf.len() && self.pos < self.blob.size {
+        if self.at == self.buf.len() && self.pos < self.blob.size() {
             // Never past the current block: each piece is one cached block (or one request).
             let bs = self.fetcher.block_size;
-            let block_end = (self.pos - self.pos % bs + bs).min(self.blob.size);
+            let block_end = (self.pos - self.pos % bs + bs).min(self.blob.size());
             let end = block_end.min(self.pos + READER_CHUNK);
             self.buf = self
                 .fetcher
@@ -522,8 +584,9 @@ mod tests {
         let up = Arc::new(MockUpstream::new());
         up.put("http://h/a", data(10_500));
         let (_d, f) = setup(up.clone(), 1 << 20);
-        let (blob, _) = f.probe("http://h/a").unwrap();
-        assert_eq!((blob.size, blob.ranged), (10_500, true));
+        let (part, _) = f.probe("http://h/a").unwrap();
+        assert_eq!((part.size, part.ranged), (10_500, true));
+        let blob = Blob::single(part);
         assert_eq!(up.request_count(), 1);
         // Inside the probed first block: free.
         assert_eq!(f.read_at(&blob, 10, 20).unwrap(), data(10_500)[10..30]);
@@ -560,8 +623,9 @@ mod tests {
             },
         );
         let (_d, f) = setup(up.clone(), 1 << 20);
-        let (blob, _) = f.probe("http://h/a").unwrap();
-        assert!(!blob.ranged);
+        let (part, _) = f.probe("http://h/a").unwrap();
+        assert!(!part.ranged);
+        let blob = Blob::single(part);
         assert_eq!(f.read_at(&blob, 0, 5_500).unwrap(), bytes);
         assert_eq!(up.request_count(), 1);
         // Lose one block: the whole object comes again, once, then everything is served.
@@ -596,7 +660,7 @@ mod tests {
         up.put("http://h/a", data(3_000));
         let faulty = Arc::new(Faulty::new(up, Fault::Unavailable, 1..2));
         let (_d, f) = setup(faulty.clone(), 1 << 20);
-        let (blob, _) = f.probe("http://h/a").unwrap();
+        let blob = Blob::single(f.probe("http://h/a").unwrap().0);
         assert_eq!(
             f.read_at(&blob, 1_000, 10).unwrap(),
             data(3_000)[1_000..1_010]
@@ -611,7 +675,7 @@ mod tests {
         up.put("http://h/a", data(3_000));
         let faulty = Arc::new(Faulty::new(up, Fault::Truncate, 1..2));
         let (_d, f) = setup(faulty, 1 << 20);
-        let (blob, _) = f.probe("http://h/a").unwrap();
+        let blob = Blob::single(f.probe("http://h/a").unwrap().0);
         assert!(f.read_at(&blob, 1_000, 10).is_err());
         assert_eq!(
             f.read_at(&blob, 1_000, 10).unwrap(),
@@ -620,11 +684,35 @@ mod tests {
     }
 
     #[test]
+    fn split_parts_read_as_one_blob() {
+        let up = Arc::new(MockUpstream::new());
+        let whole = data(5_000);
+        up.put("http://h/a.zip.001", whole[..1_800].to_vec());
+        up.put("http://h/a.zip.002", whole[1_800..3_300].to_vec());
+        up.put("http://h/a.zip.003", whole[3_300..].to_vec());
+        let (_d, f) = setup(up.clone(), 1 << 20);
+        let parts = ["001", "002", "003"]
+            .iter()
+            .map(|n| f.probe(&format!("http://h/a.zip.{n}")).unwrap().0)
+            .collect();
+        let blob = Blob { id: 0, parts };
+        assert_eq!(blob.size(), 5_000);
+        assert_eq!(f.read_at(&blob, 1_500, 2_500).unwrap(), whole[1_500..4_000]);
+        let mut streamed = Vec::new();
+        std::io::Read::read_to_end(&mut f.stream(&blob, false).unwrap(), &mut streamed).unwrap();
+        assert_eq!(streamed, whole);
+        let mut r = BlobReader::new(Arc::new(f), blob, 999);
+        let mut tail = Vec::new();
+        std::io::Read::read_to_end(&mut r, &mut tail).unwrap();
+        assert_eq!(tail, whole[999..]);
+    }
+
+    #[test]
     fn a_changed_upstream_is_refused_not_mixed() {
         let up = Arc::new(MockUpstream::new());
         up.put("http://h/a", data(3_000));
         let (_d, f) = setup(up.clone(), 1 << 20);
-        let (blob, _) = f.probe("http://h/a").unwrap();
+        let blob = Blob::single(f.probe("http://h/a").unwrap().0);
         up.put("http://h/a", data(2_999));
         let e = f.read_at(&blob, 2_000, 10).unwrap_err().to_string();
         assert!(e.contains("changed upstream"), "{e}");

@@ -17,21 +17,54 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::archive::gzip::{Checkpoint, WINDOW};
 use crate::cache::BlobKey;
 
-/// One upstream object a dataset's files live in.
+/// One upstream object.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Blob {
-    /// Row id.
-    pub id: i64,
+pub struct Part {
     /// Identity of its bytes in the block cache.
     pub key: BlobKey,
     /// URL as in the catalog (mirror rules apply when fetching).
     pub url: String,
-    /// Total size in bytes.
+    /// Size in bytes.
     pub size: u64,
-    /// Strong validator to send as `If-Match`, if the host gave one.
+    /// Validator to send as `If-Match` (when strong), if the host gave one.
     pub etag: Option<String>,
     /// Whether the host honours Range requests.
     pub ranged: bool,
+}
+
+/// The bytes a dataset's files live in: one upstream object, or the concatenation of the parts
+/// of a split archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blob {
+    /// Row id (0 before it is stored).
+    pub id: i64,
+    /// The parts in order; never empty.
+    pub parts: Vec<Part>,
+}
+
+impl Blob {
+    /// A blob of one part.
+    pub fn single(part: Part) -> Blob {
+        Blob {
+            id: 0,
+            parts: vec![part],
+        }
+    }
+
+    /// Total size.
+    pub fn size(&self) -> u64 {
+        self.parts.iter().map(|p| p.size).sum()
+    }
+
+    /// The first part's URL, to name the blob in messages.
+    pub fn url(&self) -> &str {
+        self.parts.first().map_or("", |p| p.url.as_str())
+    }
+
+    /// Sizes of the parts, in order.
+    pub fn part_sizes(&self) -> Vec<u64> {
+        self.parts.iter().map(|p| p.size).collect()
+    }
 }
 
 /// How a file's bytes are stored in its blob.
@@ -134,8 +167,10 @@ PRAGMA journal_mode=WAL;
 CREATE TABLE IF NOT EXISTS datasets (
     id TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, root INTEGER NOT NULL, indexed_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS blobs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, dataset TEXT NOT NULL, key TEXT NOT NULL, url TEXT NOT NULL,
-    size INTEGER NOT NULL, etag TEXT, ranged INTEGER NOT NULL);
+    id INTEGER PRIMARY KEY AUTOINCREMENT, dataset TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS parts (
+    blob INTEGER NOT NULL, seq INTEGER NOT NULL, key TEXT NOT NULL, url TEXT NOT NULL,
+    size INTEGER NOT NULL, etag TEXT, ranged INTEGER NOT NULL, PRIMARY KEY (blob, seq)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS entries (
     id INTEGER PRIMARY KEY AUTOINCREMENT, dataset TEXT NOT NULL, parent INTEGER NOT NULL,
     name TEXT NOT NULL, size INTEGER NOT NULL, mtime INTEGER NOT NULL,
@@ -284,21 +319,23 @@ impl Index {
 
     /// The blob with this id.
     pub fn blob(&self, id: i64) -> Result<Option<Blob>, IndexError> {
-        self.read(|c| {
-            c.prepare_cached("SELECT id, key, url, size, etag, ranged FROM blobs WHERE id = ?1")?
-                .query_row([id], |r| {
-                    let key: String = r.get(1)?;
-                    Ok(Blob {
-                        id: r.get(0)?,
-                        key: BlobKey::parse(&key).unwrap_or(BlobKey(0)),
-                        url: r.get(2)?,
-                        size: r.get::<_, i64>(3)? as u64,
-                        etag: r.get(4)?,
-                        ranged: r.get::<_, i64>(5)? != 0,
-                    })
+        let parts = self.read(|c| {
+            let mut q = c.prepare_cached(
+                "SELECT key, url, size, etag, ranged FROM parts WHERE blob = ?1 ORDER BY seq",
+            )?;
+            let rows = q.query_map([id], |r| {
+                let key: String = r.get(0)?;
+                Ok(Part {
+                    key: BlobKey::parse(&key).unwrap_or(BlobKey(0)),
+                    url: r.get(1)?,
+                    size: r.get::<_, i64>(2)? as u64,
+                    etag: r.get(3)?,
+                    ranged: r.get::<_, i64>(4)? != 0,
                 })
-                .optional()
-        })
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        Ok((!parts.is_empty()).then_some(Blob { id, parts }))
     }
 
     /// The last checkpoint of `blob` at or before uncompressed offset `out`.
@@ -361,15 +398,32 @@ impl Index {
                 [dataset],
             )?;
             tx.execute("DELETE FROM entries WHERE dataset = ?1", [dataset])?;
+            tx.execute(
+                "DELETE FROM parts WHERE blob IN (SELECT id FROM blobs WHERE dataset = ?1)",
+                [dataset],
+            )?;
             tx.execute("DELETE FROM blobs WHERE dataset = ?1", [dataset])?;
             tx.execute("DELETE FROM datasets WHERE id = ?1", [dataset])?;
             let mut blob_ids = Vec::with_capacity(blobs.len());
             for b in blobs {
-                tx.execute(
-                    "INSERT INTO blobs (dataset, key, url, size, etag, ranged) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![dataset, b.key.to_string(), b.url, b.size as i64, b.etag, b.ranged as i64],
-                )?;
-                blob_ids.push(tx.last_insert_rowid());
+                tx.execute("INSERT INTO blobs (dataset) VALUES (?1)", [dataset])?;
+                let id = tx.last_insert_rowid();
+                for (seq, p) in b.parts.iter().enumerate() {
+                    tx.execute(
+                        "INSERT INTO parts (blob, seq, key, url, size, etag, ranged)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        params![
+                            id,
+                            seq as i64,
+                            p.key.to_string(),
+                            p.url,
+                            p.size as i64,
+                            p.etag,
+                            p.ranged as i64
+                        ],
+                    )?;
+                }
+                blob_ids.push(id);
             }
             tx.execute(
                 "INSERT INTO entries (dataset, parent, name, size, mtime) VALUES (?1, 0, ?1, 0, ?2)",
@@ -449,14 +503,13 @@ mod tests {
     fn dataset_roundtrip_lookup_paging_and_reindex() {
         let d = tempfile::tempdir().unwrap();
         let ix = Index::open(&d.path().join("index.sqlite")).unwrap();
-        let blob = Blob {
-            id: 0,
+        let blob = Blob::single(Part {
             key: BlobKey(42),
             url: "http://h/a.zip".into(),
             size: 1000,
             etag: Some("\"x\"".into()),
             ranged: true,
-        };
+        });
         let file = |parent, name: &str| NewEntry {
             parent,
             name: name.into(),
@@ -492,7 +545,10 @@ mod tests {
         assert!(train.is_dir());
         let f = ix.lookup(train.id, "3.png").unwrap().unwrap();
         let loc = f.location.unwrap();
-        assert_eq!(ix.blob(loc.blob).unwrap().unwrap().key, BlobKey(42));
+        assert_eq!(
+            ix.blob(loc.blob).unwrap().unwrap().parts[0].key,
+            BlobKey(42)
+        );
         let page1 = ix.children(train.id, 0, 4).unwrap();
         let page2 = ix.children(train.id, page1[3].id, 100).unwrap();
         assert_eq!(page1.len() + page2.len(), 10);

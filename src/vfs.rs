@@ -640,14 +640,19 @@ impl Vfs {
         let mut checkpoints = Vec::new();
         let mut tree = TreeAcc::default();
         for src in &ds.sources {
-            let (blob, last_modified) =
-                self.fetcher
-                    .probe(&src.url)
-                    .map_err(|source| VfsError::Fetch {
-                        dataset: ds.id.clone(),
-                        what: format!("probing {}", src.url),
-                        source: Box::new(source),
-                    })?;
+            let mut parts = Vec::with_capacity(src.urls.len());
+            let mut last_modified = None;
+            for url in &src.urls {
+                let (part, lm) = self.fetcher.probe(url).map_err(|source| VfsError::Fetch {
+                    dataset: ds.id.clone(),
+                    what: format!("probing {url}"),
+                    source: Box::new(source),
+                })?;
+                last_modified = last_modified.or(lm);
+                parts.push(part);
+            }
+            let blob = Blob { id: 0, parts };
+            let src_name = blob.url().to_string();
             let b = blobs.len() as i64;
             let mtime = last_modified.unwrap_or(self.started);
             match src.format {
@@ -655,7 +660,7 @@ impl Vfs {
                     let name = src.file_name().unwrap_or_else(|| "download".into());
                     tree.file(
                         vec![name],
-                        blob.size,
+                        blob.size(),
                         mtime,
                         Location {
                             blob: b,
@@ -665,16 +670,16 @@ impl Vfs {
                     );
                 }
                 Format::Zip => {
-                    let members = zip::list(
+                    let members = zip::list_parts(
                         &BlobBytes {
                             fetcher: &self.fetcher,
                             blob: &blob,
                         },
-                        blob.size,
+                        &blob.part_sizes(),
                     )
                     .map_err(|source| VfsError::Listing {
                         dataset: ds.id.clone(),
-                        url: src.url.clone(),
+                        url: src_name.clone(),
                         source,
                     })?;
                     for m in members {
@@ -703,13 +708,13 @@ impl Vfs {
                         .list_tar(&blob, src.format == Format::TarGz)
                         .map_err(|source| VfsError::Listing {
                             dataset: ds.id.clone(),
-                            url: src.url.clone(),
+                            url: src_name.clone(),
                             source,
                         })?;
                     tree.skipped.extend(
                         skipped
                             .into_iter()
-                            .map(|s| format!("{}: skipped {s} (not a regular file)", src.url)),
+                            .map(|s| format!("{}: skipped {s} (not a regular file)", src_name)),
                     );
                     let storage = if cps.is_empty() {
                         Storage::Raw
@@ -759,14 +764,10 @@ impl Vfs {
     /// decompression checkpoints. A host that serves ranges is read with one streaming GET
     /// (blocks kept when the blob is small beside the cache); one that does not was already
     /// downloaded whole by the probe and is read from the cache.
-    fn list_tar(
-        &self,
-        blob: &Blob,
-        gzip: bool,
-    ) -> std::result::Result<TarListing, ArchiveError> {
+    fn list_tar(&self, blob: &Blob, gzip: bool) -> std::result::Result<TarListing, ArchiveError> {
         let read_err = |e: FetchError| ArchiveError::Read(Box::new(e));
-        let input: Box<dyn Read + '_> = if blob.ranged {
-            let keep = blob.size <= self.fetcher.cache().limit() / 2;
+        let input: Box<dyn Read + '_> = if blob.parts.iter().all(|p| p.ranged) {
+            let keep = blob.size() <= self.fetcher.cache().limit() / 2;
             Box::new(self.fetcher.stream(blob, keep).map_err(read_err)?)
         } else {
             Box::new(BlobReader::new(self.fetcher.clone(), blob.clone(), 0))
@@ -918,7 +919,7 @@ impl Vfs {
         let rel = zip::local_data_offset(&header).map_err(|e| VfsError::Corrupt {
             dataset: self.dataset_id(h),
             member: self.member_path(h),
-            url: blob.url.clone(),
+            url: blob.url().to_string(),
             message: e.to_string(),
         })?;
         let start = loc.offset + rel;
@@ -1097,7 +1098,7 @@ impl Vfs {
         Err(VfsError::Corrupt {
             dataset: self.dataset_id(h),
             member: self.member_path(h),
-            url: blob.url.clone(),
+            url: blob.url().to_string(),
             message: last,
         })
     }
@@ -1146,7 +1147,7 @@ impl Vfs {
             return Err(VfsError::Corrupt {
                 dataset: self.dataset_id(h),
                 member: self.member_path(h),
-                url: blob.url.clone(),
+                url: blob.url().to_string(),
                 message: format!("CRC-32 {got:08x}, expected {crc32:08x}"),
             });
         }
@@ -1506,7 +1507,7 @@ unsupported = "no pinned download source yet"
             "{msg}"
         );
         // The bad block was dropped, not kept.
-        let blob_key = vfs.index.blob(1).unwrap().unwrap().key;
+        let blob_key = vfs.index.blob(1).unwrap().unwrap().parts[0].key;
         assert!(!vfs.fetcher().cache().contains(crate::cache::BlockKey {
             blob: blob_key,
             index: 0

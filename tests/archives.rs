@@ -226,3 +226,72 @@ fn cp437_names_without_the_utf8_flag_decode_as_unzip_would() {
         b"data"
     );
 }
+
+#[test]
+fn split_and_spanned_archives_read_as_one() {
+    let up = Upstream::start();
+    let files = image_folder(24, 30);
+    let work = tempfile::tempdir().unwrap();
+    unpack_to(work.path(), &files);
+    // Info-ZIP spanned (.z01, .z02, ..., .zip), raw splits of a zip (.001, ...) and of a tar.gz.
+    let (code, _, err) = sh(&format!(
+        "cd {0} && zip -qr -s 200k span.zip chest_xray && zip -qr whole.zip chest_xray \
+         && split -b 150k --numeric-suffixes=1 -a 3 whole.zip raw.zip. \
+         && tar czf - chest_xray | split -b 170k - parts.tar.gz.",
+        work.path().display()
+    ));
+    assert_eq!(code, 0, "{err}");
+    let mut names: Vec<String> = std::fs::read_dir(work.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains('.') && !n.starts_with("chest"))
+        .collect();
+    names.sort();
+    for n in &names {
+        up.put(
+            &format!("/{n}"),
+            std::fs::read(work.path().join(n)).unwrap(),
+            true,
+        );
+    }
+    let pick = |prefix: &str| -> Vec<String> {
+        let mut v: Vec<String> = names
+            .iter()
+            .filter(|n| n.starts_with(prefix))
+            .cloned()
+            .collect();
+        // Info-ZIP order: .z01, .z02, ..., then .zip last.
+        v.sort_by_key(|n| (n.ends_with(".zip"), n.clone()));
+        v
+    };
+    let span = pick("span.");
+    let raw = pick("raw.zip.");
+    let tgz = pick("parts.tar.gz.");
+    assert!(
+        span.len() >= 3 && raw.len() >= 3 && tgz.len() >= 3,
+        "{names:?}"
+    );
+    let urls = |v: &[String]| {
+        v.iter()
+            .map(|n| format!("\"https://data.example.org/{n}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let cat = format!(
+        "{}\n[[dataset]]\nid = \"spanned\"\ntitle = \"t\"\nmodality = [\"CT\"]\norgan = [\"lung\"]\naccess = \"open\"\n\
+         [[dataset.source]]\ntype = \"http\"\nurls = [{}]\n\n\
+         [[dataset]]\nid = \"raw-split\"\ntitle = \"t\"\nmodality = [\"CT\"]\norgan = [\"lung\"]\naccess = \"open\"\n\
+         [[dataset.source]]\ntype = \"http\"\nurls = [{}]\n\n\
+         [[dataset]]\nid = \"tgz-split\"\ntitle = \"t\"\nmodality = [\"CT\"]\norgan = [\"lung\"]\naccess = \"open\"\n\
+         [[dataset.source]]\ntype = \"http\"\nurls = [{}]\n",
+        catalog(&[]),
+        urls(&span),
+        urls(&raw),
+        urls(&tgz)
+    );
+    let fx = Fixture::new(&up, &cat, "");
+    let m = fx.mount(&["--block-size", "64KiB"]);
+    for id in ["spanned", "raw-split", "tgz-split"] {
+        assert_tree(&m.mnt.join("datasets").join(id), &files);
+    }
+}

@@ -72,6 +72,18 @@ fn malformed(s: impl Into<String>) -> ArchiveError {
 
 /// List the members of the ZIP archive of `size` bytes behind `r`.
 pub fn list<R: ReadAt + ?Sized>(r: &R, size: u64) -> Result<Vec<ZipEntry>, ArchiveError> {
+    list_parts(r, &[size])
+}
+
+/// List the members of a ZIP archive whose bytes are the concatenation of parts of these sizes:
+/// one part, raw splits of one archive (`.001`, `.002`: offsets count from the first byte), or
+/// an Info-ZIP spanned archive (`.z01`, ..., `.zip`: offsets count from the start of the part,
+/// "disk", they name). Returned offsets are always into the concatenation.
+pub fn list_parts<R: ReadAt + ?Sized>(
+    r: &R,
+    part_sizes: &[u64],
+) -> Result<Vec<ZipEntry>, ArchiveError> {
+    let size: u64 = part_sizes.iter().sum();
     if size < EOCD_LEN {
         return Err(malformed(format!(
             "{size} bytes is too short for a ZIP archive"
@@ -95,6 +107,8 @@ pub fn list<R: ReadAt + ?Sized>(r: &R, size: u64) -> Result<Vec<ZipEntry>, Archi
         .ok_or_else(|| malformed("no end of central directory record (truncated, or not a ZIP)"))?;
     let eocd_abs = tail_start + pos as u64;
     let e = &tail[pos..];
+    let mut this_disk = u16_at(e, 4) as u32;
+    let mut cd_disk = u16_at(e, 6) as u32;
     let mut entries = u16_at(e, 10) as u64;
     let mut cd_size = u32_at(e, 12) as u64;
     let mut cd_offset = u32_at(e, 16) as u64;
@@ -108,7 +122,11 @@ pub fn list<R: ReadAt + ?Sized>(r: &R, size: u64) -> Result<Vec<ZipEntry>, Archi
         if u32_at(&loc, 0) != ZIP64_LOCATOR_SIG {
             return Err(malformed("ZIP64 fields saturated but no ZIP64 locator"));
         }
+        let rec_disk = u32_at(&loc, 4);
         let rec_off = u64_at(&loc, 8);
+        let rec_off = disk_start(part_sizes, this_disk, rec_disk)?
+            .checked_add(rec_off)
+            .ok_or_else(|| malformed("ZIP64 end record offset out of range"))?;
         if rec_off.checked_add(56).is_none_or(|e| e > eocd_abs - 20) {
             return Err(malformed("ZIP64 end record offset out of range"));
         }
@@ -116,11 +134,28 @@ pub fn list<R: ReadAt + ?Sized>(r: &R, size: u64) -> Result<Vec<ZipEntry>, Archi
         if u32_at(&rec, 0) != ZIP64_EOCD_SIG {
             return Err(malformed("bad ZIP64 end of central directory signature"));
         }
+        this_disk = u32_at(&rec, 16);
+        cd_disk = u32_at(&rec, 20);
         entries = u64_at(&rec, 32);
         cd_size = u64_at(&rec, 40);
         cd_offset = u64_at(&rec, 48);
         cd_end = rec_off;
     }
+    let cd_offset = disk_start(part_sizes, this_disk, cd_disk)?
+        .checked_add(cd_offset)
+        .ok_or_else(|| malformed("central directory offset out of range"))?;
+    let starts: Vec<u64> = if this_disk == 0 {
+        Vec::new()
+    } else {
+        part_sizes
+            .iter()
+            .scan(0u64, |acc, s| {
+                let start = *acc;
+                *acc += s;
+                Some(start)
+            })
+            .collect()
+    };
     if cd_offset.checked_add(cd_size).is_none_or(|e| e > cd_end) {
         return Err(malformed(format!(
             "central directory ({cd_size} bytes at {cd_offset}) runs past its end record at {cd_end}"
@@ -132,7 +167,26 @@ pub fn list<R: ReadAt + ?Sized>(r: &R, size: u64) -> Result<Vec<ZipEntry>, Archi
         )));
     }
     let cd = read_within(r, &tail, tail_start, cd_offset, cd_size)?;
-    parse_central_directory(&cd, entries, cd_offset)
+    parse_central_directory(&cd, entries, cd_offset, &starts)
+}
+
+/// Where disk `disk` starts in the concatenation: 0 for a one-disk archive (`this_disk` 0),
+/// else the sum of the sizes of the parts before it.
+fn disk_start(part_sizes: &[u64], this_disk: u32, disk: u32) -> Result<u64, ArchiveError> {
+    if this_disk == 0 {
+        return Ok(0);
+    }
+    if part_sizes.len() != this_disk as usize + 1 {
+        return Err(malformed(format!(
+            "a spanned archive of {} disks, but {} parts were given; list every .z01 ... .zip part",
+            this_disk + 1,
+            part_sizes.len()
+        )));
+    }
+    part_sizes
+        .get(..disk as usize)
+        .map(|before| before.iter().sum())
+        .ok_or_else(|| malformed(format!("disk {disk} does not exist")))
 }
 
 /// Position of the last plausible EOCD record in `tail` (its comment must fit in the tail).
@@ -162,10 +216,13 @@ fn read_within<R: ReadAt + ?Sized>(
     }
 }
 
+/// Parse the central directory; `disk_starts` (empty for a one-disk archive) turns per-disk
+/// offsets into offsets of the concatenation.
 fn parse_central_directory(
     cd: &[u8],
     expected: u64,
     cd_offset: u64,
+    disk_starts: &[u64],
 ) -> Result<Vec<ZipEntry>, ArchiveError> {
     let mut out = Vec::with_capacity(expected.min(1 << 20) as usize);
     let mut i = 0usize;
@@ -187,6 +244,7 @@ fn parse_central_directory(
         let name_len = u16_at(h, 28) as usize;
         let extra_len = u16_at(h, 30) as usize;
         let comment_len = u16_at(h, 32) as usize;
+        let mut disk = u16_at(h, 34) as u64;
         let mut offset = u32_at(h, 42) as u64;
         let total = 46 + name_len + extra_len + comment_len;
         if i + total > cd.len() {
@@ -210,6 +268,9 @@ fn parse_central_directory(
                     take(&mut size);
                     take(&mut csize);
                     take(&mut offset);
+                    if disk == 0xFFFF && k + 4 <= data.len() {
+                        disk = u32_at(data, k) as u64;
+                    }
                 }
                 0x7075 if data.len() > 5 && data[0] == 1 => {
                     // Info-ZIP Unicode Path: valid only while it matches the header name's CRC.
@@ -226,6 +287,15 @@ fn parse_central_directory(
             }
         }
         let (path, is_dir) = normalize_member_path(&name)?;
+        if !disk_starts.is_empty() {
+            let start = disk_starts
+                .get(disk as usize)
+                .ok_or_else(|| ArchiveError::Hostile {
+                    name: name.clone(),
+                    reason: format!("it starts on disk {disk}, which does not exist"),
+                })?;
+            offset = offset.saturating_add(*start);
+        }
         let end = offset
             .checked_add(LOCAL_HEADER_LEN)
             .and_then(|e| e.checked_add(csize));
