@@ -43,6 +43,8 @@ pub struct Fetcher {
     block_size: u64,
     /// Serialises whole downloads of hosts without Range, so two readers never download twice.
     whole: Mutex<()>,
+    /// Read-ahead jobs for the prefetch workers, once started.
+    prefetch: Mutex<Option<std::sync::mpsc::SyncSender<(Part, u64)>>>,
 }
 
 impl std::fmt::Debug for Fetcher {
@@ -66,6 +68,74 @@ impl Fetcher {
             cache,
             block_size,
             whole: Mutex::new(()),
+            prefetch: Mutex::new(None),
+        }
+    }
+
+    /// The size of the blocks fetched and cached.
+    pub fn block_size(&self) -> u64 {
+        self.block_size
+    }
+
+    /// Start `workers` threads that fetch read-ahead blocks into the cache. They bound the memory
+    /// of read-ahead for the whole daemon (a block each in flight), however many files are open,
+    /// and stop when the fetcher is dropped.
+    pub fn start_prefetch(self: &Arc<Self>, workers: usize) {
+        // Enough queued jobs for a few files' windows; more are dropped (read-ahead is a hint).
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(Part, u64)>(64);
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..workers {
+            let (rx, me) = (rx.clone(), Arc::downgrade(self));
+            let spawned = std::thread::Builder::new()
+                .name(format!("medimg-ahead-{i}"))
+                .spawn(move || {
+                    loop {
+                        let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        let (Ok((part, index)), Some(f)) = (job, me.upgrade()) else {
+                            break;
+                        };
+                        let key = BlockKey {
+                            blob: part.key,
+                            index,
+                        };
+                        let got = f.cache.ensure(key, &|| {
+                            f.fetch_block(&part, index).map_err(|e| e.to_string())
+                        });
+                        if let Err(e) = got {
+                            tracing::debug!("read-ahead of {} block {index}: {e}", part.url);
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::warn!("no read-ahead worker: {e}");
+            }
+        }
+        *self.prefetch.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+    }
+
+    /// Ask for the blocks of `[offset, offset + len)` of `blob` to be fetched in the background
+    /// (absent blocks of parts that serve ranges only; a full queue drops the request).
+    pub fn prefetch(&self, blob: &Blob, offset: u64, len: u64) {
+        let guard = self.prefetch.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(tx) = guard.as_ref() else { return };
+        let end = offset.saturating_add(len).min(blob.size());
+        let mut part_start = 0;
+        for part in &blob.parts {
+            let part_end = part_start + part.size;
+            if part.ranged && part_end > offset && part_start < end {
+                let first = (offset.max(part_start) - part_start) / self.block_size;
+                let last = (end.min(part_end) - 1 - part_start) / self.block_size;
+                for index in first..=last {
+                    let key = BlockKey {
+                        blob: part.key,
+                        index,
+                    };
+                    if !self.cache.contains(key) && tx.try_send((part.clone(), index)).is_err() {
+                        return;
+                    }
+                }
+            }
+            part_start = part_end;
         }
     }
 

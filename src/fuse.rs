@@ -202,6 +202,18 @@ impl Filesystem for Adapter {
         reply.ok();
     }
 
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        // Nothing is ever written, so there is nothing to flush.
+        reply.ok();
+    }
+
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.vfs.getattr(ino.0) {
             Ok(a) if a.kind == Kind::Dir => reply.opened(

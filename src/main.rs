@@ -15,6 +15,9 @@ use medimg::render;
 use medimg::source::http::HttpUpstream;
 use medimg::vfs::Vfs;
 
+/// Read-ahead downloads in flight at once for the whole daemon (each holds one block in memory).
+const READ_AHEAD_WORKERS: usize = 4;
+
 fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MEDIMG_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -115,7 +118,8 @@ fn run_mount(a: &MountArgs) -> Result<(), Error> {
     let cache = Arc::new(BlockCache::open(&settings.cache_dir, settings.cache_size)?);
     let index = Index::open(&settings.cache_dir.join("index.sqlite"))?;
     let upstream = Arc::new(HttpUpstream::new(settings.mirrors.clone())?);
-    let fetcher = Fetcher::new(upstream, cache.clone(), settings.block_size);
+    let fetcher = Arc::new(Fetcher::new(upstream, cache.clone(), settings.block_size));
+    fetcher.start_prefetch(READ_AHEAD_WORKERS);
     let n = catalog.datasets.len();
     let vfs = Arc::new(Vfs::new(catalog, index, fetcher));
 

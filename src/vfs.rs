@@ -18,10 +18,14 @@
 //! - Metadata never touches the network once a dataset is indexed: lookup, getattr and readdir
 //!   are answered from the in-memory tree and the SQLite index. A dataset is indexed the first
 //!   time a lookup or listing enters its directory.
-//! - No byte of a ZIP member is returned before the member's CRC-32 matched (members up to
-//!   [`INLINE_MAX`] are checked whole when first read; larger stored members are checked by one
-//!   pass over them at open). A mismatch drops the blocks it came from and fetches them once
-//!   more; a second mismatch is an error, and nothing bad stays cached.
+//! - No byte of a ZIP member up to [`INLINE_MAX`] is returned before the member's CRC-32
+//!   matched; a mismatch drops the blocks it came from and fetches them once more, and a second
+//!   mismatch is an error, so nothing bad stays cached. Larger members (volumes, slides) stream:
+//!   their first byte must not wait for the whole member, so their CRC is checked as they are
+//!   read in order, and a mismatch fails the read that reaches the end.
+//! - Large files are read ahead while read sequentially: a window of blocks that doubles with
+//!   each sequential read, through a fixed pool of workers, so read-ahead memory is bounded for
+//!   the daemon, not per open file.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -43,6 +47,9 @@ pub const INLINE_MAX: u64 = 64 << 20;
 /// Output between gzip checkpoints: reading a `.tar.gz` member inflates at most this much that
 /// it does not need, and the checkpoints' windows cost 32 KiB per span (0.8 %).
 const GZ_SPAN: u64 = 4 << 20;
+/// Most blocks read ahead of a sequential reader (32 MiB with 4 MiB blocks: enough to keep a
+/// 1 Gbit/s link busy while a reader consumes at disk speed).
+const MAX_AHEAD_BLOCKS: u64 = 8;
 /// Memory for decoded members shared between open files (LRU by bytes).
 const DECODED_BUDGET: u64 = 128 << 20;
 /// Bit marking a file inode.
@@ -252,6 +259,105 @@ struct Handle {
     content: Mutex<Option<Arc<Vec<u8>>>>,
     /// The decoder of a large gzip-stored member, where the last read left it.
     gzip: Mutex<Option<GzCursor>>,
+    /// The sequential state of a large ZIP member: CRC so far, decoder.
+    stream: Mutex<Option<MemberStream>>,
+    /// Sequential-read detection for read-ahead.
+    ahead: Mutex<ReadAhead>,
+}
+
+/// What has been checked of a large ZIP member, and its decoder.
+#[derive(Default)]
+struct MemberStream {
+    /// Stored members: CRCs of the disjoint ranges read so far, by start (end, CRC).
+    ranges: std::collections::BTreeMap<u64, (u64, crc32fast::Hasher)>,
+    /// Deflated members: the decoder, how much it has produced, its CRC so far, and the last
+    /// output (from `recent_start`) for reads that arrive after the decoder passed them.
+    inflater: Option<Box<dyn Read + Send>>,
+    pos: u64,
+    crc: crc32fast::Hasher,
+    recent: Vec<u8>,
+    recent_start: u64,
+}
+
+/// Decoded output kept behind a large deflated member's decoder: more than the kernel's
+/// read-ahead window, so parallel reads that arrive out of order need no restart.
+const RECENT_MAX: usize = 8 << 20;
+
+impl MemberStream {
+    /// Record the CRC of `data` read at `offset`; the member's CRC once the ranges cover `size`.
+    fn note_range(&mut self, offset: u64, data: &[u8], size: u64) -> Option<u32> {
+        let end = offset + data.len() as u64;
+        let overlaps = self
+            .ranges
+            .range(..end)
+            .next_back()
+            .is_some_and(|(_, (e, _))| *e > offset);
+        if data.is_empty() || overlaps {
+            return None;
+        }
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(data);
+        let (mut start, mut end) = (offset, end);
+        // Join with the range that ends where this one starts, then with the one after.
+        if let Some((&s, (e, _))) = self.ranges.range(..start).next_back()
+            && *e == start
+            && let Some((_, mut before)) = self.ranges.remove(&s)
+        {
+            before.combine(&crc);
+            crc = before;
+            start = s;
+        }
+        if let Some((after_end, after)) = self.ranges.remove(&end) {
+            crc.combine(&after);
+            end = after_end;
+        }
+        if start == 0 && end == size {
+            self.ranges.clear();
+            return Some(crc.finalize());
+        }
+        self.ranges.insert(start, (end, crc));
+        None
+    }
+
+    /// Decode the next piece; the member's CRC once the decoder reaches `size`.
+    fn decode_more(&mut self, size: u64) -> std::io::Result<Option<u32>> {
+        let Some(inflater) = self.inflater.as_mut() else {
+            return Err(std::io::Error::other("no decoder"));
+        };
+        let mut buf = vec![0u8; (256usize << 10).min((size - self.pos) as usize)];
+        if buf.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "read past the member's end",
+            ));
+        }
+        inflater.read_exact(&mut buf)?;
+        self.crc.update(&buf);
+        self.pos += buf.len() as u64;
+        self.recent.extend_from_slice(&buf);
+        if self.recent.len() > RECENT_MAX {
+            let drop = self.recent.len() - RECENT_MAX;
+            self.recent.drain(..drop);
+            self.recent_start += drop as u64;
+        }
+        Ok((self.pos == size).then(|| self.crc.clone().finalize()))
+    }
+}
+
+impl std::fmt::Debug for MemberStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemberStream")
+            .field("pos", &self.pos)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Read-ahead of one open file: the window doubles while reads follow each other and falls
+/// back to one block on a seek.
+#[derive(Debug, Default)]
+struct ReadAhead {
+    next: u64,
+    blocks: u64,
 }
 
 /// Members of a tar blob, the names of members skipped, and (tar.gz) decompression checkpoints.
@@ -276,8 +382,9 @@ pub struct Vfs {
     indexing: Mutex<HashMap<usize, Arc<Mutex<()>>>>,
     decoded: Mutex<Decoded>,
     data_offsets: Mutex<HashMap<i64, u64>>,
-    verified_large: Mutex<std::collections::HashSet<i64>>,
     handles: Mutex<HashMap<u64, Arc<Handle>>>,
+    /// Large members found damaged since start, with what did not match.
+    damaged: Mutex<HashMap<i64, String>>,
     next_fh: AtomicU64,
     started: i64,
 }
@@ -330,7 +437,7 @@ impl TreeBuilder {
 
 impl Vfs {
     /// A filesystem over `catalog`, indexing into `index` and reading through `fetcher`.
-    pub fn new(catalog: Catalog, index: Index, fetcher: Fetcher) -> Vfs {
+    pub fn new(catalog: Catalog, index: Index, fetcher: Arc<Fetcher>) -> Vfs {
         let mut t = TreeBuilder {
             syn: Vec::new(),
             instances: vec![Instance {
@@ -402,7 +509,7 @@ impl Vfs {
         Vfs {
             catalog,
             index,
-            fetcher: Arc::new(fetcher),
+            fetcher,
             syn: t.syn,
             instances: t.instances,
             paths_per_dataset,
@@ -411,8 +518,8 @@ impl Vfs {
             indexing: Mutex::new(HashMap::new()),
             decoded: Mutex::new((LruCache::unbounded(), 0)),
             data_offsets: Mutex::new(HashMap::new()),
-            verified_large: Mutex::new(Default::default()),
             handles: Mutex::new(HashMap::new()),
+            damaged: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             started: now(),
         }
@@ -805,18 +912,9 @@ impl Vfs {
             dataset,
             content: Mutex::new(None),
             gzip: Mutex::new(None),
+            stream: Mutex::new(None),
+            ahead: Mutex::new(ReadAhead::default()),
         };
-        // Large stored members are checked once, by a pass over their bytes, before any read.
-        if matches!(
-            handle.entry.location,
-            Some(Location {
-                storage: Storage::Zip { .. },
-                ..
-            })
-        ) && handle.entry.size > INLINE_MAX
-        {
-            self.verify_large(&handle)?;
-        }
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         lock(&self.handles).insert(fh, Arc::new(handle));
         Ok(fh)
@@ -850,6 +948,7 @@ impl Vfs {
         match loc.storage {
             Storage::Raw => {
                 let blob = self.blob(&h, loc.blob)?;
+                self.read_ahead(&h, &blob, loc.offset + offset, len, loc.offset + e.size);
                 self.fetcher
                     .read_at(&blob, loc.offset + offset, len)
                     .map_err(|source| self.fetch_err(&h, source))
@@ -860,12 +959,114 @@ impl Vfs {
             }
             Storage::Gzip => self.read_gzip(&h, offset, len),
             Storage::Zip { .. } => {
-                let blob = self.blob(&h, loc.blob)?;
-                let start = self.data_offset(&h, &blob)?;
-                self.fetcher
-                    .read_at(&blob, start + offset, len)
-                    .map_err(|source| self.fetch_err(&h, source))
+                if let Some(message) = lock(&self.damaged).get(&e.id).cloned() {
+                    return Err(VfsError::Corrupt {
+                        dataset: self.dataset_id(&h),
+                        member: self.member_path(&h),
+                        url: self.blob(&h, loc.blob)?.url().to_string(),
+                        message,
+                    });
+                }
+                self.read_large_zip(&h, offset, len)
             }
+        }
+    }
+
+    /// A range of a ZIP member over [`INLINE_MAX`]: the first byte must not wait for the whole
+    /// member. Stored members are read by range, and the CRC-32 of the ranges read is combined
+    /// as they join up (the kernel's parallel reads arrive out of order); deflated ones go
+    /// through one decoder per open file that continues forward, with the last few MiB of output
+    /// kept for reads that arrive late. When the bytes checked cover the whole member, a CRC
+    /// mismatch fails that read and drops the member's cached blocks.
+    fn read_large_zip(&self, h: &Handle, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let Some(Location {
+            blob,
+            storage:
+                Storage::Zip {
+                    method,
+                    compressed_size,
+                    crc32,
+                },
+            ..
+        }) = h.entry.location
+        else {
+            return Err(VfsError::IsDir);
+        };
+        let blob = self.blob(h, blob)?;
+        let start = self.data_offset(h, &blob)?;
+        let mut slot = lock(&h.stream);
+        let st = slot.get_or_insert_with(MemberStream::default);
+        let (data, whole_crc) = match method {
+            zip::METHOD_STORED => {
+                self.read_ahead(h, &blob, start + offset, len, start + compressed_size);
+                let data = self
+                    .fetcher
+                    .read_at(&blob, start + offset, len)
+                    .map_err(|source| self.fetch_err(h, source))?;
+                let whole = st.note_range(offset, &data, h.entry.size);
+                (data, whole)
+            }
+            zip::METHOD_DEFLATED => {
+                if offset < st.recent_start || st.inflater.is_none() {
+                    *st = MemberStream::default();
+                    let input = BlobReader::new(self.fetcher.clone(), blob.clone(), start);
+                    st.inflater = Some(Box::new(flate2::bufread::DeflateDecoder::new(
+                        std::io::BufReader::new(input.take(compressed_size)),
+                    )));
+                }
+                let mut whole = None;
+                while st.pos < offset + len {
+                    whole = st
+                        .decode_more(h.entry.size)
+                        .map_err(|e| self.gzip_err(h, e))?;
+                }
+                let from = (offset - st.recent_start) as usize;
+                (st.recent[from..from + len as usize].to_vec(), whole)
+            }
+            m => {
+                return Err(VfsError::Unreadable {
+                    dataset: self.dataset_id(h),
+                    member: self.member_path(h),
+                    message: format!(
+                        "compression method {m} is not supported (only stored and deflate)"
+                    ),
+                });
+            }
+        };
+        if let Some(got) = whole_crc
+            && got != crc32
+        {
+            *slot = None;
+            let _ = self.fetcher.invalidate(&blob, start, compressed_size);
+            let message = format!("CRC-32 {got:08x}, expected {crc32:08x}");
+            // Every later read fails too: the kernel retries a failed read-ahead page by page,
+            // and those retries must not succeed.
+            lock(&self.damaged).insert(h.entry.id, message.clone());
+            return Err(VfsError::Corrupt {
+                dataset: self.dataset_id(h),
+                member: self.member_path(h),
+                url: blob.url().to_string(),
+                message,
+            });
+        }
+        Ok(data)
+    }
+
+    /// Note a read of `[at, at + len)` of `blob` and, while reads are sequential, have the
+    /// following blocks up to `limit` (the file's end) fetched in the background: 1, 2, 4, ...
+    /// up to [`MAX_AHEAD_BLOCKS`] blocks; a seek starts again from none.
+    fn read_ahead(&self, h: &Handle, blob: &Blob, at: u64, len: u64, limit: u64) {
+        let mut ra = lock(&h.ahead);
+        ra.blocks = if at == ra.next {
+            (ra.blocks * 2).clamp(1, MAX_AHEAD_BLOCKS)
+        } else {
+            0
+        };
+        ra.next = at + len;
+        if ra.blocks > 0 && ra.next < limit {
+            let bs = self.fetcher.block_size();
+            let window = (ra.blocks * bs).min(limit - ra.next);
+            self.fetcher.prefetch(blob, ra.next, window);
         }
     }
 
@@ -1024,12 +1225,18 @@ impl Vfs {
         let Some(cursor) = slot.as_mut() else {
             return Err(VfsError::BadHandle);
         };
+        let input_at = cursor.input_position();
         cursor.skip_to(target).map_err(|e| self.gzip_err(h, e))?;
         let mut out = vec![0u8; len as usize];
         if let Err(e) = cursor.read_exact(&mut out) {
             *slot = None;
             return Err(self.gzip_err(h, e));
         }
+        // Read ahead in the compressed stream, where the decoder goes next.
+        let input_now = cursor.input_position();
+        drop(slot);
+        let blob = self.blob(h, loc.blob)?;
+        self.read_ahead(h, &blob, input_at, input_now - input_at, blob.size());
         Ok(out)
     }
 
@@ -1101,58 +1308,6 @@ impl Vfs {
             url: blob.url().to_string(),
             message: last,
         })
-    }
-
-    /// Check a large member's CRC with one pass over its bytes (stored members only; deflated
-    /// ones this large cannot be served without decompression checkpoints yet).
-    fn verify_large(&self, h: &Handle) -> Result<()> {
-        if lock(&self.verified_large).contains(&h.entry.id) {
-            return Ok(());
-        }
-        let Some(Location {
-            blob,
-            storage: Storage::Zip { method, crc32, .. },
-            ..
-        }) = h.entry.location
-        else {
-            return Ok(());
-        };
-        if method != zip::METHOD_STORED {
-            return Err(VfsError::Unreadable {
-                dataset: self.dataset_id(h),
-                member: self.member_path(h),
-                message: format!(
-                    "a compressed member over {} MiB cannot be read yet; unpack the archive by hand",
-                    INLINE_MAX >> 20
-                ),
-            });
-        }
-        let blob = self.blob(h, blob)?;
-        let start = self.data_offset(h, &blob)?;
-        let mut hasher = crc32fast::Hasher::new();
-        let step = INLINE_MAX / 4;
-        let mut pos = 0;
-        while pos < h.entry.size {
-            let n = step.min(h.entry.size - pos);
-            let chunk = self
-                .fetcher
-                .read_at(&blob, start + pos, n)
-                .map_err(|source| self.fetch_err(h, source))?;
-            hasher.update(&chunk);
-            pos += n;
-        }
-        let got = hasher.finalize();
-        if got != crc32 {
-            let _ = self.fetcher.invalidate(&blob, start, h.entry.size);
-            return Err(VfsError::Corrupt {
-                dataset: self.dataset_id(h),
-                member: self.member_path(h),
-                url: blob.url().to_string(),
-                message: format!("CRC-32 {got:08x}, expected {crc32:08x}"),
-            });
-        }
-        lock(&self.verified_large).insert(h.entry.id);
-        Ok(())
     }
 
     /// Totals for statfs: (bytes of the cache limit, bytes used).
@@ -1326,7 +1481,7 @@ unsupported = "no pinned download source yet"
             let catalog = Catalog::parse(CATALOG, "test").unwrap();
             let cache = Arc::new(BlockCache::open(self.dir.path(), limit).unwrap());
             let index = Index::open(&self.dir.path().join("index.sqlite")).unwrap();
-            Vfs::new(catalog, index, Fetcher::new(up, cache, 4096))
+            Vfs::new(catalog, index, Arc::new(Fetcher::new(up, cache, 4096)))
         }
     }
 
@@ -1547,6 +1702,26 @@ unsupported = "no pinned download source yet"
         });
         let spans = up.request_count() - before;
         assert!((1..=2).contains(&spans), "{spans}");
+    }
+
+    #[test]
+    fn crcs_of_ranges_read_out_of_order_combine_into_the_member_crc() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut st = MemberStream::default();
+        let size = data.len() as u64;
+        for (a, b) in [
+            (4000, 6000),
+            (0, 1000),
+            (8000, 10_000),
+            (1000, 4000),
+            (4500, 5000),
+        ] {
+            assert_eq!(st.note_range(a, &data[a as usize..b as usize], size), None);
+        }
+        assert_eq!(
+            st.note_range(6000, &data[6000..8000], size),
+            Some(crc32fast::hash(&data))
+        );
     }
 
     /// Lets a test keep a handle on the mock inside a wrapper.

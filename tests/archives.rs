@@ -295,3 +295,114 @@ fn split_and_spanned_archives_read_as_one() {
         assert_tree(&m.mnt.join("datasets").join(id), &files);
     }
 }
+
+/// `n` bytes that deflate compresses a little, like image data.
+fn noisy(n: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2654435761) | 1;
+    (0..n)
+        .map(|i| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            ((i / 64) as u8).wrapping_add((x & 0x1f) as u8)
+        })
+        .collect()
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn a_large_file_streams_block_by_block_with_read_ahead() {
+    use std::io::Read;
+    let up = Upstream::start();
+    let volume = noisy(48 << 20, 7);
+    up.put("/scan.nii.gz", volume.clone(), true);
+    let cat = catalog(&[("vol", "MRI", "brain", &[("scan.nii.gz", "file")])]);
+    let fx = Fixture::new(&up, &cat, "");
+    let m = fx.mount(&["--block-size", "1MiB"]);
+    let path = m.mnt.join("datasets/vol/scan.nii.gz");
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        48 << 20,
+        "a .nii.gz stays a file"
+    );
+    let (before, bytes_before) = (up.count(), up.bytes());
+    let mut f = std::fs::File::open(&path).unwrap();
+    let mut head = vec![0u8; 64 << 10];
+    f.read_exact(&mut head).unwrap();
+    assert_eq!(head, volume[..64 << 10]);
+    assert!(
+        up.bytes() - bytes_before <= 4 << 20,
+        "the first bytes waited for {} bytes",
+        up.bytes() - bytes_before
+    );
+    // Sequential reading of the rest: read-ahead keeps several requests in flight for one reader.
+    up.set_delay(Duration::from_millis(40));
+    let mut rest = Vec::new();
+    f.read_to_end(&mut rest).unwrap();
+    assert!(rest == volume[64 << 10..], "bytes differ");
+    assert!(
+        up.peak_concurrency() >= 2,
+        "no read-ahead: peak {}",
+        up.peak_concurrency()
+    );
+    let requests = up.count() - before;
+    assert!(
+        requests <= 48 + 2,
+        "{requests} requests for 48 blocks: blocks fetched twice"
+    );
+    let rss = rss_kb(m.child.as_ref().unwrap().id());
+    assert!(
+        rss < 150 * 1024,
+        "daemon RSS {rss} kB after streaming 48 MB"
+    );
+}
+
+#[test]
+fn large_zip_members_stream_and_are_checked_at_their_end() {
+    // Over the 64 MiB limit of whole-member decoding: one stored, one deflated.
+    let up = Upstream::start();
+    let big = noisy(66 << 20, 3);
+    let files: Files = vec![
+        ("vol/stored.nii".into(), big.clone(), false),
+        ("vol/deflated.nii".into(), big.clone(), true),
+    ];
+    let good = zip(&files);
+    let mut bad = good.clone();
+    let at = bad.len() / 4; // inside the stored member's data
+    bad[at] ^= 0x40;
+    up.put("/good.zip", good, true);
+    up.put("/bad.zip", bad, true);
+    let cat = catalog(&[
+        ("good", "MRI", "brain", &[("good.zip", "zip")]),
+        ("bad", "MRI", "brain", &[("bad.zip", "zip")]),
+    ]);
+    let fx = Fixture::new(&up, &cat, "");
+    let m = fx.mount(&["--block-size", "1MiB"]);
+    let want = fx.dir.path().join("big.nii");
+    std::fs::write(&want, &big).unwrap();
+    for name in ["stored", "deflated"] {
+        let (code, _, err) = sh(&format!(
+            "cmp {}/datasets/good/vol/{name}.nii {}",
+            m.mnt.display(),
+            want.display()
+        ));
+        assert_eq!(code, 0, "{name}: {err}");
+    }
+    let (code, _, err) = sh(&format!(
+        "cat {}/datasets/bad/vol/stored.nii > /dev/null",
+        m.mnt.display()
+    ));
+    assert_ne!(code, 0, "a damaged large member was served whole");
+    assert!(err.contains("Input/output error"), "{err}");
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(m.log_text().contains("stored.nii") && m.log_text().contains("CRC"));
+}

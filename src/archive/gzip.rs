@@ -133,6 +133,11 @@ impl<I: BufRead> GzStream<I> {
         self.checkpoints.unwrap_or_default()
     }
 
+    /// Compressed offset of the next input byte the decoder will consume.
+    pub fn input_position(&self) -> u64 {
+        self.in_pos
+    }
+
     /// Uncompressed offset of the next byte [`Read::read`] returns.
     pub fn position(&self) -> u64 {
         self.produced - self.pending.1 as u64

@@ -41,14 +41,15 @@ struct State {
     throttle: Duration,
 }
 
-/// A loopback HTTP upstream answering Range requests like a static file server or object store.
+/// A loopback HTTP/1.1 upstream answering Range requests like a static file server or object
+/// store: a thread per connection, keep-alive, a request log. Written out here rather than taken
+/// from a crate so that every byte it sends (and when) is under the tests' control.
 pub struct Upstream {
     pub port: u16,
     state: Arc<Mutex<State>>,
     in_flight: Arc<AtomicUsize>,
     peak: Arc<AtomicUsize>,
-    server: Arc<tiny_http::Server>,
-    workers: Vec<std::thread::JoinHandle<()>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn etag_of(data: &[u8]) -> String {
@@ -56,38 +57,34 @@ fn etag_of(data: &[u8]) -> String {
 }
 
 impl Upstream {
-    /// Start serving on 127.0.0.1 with 16 worker threads.
+    /// Start serving on 127.0.0.1.
     pub fn start() -> Upstream {
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind loopback"));
-        let port = server.server_addr().to_ip().expect("ip listener").port();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let port = listener.local_addr().unwrap().port();
         let state = Arc::new(Mutex::new(State::default()));
         let in_flight = Arc::new(AtomicUsize::new(0));
         let peak = Arc::new(AtomicUsize::new(0));
-        let workers = (0..16)
-            .map(|_| {
-                let (server, state, in_flight, peak) = (
-                    server.clone(),
-                    state.clone(),
-                    in_flight.clone(),
-                    peak.clone(),
-                );
-                std::thread::spawn(move || {
-                    while let Ok(req) = server.recv() {
-                        let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-                        peak.fetch_max(now, Ordering::SeqCst);
-                        handle(&state, req);
-                        in_flight.fetch_sub(1, Ordering::SeqCst);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        {
+            let (state, in_flight, peak, stop) =
+                (state.clone(), in_flight.clone(), peak.clone(), stop.clone());
+            std::thread::spawn(move || {
+                for conn in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
                     }
-                })
-            })
-            .collect();
+                    let Ok(conn) = conn else { continue };
+                    let (state, in_flight, peak) = (state.clone(), in_flight.clone(), peak.clone());
+                    std::thread::spawn(move || serve_connection(conn, &state, &in_flight, &peak));
+                }
+            });
+        }
         Upstream {
             port,
             state,
             in_flight,
             peak,
-            server,
-            workers,
+            stop,
         }
     }
 
@@ -154,9 +151,9 @@ impl Upstream {
 
 impl Drop for Upstream {
     fn drop(&mut self) {
-        for _ in 0..self.workers.len() {
-            self.server.unblock();
-        }
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so that it sees the flag.
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
     }
 }
 
@@ -172,34 +169,74 @@ fn parse_range(h: &str, len: u64) -> Option<(u64, u64)> {
     (a < len && a <= b).then_some((a, b.min(len - 1)))
 }
 
-fn handle(state: &Mutex<State>, req: tiny_http::Request) {
-    let header = |name: &str| {
-        req.headers()
-            .iter()
-            .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
-            .map(|h| h.value.as_str().to_string())
-    };
-    let path = req.url().split('?').next().unwrap_or("").to_string();
-    let range = header("Range");
-    let if_match = header("If-Match");
-    let user_agent = header("User-Agent").unwrap_or_default();
+/// Answer requests on one connection until the client closes it.
+fn serve_connection(
+    conn: std::net::TcpStream,
+    state: &Mutex<State>,
+    in_flight: &AtomicUsize,
+    peak: &AtomicUsize,
+) {
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+    let mut out = conn;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+        let mut headers = HashMap::new();
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+            }
+        }
+        let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        peak.fetch_max(now, Ordering::SeqCst);
+        let ok = respond(state, &path, &headers, &mut out);
+        in_flight.fetch_sub(1, Ordering::SeqCst);
+        if !ok {
+            return;
+        }
+    }
+}
+
+/// Write the answer to one request and log it; false when the connection broke.
+fn respond(
+    state: &Mutex<State>,
+    path: &str,
+    headers: &HashMap<String, String>,
+    out: &mut std::net::TcpStream,
+) -> bool {
+    let path = path.split('?').next().unwrap_or("").to_string();
+    let range = headers.get("range").cloned();
+    let if_match = headers.get("if-match").cloned();
+    let user_agent = headers.get("user-agent").cloned().unwrap_or_default();
     let (served, delay, throttle) = {
         let st = state.lock().unwrap();
         (st.files.get(&path).cloned(), st.delay, st.throttle)
     };
     std::thread::sleep(delay);
-    let mut bytes = 0;
-    let hdr = |k: &str, v: &str| tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()).unwrap();
-    let result = match served {
-        None => req.respond(tiny_http::Response::empty(404)),
+    let mut head = String::new();
+    let mut body: Vec<u8> = Vec::new();
+    match served {
+        None => head.push_str("HTTP/1.1 404 Not Found\r\n"),
         Some(Served::Redirect(to)) => {
-            req.respond(tiny_http::Response::empty(302).with_header(hdr("Location", &to)))
+            head.push_str(&format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\n"));
         }
         Some(Served::Data { data, ranged }) => {
             let etag = etag_of(&data);
             let len = data.len() as u64;
             if if_match.as_ref().is_some_and(|m| *m != etag) {
-                req.respond(tiny_http::Response::empty(412))
+                head.push_str("HTTP/1.1 412 Precondition Failed\r\n");
             } else {
                 match range
                     .as_deref()
@@ -207,71 +244,47 @@ fn handle(state: &Mutex<State>, req: tiny_http::Request) {
                     .map(|r| parse_range(r, len))
                 {
                     Some(Some((a, b))) => {
-                        let body = data[a as usize..=b as usize].to_vec();
-                        bytes = body.len() as u64;
-                        let body_len = body.len();
-                        let slow = Slow {
-                            data: body,
-                            at: 0,
-                            pause: throttle,
-                        };
-                        req.respond(
-                            tiny_http::Response::new(
-                                206.into(),
-                                vec![],
-                                slow,
-                                Some(body_len),
-                                None,
-                            )
-                            .with_header(hdr("Content-Range", &format!("bytes {a}-{b}/{len}")))
-                            .with_header(hdr("ETag", &etag))
-                            .with_header(hdr("Content-Type", "application/zip")),
-                        )
+                        body = data[a as usize..=b as usize].to_vec();
+                        head.push_str(&format!(
+                            "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {a}-{b}/{len}\r\n\
+                             ETag: {etag}\r\nContent-Type: application/zip\r\n"
+                        ));
                     }
-                    Some(None) => req.respond(
-                        tiny_http::Response::empty(416)
-                            .with_header(hdr("Content-Range", &format!("bytes */{len}"))),
-                    ),
+                    Some(None) => head.push_str(&format!(
+                        "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{len}\r\n"
+                    )),
                     None => {
-                        bytes = len;
-                        req.respond(
-                            tiny_http::Response::from_data(data.to_vec())
-                                .with_header(hdr("ETag", &etag))
-                                .with_header(hdr("Content-Type", "application/octet-stream")),
-                        )
+                        body = data.to_vec();
+                        head.push_str(&format!(
+                            "HTTP/1.1 200 OK\r\nETag: {etag}\r\nContent-Type: application/octet-stream\r\n"
+                        ));
                     }
                 }
             }
         }
-    };
-    let _ = result;
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let mut ok = out.write_all(head.as_bytes()).is_ok();
+    let mut sent = 0u64;
+    for piece in body.chunks(16 << 10) {
+        if !ok {
+            break;
+        }
+        if sent > 0 {
+            std::thread::sleep(throttle);
+        }
+        ok = out.write_all(piece).is_ok();
+        if ok {
+            sent += piece.len() as u64;
+        }
+    }
     state.lock().unwrap().log.push(Logged {
         path,
         range,
         user_agent,
-        bytes,
+        bytes: sent,
     });
-}
-
-/// A body that pauses after every 16 KiB.
-struct Slow {
-    data: Vec<u8>,
-    at: usize,
-    pause: Duration,
-}
-
-impl std::io::Read for Slow {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.at > 0 && self.at.is_multiple_of(16 << 10) && self.at < self.data.len() {
-            std::thread::sleep(self.pause);
-        }
-        let piece_end = (self.at / (16 << 10) + 1) * (16 << 10);
-        let end = (self.at + buf.len()).min(piece_end).min(self.data.len());
-        let n = end - self.at;
-        buf[..n].copy_from_slice(&self.data[self.at..end]);
-        self.at = end;
-        Ok(n)
-    }
+    ok
 }
 
 /// A real PNG of `w`×`h` RGB pixels; `seed` varies the content. Noisy pixels keep it from
