@@ -145,6 +145,13 @@ fn zip_with_names(names: &[&str]) -> Vec<u8> {
     w.finish().unwrap().into_inner()
 }
 
+/// Offsets of the central directory headers of a ZIP.
+fn central_headers(z: &[u8]) -> Vec<usize> {
+    (0..z.len() - 4)
+        .filter(|&i| z[i..i + 4] == [0x50, 0x4b, 0x01, 0x02])
+        .collect()
+}
+
 #[test]
 fn hostile_archives_are_refused_with_a_clear_error_and_nothing_is_served() {
     let up = Upstream::start();
@@ -167,6 +174,16 @@ fn hostile_archives_are_refused_with_a_clear_error_and_nothing_is_served() {
         b"<html>Please log in</html>".repeat(10),
         true,
     );
+    // Overlapping members: the second central entry points at the first member's header.
+    let mut overlap = zip(&image_folder(3, 10));
+    let cds = central_headers(&overlap);
+    overlap[cds[1] + 42..cds[1] + 46].copy_from_slice(&0u32.to_le_bytes());
+    up.put("/overlap.zip", overlap, true);
+    // A zip bomb's claim: 4 GB from a few KB of deflate.
+    let mut bomb = zip(&[("x.png".into(), vec![0u8; 50_000], true)]);
+    let cd = central_headers(&bomb)[0];
+    bomb[cd + 24..cd + 28].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+    up.put("/bomb.zip", bomb, true);
     let cat = catalog(&[
         ("dotdot", "CT", "lung", &[("dotdot.zip", "zip")]),
         ("absolute", "CT", "lung", &[("absolute.zip", "zip")]),
@@ -178,6 +195,8 @@ fn hostile_archives_are_refused_with_a_clear_error_and_nothing_is_served() {
             &[("truncated.tar.gz", "tar.gz")],
         ),
         ("html", "CT", "lung", &[("not-an-archive.zip", "zip")]),
+        ("overlap", "CT", "lung", &[("overlap.zip", "zip")]),
+        ("bomb", "CT", "lung", &[("bomb.zip", "zip")]),
     ]);
     let fx = Fixture::new(&up, &cat, "");
     let m = fx.mount(&["--block-size", "64KiB"]);
@@ -187,6 +206,8 @@ fn hostile_archives_are_refused_with_a_clear_error_and_nothing_is_served() {
         ("truncated", "end of central directory"),
         ("truncated-tgz", "truncated"),
         ("html", "end of central directory"),
+        ("overlap", "overlaps"),
+        ("bomb", "zip bomb"),
     ] {
         let (code, out, err) = sh(&format!("ls {}/datasets/{id}", m.mnt.display()));
         assert_ne!(code, 0, "{id}: listed {out}");
