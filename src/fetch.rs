@@ -256,7 +256,25 @@ impl Fetcher {
             *index += 1;
             Ok(())
         };
-        while let Some(chunk) = body.chunk()? {
+        let mut resumes = 0;
+        loop {
+            let chunk = match body.chunk() {
+                Ok(Some(c)) => c,
+                Ok(None) if declared.is_none_or(|n| n == total) => break,
+                Ok(None) => {
+                    let e = SourceError::Network {
+                        url: url.to_string(),
+                        message: format!("the body ended after {total} bytes"),
+                    };
+                    body = self.resume_whole(url, total, declared, e, &mut resumes)?;
+                    continue;
+                }
+                Err(e) if e.is_transient() => {
+                    body = self.resume_whole(url, total, declared, e, &mut resumes)?;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
             if (total + chunk.len() as u64) / PROGRESS_EVERY > total / PROGRESS_EVERY {
                 let of = declared.map_or(String::new(), |n| format!(" of {n}"));
                 tracing::info!(
@@ -283,6 +301,33 @@ impl Fetcher {
             flush(&mut buf, &mut index)?;
         }
         Ok((total, kept))
+    }
+
+    /// After a whole download broke at byte `at`, ask for the rest with a Range request: a host
+    /// that answers 206 from there lets the download go on; one that does not fails it (`err`).
+    fn resume_whole<'a>(
+        &'a self,
+        url: &str,
+        at: u64,
+        declared: Option<u64>,
+        err: SourceError,
+        resumes: &mut u32,
+    ) -> Result<Box<dyn BodyStream + 'a>, FetchError> {
+        *resumes += 1;
+        if *resumes > ATTEMPTS {
+            return Err(err.into());
+        }
+        tracing::warn!(url, "{err}; resuming the download at byte {at}");
+        let end = declared.unwrap_or(u64::MAX - 1);
+        let resp = self.up.fetch(&FetchRequest {
+            url,
+            range: Some(at..end),
+            if_match: None,
+        })?;
+        match resp.reply.body {
+            Body::Partial { total } if declared.is_none_or(|n| n == total) => Ok(resp.body),
+            _ => Err(err.into()),
+        }
     }
 
     /// Exactly `len` bytes of `blob` at `offset` (across its parts).
@@ -702,6 +747,66 @@ mod tests {
         f.invalidate(&blob, 2_500, 1).unwrap();
         assert_eq!(f.read_at(&blob, 2_000, 1_000).unwrap(), bytes[2_000..3_000]);
         assert_eq!(up.request_count(), 2);
+    }
+
+    /// A host that ignores Range from byte 0 (as some CDNs do for whole-object caching) but
+    /// honours it further on, and whose first whole download breaks half-way.
+    struct Flaky {
+        data: Vec<u8>,
+        calls: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Upstream for Flaky {
+        fn fetch(&self, req: &FetchRequest<'_>) -> Result<Response<'_>, SourceError> {
+            let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let total = self.data.len() as u64;
+            let (body, bytes) = match &req.range {
+                Some(r) if r.start > 0 => {
+                    let end = r.end.min(total);
+                    (
+                        Body::Partial { total },
+                        self.data[r.start as usize..end as usize].to_vec(),
+                    )
+                }
+                // The first answer stops half-way, as a dropped connection would.
+                _ if n == 0 => (
+                    Body::Full { len: Some(total) },
+                    self.data[..self.data.len() / 2].to_vec(),
+                ),
+                _ => (Body::Full { len: Some(total) }, self.data.clone()),
+            };
+            let mut chunks: Vec<Vec<u8>> = bytes.chunks(1000).map(<[u8]>::to_vec).collect();
+            chunks.reverse();
+            struct Pieces(Vec<Vec<u8>>);
+            impl BodyStream for Pieces {
+                fn chunk(&mut self) -> Result<Option<Vec<u8>>, SourceError> {
+                    Ok(self.0.pop())
+                }
+            }
+            Ok(Response {
+                reply: crate::source::Reply {
+                    body,
+                    etag: Some("\"v1\"".into()),
+                    last_modified: None,
+                },
+                body: Box::new(Pieces(chunks)),
+            })
+        }
+    }
+
+    #[test]
+    fn a_broken_whole_download_resumes_where_the_host_allows() {
+        let up = Arc::new(Flaky {
+            data: data(7_500),
+            calls: std::sync::atomic::AtomicUsize::new(0),
+        });
+        let (_d, f) = setup(up.clone(), 1 << 20);
+        let blob = Blob::single(f.probe("http://h/a").unwrap().0);
+        assert_eq!(blob.size(), 7_500);
+        assert!(!blob.parts[0].ranged);
+        assert_eq!(f.read_at(&blob, 0, 7_500).unwrap(), data(7_500));
+        // The probe's broken download, then one resume from the middle: two requests in all.
+        assert_eq!(up.calls.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
     #[test]
