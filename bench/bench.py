@@ -1,0 +1,593 @@
+#!/usr/bin/env python3
+"""medimg benchmark: medimg against local disk, raw HTTP and peer tools, in one run, as ratios.
+
+Builds synthetic data, serves it from a loopback-only HTTP server that answers Range and counts
+requests and bytes, mounts each system over it, runs the workloads and prints a table of
+figures and one of ratios. It reports; it never fails on timing. Run it through `bench/run`.
+
+Workloads: a shuffled epoch over every image with 8 reader processes (cold, warm, and warm after
+a daemon restart with the page cache dropped), `find | wc -l` and `ls -l` on a big directory,
+sequential read of one large file, and the time from `medimg mount` to the first `ls`.
+"""
+
+import argparse
+import http.client
+import http.server
+import json
+import multiprocessing
+import os
+import random
+import shutil
+import signal
+import socket
+import socketserver
+import struct
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+import zlib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+
+
+# ---------------------------------------------------------------- data
+
+def png_bytes(side, seed):
+    """A real PNG of side x side RGB noise (noise keeps it near its raw size, like photos)."""
+    rnd = random.Random(seed)
+    raw = b"".join(b"\x00" + rnd.randbytes(side * 3) for _ in range(side))
+
+    def chunk(kind, data):
+        c = kind + data
+        return struct.pack(">I", len(data)) + c + struct.pack(">I", zlib.crc32(c) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+            + chunk(b"IDAT", zlib.compress(raw, 1)) + chunk(b"IEND", b""))
+
+
+def make_data(root, n_files, kb, big_mb, dir_entries):
+    """images/ (unpacked tree), images.zip (stored), big.bin, bigdir/ and bigdir.zip."""
+    stamp = os.path.join(root, f".made-{n_files}-{kb}-{big_mb}-{dir_entries}")
+    if os.path.exists(stamp):
+        return
+    shutil.rmtree(root, ignore_errors=True)
+    os.makedirs(root)
+    side = int((kb * 1024 / 3) ** 0.5)
+    names = []
+    with zipfile.ZipFile(os.path.join(root, "images.zip"), "w", zipfile.ZIP_STORED) as z:
+        for i in range(n_files):
+            name = f"images/class_{i % 10}/img_{i:05d}.png"
+            data = png_bytes(side, i)
+            path = os.path.join(root, name)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as f:
+                f.write(data)
+            z.writestr(name, data)
+            names.append(name)
+    with open(os.path.join(root, "big.bin"), "wb") as f:
+        rnd = random.Random(1)
+        for _ in range(big_mb):
+            f.write(rnd.randbytes(1 << 20))
+    with zipfile.ZipFile(os.path.join(root, "bigdir.zip"), "w", zipfile.ZIP_STORED) as z:
+        for i in range(dir_entries):
+            name = f"bigdir/f_{i:06d}.txt"
+            path = os.path.join(root, name)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w") as f:
+                f.write(str(i))
+            z.writestr(name, str(i))
+    with open(os.path.join(root, "names.json"), "w") as f:
+        json.dump(names, f)
+    open(stamp, "w").close()
+
+
+# ---------------------------------------------------------------- upstream
+
+class Counters:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.requests = 0
+        self.bytes = 0
+
+    def add(self, n):
+        with self.lock:
+            self.requests += 1
+            self.bytes += n
+
+    def snapshot(self):
+        with self.lock:
+            return self.requests, self.bytes
+
+
+def serve(root, counters):
+    """A threaded static file server on 127.0.0.1 with Range, ETag and sendfile."""
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def __init__(self, *a, **kw):
+            super().__init__(*a, directory=root, **kw)
+
+        def log_message(self, *a):
+            pass
+
+        def setup(self):
+            super().setup()
+            # Headers and body go out in separate writes: without this, Nagle's algorithm and
+            # delayed ACKs add 40 ms to every small answer.
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def do_GET(self):
+            path = self.translate_path(self.path)
+            if os.path.isdir(path):
+                counters.add(0)
+                return super().do_GET()
+            try:
+                f = open(path, "rb")
+            except OSError:
+                counters.add(0)
+                self.send_error(404)
+                return
+            with f:
+                size = os.fstat(f.fileno()).st_size
+                start, end, status = 0, size - 1, 200
+                rng = self.headers.get("Range")
+                if rng and rng.startswith("bytes="):
+                    a, _, b = rng[6:].partition("-")
+                    if a:
+                        start, end = int(a), min(int(b) if b else size - 1, size - 1)
+                    else:
+                        start, end = max(0, size - int(b)), size - 1
+                    status = 206
+                    if start >= size:
+                        self.send_response(416)
+                        self.send_header("Content-Range", f"bytes */{size}")
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        counters.add(0)
+                        return
+                length = end - start + 1
+                self.send_response(status)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(length))
+                self.send_header("Accept-Ranges", "bytes")
+                self.send_header("ETag", f'"{size:x}-{int(os.fstat(f.fileno()).st_mtime):x}"')
+                self.send_header("Last-Modified", self.date_time_string(
+                    int(os.fstat(f.fileno()).st_mtime)))
+                if status == 206:
+                    self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+                self.end_headers()
+                self.wfile.flush()
+                sent = 0
+                while sent < length:
+                    n = os.sendfile(self.connection.fileno(), f.fileno(), start + sent, length - sent)
+                    if n == 0:
+                        break
+                    sent += n
+                counters.add(sent)
+
+        do_HEAD = http.server.SimpleHTTPRequestHandler.do_HEAD
+
+    class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+        daemon_threads = True
+        request_queue_size = 128
+
+    srv = Server(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+# ---------------------------------------------------------------- workloads
+
+def drop_caches():
+    try:
+        os.sync()
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def _read_file(path):
+    with open(path, "rb", buffering=0) as f:
+        n = 0
+        while True:
+            b = f.read(1 << 20)
+            if not b:
+                return n
+            n += len(b)
+
+
+def epoch(root, names, workers=8):
+    """Seconds to read every file once, in shuffled order, with `workers` processes."""
+    paths = [os.path.join(root, n) for n in names]
+    random.Random(42).shuffle(paths)
+    t = time.monotonic()
+    with multiprocessing.Pool(workers) as pool:
+        total = sum(pool.imap_unordered(_read_file, paths, chunksize=16))
+    return time.monotonic() - t, total
+
+
+_conn = None
+
+
+def _http_get(url_path):
+    global _conn
+    if _conn is None:
+        _conn = http.client.HTTPConnection("127.0.0.1", int(os.environ["BENCH_PORT"]))
+    _conn.request("GET", "/" + url_path)
+    r = _conn.getresponse()
+    return len(r.read())
+
+
+def raw_http_epoch(port, names, workers=8):
+    """Seconds for one GET per file over kept-alive connections, `workers` processes."""
+    os.environ["BENCH_PORT"] = str(port)
+    paths = list(names)
+    random.Random(42).shuffle(paths)
+    t = time.monotonic()
+    with multiprocessing.Pool(workers) as pool:
+        total = sum(pool.imap_unordered(_http_get, paths, chunksize=16))
+    return time.monotonic() - t, total
+
+
+def timed(cmd):
+    t = time.monotonic()
+    r = subprocess.run(cmd, shell=True, capture_output=True, text=True)
+    return time.monotonic() - t, r
+
+
+def seq_read(path):
+    t = time.monotonic()
+    n = _read_file(path)
+    return time.monotonic() - t, n
+
+
+# ---------------------------------------------------------------- mounts
+
+def is_mounted(path):
+    path = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as f:
+        return any(l.split()[4] == path for l in f)
+
+
+def wait_mounted(path, proc, timeout=60, probe=None):
+    t = time.monotonic()
+    while time.monotonic() - t < timeout:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"exited with {proc.returncode}")
+        if is_mounted(path) and (probe is None or os.path.exists(os.path.join(path, probe))):
+            return time.monotonic() - t
+        time.sleep(0.005)
+    raise RuntimeError("did not mount in time")
+
+
+def unmount(path, proc):
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    if is_mounted(path):
+        subprocess.run(["fusermount3", "-uz", path], capture_output=True)
+
+
+def peak_rss_kb(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+class Medimg:
+    def __init__(self, work, port, block):
+        self.work = work
+        self.mnt = os.path.join(work, "mnt-medimg")
+        self.cache = os.path.join(work, "cache-medimg")
+        self.catalog = os.path.join(work, "catalog.toml")
+        self.config = os.path.join(work, "medimg.toml")
+        self.proc = None
+        self.log = open(os.path.join(work, "medimg.log"), "a")
+        ds = [("epoch", "images.zip", "zip"), ("big", "big.bin", "file"), ("bigdir", "bigdir.zip", "zip")]
+        with open(self.catalog, "w") as f:
+            for id_, path, fmt in ds:
+                f.write(f'[[dataset]]\nid = "{id_}"\ntitle = "bench {id_}"\nmodality = ["X-ray"]\n'
+                        f'organ = ["lung"]\naccess = "open"\n[[dataset.source]]\ntype = "http"\n'
+                        f'url = "https://bench.example/{path}"\nformat = "{fmt}"\n\n')
+        with open(self.config, "w") as f:
+            f.write(f'[cache]\nblock_size = "{block}"\nsize = "8GiB"\n'
+                    f'[[mirror]]\nfrom = "https://bench.example/"\nto = "http://127.0.0.1:{port}/"\n')
+        os.makedirs(self.mnt, exist_ok=True)
+
+    def start(self):
+        binary = os.path.join(REPO, "target", "release", "medimg")
+        self.proc = subprocess.Popen(
+            [binary, "mount", self.mnt, "--catalog", self.catalog, "--config", self.config,
+             "--cache-dir", self.cache], stdout=subprocess.DEVNULL, stderr=self.log)
+        t = time.monotonic()
+        wait_mounted(self.mnt, self.proc)
+        os.listdir(os.path.join(self.mnt, "datasets"))
+        return time.monotonic() - t
+
+    def stop(self):
+        rss = peak_rss_kb(self.proc.pid) if self.proc else None
+        unmount(self.mnt, self.proc)
+        return rss
+
+    def wipe(self):
+        shutil.rmtree(self.cache, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- peers
+
+def tool_version(cmd):
+    try:
+        r = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=20)
+        return (r.stdout or r.stderr).strip().splitlines()[0]
+    except Exception as e:  # noqa: BLE001 - a version is informative only
+        return f"unknown ({e})"
+
+
+def build_floor(work):
+    """libfuse's passthrough_ll example, and a variant whose open() answers ENOSYS."""
+    src = "/usr/share/doc/libfuse3-dev/examples/passthrough_ll.c"
+    if not os.path.exists(src):
+        raise RuntimeError("libfuse3-dev examples are not installed")
+    out = {}
+    for variant in ("", "-noopen"):
+        code = open(src).read()
+        if variant:
+            # open() answers ENOSYS: the kernel then stops sending open/release and keeps the
+            # page cache; a read (a page-cache miss) opens the file through /proc itself.
+            open_at = "static void lo_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)\n{"
+            read_at = "\tbuf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;\n\tbuf.buf[0].fd = fi->fh;"
+            if open_at not in code or read_at not in code:
+                raise RuntimeError("unexpected passthrough_ll.c layout")
+            code = code.replace(open_at, open_at + "\n\tif (1) { fuse_reply_err(req, ENOSYS); return; }")
+            code = code.replace(read_at, (
+                "\tchar path[64]; int own = -1;\n"
+                "\tif (fi->fh == 0) { sprintf(path, \"/proc/self/fd/%i\", lo_fd(req, ino));"
+                " own = open(path, O_RDONLY); }\n"
+                "\tbuf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;\n"
+                "\tbuf.buf[0].fd = own >= 0 ? own : fi->fh;"))
+            code = code.replace("\tfuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);\n}",
+                                "\tfuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);\n\tif (own >= 0) close(own);\n}", 1)
+        c = os.path.join(work, f"passthrough_ll{variant}.c")
+        with open(c, "w") as f:
+            f.write(code)
+        exe = c[:-2]
+        cflags = subprocess.run("pkg-config fuse3 --cflags --libs", shell=True, capture_output=True,
+                                text=True, check=True).stdout.split()
+        include = ["-I", os.path.dirname(src)]  # passthrough_helpers.h sits beside it
+        subprocess.run(["gcc", "-O2", "-w", *include, c, "-o", exe, *cflags], check=True,
+                       capture_output=True)
+        out[variant or "plain"] = exe
+    return out
+
+
+def floor_mount(exe, name, work, source):
+    mnt = os.path.join(work, f"mnt-{name}")
+    os.makedirs(mnt, exist_ok=True)
+    log = open(os.path.join(work, f"{name}.log"), "w")
+    proc = subprocess.Popen([exe, "-f", "-o", f"source={source},cache=always,timeout=86400", mnt],
+                            stdout=log, stderr=log)
+    wait_mounted(mnt, proc, timeout=30)
+    return mnt, proc
+
+
+def peer_mount(name, work, port):
+    """Mount a peer over the unpacked tree (or the zip for ratarmount); returns (mnt, proc, root)."""
+    mnt = os.path.join(work, f"mnt-{name}")
+    cache = os.path.join(work, f"cache-{name}")
+    shutil.rmtree(cache, ignore_errors=True)
+    os.makedirs(mnt, exist_ok=True)
+    os.makedirs(cache, exist_ok=True)
+    base = f"http://127.0.0.1:{port}/"
+    if name == "rclone":
+        cmd = ["rclone", "mount", ":http:", mnt, "--http-url", base, "--read-only",
+               "--vfs-cache-mode", "full", "--cache-dir", cache, "--dir-cache-time", "1h"]
+        root, probe = mnt, "images"
+    elif name == "httpdirfs":
+        cmd = ["httpdirfs", "-f", "--cache", "--cache-location", cache, base, mnt]
+        root, probe = mnt, "images"
+    elif name == "ratarmount":
+        cmd = ["ratarmount", "-f", "--index-folders", cache, base + "images.zip", mnt]
+        root, probe = mnt, "images"
+    else:
+        raise ValueError(name)
+    log = open(os.path.join(work, f"{name}.log"), "w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=log)
+    wait_mounted(mnt, proc, timeout=120, probe=probe)
+    return mnt, proc, root
+
+
+# ---------------------------------------------------------------- main
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--small", action="store_true", help="the few-minute form CI runs")
+    ap.add_argument("--work", default="/tmp/medimg-bench", help="data, caches and mounts")
+    ap.add_argument("--no-peers", action="store_true", help="skip rclone, httpdirfs, ratarmount")
+    ap.add_argument("--block-size", default="4MiB")
+    ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--peer-files", type=int,
+                    help="peers read this many files per epoch (some take a second per file)")
+    a = ap.parse_args()
+
+    if a.small:
+        n_files, kb, big_mb, dir_entries, peer_files = 1000, 20, 64, 2000, 200
+    else:
+        n_files, kb, big_mb, dir_entries, peer_files = 10000, 100, 512, 20000, 2000
+    peer_files = a.peer_files or peer_files
+    data = os.path.join(a.work, "data")
+    os.makedirs(a.work, exist_ok=True)
+    print(f"# medimg benchmark ({'small' if a.small else 'full'}): {n_files} PNGs of ~{kb} KB, "
+          f"a {big_mb} MB file, a directory of {dir_entries} entries", flush=True)
+    t = time.monotonic()
+    make_data(data, n_files, kb, big_mb, dir_entries)
+    print(f"data ready in {time.monotonic() - t:.1f} s", flush=True)
+    with open(os.path.join(data, "names.json")) as f:
+        names = json.load(f)
+
+    counters = Counters()
+    srv = serve(data, counters)
+    port = srv.server_address[1]
+    dropped = drop_caches()
+    cold_note = "" if dropped else " (page cache NOT dropped: no permission)"
+    results = {}   # (system, workload) -> dict(seconds, requests, bytes, files)
+
+    def record(system, workload, seconds, files=None, extra=None):
+        req, byt = counters.snapshot()
+        r = {"seconds": seconds, "requests": req, "bytes": byt}
+        if files:
+            r["files_per_s"] = files / seconds if seconds > 0 else None
+            r["requests_per_file"] = req / files
+            r["bytes_per_file"] = byt / files
+        if extra:
+            r.update(extra)
+        results[(system, workload)] = r
+        fs = f"{r['files_per_s']:.0f} files/s" if files else ""
+        print(f"  {system:12} {workload:28} {seconds:8.3f} s {fs:>14}  "
+              f"{req} req, {byt / 1e6:.1f} MB", flush=True)
+
+    def reset():
+        with counters.lock:
+            counters.requests = counters.bytes = 0
+
+    imgdir = os.path.join(data, "images")
+    bigdir = os.path.join(data, "bigdir")
+
+    print("baselines", flush=True)
+    drop_caches(); reset()
+    s, _ = epoch(data, names); record("local", "epoch cold" + cold_note, s, len(names))
+    reset(); s, _ = epoch(data, names); record("local", "epoch warm", s, len(names))
+    drop_caches(); reset()
+    s, _ = timed(f"find {bigdir} | wc -l"); record("local", "find cold", s)
+    reset(); s, _ = timed(f"find {bigdir} | wc -l"); record("local", "find warm", s)
+    reset(); s, _ = timed(f"ls -l {bigdir} > /dev/null"); record("local", "ls -l warm", s)
+    drop_caches(); reset()
+    s, _ = seq_read(os.path.join(data, "big.bin")); record("local", "large file cold", s)
+    reset(); s, _ = seq_read(os.path.join(data, "big.bin")); record("local", "large file warm", s)
+    reset(); s, _ = raw_http_epoch(port, names); record("raw-http", "epoch", s, len(names))
+    reset(); s, r = timed(f"curl -s -o /dev/null http://127.0.0.1:{port}/big.bin")
+    record("curl", "large file", s)
+
+    print("FUSE floor (libfuse passthrough_ll, cache=always)", flush=True)
+    try:
+        floors = build_floor(a.work)
+        for variant, exe in floors.items():
+            name = "floor" if variant == "plain" else "floor-noopen"
+            mnt, proc = floor_mount(exe, name, a.work, data)
+            try:
+                drop_caches(); reset()
+                s, _ = epoch(mnt, names); record(name, "epoch cold" + cold_note, s, len(names))
+                reset(); s, _ = epoch(mnt, names); record(name, "epoch warm", s, len(names))
+                reset(); s, _ = timed(f"find {mnt}/bigdir | wc -l"); record(name, "find warm", s)
+            finally:
+                unmount(mnt, proc)
+    except Exception as e:  # noqa: BLE001 - the floor is reported as failed, with why
+        print(f"  floor: FAILED: {e}", flush=True)
+
+    print("medimg", flush=True)
+    m = Medimg(a.work, port, a.block_size)
+    m.wipe()
+    drop_caches(); reset()
+    first_ls = m.start(); record("medimg", "mount to first ls", first_ls)
+    root = os.path.join(m.mnt, "datasets", "epoch")
+    reset(); s, _ = timed(f"ls {root}"); record("medimg", "index zip (first listing)", s)
+    reset(); s, _ = epoch(root, names); record("medimg", "epoch cold", s, len(names))
+    reset(); s, _ = epoch(root, names); record("medimg", "epoch warm", s, len(names))
+    mbig = os.path.join(m.mnt, "datasets", "bigdir", "bigdir")
+    reset(); s, _ = timed(f"find {mbig} | wc -l"); record("medimg", "find cold (indexes)", s)
+    reset(); s, _ = timed(f"find {mbig} | wc -l"); record("medimg", "find warm", s)
+    reset(); s, _ = timed(f"ls -l {mbig} > /dev/null"); record("medimg", "ls -l warm", s)
+    bigf = os.path.join(m.mnt, "datasets", "big", "big.bin")
+    reset(); s, _ = seq_read(bigf); record("medimg", "large file cold", s)
+    reset(); s, _ = seq_read(bigf); record("medimg", "large file warm", s)
+    reset(); s, _ = timed(f"cp -r {root}/images/class_3 {a.work}/cp-medimg && rm -rf {a.work}/cp-medimg")
+    record("medimg", "cp -r subtree (warm)", s)
+    rss1 = m.stop()
+    drop_caches(); reset()
+    m.start()
+    reset(); s, _ = epoch(root, names); record("medimg", "epoch after restart", s, len(names))
+    reset(); s, _ = timed(f"find {mbig} | wc -l"); record("medimg", "find after restart", s)
+    rss2 = m.stop()
+    results[("medimg", "peak RSS kB")] = {"seconds": max(x or 0 for x in (rss1, rss2))}
+    print(f"  medimg peak RSS {max(x or 0 for x in (rss1, rss2)) / 1024:.0f} MB", flush=True)
+
+    versions = {"medimg": tool_version(os.path.join(REPO, "target/release/medimg") + " --version"),
+                "curl": tool_version("curl --version")}
+    if not a.no_peers:
+        for peer, vcmd in [("rclone", "rclone version"), ("httpdirfs", "httpdirfs --version"),
+                           ("ratarmount", "ratarmount --version")]:
+            versions[peer] = tool_version(vcmd)
+            print(peer, flush=True)
+            proc = None
+            mnt = None
+            try:
+                drop_caches(); reset()
+                mnt, proc, proot = peer_mount(peer, a.work, port)
+                subset = random.Random(7).sample(names, min(peer_files, len(names)))
+                reset(); s, _ = epoch(proot, subset); record(peer, "epoch cold", s, len(subset))
+                reset(); s, _ = epoch(proot, subset); record(peer, "epoch warm", s, len(subset))
+                results[(peer, "peak RSS kB")] = {"seconds": peak_rss_kb(proc.pid) or 0}
+            except Exception as e:  # noqa: BLE001 - a failing peer is reported, not fatal
+                print(f"  {peer}: FAILED: {e}", flush=True)
+                results[(peer, "failed")] = {"seconds": 0, "why": str(e)}
+            finally:
+                if mnt:
+                    unmount(mnt, proc)
+    srv.shutdown()
+
+    def get(system, workload, key="seconds"):
+        r = results.get((system, workload))
+        return None if r is None else r.get(key)
+
+    def ratio(x, y):
+        return None if not x or not y else x / y
+
+    fps = lambda s, w: get(s, w, "files_per_s")  # noqa: E731
+    rows = [
+        ("cold epoch: medimg / raw HTTP (files/s)", ratio(fps("medimg", "epoch cold"), fps("raw-http", "epoch")), ">= 0.8"),
+        ("cold epoch: medimg / rclone", ratio(fps("medimg", "epoch cold"), fps("rclone", "epoch cold")), ">= 4"),
+        ("cold epoch: medimg / httpdirfs", ratio(fps("medimg", "epoch cold"), fps("httpdirfs", "epoch cold")), ""),
+        ("cold epoch: medimg / ratarmount", ratio(fps("medimg", "epoch cold"), fps("ratarmount", "epoch cold")), ""),
+        ("warm epoch: medimg / local page cache", ratio(fps("medimg", "epoch warm"), fps("local", "epoch warm")), ""),
+        ("warm epoch: medimg / best FUSE floor", ratio(fps("medimg", "epoch warm"), max(fps("floor", "epoch warm") or 0, fps("floor-noopen", "epoch warm") or 0)), ">= 0.95"),
+        ("after restart: medimg / FUSE floor cold", ratio(fps("medimg", "epoch after restart"), fps("floor", "epoch cold" + cold_note)), ">= 0.9"),
+        ("warm epoch: medimg / rclone", ratio(fps("medimg", "epoch warm"), fps("rclone", "epoch warm")), ">= 10"),
+        ("warm epoch: medimg / httpdirfs", ratio(fps("medimg", "epoch warm"), fps("httpdirfs", "epoch warm")), ""),
+        ("warm epoch: medimg / ratarmount", ratio(fps("medimg", "epoch warm"), fps("ratarmount", "epoch warm")), ""),
+        ("after restart: medimg / local disk cold", ratio(fps("medimg", "epoch after restart"), fps("local", "epoch cold" + cold_note)), ""),
+        ("find warm: medimg / local warm (time)", ratio(get("medimg", "find warm"), get("local", "find warm")), "<= 1.2"),
+        ("find after restart: medimg / local cold (time)", ratio(get("medimg", "find after restart"), get("local", "find cold")), "<= 3"),
+        ("large file cold: medimg / curl (speed)", ratio(get("curl", "large file"), get("medimg", "large file cold")), ">= 0.8"),
+        ("large file warm: medimg / local warm (speed)", ratio(get("local", "large file warm"), get("medimg", "large file warm")), ">= 0.9"),
+        ("upstream requests per file, cold epoch", get("medimg", "epoch cold", "requests_per_file"), "<= 0.05"),
+        ("medimg peak RSS (MB)", (get("medimg", "peak RSS kB") or 0) / 1024, "< 256"),
+    ]
+    print("\n## Ratios\n")
+    print("| measure | value | target |\n|---|---|---|")
+    for name, v, target in rows:
+        print(f"| {name} | {'n/a' if v is None else f'{v:.2f}'} | {target} |")
+    print("\n## Versions\n")
+    for k, v in versions.items():
+        print(f"- {k}: {v}")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"results": {f"{k[0]} | {k[1]}": v for k, v in results.items()},
+                       "ratios": {n: v for n, v, _ in rows}, "versions": versions}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
