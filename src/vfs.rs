@@ -979,20 +979,7 @@ impl Vfs {
     /// kept for reads that arrive late. When the bytes checked cover the whole member, a CRC
     /// mismatch fails that read and drops the member's cached blocks.
     fn read_large_zip(&self, h: &Handle, offset: u64, len: u64) -> Result<Vec<u8>> {
-        let Some(Location {
-            blob,
-            storage:
-                Storage::Zip {
-                    method,
-                    compressed_size,
-                    crc32,
-                },
-            ..
-        }) = h.entry.location
-        else {
-            return Err(VfsError::IsDir);
-        };
-        let blob = self.blob(h, blob)?;
+        let (blob, method, compressed_size, crc32) = self.zip_member(h)?;
         let start = self.data_offset(h, &blob)?;
         let mut slot = lock(&h.stream);
         let st = slot.get_or_insert_with(MemberStream::default);
@@ -1023,15 +1010,7 @@ impl Vfs {
                 let from = (offset - st.recent_start) as usize;
                 (st.recent[from..from + len as usize].to_vec(), whole)
             }
-            m => {
-                return Err(VfsError::Unreadable {
-                    dataset: self.dataset_id(h),
-                    member: self.member_path(h),
-                    message: format!(
-                        "compression method {m} is not supported (only stored and deflate)"
-                    ),
-                });
-            }
+            m => return Err(self.unsupported_method(h, m)),
         };
         if let Some(got) = whole_crc
             && got != crc32
@@ -1240,7 +1219,8 @@ impl Vfs {
         Ok(out)
     }
 
-    fn decode_checked(&self, h: &Handle) -> Result<Vec<u8>> {
+    /// The blob, method, compressed size and CRC-32 of a ZIP member.
+    fn zip_member(&self, h: &Handle) -> Result<(Blob, u16, u64, u32)> {
         let Some(Location {
             blob,
             storage:
@@ -1254,7 +1234,21 @@ impl Vfs {
         else {
             return Err(VfsError::IsDir);
         };
-        let blob = self.blob(h, blob)?;
+        Ok((self.blob(h, blob)?, method, compressed_size, crc32))
+    }
+
+    fn unsupported_method(&self, h: &Handle, method: u16) -> VfsError {
+        VfsError::Unreadable {
+            dataset: self.dataset_id(h),
+            member: self.member_path(h),
+            message: format!(
+                "compression method {method} is not supported (only stored and deflate)"
+            ),
+        }
+    }
+
+    fn decode_checked(&self, h: &Handle) -> Result<Vec<u8>> {
+        let (blob, method, compressed_size, crc32) = self.zip_member(h)?;
         let mut last = String::new();
         // Second round: after dropping the blocks, in case the damage was in our cache.
         for round in 0..2 {
@@ -1266,15 +1260,7 @@ impl Vfs {
             let content = match method {
                 zip::METHOD_STORED => Ok(packed),
                 zip::METHOD_DEFLATED => inflate(&packed, h.entry.size),
-                m => {
-                    return Err(VfsError::Unreadable {
-                        dataset: self.dataset_id(h),
-                        member: self.member_path(h),
-                        message: format!(
-                            "compression method {m} is not supported (only stored and deflate)"
-                        ),
-                    });
-                }
+                m => return Err(self.unsupported_method(h, m)),
             };
             match content {
                 Ok(c) if c.len() as u64 == h.entry.size && crc32fast::hash(&c) == crc32 => {
