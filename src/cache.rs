@@ -10,8 +10,10 @@
 //! - **Never evict what a read uses.** [`BlockCache::ensure`] returns a [`Pinned`] guard; a
 //!   pinned block is never chosen for eviction.
 //! - **Nothing partial is served.** A block is written to `tmp/`, its row recorded, then renamed
-//!   into place. A block is checked against its recorded length and CRC the first time it is used
-//!   after start; a block that fails is dropped and fetched again.
+//!   into place. The first time a block is used after start it is checked against its recorded
+//!   length, and against its CRC unless the caller checks the bytes itself ([`Check::Length`]:
+//!   ZIP members carry their own CRC, and reading every block twice after a restart would halve
+//!   the speed); a block that fails is dropped and fetched again.
 //! - **Single flight.** However many threads ask for a missing block at once, one fetches it.
 //! - **Restart without a rescan.** The LRU order is loaded from `blocks.sqlite`; the block files
 //!   themselves are not listed. Use ticks are flushed in batches, so after a crash the order is
@@ -59,6 +61,15 @@ impl fmt::Display for BlobKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:032x}", self.0)
     }
+}
+
+/// How a block is checked the first time it is used after start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// Its length and CRC-32 (the bytes have no other check).
+    Crc,
+    /// Its length only: the caller checks the bytes (a ZIP member's CRC).
+    Length,
 }
 
 /// One block of one blob.
@@ -138,6 +149,8 @@ pub struct BlockCache {
     db: Mutex<Connection>,
     state: Mutex<State>,
     flights: Mutex<HashMap<BlockKey, Arc<Flight>>>,
+    /// Open block files, so that a read costs a `pread`, not an `open` as well.
+    files: Mutex<LruCache<BlockKey, Arc<fs::File>>>,
     tick: AtomicU64,
     tmp_seq: AtomicU64,
 }
@@ -182,7 +195,15 @@ impl Pinned<'_> {
             path: path.clone(),
             source,
         };
-        let f = fs::File::open(&path).map_err(io)?;
+        let cached = lock(&self.cache.files).get(&self.key).cloned();
+        let f = match cached {
+            Some(f) => f,
+            None => {
+                let f = Arc::new(fs::File::open(&path).map_err(io)?);
+                lock(&self.cache.files).put(self.key, f.clone());
+                f
+            }
+        };
         let mut buf = vec![0u8; len as usize];
         f.read_exact_at(&mut buf, offset).map_err(io)?;
         Ok(buf)
@@ -200,6 +221,12 @@ impl Drop for Pinned<'_> {
         }
     }
 }
+
+/// Block files kept open (well under the usual 1024 descriptors a process may have).
+const OPEN_FILES: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(256) {
+    Some(n) => n,
+    None => unreachable!(),
+};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -284,6 +311,7 @@ impl BlockCache {
                 touched: HashMap::new(),
             }),
             flights: Mutex::new(HashMap::new()),
+            files: Mutex::new(LruCache::new(OPEN_FILES)),
             tick: AtomicU64::new(max_tick + 1),
             tmp_seq: AtomicU64::new(0),
         };
@@ -335,11 +363,12 @@ impl BlockCache {
     pub fn ensure(
         &self,
         key: BlockKey,
+        check: Check,
         fetch: &dyn Fn() -> Result<Vec<u8>, String>,
     ) -> Result<Pinned<'_>, CacheError> {
         // Bounded: each round either returns, or follows a flight that stored or failed.
         for _ in 0..3 {
-            if let Some(p) = self.pin_present(key)? {
+            if let Some(p) = self.pin_present(key, check)? {
                 return Ok(p);
             }
             let (flight, leader) = {
@@ -355,7 +384,7 @@ impl BlockCache {
             };
             if leader {
                 // Another leader may have stored it between our check and our flight.
-                let result = match self.pin_present(key) {
+                let result = match self.pin_present(key, check) {
                     Ok(Some(p)) => {
                         self.finish_flight(key, &flight, Ok(()));
                         return Ok(p);
@@ -390,7 +419,7 @@ impl BlockCache {
     }
 
     /// Pin the block if it is present and sound; a block that fails its check is removed.
-    fn pin_present(&self, key: BlockKey) -> Result<Option<Pinned<'_>>, CacheError> {
+    fn pin_present(&self, key: BlockKey, check: Check) -> Result<Option<Pinned<'_>>, CacheError> {
         let meta = {
             let mut st = self.lock_state();
             let Some(meta) = st.lru.get(&key).copied() else {
@@ -413,11 +442,17 @@ impl BlockCache {
             key,
             len: meta.len,
         };
-        let sound = fs::read(self.block_path(key))
-            .map(|b| b.len() as u64 == meta.len && crc32fast::hash(&b) == meta.crc)
-            .unwrap_or(false);
+        let path = self.block_path(key);
+        let sound = match check {
+            Check::Crc => fs::read(&path)
+                .map(|b| b.len() as u64 == meta.len && crc32fast::hash(&b) == meta.crc)
+                .unwrap_or(false),
+            Check::Length => fs::metadata(&path).is_ok_and(|m| m.len() == meta.len),
+        };
         if sound {
-            self.lock_state().verified.insert(key);
+            if check == Check::Crc {
+                self.lock_state().verified.insert(key);
+            }
             return Ok(Some(pinned));
         }
         tracing::warn!(
@@ -487,6 +522,8 @@ impl BlockCache {
             st.verified.remove(&k);
             st.touched.remove(&k);
             st.used -= m.len;
+            // An open descriptor would still read the removed file's bytes.
+            lock(&self.files).pop(&k);
             let _ = fs::remove_file(self.block_path(k));
             evicted.push(k);
         }
@@ -536,6 +573,7 @@ impl BlockCache {
             st.verified.remove(&key);
             st.touched.remove(&key);
         }
+        lock(&self.files).pop(&key);
         let _ = fs::remove_file(self.block_path(key));
         self.forget_rows(&[key])
     }
@@ -597,21 +635,21 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let c = BlockCache::open(d.path(), 300).unwrap();
         let f = |i: u64| move || Ok(vec![i as u8; 100]);
-        let p0 = c.ensure(key(0), &f(0)).unwrap();
-        drop(c.ensure(key(1), &f(1)).unwrap());
-        drop(c.ensure(key(2), &f(2)).unwrap());
+        let p0 = c.ensure(key(0), Check::Crc, &f(0)).unwrap();
+        drop(c.ensure(key(1), Check::Crc, &f(1)).unwrap());
+        drop(c.ensure(key(2), Check::Crc, &f(2)).unwrap());
         assert_eq!(c.used(), 300);
         // Block 0 is the least recently used but pinned: block 1 goes instead.
-        drop(c.ensure(key(3), &f(3)).unwrap());
+        drop(c.ensure(key(3), Check::Crc, &f(3)).unwrap());
         assert!(c.contains(key(0)) && !c.contains(key(1)));
         assert_eq!(c.used(), 300);
         assert_eq!(p0.read(10, 5).unwrap(), vec![0u8; 5]);
         // Everything pinned: no room, and the limit holds.
         let _p = [
-            c.ensure(key(2), &f(2)).unwrap(),
-            c.ensure(key(3), &f(3)).unwrap(),
+            c.ensure(key(2), Check::Crc, &f(2)).unwrap(),
+            c.ensure(key(3), Check::Crc, &f(3)).unwrap(),
         ];
-        let e = c.ensure(key(4), &f(4)).unwrap_err().to_string();
+        let e = c.ensure(key(4), Check::Crc, &f(4)).unwrap_err().to_string();
         assert!(
             e.contains("cache full") && e.contains("--cache-size"),
             "{e}"
@@ -632,7 +670,7 @@ mod tests {
         std::thread::scope(|s| {
             for _ in 0..8 {
                 s.spawn(|| {
-                    let p = c.ensure(key(0), &fetch).unwrap();
+                    let p = c.ensure(key(0), Check::Crc, &fetch).unwrap();
                     assert_eq!(p.read(999, 1).unwrap(), vec![9]);
                 });
             }
@@ -645,22 +683,33 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         {
             let c = BlockCache::open(d.path(), 1000).unwrap();
-            drop(c.ensure(key(0), &|| Ok(vec![1u8; 100])).unwrap());
-            drop(c.ensure(key(1), &|| Ok(vec![2u8; 100])).unwrap());
+            drop(
+                c.ensure(key(0), Check::Crc, &|| Ok(vec![1u8; 100]))
+                    .unwrap(),
+            );
+            drop(
+                c.ensure(key(1), Check::Crc, &|| Ok(vec![2u8; 100]))
+                    .unwrap(),
+            );
             c.flush().unwrap();
         }
         let never = || -> Result<Vec<u8>, String> { Err("must not fetch".into()) };
         let c = BlockCache::open(d.path(), 1000).unwrap();
         assert_eq!(c.used(), 200);
         assert_eq!(
-            c.ensure(key(0), &never).unwrap().read(0, 2).unwrap(),
+            c.ensure(key(0), Check::Crc, &never)
+                .unwrap()
+                .read(0, 2)
+                .unwrap(),
             vec![1, 1]
         );
         // Damage block 1 on disk: it is detected and fetched again.
         let path = c.block_path(key(1));
         fs::write(&path, vec![3u8; 100]).unwrap();
         let c = BlockCache::open(d.path(), 1000).unwrap();
-        let p = c.ensure(key(1), &|| Ok(vec![2u8; 100])).unwrap();
+        let p = c
+            .ensure(key(1), Check::Crc, &|| Ok(vec![2u8; 100]))
+            .unwrap();
         assert_eq!(p.read(0, 1).unwrap(), vec![2]);
         // A lowered limit evicts at open.
         drop(p);
@@ -672,7 +721,9 @@ mod tests {
     fn a_failed_fetch_is_reported_to_every_waiter_and_not_cached() {
         let d = tempfile::tempdir().unwrap();
         let c = BlockCache::open(d.path(), 1000).unwrap();
-        let e = c.ensure(key(0), &|| Err("HTTP 503".into())).unwrap_err();
+        let e = c
+            .ensure(key(0), Check::Crc, &|| Err("HTTP 503".into()))
+            .unwrap_err();
         assert!(e.to_string().contains("503"));
         assert!(!c.contains(key(0)));
         assert_eq!(c.used(), 0);

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::archive::{ArchiveError, ReadAt};
-use crate::cache::{BlobKey, BlockCache, BlockKey, CacheError};
+use crate::cache::{BlobKey, BlockCache, BlockKey, CacheError, Check};
 use crate::index::{Blob, Part};
 use crate::source::{Body, BodyStream, FetchRequest, Response, SourceError, Upstream, fetch_range};
 
@@ -98,7 +98,7 @@ impl Fetcher {
                             blob: part.key,
                             index,
                         };
-                        let got = f.cache.ensure(key, &|| {
+                        let got = f.cache.ensure(key, Check::Length, &|| {
                             f.fetch_block(&part, index).map_err(|e| e.to_string())
                         });
                         if let Err(e) = got {
@@ -330,8 +330,21 @@ impl Fetcher {
         }
     }
 
-    /// Exactly `len` bytes of `blob` at `offset` (across its parts).
+    /// Exactly `len` bytes of `blob` at `offset` (across its parts), from blocks checked
+    /// against their CRC.
     pub fn read_at(&self, blob: &Blob, offset: u64, len: u64) -> Result<Vec<u8>, FetchError> {
+        self.read_at_checked(blob, offset, len, Check::Crc)
+    }
+
+    /// [`Fetcher::read_at`] with the block check chosen by the caller: [`Check::Length`] when
+    /// the caller checks the bytes itself.
+    pub fn read_at_checked(
+        &self,
+        blob: &Blob,
+        offset: u64,
+        len: u64,
+        check: Check,
+    ) -> Result<Vec<u8>, FetchError> {
         let end = offset
             .checked_add(len)
             .filter(|&e| e <= blob.size())
@@ -349,7 +362,7 @@ impl Fetcher {
             if part_end > offset && part_start < end {
                 let from = offset.max(part_start) - part_start;
                 let to = end.min(part_end) - part_start;
-                self.read_part(part, from, to, &mut out)?;
+                self.read_part(part, from, to, check, &mut out)?;
             }
             part_start = part_end;
         }
@@ -361,6 +374,7 @@ impl Fetcher {
         part: &Part,
         from: u64,
         to: u64,
+        check: Check,
         out: &mut Vec<u8>,
     ) -> Result<(), FetchError> {
         let mut pos = from;
@@ -370,7 +384,7 @@ impl Fetcher {
                 blob: part.key,
                 index,
             };
-            let pinned = self.cache.ensure(key, &|| {
+            let pinned = self.cache.ensure(key, check, &|| {
                 self.fetch_block(part, index).map_err(|e| e.to_string())
             })?;
             let within = pos - index * self.block_size;
@@ -431,7 +445,9 @@ impl Fetcher {
             index,
         };
         if self.cache.contains(key) {
-            let p = self.cache.ensure(key, &|| Err("evicted".into()))?;
+            let p = self
+                .cache
+                .ensure(key, Check::Length, &|| Err("evicted".into()))?;
             return Ok(p.read(0, p.len())?);
         }
         tracing::info!(url = %part.url, "downloading whole (the host ignores Range)");

@@ -180,6 +180,8 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     blob INTEGER NOT NULL, out INTEGER NOT NULL, input INTEGER NOT NULL, bits INTEGER NOT NULL,
     bit_buf INTEGER NOT NULL, window BLOB NOT NULL, PRIMARY KEY (blob, out)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS entries_by_dataset ON entries (dataset);
+-- Listing pages by (parent, id): without it every page sorts the whole directory.
+CREATE INDEX IF NOT EXISTS entries_by_parent ON entries (parent);
 ";
 
 /// Readers kept open; more are opened under load and closed again.

@@ -16,7 +16,7 @@ use medimg::source::http::HttpUpstream;
 use medimg::vfs::Vfs;
 
 /// Read-ahead downloads in flight at once for the whole daemon (each holds one block in memory).
-const READ_AHEAD_WORKERS: usize = 4;
+const READ_AHEAD_WORKERS: usize = 6;
 
 fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MEDIMG_LOG")

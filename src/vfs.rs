@@ -36,6 +36,7 @@ use lru::LruCache;
 
 use crate::archive::gzip::{Checkpoint, GzStream};
 use crate::archive::{ArchiveError, tar, zip};
+use crate::cache::Check;
 use crate::catalog::{Catalog, Dataset, Format, MODALITIES, ORGANS};
 use crate::fetch::{BlobBytes, BlobReader, FetchError, Fetcher};
 use crate::index::{Blob, Entry, Index, IndexError, Location, NewEntry, Storage};
@@ -51,7 +52,7 @@ const GZ_SPAN: u64 = 4 << 20;
 /// 1 Gbit/s link busy while a reader consumes at disk speed).
 const MAX_AHEAD_BLOCKS: u64 = 8;
 /// Memory for decoded members shared between open files (LRU by bytes).
-const DECODED_BUDGET: u64 = 128 << 20;
+const DECODED_BUDGET: u64 = 32 << 20;
 /// Bit marking a file inode.
 const FILE_BIT: u64 = 1 << 63;
 /// Shift of the instance number in a directory inode.
@@ -988,7 +989,7 @@ impl Vfs {
                 self.read_ahead(h, &blob, start + offset, len, start + compressed_size);
                 let data = self
                     .fetcher
-                    .read_at(&blob, start + offset, len)
+                    .read_at_checked(&blob, start + offset, len, Check::Length)
                     .map_err(|source| self.fetch_err(h, source))?;
                 let whole = st.note_range(offset, &data, h.entry.size);
                 (data, whole)
@@ -1094,7 +1095,7 @@ impl Vfs {
         };
         let header = self
             .fetcher
-            .read_at(blob, loc.offset, zip::LOCAL_HEADER_LEN)
+            .read_at_checked(blob, loc.offset, zip::LOCAL_HEADER_LEN, Check::Length)
             .map_err(|source| self.fetch_err(h, source))?;
         let rel = zip::local_data_offset(&header).map_err(|e| VfsError::Corrupt {
             dataset: self.dataset_id(h),
@@ -1255,7 +1256,7 @@ impl Vfs {
             let start = self.data_offset(h, &blob)?;
             let packed = self
                 .fetcher
-                .read_at(&blob, start, compressed_size)
+                .read_at_checked(&blob, start, compressed_size, Check::Length)
                 .map_err(|source| self.fetch_err(h, source))?;
             let content = match method {
                 zip::METHOD_STORED => Ok(packed),
