@@ -264,6 +264,8 @@ struct Handle {
     stream: Mutex<Option<MemberStream>>,
     /// Sequential-read detection for read-ahead.
     ahead: Mutex<ReadAhead>,
+    /// The member's blob, once looked up.
+    blob: std::sync::OnceLock<Blob>,
 }
 
 /// What has been checked of a large ZIP member, and its decoder.
@@ -915,6 +917,7 @@ impl Vfs {
             gzip: Mutex::new(None),
             stream: Mutex::new(None),
             ahead: Mutex::new(ReadAhead::default()),
+            blob: std::sync::OnceLock::new(),
         };
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         lock(&self.handles).insert(fh, Arc::new(handle));
@@ -1076,12 +1079,17 @@ impl Vfs {
         }
     }
 
+    /// The blob of an open file's member (looked up once per open file, not per read).
     fn blob(&self, h: &Handle, id: i64) -> Result<Blob> {
-        self.index.blob(id)?.ok_or_else(|| VfsError::Unreadable {
+        if let Some(b) = h.blob.get() {
+            return Ok(b.clone());
+        }
+        let b = self.index.blob(id)?.ok_or_else(|| VfsError::Unreadable {
             dataset: self.dataset_id(h),
             member: h.entry.name.clone(),
             message: "its archive is no longer in the index".into(),
-        })
+        })?;
+        Ok(h.blob.get_or_init(|| b).clone())
     }
 
     /// Where a ZIP member's data starts, from its local header (remembered).
