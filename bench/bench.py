@@ -163,11 +163,16 @@ def serve(root, counters):
                 self.end_headers()
                 self.wfile.flush()
                 sent = 0
-                while sent < length:
-                    n = os.sendfile(self.connection.fileno(), f.fileno(), start + sent, length - sent)
-                    if n == 0:
-                        break
-                    sent += n
+                try:
+                    while sent < length:
+                        n = os.sendfile(self.connection.fileno(), f.fileno(), start + sent,
+                                        length - sent)
+                        if n == 0:
+                            break
+                        sent += n
+                except (BrokenPipeError, ConnectionResetError):
+                    # Clients (ratarmount's fsspec) hang up on long answers they stop reading.
+                    self.close_connection = True
                 counters.add(sent)
 
         do_HEAD = http.server.SimpleHTTPRequestHandler.do_HEAD
@@ -333,7 +338,9 @@ class Medimg:
 def tool_version(cmd):
     try:
         r = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=20)
-        return (r.stdout or r.stderr).strip().splitlines()[0]
+        lines = (r.stdout + "\n" + r.stderr).strip().splitlines()
+        name = os.path.basename(cmd.split()[0]).lower()
+        return next((l for l in lines if name in l.lower()), lines[0] if lines else "unknown")
     except Exception as e:  # noqa: BLE001 - a version is informative only
         return f"unknown ({e})"
 

@@ -21,8 +21,11 @@
 //! - No byte of a ZIP member up to [`INLINE_MAX`] is returned before the member's CRC-32
 //!   matched; a mismatch drops the blocks it came from and fetches them once more, and a second
 //!   mismatch is an error, so nothing bad stays cached. Larger members (volumes, slides) stream:
-//!   their first byte must not wait for the whole member, so their CRC is checked as they are
-//!   read in order, and a mismatch fails the read that reaches the end.
+//!   their first byte must not wait for the whole member, so their CRC is checked as their bytes
+//!   come in (in any order), and a mismatch fails the read that completes them and every read
+//!   after. tar and tar.gz members carry no checksum of their own: their blocks are checked
+//!   against the CRC recorded when they were cached, and a tar.gz stream's CRC is checked once,
+//!   in full, when it is indexed.
 //! - Large files are read ahead while read sequentially: a window of blocks that doubles with
 //!   each sequential read, through a fixed pool of workers, so read-ahead memory is bounded for
 //!   the daemon, not per open file.
