@@ -1042,15 +1042,19 @@ impl Vfs {
     /// following blocks up to `limit` (the file's end) fetched in the background: 1, 2, 4, ...
     /// up to [`MAX_AHEAD_BLOCKS`] blocks; a seek starts again from none.
     fn read_ahead(&self, h: &Handle, blob: &Blob, at: u64, len: u64, limit: u64) {
+        let bs = self.fetcher.block_size();
         let mut ra = lock(&h.ahead);
-        ra.blocks = if at == ra.next {
-            (ra.blocks * 2).clamp(1, MAX_AHEAD_BLOCKS)
+        // The kernel's own read-ahead sends several reads at once and worker threads answer
+        // them in any order, so "sequential" means near where the reader has got to, not equal.
+        let near = at.abs_diff(ra.next) <= bs.max(ra.blocks * bs);
+        if near {
+            ra.blocks = (ra.blocks * 2).clamp(1, MAX_AHEAD_BLOCKS);
+            ra.next = ra.next.max(at + len);
         } else {
-            0
-        };
-        ra.next = at + len;
+            ra.blocks = 0;
+            ra.next = at + len;
+        }
         if ra.blocks > 0 && ra.next < limit {
-            let bs = self.fetcher.block_size();
             let window = (ra.blocks * bs).min(limit - ra.next);
             self.fetcher.prefetch(blob, ra.next, window);
         }
