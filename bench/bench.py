@@ -198,6 +198,15 @@ def drop_caches():
         return False
 
 
+def warm_upstream(data):
+    """Read the served files into the page cache: "cold" means the system under test has
+    nothing cached, not that the upstream server reads its disk (curl and raw HTTP get the
+    same warm server)."""
+    for root, _, files in os.walk(data):
+        for name in files:
+            _read_file(os.path.join(root, name))
+
+
 def _read_file(path):
     with open(path, "rb", buffering=0) as f:
         n = 0
@@ -488,6 +497,7 @@ def main():
     drop_caches(); reset()
     s, _ = seq_read(os.path.join(data, "big.bin")); record("local", "large file cold", s)
     reset(); s, _ = seq_read(os.path.join(data, "big.bin")); record("local", "large file warm", s)
+    warm_upstream(data)
     reset(); s, _ = raw_http_epoch(port, names); record("raw-http", "epoch", s, len(names))
     reset(); s, r = timed(f"curl -s -o /dev/null http://127.0.0.1:{port}/big.bin")
     record("curl", "large file", s)
@@ -511,7 +521,9 @@ def main():
     print("medimg", flush=True)
     m = Medimg(a.work, port, a.block_size)
     m.wipe()
-    drop_caches(); reset()
+    drop_caches()
+    warm_upstream(data)
+    reset()
     first_ls = m.start(); record("medimg", "mount to first ls", first_ls)
     root = os.path.join(m.mnt, "datasets", "epoch")
     reset(); s, _ = timed(f"ls {root}"); record("medimg", "index zip (first listing)", s)
@@ -545,7 +557,9 @@ def main():
             proc = None
             mnt = None
             try:
-                drop_caches(); reset()
+                drop_caches()
+                warm_upstream(data)
+                reset()
                 mnt, proc, proot = peer_mount(peer, a.work, port)
                 subset = random.Random(7).sample(names, min(peer_files, len(names)))
                 reset(); s, _ = epoch(proot, subset); record(peer, "epoch cold", s, len(subset))

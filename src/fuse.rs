@@ -25,6 +25,9 @@ use crate::vfs::{Attr, Kind, Vfs, VfsError};
 const TTL: Duration = Duration::from_secs(24 * 3600);
 /// Entries asked from the core per readdir call; a kernel buffer holds fewer, extra are dropped.
 const READDIR_BATCH: usize = 128;
+/// Kernel read-ahead per file: 8 MiB keeps several reads of a sequential reader in flight at once
+/// (a FUSE read is at most 1 MiB, `max_pages` 256), so their answers overlap.
+const MAX_READAHEAD: u32 = 8 << 20;
 /// Kernel requests in flight at once (default 12): DataLoader workers issue many reads at once.
 const MAX_BACKGROUND: u16 = 64;
 
@@ -143,7 +146,10 @@ impl Filesystem for Adapter {
         }
         let _ = config.set_max_background(MAX_BACKGROUND);
         let _ = config.set_congestion_threshold(MAX_BACKGROUND * 3 / 4);
-        let _ = config.set_max_readahead(1 << 20);
+        // Sequential readers of volumes want the kernel to keep several 1 MiB reads in flight.
+        if let Err(max) = config.set_max_readahead(MAX_READAHEAD) {
+            let _ = config.set_max_readahead(max);
+        }
         Ok(())
     }
 
