@@ -796,24 +796,17 @@ impl Vfs {
                         source,
                     })?;
                     for m in members {
-                        if m.is_dir {
-                            tree.dir(&m.path, m.mtime);
-                        } else {
-                            tree.file(
-                                m.path,
-                                m.size,
-                                m.mtime,
-                                Location {
-                                    blob: b,
-                                    offset: m.header_offset,
-                                    storage: Storage::Zip {
-                                        method: m.method,
-                                        compressed_size: m.compressed_size,
-                                        crc32: m.crc32,
-                                    },
-                                },
-                            );
-                        }
+                        let storage = Storage::Zip {
+                            method: m.method,
+                            compressed_size: m.compressed_size,
+                            crc32: m.crc32,
+                        };
+                        let location = Location {
+                            blob: b,
+                            offset: m.header_offset,
+                            storage,
+                        };
+                        tree.member(m.path, m.is_dir, m.size, m.mtime, location);
                     }
                 }
                 Format::Tar | Format::TarGz => {
@@ -829,26 +822,18 @@ impl Vfs {
                             .into_iter()
                             .map(|s| format!("{}: skipped {s} (not a regular file)", src_name)),
                     );
-                    let storage = if cps.is_empty() {
-                        Storage::Raw
-                    } else {
+                    let storage = if src.format == Format::TarGz {
                         Storage::Gzip
+                    } else {
+                        Storage::Raw
                     };
                     for m in members {
-                        if m.is_dir {
-                            tree.dir(&m.path, m.mtime);
-                        } else {
-                            tree.file(
-                                m.path,
-                                m.size,
-                                m.mtime,
-                                Location {
-                                    blob: b,
-                                    offset: m.data_offset,
-                                    storage,
-                                },
-                            );
-                        }
+                        let location = Location {
+                            blob: b,
+                            offset: m.data_offset,
+                            storage,
+                        };
+                        tree.member(m.path, m.is_dir, m.size, m.mtime, location);
                     }
                     if !cps.is_empty() {
                         checkpoints.push((blobs.len(), cps));
@@ -1388,6 +1373,22 @@ impl TreeAcc {
         });
         self.dirs.insert(path.to_vec(), i);
         Some(Some(i))
+    }
+
+    /// An archive member: a directory, or a file whose bytes are at `location`.
+    fn member(
+        &mut self,
+        path: Vec<String>,
+        is_dir: bool,
+        size: u64,
+        mtime: i64,
+        location: Location,
+    ) {
+        if is_dir {
+            self.dir(&path, mtime);
+        } else {
+            self.file(path, size, mtime, location);
+        }
     }
 
     fn file(&mut self, path: Vec<String>, size: u64, mtime: i64, location: Location) {
