@@ -451,13 +451,7 @@ impl Fetcher {
             return Ok(p.read(0, p.len())?);
         }
         tracing::info!(url = %part.url, "downloading whole (the host ignores Range)");
-        let resp = retry(|| {
-            self.up.fetch(&FetchRequest {
-                url: &part.url,
-                range: None,
-                if_match: strong(&part.etag),
-            })
-        })?;
+        let resp = self.get_whole(part)?;
         let (total, kept) = self.store_whole(part.key, resp, &part.url, Some(index))?;
         if total != part.size {
             return Err(SourceError::Changed {
@@ -492,6 +486,19 @@ impl Fetcher {
         };
         s.open_part()?;
         Ok(s)
+    }
+}
+
+impl Fetcher {
+    /// GET all of `part`, pinned to the version indexed, with retries.
+    fn get_whole(&self, part: &Part) -> Result<Response<'_>, SourceError> {
+        retry(|| {
+            self.up.fetch(&FetchRequest {
+                url: &part.url,
+                range: None,
+                if_match: strong(&part.etag),
+            })
+        })
     }
 }
 
@@ -530,14 +537,7 @@ pub struct BlobStream<'a> {
 impl BlobStream<'_> {
     fn open_part(&mut self) -> Result<(), FetchError> {
         let part = &self.blob.parts[self.part];
-        let fetcher = self.fetcher;
-        let resp = retry(|| {
-            fetcher.up.fetch(&FetchRequest {
-                url: &part.url,
-                range: None,
-                if_match: strong(&part.etag),
-            })
-        })?;
+        let resp = self.fetcher.get_whole(part)?;
         if let Body::Full { len: Some(n) } = resp.reply.body
             && n != part.size
         {

@@ -531,11 +531,6 @@ impl Vfs {
         }
     }
 
-    /// The catalog behind the tree.
-    pub fn catalog(&self) -> &Catalog {
-        &self.catalog
-    }
-
     /// The fetcher (for cache statistics).
     pub fn fetcher(&self) -> &Fetcher {
         &self.fetcher
@@ -711,7 +706,7 @@ impl Vfs {
                     });
                 }
             }
-            Ino::File(_) => unreachable!("handled above"),
+            Ino::File(_) => return Err(VfsError::NotDir),
         }
         Ok(out)
     }
