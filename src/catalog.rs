@@ -88,29 +88,211 @@ pub enum Format {
     TarGz,
 }
 
-/// One upstream object a dataset is made of, or the parts of a split archive (their bytes,
-/// concatenated in order, are the archive: `x.zip.001`, `x.zip.002`, ... or Info-ZIP's `x.z01`,
-/// ..., `x.zip`; `x.tar.gz.aa`, `x.tar.gz.ab`, ...).
+/// Where a source's files are and how to list them. `Http` names its bytes directly; every
+/// other kind is resolved at index time through its host's API into a list of files (see
+/// `resolve`), each fetched by its own URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Locator {
+    /// One upstream object, or the parts of a split archive (their bytes, concatenated in
+    /// order, are the archive: `x.zip.001`, `x.zip.002`, ... or Info-ZIP's `x.z01`, ...,
+    /// `x.zip`; `x.tar.gz.aa`, `x.tar.gz.ab`, ...).
+    Http {
+        /// The URL, or the parts in order (before mirror rules).
+        urls: Vec<String>,
+        /// How the bytes become files.
+        format: Format,
+    },
+    /// A plain HTML directory listing (Apache, nginx autoindex), read recursively.
+    Dir {
+        /// The directory's URL, ending in `/`.
+        url: String,
+    },
+    /// A Zenodo record (records are immutable; a new version is a new record id).
+    Zenodo {
+        /// Record id.
+        record: u64,
+    },
+    /// A Kaggle dataset version, fetched as the one zip Kaggle builds for it.
+    Kaggle {
+        /// `owner/slug`.
+        dataset: String,
+        /// `datasetVersionNumber`.
+        version: u32,
+    },
+    /// A Kaggle competition's data, as one zip (its rules must be accepted on the website).
+    #[serde(rename = "kaggle-competition")]
+    KaggleCompetition {
+        /// Competition slug.
+        competition: String,
+    },
+    /// A figshare article version.
+    Figshare {
+        /// Article id.
+        article: u64,
+        /// Article version.
+        version: u32,
+    },
+    /// A Mendeley Data dataset version.
+    Mendeley {
+        /// Dataset id (as in `data.mendeley.com/datasets/<id>/<version>`).
+        dataset: String,
+        /// Version number.
+        version: u32,
+    },
+    /// The assets of a GitHub release.
+    #[serde(rename = "github-release")]
+    GithubRelease {
+        /// `owner/repo`.
+        repo: String,
+        /// Release tag.
+        tag: String,
+    },
+    /// Files of a GitHub repository at a pinned commit (under `path`).
+    #[serde(rename = "github-tree")]
+    GithubTree {
+        /// `owner/repo`.
+        repo: String,
+        /// Full commit SHA.
+        commit: String,
+        /// Directory inside the repository ("" for all of it).
+        path: String,
+    },
+    /// A PhysioNet project version, listed by its `SHA256SUMS.txt`.
+    Physionet {
+        /// Project slug.
+        project: String,
+        /// Version, e.g. `1.0.0`.
+        version: String,
+    },
+    /// Objects of a public S3 bucket under some prefixes (IDC's DICOM series, MSD's tars).
+    S3 {
+        /// The bucket's HTTPS endpoint, e.g. `https://idc-open-data.s3.amazonaws.com`.
+        bucket: String,
+        /// Key prefixes, each listed with ListObjectsV2.
+        prefixes: Vec<String>,
+    },
+    /// A Synapse folder or file entity.
+    Synapse {
+        /// `syn` id.
+        id: String,
+    },
+    /// A Google Drive folder or file, through the Drive v3 API (needs an API key).
+    Gdrive {
+        /// Folder or file id.
+        id: String,
+    },
+    /// A Hugging Face dataset repository at a pinned revision.
+    Huggingface {
+        /// `owner/name`.
+        repo: String,
+        /// Commit SHA.
+        revision: String,
+    },
+    /// The OSF storage of a project.
+    Osf {
+        /// Project id (5 characters).
+        project: String,
+    },
+    /// A Dataverse dataset version.
+    Dataverse {
+        /// The installation, e.g. `dataverse.harvard.edu`.
+        server: String,
+        /// Persistent id, e.g. `doi:10.7910/DVN/DBW86T`.
+        doi: String,
+        /// Version, e.g. `1.0` or `:latest-published`.
+        version: String,
+    },
+}
+
+/// One source a dataset is made of.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Source {
-    /// Where the bytes are (before mirror rules are applied); one URL, or the parts in order.
-    pub urls: Vec<String>,
-    /// How the bytes become files.
-    pub format: Format,
+    /// Where the files are.
+    #[serde(flatten)]
+    pub locator: Locator,
+    /// For listed sources: expand archives among the files (`zip`, `tar`, `tar.gz`) into the
+    /// dataset directory, as a user would unpack a download. `false` keeps them as files.
+    pub extract: bool,
+    /// For listed sources: only files whose path matches one of these patterns (`*` matches
+    /// within a path segment, `**` across them); empty means all.
+    pub files: Vec<String>,
+    /// A directory inside the dataset to put this source's files in ("" for the root).
+    pub into: String,
 }
 
 impl Source {
     /// The file name a `file` source gets: the URL path's last segment, percent-decoded (a split
     /// file's part suffix removed).
     pub fn file_name(&self) -> Option<String> {
-        let first = self.urls.first()?;
-        if self.urls.len() > 1 {
+        let Locator::Http { urls, .. } = &self.locator else {
+            return None;
+        };
+        let first = urls.first()?;
+        if urls.len() > 1 {
             file_name_of_url(&strip_part_suffix(first))
         } else {
             file_name_of_url(first)
         }
     }
+
+    /// The host that must have a credential for this source to be read at all, if any.
+    pub fn required_credential(&self, access: Access) -> Option<&'static str> {
+        match &self.locator {
+            Locator::Kaggle { .. } | Locator::KaggleCompetition { .. } => Some("www.kaggle.com"),
+            Locator::Synapse { .. } => Some("repo-prod.prod.sagebase.org"),
+            Locator::Gdrive { .. } => Some("www.googleapis.com"),
+            Locator::Physionet { .. } if access != Access::Open => Some("physionet.org"),
+            Locator::Huggingface { .. } if access != Access::Open => Some("huggingface.co"),
+            _ => None,
+        }
+    }
+
+    /// The type name as written in the catalog.
+    pub fn type_name(&self) -> &'static str {
+        match &self.locator {
+            Locator::Http { .. } | Locator::Dir { .. } => "http",
+            Locator::Zenodo { .. } => "zenodo",
+            Locator::Kaggle { .. } => "kaggle",
+            Locator::KaggleCompetition { .. } => "kaggle-competition",
+            Locator::Figshare { .. } => "figshare",
+            Locator::Mendeley { .. } => "mendeley",
+            Locator::GithubRelease { .. } => "github-release",
+            Locator::GithubTree { .. } => "github-tree",
+            Locator::Physionet { .. } => "physionet",
+            Locator::S3 { .. } => "s3",
+            Locator::Synapse { .. } => "synapse",
+            Locator::Gdrive { .. } => "gdrive",
+            Locator::Huggingface { .. } => "huggingface",
+            Locator::Osf { .. } => "osf",
+            Locator::Dataverse { .. } => "dataverse",
+        }
+    }
 }
+
+/// Source types the catalog accepts, with their required and optional fields (besides the
+/// common `files`, `into` and `extract`).
+const SOURCE_TYPES: &[(&str, &[&str], &[&str])] = &[
+    ("http", &[], &["url", "urls", "format"]),
+    ("zenodo", &["record"], &[]),
+    ("kaggle", &["dataset", "version"], &[]),
+    ("kaggle-competition", &["competition"], &[]),
+    ("figshare", &["article", "version"], &[]),
+    ("mendeley", &["dataset", "version"], &[]),
+    ("github-release", &["repo", "tag"], &[]),
+    ("github-tree", &["repo", "commit"], &["path"]),
+    ("physionet", &["project", "version"], &[]),
+    ("s3", &["bucket", "prefixes"], &[]),
+    ("idc", &["series"], &["bucket"]),
+    ("synapse", &["id"], &[]),
+    ("gdrive", &["id"], &[]),
+    ("huggingface", &["repo", "revision"], &[]),
+    ("osf", &["project"], &[]),
+    ("dataverse", &["server", "doi", "version"], &[]),
+];
+
+/// IDC's main public bucket (`s3://idc-open-data`), where `idc` sources find their series.
+pub const IDC_BUCKET: &str = "https://idc-open-data.s3.amazonaws.com";
 
 /// `x.zip.001` -> `x.zip`, `x.tar.gz.ab` -> `x.tar.gz`; other URLs unchanged.
 fn strip_part_suffix(url: &str) -> String {
@@ -147,6 +329,8 @@ pub struct Dataset {
     pub homepage: String,
     /// What a user needs before download.
     pub access: Access,
+    /// The page where a user accepts the terms or requests access, when the host wants that.
+    pub terms: Option<String>,
     /// The upstream objects that make the dataset; empty when unsupported.
     pub sources: Vec<Source>,
     /// Why medimg cannot fetch this dataset yet, if it cannot.
@@ -158,7 +342,17 @@ impl Dataset {
     pub fn fingerprint(&self) -> String {
         let mut s = String::new();
         for src in &self.sources {
-            s.push_str(&format!("{:?} {}\n", src.format, src.urls.join(" ")));
+            // Version 2: listed sources. An `http` source keeps its old form, so datasets
+            // indexed by earlier versions are not fetched again.
+            match &src.locator {
+                Locator::Http { urls, format } if src.into.is_empty() => {
+                    s.push_str(&format!("{format:?} {}\n", urls.join(" ")));
+                }
+                l => s.push_str(&format!(
+                    "v2 {l:?} extract={} files={:?} into={:?}\n",
+                    src.extract, src.files, src.into
+                )),
+            }
         }
         s
     }
@@ -245,6 +439,8 @@ struct RawDataset {
     homepage: String,
     access: Access,
     #[serde(default)]
+    terms: Option<String>,
+    #[serde(default)]
     source: Vec<RawSource>,
     #[serde(default)]
     unsupported: Option<String>,
@@ -255,12 +451,361 @@ struct RawDataset {
 struct RawSource {
     #[serde(rename = "type")]
     kind: String,
-    #[serde(default)]
     url: Option<String>,
-    #[serde(default)]
     urls: Option<Vec<String>>,
+    format: Option<String>,
+    record: Option<u64>,
+    dataset: Option<String>,
+    version: Option<StrOrNum>,
+    competition: Option<String>,
+    article: Option<u64>,
+    repo: Option<String>,
+    tag: Option<String>,
+    commit: Option<String>,
+    path: Option<String>,
+    project: Option<String>,
+    bucket: Option<String>,
+    prefixes: Option<Vec<String>>,
+    series: Option<Vec<String>>,
+    id: Option<String>,
+    revision: Option<String>,
+    server: Option<String>,
+    doi: Option<String>,
     #[serde(default)]
-    format: Option<Format>,
+    files: Vec<String>,
+    into: Option<String>,
+    extract: Option<bool>,
+}
+
+/// A version written as a number (`3`) or a string (`"1.0.0"`).
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+enum StrOrNum {
+    Num(u64),
+    Str(String),
+}
+
+impl StrOrNum {
+    fn text(&self) -> String {
+        match self {
+            StrOrNum::Num(n) => n.to_string(),
+            StrOrNum::Str(s) => s.clone(),
+        }
+    }
+}
+
+impl RawSource {
+    /// The fields present, by catalog name (`type` and the common ones excluded).
+    fn present(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        let mut f = |name, on: bool| {
+            if on {
+                v.push(name)
+            }
+        };
+        f("url", self.url.is_some());
+        f("urls", self.urls.is_some());
+        f("format", self.format.is_some());
+        f("record", self.record.is_some());
+        f("dataset", self.dataset.is_some());
+        f("version", self.version.is_some());
+        f("competition", self.competition.is_some());
+        f("article", self.article.is_some());
+        f("repo", self.repo.is_some());
+        f("tag", self.tag.is_some());
+        f("commit", self.commit.is_some());
+        f("path", self.path.is_some());
+        f("project", self.project.is_some());
+        f("bucket", self.bucket.is_some());
+        f("prefixes", self.prefixes.is_some());
+        f("series", self.series.is_some());
+        f("id", self.id.is_some());
+        f("revision", self.revision.is_some());
+        f("server", self.server.is_some());
+        f("doi", self.doi.is_some());
+        v
+    }
+
+    /// The validated source, or the field at fault and why.
+    fn validate(&self) -> Result<Source, (String, String)> {
+        let err = |f: &str, m: String| Err((f.to_string(), m));
+        let Some(&(_, required, optional)) = SOURCE_TYPES.iter().find(|t| t.0 == self.kind) else {
+            let known: Vec<_> = SOURCE_TYPES.iter().map(|t| format!("{:?}", t.0)).collect();
+            return err(
+                "type",
+                format!(
+                    "unknown source type {:?}; supported: {}",
+                    self.kind,
+                    known.join(", ")
+                ),
+            );
+        };
+        let present = self.present();
+        if let Some(f) = present
+            .iter()
+            .find(|f| !required.contains(f) && !optional.contains(f))
+        {
+            return err(
+                f,
+                format!(
+                    "not a field of a {:?} source; it takes {}",
+                    self.kind,
+                    [required, optional].concat().join(", ")
+                ),
+            );
+        }
+        if let Some(f) = required.iter().find(|f| !present.contains(f)) {
+            return err(
+                f,
+                format!(
+                    "missing; a {:?} source needs {}",
+                    self.kind,
+                    required.join(", ")
+                ),
+            );
+        }
+        let version = || {
+            self.version
+                .as_ref()
+                .map(StrOrNum::text)
+                .unwrap_or_default()
+        };
+        let small = |f: &str| -> Result<u32, (String, String)> {
+            version().parse().map_err(|_| {
+                (
+                    f.to_string(),
+                    format!("{:?} is not a version number", version()),
+                )
+            })
+        };
+        let https = |f: &str, u: &str| -> Result<(), (String, String)> {
+            if u.starts_with("http://") || u.starts_with("https://") {
+                Ok(())
+            } else {
+                Err((f.to_string(), format!("{u:?} is not an http(s) URL")))
+            }
+        };
+        let owner_name = |f: &str, v: &str| -> Result<String, (String, String)> {
+            match v.split_once('/') {
+                Some((a, b)) if !a.is_empty() && !b.is_empty() && !b.contains('/') => {
+                    Ok(v.to_string())
+                }
+                _ => Err((
+                    f.to_string(),
+                    format!("{v:?} is not of the form owner/name"),
+                )),
+            }
+        };
+        let s = |o: &Option<String>| o.clone().unwrap_or_default();
+        let locator = match self.kind.as_str() {
+            "http" => {
+                let urls = match (&self.url, &self.urls) {
+                    (Some(u), None) => vec![u.clone()],
+                    (None, Some(us)) if !us.is_empty() => us.clone(),
+                    (None, _) => {
+                        return err(
+                            "url",
+                            "missing; an http source needs `url`, or `urls` for the parts of a split archive".into(),
+                        );
+                    }
+                    (Some(_), Some(_)) => {
+                        return err("urls", "give `url` or `urls`, not both".into());
+                    }
+                };
+                for u in &urls {
+                    https("url", u)?;
+                }
+                if self.format.as_deref() == Some("dir") {
+                    if urls.len() != 1 || !urls[0].ends_with('/') {
+                        return err(
+                            "url",
+                            "a `dir` source is one directory URL ending in `/`".into(),
+                        );
+                    }
+                    Locator::Dir {
+                        url: urls[0].clone(),
+                    }
+                } else {
+                    // Info-ZIP's `.z01 ... .zip` ends with the archive's own name; split files
+                    // (`.001`, `.aa`) carry it before their suffix.
+                    let last = urls.last().map_or(String::new(), |u| strip_part_suffix(u));
+                    let format = match self.format.as_deref() {
+                        None => default_format(&last),
+                        Some(f) => Format::parse(f).ok_or_else(|| {
+                            (
+                                "format".to_string(),
+                                format!("unknown format {f:?}; use zip, tar, tar.gz, file or dir"),
+                            )
+                        })?,
+                    };
+                    if format == Format::File
+                        && file_name_of_url(&strip_part_suffix(&urls[0])).is_none()
+                    {
+                        return err(
+                            "url",
+                            format!(
+                                "{:?} has no file name in its path for a `file` source",
+                                urls[0]
+                            ),
+                        );
+                    }
+                    Locator::Http { urls, format }
+                }
+            }
+            "zenodo" => Locator::Zenodo {
+                record: self.record.unwrap_or_default(),
+            },
+            "kaggle" => Locator::Kaggle {
+                dataset: owner_name("dataset", &s(&self.dataset))?,
+                version: small("version")?,
+            },
+            "kaggle-competition" => Locator::KaggleCompetition {
+                competition: s(&self.competition),
+            },
+            "figshare" => Locator::Figshare {
+                article: self.article.unwrap_or_default(),
+                version: small("version")?,
+            },
+            "mendeley" => Locator::Mendeley {
+                dataset: s(&self.dataset),
+                version: small("version")?,
+            },
+            "github-release" => Locator::GithubRelease {
+                repo: owner_name("repo", &s(&self.repo))?,
+                tag: s(&self.tag),
+            },
+            "github-tree" => {
+                let commit = s(&self.commit);
+                if commit.len() != 40 || !commit.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return err(
+                        "commit",
+                        format!(
+                            "{commit:?} is not a full 40-digit commit SHA (a branch name would not be pinned)"
+                        ),
+                    );
+                }
+                Locator::GithubTree {
+                    repo: owner_name("repo", &s(&self.repo))?,
+                    commit,
+                    path: s(&self.path).trim_matches('/').to_string(),
+                }
+            }
+            "physionet" => Locator::Physionet {
+                project: s(&self.project),
+                version: version(),
+            },
+            "s3" => {
+                let bucket = s(&self.bucket);
+                https("bucket", &bucket)?;
+                Locator::S3 {
+                    bucket: bucket.trim_end_matches('/').to_string(),
+                    prefixes: self.prefixes.clone().unwrap_or_default(),
+                }
+            }
+            "idc" => {
+                let bucket = self
+                    .bucket
+                    .clone()
+                    .unwrap_or_else(|| IDC_BUCKET.to_string());
+                https("bucket", &bucket)?;
+                let series = self.series.clone().unwrap_or_default();
+                if series.is_empty() {
+                    return err(
+                        "series",
+                        "list at least one IDC series UUID (crdc_series_uuid)".into(),
+                    );
+                }
+                Locator::S3 {
+                    bucket: bucket.trim_end_matches('/').to_string(),
+                    prefixes: series.iter().map(|u| format!("{u}/")).collect(),
+                }
+            }
+            "synapse" => {
+                let id = s(&self.id);
+                if !(id.starts_with("syn")
+                    && id.len() > 3
+                    && id[3..].bytes().all(|b| b.is_ascii_digit()))
+                {
+                    return err(
+                        "id",
+                        format!("{id:?} is not a Synapse id such as \"syn123456\""),
+                    );
+                }
+                Locator::Synapse { id }
+            }
+            "gdrive" => Locator::Gdrive { id: s(&self.id) },
+            "huggingface" => Locator::Huggingface {
+                repo: owner_name("repo", &s(&self.repo))?,
+                revision: s(&self.revision),
+            },
+            "osf" => Locator::Osf {
+                project: s(&self.project),
+            },
+            "dataverse" => {
+                let server = s(&self.server);
+                if server.contains(['/', ':']) {
+                    return err(
+                        "server",
+                        format!("{server:?} is a host name, such as \"dataverse.harvard.edu\""),
+                    );
+                }
+                Locator::Dataverse {
+                    server,
+                    doi: s(&self.doi),
+                    version: version(),
+                }
+            }
+            _ => return err("type", format!("{:?} is not handled", self.kind)),
+        };
+        for (f, v) in [
+            ("dataset", &self.dataset),
+            ("competition", &self.competition),
+            ("tag", &self.tag),
+            ("project", &self.project),
+            ("id", &self.id),
+            ("revision", &self.revision),
+            ("doi", &self.doi),
+        ] {
+            if v.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                return err(f, "must not be empty".into());
+            }
+        }
+        if let Some(p) = self.prefixes.as_ref().or(self.series.as_ref())
+            && p.iter().any(|x| x.is_empty() || x.starts_with('/'))
+        {
+            let f = if self.prefixes.is_some() {
+                "prefixes"
+            } else {
+                "series"
+            };
+            return err(
+                f,
+                "entries must be non-empty keys without a leading `/`".into(),
+            );
+        }
+        let into = s(&self.into).trim_matches('/').to_string();
+        if into.split('/').any(|seg| seg == ".." || seg == ".") {
+            return err(
+                "into",
+                format!("{into:?} must be a path inside the dataset"),
+            );
+        }
+        let listed = !matches!(locator, Locator::Http { .. });
+        if !listed && (!self.files.is_empty() || self.extract.is_some()) {
+            let f = if self.files.is_empty() {
+                "extract"
+            } else {
+                "files"
+            };
+            return err(f, "only listed sources (not a plain http URL) take it; an http source's `format` says what it is".into());
+        }
+        Ok(Source {
+            locator,
+            extract: self.extract.unwrap_or(true),
+            files: self.files.clone(),
+            into,
+        })
+    }
 }
 
 impl Catalog {
@@ -314,53 +859,15 @@ impl Catalog {
             check_vocabulary(&d.organ, &ORGANS).map_err(|m| fail("organ", m))?;
             let mut sources = Vec::new();
             for (j, s) in d.source.iter().enumerate() {
-                let field = |f: &str| format!("source[{}].{f}", j + 1);
-                if s.kind != "http" {
-                    return Err(fail(
-                        &field("type"),
-                        format!("unknown source type {:?}; supported: \"http\"", s.kind),
-                    ));
-                }
-                let urls = match (&s.url, &s.urls) {
-                    (Some(u), None) => vec![u.clone()],
-                    (None, Some(us)) if !us.is_empty() => us.clone(),
-                    (None, _) => {
-                        return Err(fail(
-                            &field("url"),
-                            "missing; an http source needs `url`, or `urls` for the parts of a split archive"
-                                .into(),
-                        ));
-                    }
-                    (Some(_), Some(_)) => {
-                        return Err(fail(
-                            &field("urls"),
-                            "give `url` or `urls`, not both".into(),
-                        ));
-                    }
-                };
-                for url in &urls {
-                    if !(url.starts_with("http://") || url.starts_with("https://")) {
-                        return Err(fail(
-                            &field("url"),
-                            format!("{url:?} is not an http(s) URL"),
-                        ));
-                    }
-                }
-                // Info-ZIP's `.z01 ... .zip` ends with the archive's own name; split files
-                // (`.001`, `.aa`) carry it before their suffix.
-                let last = urls.last().map_or(String::new(), |u| strip_part_suffix(u));
-                let format = s.format.unwrap_or_else(|| default_format(&last));
-                let source = Source { urls, format };
-                if format == Format::File && source.file_name().is_none() {
-                    return Err(fail(
-                        &field("url"),
-                        format!(
-                            "{:?} has no file name in its path for a `file` source",
-                            source.urls[0]
-                        ),
-                    ));
-                }
+                let source = s
+                    .validate()
+                    .map_err(|(f, m)| fail(&format!("source[{}].{f}", j + 1), m))?;
                 sources.push(source);
+            }
+            if let Some(t) = &d.terms
+                && !(t.starts_with("https://") || t.starts_with("http://"))
+            {
+                return Err(fail("terms", format!("{t:?} is not the URL of a page")));
             }
             if d.unsupported.is_some() && !sources.is_empty() {
                 return Err(fail(
@@ -379,6 +886,7 @@ impl Catalog {
                 license: d.license,
                 homepage: d.homepage,
                 access: d.access,
+                terms: d.terms,
                 sources,
                 unsupported: d.unsupported,
             });
@@ -462,7 +970,8 @@ fn file_name_of_url(url: &str) -> Option<String> {
     }
 }
 
-fn percent_decode(s: &str) -> String {
+/// `s` with its `%XX` escapes decoded (invalid UTF-8 replaced).
+pub fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -478,6 +987,24 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+impl Format {
+    /// The format named `s` in a catalog (`tgz` is `tar.gz`).
+    pub fn parse(s: &str) -> Option<Format> {
+        Some(match s {
+            "zip" => Format::Zip,
+            "file" => Format::File,
+            "tar" => Format::Tar,
+            "tar.gz" | "tgz" => Format::TarGz,
+            _ => return None,
+        })
+    }
+
+    /// The format a file of this name has when nothing says otherwise.
+    pub fn of_name(name: &str) -> Format {
+        default_format(&format!("file:///{name}"))
+    }
 }
 
 impl fmt::Display for Format {
@@ -507,6 +1034,13 @@ type = "http"
 url = "https://example.org/a/chest_xray.zip"
 "#;
 
+    fn format_of(c: &Catalog) -> Format {
+        match &c.datasets[0].sources[0].locator {
+            Locator::Http { format, .. } => *format,
+            other => panic!("not http: {other:?}"),
+        }
+    }
+
     fn err(text: &str) -> String {
         Catalog::parse(text, "test.toml").unwrap_err().to_string()
     }
@@ -531,10 +1065,10 @@ url = "https://example.org/a/chest_xray.zip"
     #[test]
     fn format_defaults_from_the_url() {
         let c = Catalog::parse(ONE, "t").unwrap();
-        assert_eq!(c.datasets[0].sources[0].format, Format::Zip);
+        assert_eq!(format_of(&c), Format::Zip);
         let t = ONE.replace("chest_xray.zip", "scan%201.nii.gz?download=1");
         let c = Catalog::parse(&t, "t").unwrap();
-        assert_eq!(c.datasets[0].sources[0].format, Format::File);
+        assert_eq!(format_of(&c), Format::File);
         assert_eq!(
             c.datasets[0].sources[0].file_name().as_deref(),
             Some("scan 1.nii.gz")
@@ -553,15 +1087,12 @@ url = "https://example.org/a/chest_xray.zip"
             "urls = [\"https://h/x.zip.001\", \"https://h/x.zip.002\"]",
         );
         let c = Catalog::parse(&t, "t").unwrap();
-        assert_eq!(c.datasets[0].sources[0].format, Format::Zip);
+        assert_eq!(format_of(&c), Format::Zip);
         let t = ONE.replace(
             "url = \"https://example.org/a/chest_xray.zip\"",
             "urls = [\"https://h/x.z01\", \"https://h/x.zip\"]",
         );
-        assert_eq!(
-            Catalog::parse(&t, "t").unwrap().datasets[0].sources[0].format,
-            Format::Zip
-        );
+        assert_eq!(format_of(&Catalog::parse(&t, "t").unwrap()), Format::Zip);
         let t = ONE.replace(
             "url = \"https://example.org/a/chest_xray.zip\"",
             "urls = [\"https://h/vol.nii.gz.aa\", \"https://h/vol.nii.gz.ab\"]",
@@ -576,7 +1107,7 @@ url = "https://example.org/a/chest_xray.zip"
             "url = \"https://h/a.bin\"\nformat = \"tar.gz\"",
         );
         let c = Catalog::parse(&t, "t").unwrap();
-        assert_eq!(c.datasets[0].sources[0].format, Format::TarGz);
+        assert_eq!(format_of(&c), Format::TarGz);
     }
 
     #[test]

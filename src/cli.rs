@@ -234,6 +234,11 @@ pub fn settings(a: &MountArgs) -> Result<Settings, CliError> {
             message: format!("{threads} is outside 1..256"),
         });
     }
+    let host_limits = file
+        .host
+        .iter()
+        .map(|h| (h.name.to_ascii_lowercase(), h.limit()))
+        .collect();
     Ok(Settings {
         cache_dir,
         cache_size,
@@ -241,6 +246,8 @@ pub fn settings(a: &MountArgs) -> Result<Settings, CliError> {
         mirrors: Mirrors::new(file.mirror),
         threads,
         allow_other: a.allow_other || file.fuse.allow_other.unwrap_or(false),
+        credentials_file: file.credentials.file,
+        host_limits,
     })
 }
 

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::source::limits::HostLimit;
+
 /// Default block size: large enough that a 1 GB archive costs about 256 requests (hosts such as
 /// Zenodo allow 60 a minute), small enough that one cold image read waits for little extra.
 pub const DEFAULT_BLOCK_SIZE: u64 = 4 << 20;
@@ -35,6 +37,10 @@ pub struct Settings {
     pub threads: usize,
     /// Let users other than the one who mounted read the tree.
     pub allow_other: bool,
+    /// The credentials file named by the config, if any.
+    pub credentials_file: Option<PathBuf>,
+    /// Per-host request budgets that replace the defaults.
+    pub host_limits: std::collections::HashMap<String, HostLimit>,
 }
 
 /// A config file that cannot be used.
@@ -79,6 +85,50 @@ pub struct ConfigFile {
     /// `[[mirror]]`
     #[serde(default)]
     pub mirror: Vec<MirrorRule>,
+    /// `[credentials]`
+    #[serde(default)]
+    pub credentials: CredentialsSection,
+    /// `[[host]]`
+    #[serde(default)]
+    pub host: Vec<HostSection>,
+}
+
+/// `[credentials]` of the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialsSection {
+    /// A TOML file of `[[credential]]` entries, mode 600.
+    pub file: Option<PathBuf>,
+}
+
+/// One `[[host]]` budget of the config file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostSection {
+    /// The host name, e.g. `zenodo.org`.
+    pub name: String,
+    /// Requests in flight at once.
+    pub concurrency: Option<usize>,
+    /// Requests started per minute (0: no limit).
+    pub requests_per_minute: Option<f64>,
+    /// Requests that may start at once before the rate applies.
+    pub burst: Option<u32>,
+}
+
+impl HostSection {
+    /// The budget: this entry's values over the host's default.
+    pub fn limit(&self) -> HostLimit {
+        let d = crate::source::limits::default_limit(&self.name);
+        HostLimit {
+            concurrency: self.concurrency.unwrap_or(d.concurrency),
+            per_minute: match self.requests_per_minute {
+                Some(r) if r > 0.0 => Some(r),
+                Some(_) => None,
+                None => d.per_minute,
+            },
+            burst: self.burst.unwrap_or(d.burst),
+        }
+    }
 }
 
 /// `[cache]` of the config file.
@@ -155,6 +205,32 @@ impl ConfigFile {
                         message: format!("{v:?} is not an http(s) URL prefix"),
                     });
                 }
+            }
+        }
+        for (i, h) in cfg.host.iter().enumerate() {
+            let place = |key: &str| format!("{} host #{} `{key}`", path.display(), i + 1);
+            if h.name.is_empty() || h.name.contains(['/', ':', ' ']) {
+                return Err(ConfigError::Invalid {
+                    place: place("name"),
+                    message: format!(
+                        "{:?} is not a bare host name such as \"zenodo.org\"",
+                        h.name
+                    ),
+                });
+            }
+            if h.concurrency == Some(0) {
+                return Err(ConfigError::Invalid {
+                    place: place("concurrency"),
+                    message: "must be at least 1".into(),
+                });
+            }
+            if h.requests_per_minute
+                .is_some_and(|r| !r.is_finite() || r < 0.0)
+            {
+                return Err(ConfigError::Invalid {
+                    place: place("requests_per_minute"),
+                    message: "must be a number of requests, 0 for no limit".into(),
+                });
             }
         }
         Ok(cfg)

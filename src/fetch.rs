@@ -11,17 +11,15 @@
 //! size and the part's cache key all pin the version).
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use crate::archive::{ArchiveError, ReadAt};
 use crate::cache::{BlobKey, BlockCache, BlockKey, CacheError, Check};
 use crate::index::{Blob, Part};
-use crate::source::{Body, BodyStream, FetchRequest, Response, SourceError, Upstream, fetch_range};
+use crate::source::{
+    Body, BodyStream, FetchRequest, Response, SourceError, Upstream, fetch_range, retry,
+};
 
-/// Attempts per request before a transient failure is reported.
-const ATTEMPTS: u32 = 3;
-/// First retry delay; doubled each time.
-const BACKOFF: Duration = Duration::from_millis(250);
+use crate::source::ATTEMPTS;
 /// Whole downloads log their progress every this many bytes.
 const PROGRESS_EVERY: u64 = 256 << 20;
 
@@ -45,6 +43,12 @@ pub struct Fetcher {
     whole: Mutex<()>,
     /// Read-ahead jobs for the prefetch workers, once started.
     prefetch: Mutex<Option<std::sync::mpsc::SyncSender<(Part, u64)>>>,
+    /// ETags first seen for parts indexed without one.
+    learned: Mutex<std::collections::HashMap<BlobKey, String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl std::fmt::Debug for Fetcher {
@@ -69,6 +73,7 @@ impl Fetcher {
             block_size,
             whole: Mutex::new(()),
             prefetch: Mutex::new(None),
+            learned: Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -136,6 +141,25 @@ impl Fetcher {
                 }
             }
             part_start = part_end;
+        }
+    }
+
+    /// The upstream behind this fetcher (resolvers list sources through it).
+    pub fn upstream(&self) -> &dyn Upstream {
+        &*self.up
+    }
+
+    /// A part whose size (and maybe validator) a listing gave, so that no probe is needed.
+    /// Its cache key covers the URL, the size and the best identity known (validator or
+    /// checksum), so another version of the file never finds these blocks.
+    pub fn listed_part(url: &str, size: u64, etag: Option<String>, checksum: Option<&str>) -> Part {
+        let identity = etag.as_deref().or(checksum).unwrap_or("");
+        Part {
+            key: BlobKey::derive(url, size, identity),
+            url: url.to_string(),
+            size,
+            etag,
+            ranged: true,
         }
     }
 
@@ -384,9 +408,27 @@ impl Fetcher {
                 blob: part.key,
                 index,
             };
+            // The cache passes the error on as text; keep the typed one when this thread fetched,
+            // so that a refusal (403) reaches the caller as one.
+            let failure = Mutex::new(None);
             let pinned = self.cache.ensure(key, check, &|| {
-                self.fetch_block(part, index).map_err(|e| e.to_string())
-            })?;
+                self.fetch_block(part, index).map_err(|e| {
+                    let text = e.to_string();
+                    if let FetchError::Source(s) = e {
+                        *lock(&failure) = Some(s);
+                    }
+                    text
+                })
+            });
+            let pinned = match pinned {
+                Ok(p) => p,
+                Err(e) => {
+                    return Err(match lock(&failure).take() {
+                        Some(s) => FetchError::Source(s),
+                        None => e.into(),
+                    });
+                }
+            };
             let within = pos - index * self.block_size;
             let take = (to - pos).min(pinned.len().saturating_sub(within));
             if take == 0 {
@@ -428,15 +470,21 @@ impl Fetcher {
         let end = (start + self.block_size).min(part.size);
         if part.ranged {
             tracing::debug!(url = %part.url, start, end, "fetching block");
-            return Ok(retry(|| {
-                fetch_range(
-                    &*self.up,
-                    &part.url,
-                    start..end,
-                    strong(&part.etag),
-                    part.size,
-                )
-            })?);
+            // A part listed by an API has no validator in the index; the first answer's ETag
+            // pins it for every later request, so two versions are never mixed.
+            let learned = match &part.etag {
+                Some(_) => None,
+                None => lock(&self.learned).get(&part.key).cloned(),
+            };
+            let tag = strong(&part.etag).or(learned.as_deref());
+            let (data, etag) =
+                retry(|| fetch_range(&*self.up, &part.url, start..end, tag, part.size))?;
+            if tag.is_none()
+                && let Some(e) = etag.filter(|e| !e.starts_with("W/"))
+            {
+                lock(&self.learned).entry(part.key).or_insert(e);
+            }
+            return Ok(data);
         }
         let _whole = self.whole.lock().unwrap_or_else(|p| p.into_inner());
         // A reader before us may have downloaded it while we waited.
@@ -499,22 +547,6 @@ impl Fetcher {
                 if_match: strong(&part.etag),
             })
         })
-    }
-}
-
-fn retry<T>(mut f: impl FnMut() -> Result<T, SourceError>) -> Result<T, SourceError> {
-    let mut delay = BACKOFF;
-    let mut attempt = 1;
-    loop {
-        match f() {
-            Err(e) if e.is_transient() && attempt < ATTEMPTS => {
-                tracing::warn!("{e}; retrying in {delay:?}");
-                std::thread::sleep(delay);
-                delay *= 2;
-                attempt += 1;
-            }
-            other => return other,
-        }
     }
 }
 
@@ -773,6 +805,16 @@ mod tests {
     }
 
     impl Upstream for Flaky {
+        fn api(
+            &self,
+            req: &crate::source::ApiRequest<'_>,
+        ) -> Result<crate::source::ApiReply, SourceError> {
+            Err(SourceError::Status {
+                url: req.url.to_string(),
+                status: 404,
+            })
+        }
+
         fn fetch(&self, req: &FetchRequest<'_>) -> Result<Response<'_>, SourceError> {
             let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let total = self.data.len() as u64;
@@ -886,7 +928,11 @@ mod tests {
             .iter()
             .map(|n| f.probe(&format!("http://h/a.zip.{n}")).unwrap().0)
             .collect();
-        let blob = Blob { id: 0, parts };
+        let blob = Blob {
+            id: 0,
+            parts,
+            checksum: None,
+        };
         assert_eq!(blob.size(), 5_000);
         assert_eq!(f.read_at(&blob, 1_500, 2_500).unwrap(), whole[1_500..4_000]);
         let mut streamed = Vec::new();

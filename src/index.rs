@@ -40,6 +40,8 @@ pub struct Blob {
     pub id: i64,
     /// The parts in order; never empty.
     pub parts: Vec<Part>,
+    /// `md5:<hex>` or `sha256:<hex>` of the whole blob, when its host published one.
+    pub checksum: Option<String>,
 }
 
 impl Blob {
@@ -48,6 +50,7 @@ impl Blob {
         Blob {
             id: 0,
             parts: vec![part],
+            checksum: None,
         }
     }
 
@@ -167,7 +170,10 @@ PRAGMA journal_mode=WAL;
 CREATE TABLE IF NOT EXISTS datasets (
     id TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, root INTEGER NOT NULL, indexed_at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS blobs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, dataset TEXT NOT NULL);
+    id INTEGER PRIMARY KEY AUTOINCREMENT, dataset TEXT NOT NULL, checksum TEXT);
+-- The last time a host refused a dataset (401/403), for `medimg catalog` and MNT/about/.
+CREATE TABLE IF NOT EXISTS denials (
+    dataset TEXT PRIMARY KEY, message TEXT NOT NULL, at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS parts (
     blob INTEGER NOT NULL, seq INTEGER NOT NULL, key TEXT NOT NULL, url TEXT NOT NULL,
     size INTEGER NOT NULL, etag TEXT, ranged INTEGER NOT NULL, PRIMARY KEY (blob, seq)) WITHOUT ROWID;
@@ -235,11 +241,33 @@ impl Index {
         };
         let writer = Connection::open(path).map_err(err)?;
         writer.execute_batch(SCHEMA).map_err(err)?;
+        // Indexes written before blobs had checksums gain the column (NULL: none known).
+        let has_checksum: bool = writer
+            .query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('blobs') WHERE name = 'checksum'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(err)?
+            > 0;
+        if !has_checksum {
+            writer
+                .execute_batch("ALTER TABLE blobs ADD COLUMN checksum TEXT")
+                .map_err(err)?;
+        }
         Ok(Index {
             path: path.to_path_buf(),
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The index at `path` if one exists and opens (read by `medimg catalog`; never created).
+    pub fn open_existing(path: &Path) -> Option<Index> {
+        if !path.exists() {
+            return None;
+        }
+        Index::open(path).ok()
     }
 
     fn err(&self, source: rusqlite::Error) -> IndexError {
@@ -337,7 +365,48 @@ impl Index {
             })?;
             rows.collect::<rusqlite::Result<Vec<_>>>()
         })?;
-        Ok((!parts.is_empty()).then_some(Blob { id, parts }))
+        if parts.is_empty() {
+            return Ok(None);
+        }
+        let checksum = self.read(|c| {
+            c.prepare_cached("SELECT checksum FROM blobs WHERE id = ?1")?
+                .query_row([id], |r| r.get::<_, Option<String>>(0))
+                .optional()
+        })?;
+        Ok(Some(Blob {
+            id,
+            parts,
+            checksum: checksum.flatten(),
+        }))
+    }
+
+    /// Record that a host refused `dataset` (shown by `medimg catalog` and `MNT/about/`).
+    pub fn put_denial(&self, dataset: &str, message: &str, at: i64) -> Result<(), IndexError> {
+        let w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        w.execute(
+            "INSERT OR REPLACE INTO denials (dataset, message, at) VALUES (?1, ?2, ?3)",
+            params![dataset, message, at],
+        )
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Every recorded refusal: dataset id, message, time.
+    pub fn denials(&self) -> Result<Vec<(String, String, i64)>, IndexError> {
+        self.read(|c| {
+            let mut q = c.prepare_cached("SELECT dataset, message, at FROM denials")?;
+            let rows = q.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            rows.collect()
+        })
+    }
+
+    /// Ids of the datasets indexed (their listing succeeded at least once).
+    pub fn indexed_datasets(&self) -> Result<Vec<String>, IndexError> {
+        self.read(|c| {
+            let mut q = c.prepare_cached("SELECT id FROM datasets")?;
+            let rows = q.query_map([], |r| r.get(0))?;
+            rows.collect()
+        })
     }
 
     /// The last checkpoint of `blob` at or before uncompressed offset `out`.
@@ -406,9 +475,14 @@ impl Index {
             )?;
             tx.execute("DELETE FROM blobs WHERE dataset = ?1", [dataset])?;
             tx.execute("DELETE FROM datasets WHERE id = ?1", [dataset])?;
+            // Listing it worked, so whatever refused it before does not any more.
+            tx.execute("DELETE FROM denials WHERE dataset = ?1", [dataset])?;
             let mut blob_ids = Vec::with_capacity(blobs.len());
             for b in blobs {
-                tx.execute("INSERT INTO blobs (dataset) VALUES (?1)", [dataset])?;
+                tx.execute(
+                    "INSERT INTO blobs (dataset, checksum) VALUES (?1, ?2)",
+                    params![dataset, b.checksum],
+                )?;
                 let id = tx.last_insert_rowid();
                 for (seq, p) in b.parts.iter().enumerate() {
                     tx.execute(

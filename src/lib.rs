@@ -7,7 +7,9 @@
 //! - [`vfs`] is the filesystem core: the tree, indexing, member decoding and checks;
 //! - [`fetch`] reads byte ranges of blobs through [`cache`] from a [`source::Upstream`];
 //! - [`index`] (SQLite) and [`archive`] (pure parsers) hold and produce the metadata;
-//! - [`catalog`] is the validated list of datasets, [`render`] the text made from it.
+//! - [`resolve`] lists a source's files through its host's API, at index time;
+//! - [`catalog`] is the validated list of datasets, [`render`] the text made from it;
+//! - [`credentials`] finds the tokens hosts want; [`source`] attaches them to their host only.
 
 #![warn(missing_docs, rust_2018_idioms)]
 
@@ -16,10 +18,12 @@ pub mod cache;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod credentials;
 pub mod fetch;
 pub mod fuse;
 pub mod index;
 pub mod render;
+pub mod resolve;
 pub mod source;
 pub mod time;
 pub mod vfs;

@@ -9,10 +9,12 @@ use clap::Parser;
 use medimg::cache::BlockCache;
 use medimg::cli::{self, CatalogArgs, Cli, Command, MountArgs};
 use medimg::config::human_size;
+use medimg::credentials::Credentials;
 use medimg::fetch::Fetcher;
 use medimg::index::Index;
 use medimg::render;
 use medimg::source::http::HttpUpstream;
+use medimg::source::limits::Limiter;
 use medimg::vfs::Vfs;
 
 /// Read-ahead downloads in flight at once for the whole daemon (each holds one block in memory).
@@ -45,6 +47,34 @@ fn run_catalog(a: &CatalogArgs) -> Result<(), Error> {
     let catalog = cli::load_catalog(a.catalog.as_deref())?;
     let modality = a.modality.as_deref().map(cli::modality).transpose()?;
     let organ = a.organ.as_deref().map(cli::organ).transpose()?;
+    let credentials = gather_credentials(None)?;
+    // Refusals and successful listings recorded by a daemon using the default cache.
+    let (denials, indexed) =
+        match Index::open_existing(&medimg::config::default_cache_dir().join("index.sqlite")) {
+            Some(ix) => (
+                ix.denials()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(d, m, _)| (d, m))
+                    .collect(),
+                ix.indexed_datasets()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect(),
+            ),
+            None => (
+                std::collections::HashMap::new(),
+                std::collections::HashSet::new(),
+            ),
+        };
+    let state = |d: &medimg::catalog::Dataset| {
+        render::state(
+            d,
+            &credentials,
+            denials.get(&d.id).map(String::as_str),
+            indexed.contains(&d.id),
+        )
+    };
     let chosen: Vec<_> = catalog
         .datasets
         .iter()
@@ -56,7 +86,9 @@ fn run_catalog(a: &CatalogArgs) -> Result<(), Error> {
             .iter()
             .map(|d| {
                 let mut v = serde_json::to_value(d).unwrap_or_default();
-                v["status"] = render::status(d).into();
+                let st = state(d);
+                v["state"] = st.label().into();
+                v["state_detail"] = st.detail().into();
                 v["path"] = format!("datasets/{}", d.id).into();
                 v
             })
@@ -66,21 +98,40 @@ fn run_catalog(a: &CatalogArgs) -> Result<(), Error> {
     }
     let w = chosen.iter().map(|d| d.id.len()).max().unwrap_or(2).max(2);
     println!(
-        "{:w$}  {:12}  {:16}  {:12}  STATUS",
+        "{:w$}  {:12}  {:16}  {:12}  STATE",
         "ID", "MODALITY", "ORGAN", "ACCESS"
     );
     for d in &chosen {
+        let st = state(d);
+        let detail = match st.detail() {
+            "" => String::new(),
+            x => format!(": {x}"),
+        };
         println!(
-            "{:w$}  {:12}  {:16}  {:12}  {}",
+            "{:w$}  {:12}  {:16}  {:12}  {}{detail}",
             d.id,
             d.modality.join(","),
             d.organ.join(","),
             d.access.as_str(),
-            render::status(d)
+            st.label()
         );
     }
     eprintln!("{} of {} datasets", chosen.len(), catalog.datasets.len());
     Ok(())
+}
+
+/// Credentials from the config's file, the environment and the hosts' tools' files; says
+/// where each was found (never what it is).
+fn gather_credentials(file: Option<&std::path::Path>) -> Result<Credentials, Error> {
+    let home = dirs::home_dir();
+    let (creds, warnings) = Credentials::gather(file, &|k| std::env::var(k).ok(), home.as_deref())?;
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    for c in creds.iter() {
+        tracing::info!(host = %c.host, "using credentials from {}", c.origin);
+    }
+    Ok(creds)
 }
 
 /// Hold an exclusive lock on the cache directory for the daemon's lifetime: two daemons evicting
@@ -117,11 +168,17 @@ fn run_mount(a: &MountArgs) -> Result<(), Error> {
     let _lock = lock_cache_dir(&settings.cache_dir)?;
     let cache = Arc::new(BlockCache::open(&settings.cache_dir, settings.cache_size)?);
     let index = Index::open(&settings.cache_dir.join("index.sqlite"))?;
-    let upstream = Arc::new(HttpUpstream::new(settings.mirrors.clone())?);
+    let credentials = gather_credentials(settings.credentials_file.as_deref())?;
+    let limiter = Limiter::new(settings.host_limits.clone());
+    let upstream = Arc::new(HttpUpstream::new(
+        settings.mirrors.clone(),
+        credentials.clone(),
+        limiter,
+    )?);
     let fetcher = Arc::new(Fetcher::new(upstream, cache.clone(), settings.block_size));
     fetcher.start_prefetch(READ_AHEAD_WORKERS);
     let n = catalog.datasets.len();
-    let vfs = Arc::new(Vfs::new(catalog, index, fetcher));
+    let vfs = Arc::new(Vfs::new(catalog, index, fetcher).with_credentials(credentials));
 
     let (tx, rx) = std::sync::mpsc::channel();
     let mut signals = signal_hook::iterator::Signals::new([

@@ -1,9 +1,12 @@
 //! Text generated from the catalog: the mount's `README.md` and `catalog.csv`, and the
-//! `medimg catalog` listing. Pure functions of the catalog, so they are the same on every mount.
+//! `medimg catalog` listing, and the per-dataset access notes (`MNT/about/<id>.md`). Pure
+//! functions of the catalog, the credentials found and the refusals recorded.
 
 use std::fmt::Write;
 
-use crate::catalog::{Catalog, Dataset};
+use crate::catalog::{Access, Catalog, Dataset, Locator};
+use crate::credentials::{Credentials, how_to_provide};
+use crate::source::SourceError;
 
 /// `MNT/README.md`: how to use the mount.
 pub fn readme(c: &Catalog) -> String {
@@ -24,6 +27,7 @@ pub fn readme(c: &Catalog) -> String {
          modality/<Modality>/<organ>/<id>/...   the same datasets by modality, then organ\n\
          organ/<organ>/<Modality>/<id>/...      and by organ, then modality\n\
          catalog.csv                            one row per dataset\n\
+         about/<id>.md                          what each dataset needs, and where to get it\n\
          ```\n\n\
          A file reachable by several paths is one file (same inode), so `du` counts it once.\n\
          Listing a dataset the first time reads its archive's directory from upstream (a few\n\
@@ -63,6 +67,190 @@ pub fn status(d: &Dataset) -> String {
     match d.unsupported_reason() {
         None => "readable".into(),
         Some(r) => format!("not readable yet: {r}"),
+    }
+}
+
+/// Whether a dataset can be read here, as `medimg catalog` and `MNT/about/` say it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// Nothing is missing that medimg knows of.
+    Reachable,
+    /// A credential for this host is missing.
+    NeedsCredentials(String),
+    /// The host refused (403) although credentials were sent, or the catalog says terms must
+    /// be accepted first: the message says where.
+    NeedsTerms(String),
+    /// medimg has no way to fetch it.
+    Unsupported(String),
+}
+
+impl State {
+    /// The state in a few words.
+    pub fn label(&self) -> &'static str {
+        match self {
+            State::Reachable => "reachable",
+            State::NeedsCredentials(_) => "needs credentials",
+            State::NeedsTerms(_) => "needs terms accepted",
+            State::Unsupported(_) => "unsupported",
+        }
+    }
+
+    /// What to do, if anything.
+    pub fn detail(&self) -> &str {
+        match self {
+            State::Reachable => "",
+            State::NeedsCredentials(d) | State::NeedsTerms(d) | State::Unsupported(d) => d,
+        }
+    }
+}
+
+/// The state of `d`, given the credentials found, the last refusal recorded (if any), and
+/// whether it was indexed since.
+pub fn state(d: &Dataset, creds: &Credentials, denial: Option<&str>, indexed: bool) -> State {
+    if let Some(r) = d.unsupported_reason() {
+        return State::Unsupported(r.to_string());
+    }
+    if let Some(m) = missing_credential(d, creds) {
+        return State::NeedsCredentials(m);
+    }
+    if let Some(m) = denial {
+        return State::NeedsTerms(m.to_string());
+    }
+    match &d.terms {
+        Some(t) if !indexed => State::NeedsTerms(format!(
+            "the host wants its terms accepted at {t} by the account whose credentials medimg \
+             sends (medimg cannot tell until it tries)"
+        )),
+        _ => State::Reachable,
+    }
+}
+
+/// What is missing before `d` can be read at all: a credential its host always wants.
+pub fn missing_credential(d: &Dataset, creds: &Credentials) -> Option<String> {
+    let host = d
+        .sources
+        .iter()
+        .filter_map(|s| s.required_credential(d.access))
+        .find(|h| creds.for_host(h).is_none())?;
+    Some(format!(
+        "{host} wants credentials, and medimg found none: provide {}; then restart medimg",
+        how_to_provide(host)
+    ))
+}
+
+/// Why a host refused `d`, in plain words, with what to do.
+pub fn denial(d: &Dataset, creds: &Credentials, e: &SourceError) -> String {
+    let url = match e {
+        SourceError::Status { url, .. } => url.as_str(),
+        _ => "",
+    };
+    let host = crate::credentials::host_of(url).unwrap_or_default();
+    let status = e.status().unwrap_or(403);
+    let sent = d
+        .sources
+        .iter()
+        .filter_map(|s| s.required_credential(Access::Credentialed))
+        .chain(std::iter::once(host.as_str()))
+        .find_map(|h| creds.for_host(h));
+    let mut m = format!("{host} refused access (HTTP {status})");
+    match (sent, &d.terms) {
+        (None, _) => {
+            let want = d
+                .sources
+                .iter()
+                .find_map(|s| s.required_credential(Access::Credentialed))
+                .unwrap_or(&host);
+            m.push_str(&format!(
+                ": it wants an account; provide {}, then restart medimg",
+                how_to_provide(want)
+            ));
+        }
+        (Some(c), Some(t)) => m.push_str(&format!(
+            ": accept the dataset's terms (or request access) at {t} with the account of the \
+             credentials in {}, then read again",
+            c.origin
+        )),
+        (Some(c), None) => m.push_str(&format!(
+            ": the credentials in {} are wrong, expired, or lack access to this dataset; see {}",
+            c.origin, d.homepage
+        )),
+    }
+    if matches!(
+        d.sources.first().map(|s| &s.locator),
+        Some(Locator::KaggleCompetition { .. })
+    ) {
+        m.push_str(
+            " (Kaggle competitions answer 403 until their rules are accepted on the website)",
+        );
+    }
+    m
+}
+
+/// `MNT/about/<id>.md`: what the dataset is, whether it can be read here, and what to do.
+pub fn about(d: &Dataset, st: &State) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# {} (`{}`)\n", d.title, d.id);
+    let _ = writeln!(s, "- modality: {}", d.modality.join(", "));
+    let _ = writeln!(s, "- organ: {}", d.organ.join(", "));
+    if !d.task.is_empty() {
+        let _ = writeln!(s, "- task: {}", d.task);
+    }
+    let _ = writeln!(s, "- license: {}", d.license);
+    let _ = writeln!(s, "- homepage: {}", d.homepage);
+    let _ = writeln!(s, "- access: {}", d.access.as_str());
+    if let Some(t) = &d.terms {
+        let _ = writeln!(s, "- terms: {t}");
+    }
+    for src in &d.sources {
+        let _ = writeln!(
+            s,
+            "- source: {} {}",
+            src.type_name(),
+            locator_text(&src.locator)
+        );
+    }
+    let _ = writeln!(s, "\n## State: {}\n", st.label());
+    match st {
+        State::Reachable => {
+            let _ = writeln!(
+                s,
+                "Nothing is missing. Its files are in `datasets/{}/`; listing it the first time asks \
+                 its host for the file list.",
+                d.id
+            );
+        }
+        other => {
+            let _ = writeln!(s, "{}", other.detail());
+            let _ = writeln!(
+                s,
+                "\nUntil then `datasets/{}/` stays visible, and entering or reading it fails with \
+                 'Permission denied' (unsupported datasets: 'Input/output error').",
+                d.id
+            );
+        }
+    }
+    s
+}
+
+fn locator_text(l: &Locator) -> String {
+    match l {
+        Locator::Http { urls, format } => format!("{format} {}", urls.join(" ")),
+        Locator::Dir { url } => format!("directory listing {url}"),
+        other => {
+            let v = serde_json::to_value(other).unwrap_or_default();
+            let mut parts = Vec::new();
+            if let Some(o) = v.as_object() {
+                for (k, v) in o {
+                    if k != "type" {
+                        parts.push(format!(
+                            "{k}={}",
+                            v.as_str().map_or(v.to_string(), str::to_string)
+                        ));
+                    }
+                }
+            }
+            parts.join(" ")
+        }
     }
 }
 

@@ -40,9 +40,12 @@ use lru::LruCache;
 use crate::archive::gzip::{Checkpoint, GzStream};
 use crate::archive::{ArchiveError, tar, zip};
 use crate::cache::Check;
-use crate::catalog::{Catalog, Dataset, Format, MODALITIES, ORGANS};
+use crate::catalog::{Catalog, Dataset, Format, Locator, MODALITIES, ORGANS, Source};
+use crate::credentials::Credentials;
 use crate::fetch::{BlobBytes, BlobReader, FetchError, Fetcher};
-use crate::index::{Blob, Entry, Index, IndexError, Location, NewEntry, Storage};
+use crate::index::{Blob, Entry, Index, IndexError, Location, NewEntry, Part, Storage};
+use crate::resolve::{self, RemoteFile, ResolveError};
+use crate::source::SourceError;
 
 /// Members up to this size are decoded whole into memory and CRC-checked before the first byte
 /// is returned. 64 MiB covers every image format in the catalog (the largest single-frame
@@ -56,6 +59,9 @@ const GZ_SPAN: u64 = 4 << 20;
 const MAX_AHEAD_BLOCKS: u64 = 8;
 /// Memory for decoded members shared between open files (LRU by bytes).
 const DECODED_BUDGET: u64 = 32 << 20;
+/// Files probed at once when a listing gives no sizes (a directory index, SHA256SUMS.txt):
+/// enough to hide a round trip each, few enough for a host's per-client limits.
+const PROBE_THREADS: usize = 8;
 /// Bit marking a file inode.
 const FILE_BIT: u64 = 1 << 63;
 /// Shift of the instance number in a directory inode.
@@ -126,6 +132,24 @@ pub enum VfsError {
         /// Where a user can get it by hand.
         homepage: String,
     },
+    /// The host refused: credentials missing or wrong, terms not accepted.
+    #[error("dataset {dataset}: {message}")]
+    Denied {
+        /// Dataset id.
+        dataset: String,
+        /// What is missing and where to get it.
+        message: String,
+    },
+    /// A source could not be listed through its host's API.
+    #[error("dataset {dataset}: cannot list its {kind} source: {source}")]
+    Resolve {
+        /// Dataset id.
+        dataset: String,
+        /// The source type.
+        kind: &'static str,
+        /// Why.
+        source: ResolveError,
+    },
     /// Indexing a dataset failed.
     #[error("dataset {dataset}: cannot list {url}: {source}")]
     Listing {
@@ -183,13 +207,14 @@ impl VfsError {
             VfsError::NotDir => libc::ENOTDIR,
             VfsError::IsDir => libc::EISDIR,
             VfsError::BadHandle => libc::EBADF,
+            VfsError::Denied { .. } => libc::EACCES,
             _ => libc::EIO,
         }
     }
 
     /// Whether the failure is worth a log line (the user's tools only see an errno).
     pub fn is_loggable(&self) -> bool {
-        self.errno() == libc::EIO
+        matches!(self.errno(), libc::EIO | libc::EACCES)
     }
 }
 
@@ -369,6 +394,9 @@ struct ReadAhead {
 /// Members of a tar blob, the names of members skipped, and (tar.gz) decompression checkpoints.
 type TarListing = (Vec<tar::TarEntry>, Vec<String>, Vec<Checkpoint>);
 
+/// A part of a listed file, with its `Last-Modified` when it was probed.
+type ProbedPart = (Part, Option<i64>);
+
 /// A decoder over a blob's compressed bytes.
 type GzCursor = GzStream<BlobReader>;
 
@@ -377,6 +405,10 @@ pub struct Vfs {
     catalog: Catalog,
     index: Index,
     fetcher: Arc<Fetcher>,
+    /// Inodes of `about/<id>.md`, by dataset.
+    about: Vec<u64>,
+    /// Which hosts have credentials (to say what is missing before asking).
+    credentials: Credentials,
     /// Generated nodes; index 0 is unused so that inode 1 is the root.
     syn: Vec<SynNode>,
     /// Instances; index 0 is unused (instance 0 would collide with generated inodes).
@@ -471,6 +503,18 @@ impl Vfs {
             "catalog.csv",
             SynContent::File(Arc::new(crate::render::catalog_csv(&catalog).into_bytes())),
         );
+        let about_dir = t.dir(root, "about");
+        let about: Vec<u64> = catalog
+            .datasets
+            .iter()
+            .map(|d| {
+                t.add(
+                    about_dir,
+                    &format!("{}.md", d.id),
+                    SynContent::File(Arc::new(Vec::new())),
+                )
+            })
+            .collect();
         let datasets = t.dir(root, "datasets");
         for (i, d) in catalog.datasets.iter().enumerate() {
             t.instance(datasets, i, &d.id);
@@ -512,10 +556,12 @@ impl Vfs {
             .enumerate()
             .map(|(i, d)| (d.id.clone(), i))
             .collect();
-        Vfs {
+        let mut vfs = Vfs {
             catalog,
             index,
             fetcher,
+            about,
+            credentials: Credentials::none(),
             syn: t.syn,
             instances: t.instances,
             paths_per_dataset,
@@ -528,7 +574,45 @@ impl Vfs {
             damaged: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             started: now(),
+        };
+        vfs.rebuild_about();
+        vfs
+    }
+
+    /// Write `about/<id>.md` of every dataset from the credentials and the refusals recorded.
+    fn rebuild_about(&mut self) {
+        let denials: HashMap<String, String> = self
+            .index
+            .denials()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(d, m, _)| (d, m))
+            .collect();
+        let indexed: std::collections::HashSet<String> = self
+            .index
+            .indexed_datasets()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        for (d, &ino) in self.catalog.datasets.iter().zip(&self.about) {
+            let st = crate::render::state(
+                d,
+                &self.credentials,
+                denials.get(&d.id).map(String::as_str),
+                indexed.contains(&d.id),
+            );
+            let text = crate::render::about(d, &st).into_bytes();
+            if let Some(node) = self.syn.get_mut(ino as usize) {
+                node.content = SynContent::File(Arc::new(text));
+            }
         }
+    }
+
+    /// Use `credentials` to tell which datasets can be read (they are sent by the upstream).
+    pub fn with_credentials(mut self, credentials: Credentials) -> Vfs {
+        self.credentials = credentials;
+        self.rebuild_about();
+        self
     }
 
     /// The fetcher (for cache statistics).
@@ -725,6 +809,12 @@ impl Vfs {
                 homepage: ds.homepage.clone(),
             });
         }
+        if let Some(message) = crate::render::missing_credential(ds, &self.credentials) {
+            return Err(VfsError::Denied {
+                dataset: ds.id.clone(),
+                message,
+            });
+        }
         let gate = lock(&self.indexing).entry(d).or_default().clone();
         let _g = lock(&gate);
         if let Some(r) = self.roots.read().unwrap_or_else(|p| p.into_inner()).get(&d) {
@@ -744,113 +834,266 @@ impl Vfs {
 
     fn index_dataset(&self, ds: &Dataset, fingerprint: &str) -> Result<i64> {
         tracing::info!(dataset = %ds.id, "indexing (first visit)");
-        let mut blobs = Vec::new();
-        let mut checkpoints = Vec::new();
-        let mut tree = TreeAcc::default();
+        let mut acc = Listing::default();
+        let fetch_err = |what: String, source: FetchError| self.fetch_failure(ds, what, source);
         for src in &ds.sources {
-            let mut parts = Vec::with_capacity(src.urls.len());
+            let into: Vec<String> = src
+                .into
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
+            let Locator::Http { urls, format } = &src.locator else {
+                let files = resolve::list(src, self.fetcher.upstream())
+                    .map_err(|e| self.resolve_failure(ds, src, e))?;
+                let parts = self
+                    .parts_of(&files)
+                    .map_err(|(url, e)| fetch_err(format!("probing {url}"), e))?;
+                for (f, (part, lm)) in files.iter().zip(parts) {
+                    let mut path = match crate::archive::normalize_member_path(&f.path) {
+                        Ok((p, false)) if !p.is_empty() => p,
+                        Ok(_) => continue,
+                        Err(e) => {
+                            acc.tree.skipped.push(format!("{e}; skipped"));
+                            continue;
+                        }
+                    };
+                    let Some(name) = path.pop() else { continue };
+                    let format = if src.extract {
+                        Format::of_name(&name)
+                    } else {
+                        Format::File
+                    };
+                    let dir = [into.clone(), path].concat();
+                    let blob = Blob {
+                        id: 0,
+                        parts: vec![part],
+                        checksum: f.checksum.clone(),
+                    };
+                    self.add_blob(ds, &mut acc, blob, format, dir, name, lm)?;
+                }
+                continue;
+            };
+            let mut parts = Vec::with_capacity(urls.len());
             let mut last_modified = None;
-            for url in &src.urls {
-                let (part, lm) = self.fetcher.probe(url).map_err(|source| VfsError::Fetch {
-                    dataset: ds.id.clone(),
-                    what: format!("probing {url}"),
-                    source: Box::new(source),
-                })?;
+            for url in urls {
+                let (part, lm) = self
+                    .fetcher
+                    .probe(url)
+                    .map_err(|e| fetch_err(format!("probing {url}"), e))?;
                 last_modified = last_modified.or(lm);
                 parts.push(part);
             }
-            let blob = Blob { id: 0, parts };
-            let src_name = blob.url().to_string();
-            let b = blobs.len() as i64;
-            let mtime = last_modified.unwrap_or(self.started);
-            match src.format {
-                Format::File => {
-                    let name = src.file_name().unwrap_or_else(|| "download".into());
-                    tree.file(
-                        vec![name],
-                        blob.size(),
-                        mtime,
-                        Location {
-                            blob: b,
-                            offset: 0,
-                            storage: Storage::Raw,
-                        },
-                    );
-                }
-                Format::Zip => {
-                    let members = zip::list_parts(
-                        &BlobBytes {
-                            fetcher: &self.fetcher,
-                            blob: &blob,
-                        },
-                        &blob.part_sizes(),
-                    )
-                    .map_err(|source| VfsError::Listing {
-                        dataset: ds.id.clone(),
-                        url: src_name.clone(),
-                        source,
-                    })?;
-                    for m in members {
-                        let storage = Storage::Zip {
-                            method: m.method,
-                            compressed_size: m.compressed_size,
-                            crc32: m.crc32,
-                        };
-                        let location = Location {
-                            blob: b,
-                            offset: m.header_offset,
-                            storage,
-                        };
-                        tree.member(m.path, m.is_dir, m.size, m.mtime, location);
-                    }
-                }
-                Format::Tar | Format::TarGz => {
-                    let (members, skipped, cps) = self
-                        .list_tar(&blob, src.format == Format::TarGz)
-                        .map_err(|source| VfsError::Listing {
-                            dataset: ds.id.clone(),
-                            url: src_name.clone(),
-                            source,
-                        })?;
-                    tree.skipped.extend(
-                        skipped
-                            .into_iter()
-                            .map(|s| format!("{}: skipped {s} (not a regular file)", src_name)),
-                    );
-                    let storage = if src.format == Format::TarGz {
-                        Storage::Gzip
-                    } else {
-                        Storage::Raw
-                    };
-                    for m in members {
-                        let location = Location {
-                            blob: b,
-                            offset: m.data_offset,
-                            storage,
-                        };
-                        tree.member(m.path, m.is_dir, m.size, m.mtime, location);
-                    }
-                    if !cps.is_empty() {
-                        checkpoints.push((blobs.len(), cps));
-                    }
-                }
-            }
-            blobs.push(blob);
+            let blob = Blob {
+                id: 0,
+                parts,
+                checksum: None,
+            };
+            let name = src.file_name().unwrap_or_else(|| "download".into());
+            self.add_blob(ds, &mut acc, blob, *format, into, name, last_modified)?;
         }
-        for w in &tree.skipped {
+        for w in &acc.tree.skipped {
             tracing::warn!(dataset = %ds.id, "{w}");
         }
-        let files = tree.entries.iter().filter(|e| e.location.is_some()).count();
+        let files = acc
+            .tree
+            .entries
+            .iter()
+            .filter(|e| e.location.is_some())
+            .count();
         let root = self.index.put_dataset(
             &ds.id,
             fingerprint,
             self.started,
-            &blobs,
-            &tree.entries,
-            &checkpoints,
+            &acc.blobs,
+            &acc.tree.entries,
+            &acc.checkpoints,
         )?;
         tracing::info!(dataset = %ds.id, files, "indexed");
         Ok(root)
+    }
+
+    /// The parts of listed files: those whose size the listing gave need no request; the others
+    /// are probed, a few at a time.
+    fn parts_of(
+        &self,
+        files: &[RemoteFile],
+    ) -> std::result::Result<Vec<ProbedPart>, (String, FetchError)> {
+        let mut out: Vec<Option<ProbedPart>> = files
+            .iter()
+            .map(|f| {
+                f.size.map(|size| {
+                    let part =
+                        Fetcher::listed_part(&f.url, size, f.etag.clone(), f.checksum.as_deref());
+                    (part, None)
+                })
+            })
+            .collect();
+        let todo: Vec<usize> = (0..files.len()).filter(|&i| out[i].is_none()).collect();
+        if !todo.is_empty() {
+            tracing::info!(
+                "probing {} files whose size the listing does not give",
+                todo.len()
+            );
+        }
+        let next = AtomicU64::new(0);
+        let results = Mutex::new(Vec::new());
+        std::thread::scope(|sc| {
+            for _ in 0..PROBE_THREADS.min(todo.len()) {
+                sc.spawn(|| {
+                    loop {
+                        let k = next.fetch_add(1, Ordering::Relaxed) as usize;
+                        let Some(&i) = todo.get(k) else { break };
+                        let r = self.fetcher.probe(&files[i].url);
+                        let failed = r.is_err();
+                        lock(&results).push((i, r));
+                        if failed {
+                            // Stop everyone: one failure fails the listing.
+                            next.store(todo.len() as u64, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        for (i, r) in results.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            match r {
+                Ok(p) => out[i] = Some(p),
+                Err(e) => return Err((files[i].url.clone(), e)),
+            }
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+
+    /// Add the files of one blob to the listing: the blob itself as file `dir/name`, or the
+    /// members of the archive it is, under `dir`.
+    #[allow(clippy::too_many_arguments)]
+    fn add_blob(
+        &self,
+        ds: &Dataset,
+        acc: &mut Listing,
+        blob: Blob,
+        format: Format,
+        dir: Vec<String>,
+        name: String,
+        last_modified: Option<i64>,
+    ) -> Result<()> {
+        let src_name = blob.url().to_string();
+        let b = acc.blobs.len() as i64;
+        let mtime = last_modified.unwrap_or(self.started);
+        let under = |path: Vec<String>| [dir.clone(), path].concat();
+        match format {
+            Format::File => {
+                let location = Location {
+                    blob: b,
+                    offset: 0,
+                    storage: Storage::Raw,
+                };
+                acc.tree
+                    .file(under(vec![name]), blob.size(), mtime, location);
+            }
+            Format::Zip => {
+                let members = zip::list_parts(
+                    &BlobBytes {
+                        fetcher: &self.fetcher,
+                        blob: &blob,
+                    },
+                    &blob.part_sizes(),
+                )
+                .map_err(|source| self.listing_failure(ds, &src_name, source))?;
+                for m in members {
+                    let storage = Storage::Zip {
+                        method: m.method,
+                        compressed_size: m.compressed_size,
+                        crc32: m.crc32,
+                    };
+                    let location = Location {
+                        blob: b,
+                        offset: m.header_offset,
+                        storage,
+                    };
+                    acc.tree
+                        .member(under(m.path), m.is_dir, m.size, m.mtime, location);
+                }
+            }
+            Format::Tar | Format::TarGz => {
+                let (members, skipped, cps) = self
+                    .list_tar(&blob, format == Format::TarGz)
+                    .map_err(|source| self.listing_failure(ds, &src_name, source))?;
+                acc.tree.skipped.extend(
+                    skipped
+                        .into_iter()
+                        .map(|s| format!("{src_name}: skipped {s} (not a regular file)")),
+                );
+                let storage = if format == Format::TarGz {
+                    Storage::Gzip
+                } else {
+                    Storage::Raw
+                };
+                for m in members {
+                    let location = Location {
+                        blob: b,
+                        offset: m.data_offset,
+                        storage,
+                    };
+                    acc.tree
+                        .member(under(m.path), m.is_dir, m.size, m.mtime, location);
+                }
+                if !cps.is_empty() {
+                    acc.checkpoints.push((acc.blobs.len(), cps));
+                }
+            }
+        }
+        acc.blobs.push(blob);
+        Ok(())
+    }
+
+    /// An archive that cannot be listed; a refusal by its host is a denial.
+    fn listing_failure(&self, ds: &Dataset, url: &str, source: ArchiveError) -> VfsError {
+        if let ArchiveError::Read(inner) = &source
+            && let Some(FetchError::Source(s)) = inner.downcast_ref::<FetchError>()
+            && s.is_denied()
+        {
+            return self.denied(ds, s);
+        }
+        VfsError::Listing {
+            dataset: ds.id.clone(),
+            url: url.to_string(),
+            source,
+        }
+    }
+
+    fn fetch_failure(&self, ds: &Dataset, what: String, source: FetchError) -> VfsError {
+        match &source {
+            FetchError::Source(s) if s.is_denied() => self.denied(ds, s),
+            _ => VfsError::Fetch {
+                dataset: ds.id.clone(),
+                what,
+                source: Box::new(source),
+            },
+        }
+    }
+
+    fn resolve_failure(&self, ds: &Dataset, src: &Source, e: ResolveError) -> VfsError {
+        match e {
+            ResolveError::Upstream(s) if s.is_denied() => self.denied(ds, &s),
+            e => VfsError::Resolve {
+                dataset: ds.id.clone(),
+                kind: src.type_name(),
+                source: e,
+            },
+        }
+    }
+
+    /// A host refused `ds`: say what is missing and where to get it, and remember it.
+    fn denied(&self, ds: &Dataset, e: &SourceError) -> VfsError {
+        let message = crate::render::denial(ds, &self.credentials, e);
+        if let Err(err) = self.index.put_denial(&ds.id, &message, now()) {
+            tracing::warn!("{err}");
+        }
+        VfsError::Denied {
+            dataset: ds.id.clone(),
+            message,
+        }
     }
 
     /// One sequential pass over a tar (or tar.gz) blob: its members and, for tar.gz, the
@@ -933,6 +1176,11 @@ impl Vfs {
         }
         let len = (size as u64).min(e.size - offset);
         match loc.storage {
+            // A whole file whose host published its checksum: checked before any byte is served.
+            Storage::Raw if e.size <= INLINE_MAX && self.blob(&h, loc.blob)?.checksum.is_some() => {
+                let content = self.member_content(&h)?;
+                Ok(slice(&content, offset, len as u32))
+            }
             Storage::Raw => {
                 let blob = self.blob(&h, loc.blob)?;
                 self.read_ahead(&h, &blob, loc.offset + offset, len, loc.offset + e.size);
@@ -1059,6 +1307,12 @@ impl Vfs {
     }
 
     fn fetch_err(&self, h: &Handle, source: FetchError) -> VfsError {
+        if let FetchError::Source(s) = &source
+            && s.is_denied()
+            && let Some(ds) = self.catalog.datasets.get(h.dataset)
+        {
+            return self.denied(ds, s);
+        }
         VfsError::Fetch {
             dataset: self.dataset_id(h),
             what: format!("reading {}", self.member_path(h)),
@@ -1122,6 +1376,7 @@ impl Vfs {
                     .map_err(|e| self.gzip_err(h, e))?;
                 out
             }
+            Some(Storage::Raw) => self.raw_checked(h)?,
             _ => self.decode_checked(h)?,
         });
         {
@@ -1292,10 +1547,59 @@ impl Vfs {
         })
     }
 
+    /// A whole file checked against its host's checksum; a mismatch drops its blocks and
+    /// fetches them once more, and a second mismatch is an error.
+    fn raw_checked(&self, h: &Handle) -> Result<Vec<u8>> {
+        let Some(loc) = h.entry.location else {
+            return Err(VfsError::IsDir);
+        };
+        let blob = self.blob(h, loc.blob)?;
+        let want = blob.checksum.clone().unwrap_or_default();
+        let mut last = String::new();
+        for round in 0..2 {
+            let data = self
+                .fetcher
+                .read_at_checked(&blob, loc.offset, h.entry.size, Check::Length)
+                .map_err(|source| self.fetch_err(h, source))?;
+            let got = digest(&want, &data);
+            if got.as_deref() == Some(want.as_str()) {
+                return Ok(data);
+            }
+            last = match got {
+                Some(g) => format!("checksum {g}, the host published {want}"),
+                None => format!("the host published {want:?}, which medimg cannot check"),
+            };
+            tracing::warn!(
+                dataset = %self.dataset_id(h),
+                member = %self.member_path(h),
+                round,
+                "file failed its check ({last}); dropping its cached blocks"
+            );
+            let _ = self.fetcher.invalidate(&blob, loc.offset, h.entry.size);
+        }
+        Err(VfsError::Corrupt {
+            dataset: self.dataset_id(h),
+            member: self.member_path(h),
+            url: blob.url().to_string(),
+            message: last,
+        })
+    }
+
     /// Totals for statfs: (bytes of the cache limit, bytes used).
     pub fn cache_usage(&self) -> (u64, u64) {
         let c = self.fetcher.cache();
         (c.limit(), c.used())
+    }
+}
+
+/// `data`'s digest in the algorithm `want` names (`md5:…`, `sha256:…`), in the same form.
+fn digest(want: &str, data: &[u8]) -> Option<String> {
+    use sha2::Digest;
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    match want.split_once(':')?.0 {
+        "md5" => Some(format!("md5:{}", hex(&md5::Md5::digest(data)))),
+        "sha256" => Some(format!("sha256:{}", hex(&sha2::Sha256::digest(data)))),
+        _ => None,
     }
 }
 
@@ -1331,6 +1635,14 @@ fn inflate(packed: &[u8], size: u64) -> std::result::Result<Vec<u8>, String> {
         ));
     }
     Ok(out)
+}
+
+/// What indexing a dataset gathers before it is written in one transaction.
+#[derive(Default)]
+struct Listing {
+    blobs: Vec<Blob>,
+    checkpoints: Vec<(usize, Vec<Checkpoint>)>,
+    tree: TreeAcc,
 }
 
 /// Collects entries of one dataset, creating parent directories as needed.
@@ -1534,8 +1846,16 @@ unsupported = "no pinned download source yet"
         let vfs = f.vfs(up.clone(), 1 << 20);
         assert_eq!(
             names(&vfs, ""),
-            ["README.md", "catalog.csv", "datasets", "modality", "organ"]
+            [
+                "README.md",
+                "catalog.csv",
+                "about",
+                "datasets",
+                "modality",
+                "organ"
+            ]
         );
+        assert_eq!(names(&vfs, "about"), ["cxr.md", "later.md"]);
         assert_eq!(names(&vfs, "datasets"), ["cxr", "later"]);
         assert_eq!(names(&vfs, "modality/X-ray"), ["lung", "bone"]);
         assert_eq!(names(&vfs, "modality/X-ray/bone"), ["cxr"]);
@@ -1730,6 +2050,13 @@ unsupported = "no pinned download source yet"
             req: &crate::source::FetchRequest<'_>,
         ) -> std::result::Result<crate::source::Response<'_>, crate::source::SourceError> {
             self.0.fetch(req)
+        }
+
+        fn api(
+            &self,
+            req: &crate::source::ApiRequest<'_>,
+        ) -> std::result::Result<crate::source::ApiReply, crate::source::SourceError> {
+            self.0.api(req)
         }
     }
 }

@@ -40,7 +40,14 @@ fn tree_views_and_sizes_before_any_member_byte_is_fetched() {
     top.sort();
     assert_eq!(
         top,
-        ["README.md", "catalog.csv", "datasets", "modality", "organ"]
+        [
+            "README.md",
+            "about",
+            "catalog.csv",
+            "datasets",
+            "modality",
+            "organ"
+        ]
     );
     let (code, out, _) = sh(&format!("ls {}/modality/X-ray/lung", root.display()));
     assert_eq!((code, out.as_str()), (0, "chest-xray\n"));
@@ -430,7 +437,7 @@ fn catalog_command_filters_and_prints_json() {
     );
     assert!(
         rows.iter()
-            .any(|r| r["id"] == "shenzhen-cxr" && r["status"] == "readable")
+            .any(|r| r["id"] == "shenzhen-cxr" && r["state"] == "reachable")
     );
     let out = medimg()
         .args(["catalog", "--organ", "lungs"])

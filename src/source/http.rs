@@ -4,17 +4,33 @@
 //! daemon requests, including `Location` headers. No transparent decompression is enabled (no
 //! reqwest compression feature, `Accept-Encoding: identity`): a range of a gzip-encoded object
 //! must be bytes of the object, not of its decoding. Every request carries [`USER_AGENT`].
+//!
+//! Shared behaviour of every host, written once here:
+//! - each hop of a redirect chain is admitted against its own host's budget
+//!   ([`super::limits`]), and `Retry-After` or an exhausted rate-limit window pauses that host;
+//! - a credential is attached only to a hop whose host (before mirror rules) is its own, so a
+//!   token for `www.kaggle.com` never reaches the signed storage URL it redirects to;
+//! - the end of a byte URL's redirect chain (a signed object-store URL) is reused until its
+//!   signature expires, and resolved again on 400/401/403/404/410;
+//! - secrets and signatures in URLs are redacted from every message.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use reqwest::StatusCode;
 use reqwest::header::{
-    ACCEPT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, IF_MATCH, LAST_MODIFIED,
-    LOCATION, RANGE,
+    ACCEPT, ACCEPT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, HeaderMap,
+    IF_MATCH, LAST_MODIFIED, LINK, LOCATION, RANGE, RETRY_AFTER,
 };
+use reqwest::{Method, StatusCode};
 
-use super::{Body, BodyStream, FetchRequest, Reply, Response, SourceError, Upstream};
+use super::limits::{Limiter, Permit};
+use super::{
+    API_MAX, ApiReply, ApiRequest, Body, BodyStream, FetchRequest, Reply, Response, SourceError,
+    Upstream,
+};
 use crate::config::Mirrors;
+use crate::credentials::{Auth, Credentials, host_of};
 
 /// Identifies medimg to hosts, as Zenodo asks of automated clients.
 pub const USER_AGENT: &str = concat!(
@@ -25,12 +41,35 @@ pub const USER_AGENT: &str = concat!(
 
 /// Redirect hops followed before giving up (browsers use 20; signed-URL chains take 1-3).
 const MAX_REDIRECTS: usize = 10;
+/// Longest wait a host may ask for (`Retry-After`) that a read sits out; a longer one fails
+/// the read with [`SourceError::Throttled`] rather than hang a process for minutes.
+const MAX_WAIT: Duration = Duration::from_secs(120);
+/// How long the end of a redirect chain without a signature's expiry is reused.
+const UNSIGNED_REUSE: Duration = Duration::from_secs(600);
+/// A signed URL is dropped this long before it expires, so a request never starts on one
+/// that dies in flight.
+const EXPIRY_MARGIN: Duration = Duration::from_secs(30);
+/// Query parameters that carry secrets or signatures, redacted from every message.
+const SECRET_PARAMS: [&str; 8] = [
+    "key",
+    "token",
+    "access_token",
+    "x-amz-signature",
+    "x-amz-credential",
+    "x-goog-signature",
+    "signature",
+    "sig",
+];
 
 /// The real upstream.
 pub struct HttpUpstream {
     client: reqwest::Client,
     runtime: tokio::runtime::Runtime,
     mirrors: Mirrors,
+    credentials: Credentials,
+    limiter: Limiter,
+    /// Where a URL's redirects led (a signed object-store URL), and until when to reuse it.
+    resolved: Mutex<HashMap<String, (String, SystemTime)>>,
 }
 
 impl std::fmt::Debug for HttpUpstream {
@@ -39,9 +78,24 @@ impl std::fmt::Debug for HttpUpstream {
     }
 }
 
+/// An answer whose headers arrived, with its place in the host's budget.
+struct Sent {
+    resp: reqwest::Response,
+    /// The URL requested last (after mirror rules), secrets redacted, for messages.
+    url: String,
+    /// Where the redirects led, when there were any (before mirror rules).
+    redirected_to: Option<String>,
+    permit: Permit,
+}
+
 impl HttpUpstream {
-    /// A client that applies `mirrors` to every URL.
-    pub fn new(mirrors: Mirrors) -> std::io::Result<HttpUpstream> {
+    /// A client that applies `mirrors` to every URL, attaches `credentials` to their own hosts
+    /// only, and keeps every host within its budget in `limiter`.
+    pub fn new(
+        mirrors: Mirrors,
+        credentials: Credentials,
+        limiter: Limiter,
+    ) -> std::io::Result<HttpUpstream> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             // Two workers drive all sockets; the FUSE threads block on their own requests.
             .worker_threads(2)
@@ -61,40 +115,89 @@ impl HttpUpstream {
             client,
             runtime,
             mirrors,
+            credentials,
+            limiter,
+            resolved: Mutex::new(HashMap::new()),
         })
     }
 
-    /// Send the request, following redirects through the mirror rules, and check the headers.
-    async fn send(&self, req: &FetchRequest<'_>) -> Result<(Reply, HttpBody<'_>), SourceError> {
-        let mut url = self.mirrors.rewrite(req.url);
+    /// Send one request, following redirects: every hop goes through the mirror rules, waits
+    /// for its host's budget, and carries a credential only if the hop's own host has one.
+    async fn send_chain(
+        &self,
+        start: &str,
+        method: Method,
+        json: Option<&str>,
+        range: Option<&std::ops::Range<u64>>,
+        if_match: Option<&str>,
+    ) -> Result<Sent, SourceError> {
+        let mut logical = start.to_string();
+        let mut method = method;
         let mut hops = 0;
-        let resp = loop {
-            let net = |e: reqwest::Error| SourceError::Network {
-                url: url.clone(),
-                message: error_chain(&e),
-            };
-            let mut rb = self.client.get(&url).header(ACCEPT_ENCODING, "identity");
-            if let Some(r) = &req.range {
+        loop {
+            let host = host_of(&logical).unwrap_or_default();
+            let cred = self.credentials.for_host(&host);
+            let mut physical = self.mirrors.rewrite(&logical);
+            if let Some(Auth::Query { name, value }) = cred.map(|c| &c.auth) {
+                let sep = if physical.contains('?') { '&' } else { '?' };
+                physical = format!("{physical}{sep}{name}={}", value.expose());
+            }
+            let shown = redact(&physical);
+            let permit = self.limiter.admit(&host).await;
+            let mut rb = self
+                .client
+                .request(method.clone(), &physical)
+                .header(ACCEPT_ENCODING, "identity");
+            match cred.map(|c| &c.auth) {
+                Some(Auth::Bearer(t)) => rb = rb.bearer_auth(t.expose()),
+                Some(Auth::Basic { user, password }) => {
+                    rb = rb.basic_auth(user, Some(password.expose()))
+                }
+                Some(Auth::Header { name, value }) => rb = rb.header(name.as_str(), value.expose()),
+                Some(Auth::Query { .. }) | None => {}
+            }
+            if let (Some(j), true) = (json, method == Method::POST) {
+                rb = rb
+                    .header(CONTENT_TYPE, "application/json")
+                    .header(ACCEPT, "application/json")
+                    .body(j.to_string());
+            }
+            if let Some(r) = range {
                 rb = rb.header(RANGE, format!("bytes={}-{}", r.start, r.end - 1));
             }
-            if let Some(tag) = req.if_match {
+            if let Some(tag) = if_match {
                 rb = rb.header(IF_MATCH, tag);
             }
-            let resp = rb.send().await.map_err(net)?;
-            if !resp.status().is_redirection() {
-                break resp;
+            let resp = rb.send().await.map_err(|e| SourceError::Network {
+                url: shown.clone(),
+                message: redact(&error_chain(&e)),
+            })?;
+            self.obey_limits(&host, resp.status(), resp.headers(), &shown)?;
+            if !resp.status().is_redirection() || resp.status() == StatusCode::NOT_MODIFIED {
+                return Ok(Sent {
+                    resp,
+                    url: shown,
+                    redirected_to: (hops > 0).then_some(logical),
+                    permit,
+                });
             }
             hops += 1;
             let next = resp
                 .headers()
                 .get(LOCATION)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|loc| resp.url().join(loc).ok());
+                .and_then(|loc| reqwest::Url::parse(&logical).ok()?.join(loc).ok());
             match next {
-                Some(next) if hops <= MAX_REDIRECTS => url = self.mirrors.rewrite(next.as_str()),
+                Some(next) if hops <= MAX_REDIRECTS => {
+                    // 301/302/303 turn a POST into a GET, as browsers and reqwest do.
+                    if !matches!(resp.status().as_u16(), 307 | 308) {
+                        method = Method::GET;
+                    }
+                    logical = next.to_string();
+                }
                 _ => {
                     return Err(SourceError::BadAnswer {
-                        url,
+                        url: shown,
                         message: format!(
                             "redirect {} without a usable Location, or more than {MAX_REDIRECTS} hops",
                             resp.status()
@@ -102,7 +205,75 @@ impl HttpUpstream {
                     });
                 }
             }
-        };
+        }
+    }
+
+    /// Honour what the answer says about the host's budget: `Retry-After` on 429/503, and an
+    /// exhausted rate-limit window (`X-RateLimit-Remaining: 0`, or the IETF `RateLimit-*`).
+    fn obey_limits(
+        &self,
+        host: &str,
+        status: StatusCode,
+        h: &HeaderMap,
+        url: &str,
+    ) -> Result<(), SourceError> {
+        let num = |name: &str| -> Option<u64> { h.get(name)?.to_str().ok()?.trim().parse().ok() };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let mut wait = None;
+        if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
+            wait = h
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| {
+                    v.trim()
+                        .parse::<u64>()
+                        .ok()
+                        .or_else(|| parse_http_date(v).map(|t| (t as u64).saturating_sub(now)))
+                });
+        }
+        let exhausted = |r: &str| num(r) == Some(0);
+        if exhausted("x-ratelimit-remaining") {
+            // Zenodo and GitHub send the reset as epoch seconds; others as seconds from now.
+            wait = wait.or(num("x-ratelimit-reset").map(|r| {
+                if r > 1_000_000_000 {
+                    r.saturating_sub(now)
+                } else {
+                    r
+                }
+            }));
+        } else if exhausted("ratelimit-remaining") {
+            wait = wait.or(num("ratelimit-reset"));
+        }
+        let Some(secs) = wait else { return Ok(()) };
+        if Duration::from_secs(secs) > MAX_WAIT {
+            return Err(SourceError::Throttled {
+                url: url.to_string(),
+                wait_secs: secs,
+            });
+        }
+        tracing::info!(host, "the host asks for a pause of {secs} s; waiting");
+        self.limiter.pause(host, Duration::from_secs(secs.max(1)));
+        Ok(())
+    }
+
+    /// A byte GET starting at `start`, with the answer's headers checked.
+    async fn send_bytes(
+        &self,
+        req: &FetchRequest<'_>,
+        start: &str,
+    ) -> Result<(Reply, HttpBody<'_>, Option<String>), SourceError> {
+        let sent = self
+            .send_chain(start, Method::GET, None, req.range.as_ref(), req.if_match)
+            .await?;
+        let Sent {
+            resp,
+            url,
+            redirected_to,
+            permit,
+        } = sent;
         let status = resp.status();
         let h = resp.headers();
         let bad = |message: String| SourceError::BadAnswer {
@@ -176,8 +347,27 @@ impl HttpUpstream {
                 url,
                 declared,
                 got: 0,
+                _permit: permit,
             },
+            redirected_to,
         ))
+    }
+
+    fn lock_resolved(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, SystemTime)>> {
+        self.resolved.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Where `url` redirected to last time, while that is still good.
+    fn reuse(&self, url: &str) -> Option<String> {
+        let mut map = self.lock_resolved();
+        match map.get(url) {
+            Some((to, until)) if *until > SystemTime::now() => Some(to.clone()),
+            Some(_) => {
+                map.remove(url);
+                None
+            }
+            None => None,
+        }
     }
 }
 
@@ -188,6 +378,8 @@ struct HttpBody<'a> {
     url: String,
     declared: Option<u64>,
     got: u64,
+    /// The request keeps its place in the host's budget until its body is read or dropped.
+    _permit: Permit,
 }
 
 impl BodyStream for HttpBody<'_> {
@@ -197,7 +389,7 @@ impl BodyStream for HttpBody<'_> {
             .block_on(self.resp.chunk())
             .map_err(|e| SourceError::Network {
                 url: self.url.clone(),
-                message: error_chain(&e),
+                message: redact(&error_chain(&e)),
             })?;
         match next {
             Some(c) => {
@@ -217,12 +409,163 @@ impl BodyStream for HttpBody<'_> {
 
 impl Upstream for HttpUpstream {
     fn fetch(&self, req: &FetchRequest<'_>) -> Result<Response<'_>, SourceError> {
-        let (reply, body) = self.runtime.block_on(self.send(req))?;
+        if let Some(to) = self.reuse(req.url) {
+            match self.runtime.block_on(self.send_bytes(req, &to)) {
+                // An expired or revoked signed URL: resolve the original URL again, once.
+                Err(e) if matches!(e.status(), Some(400 | 401 | 403 | 404 | 410)) => {
+                    tracing::debug!("{e}; resolving {} again", redact(req.url));
+                    self.lock_resolved().remove(req.url);
+                }
+                Ok((reply, body, _)) => {
+                    return Ok(Response {
+                        reply,
+                        body: Box::new(body),
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let (reply, body, redirected_to) = self.runtime.block_on(self.send_bytes(req, req.url))?;
+        if let Some(to) = redirected_to {
+            let until = signed_expiry(&to)
+                .map(|t| t.checked_sub(EXPIRY_MARGIN).unwrap_or(UNIX_EPOCH))
+                .unwrap_or_else(|| SystemTime::now() + UNSIGNED_REUSE);
+            self.lock_resolved()
+                .insert(req.url.to_string(), (to, until));
+        }
         Ok(Response {
             reply,
             body: Box::new(body),
         })
     }
+
+    fn api(&self, req: &ApiRequest<'_>) -> Result<ApiReply, SourceError> {
+        self.runtime.block_on(async {
+            let method = if req.post_json.is_some() {
+                Method::POST
+            } else {
+                Method::GET
+            };
+            let sent = self
+                .send_chain(req.url, method, req.post_json, None, None)
+                .await?;
+            let Sent { resp, url, .. } = sent;
+            if !resp.status().is_success() {
+                return Err(SourceError::Status {
+                    url,
+                    status: resp.status().as_u16(),
+                });
+            }
+            let h = resp.headers();
+            let content_type = h
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let next = h
+                .get_all(LINK)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find_map(link_next);
+            let mut body = Vec::new();
+            let mut resp = resp;
+            while let Some(c) = resp.chunk().await.map_err(|e| SourceError::Network {
+                url: url.clone(),
+                message: redact(&error_chain(&e)),
+            })? {
+                if body.len() as u64 + c.len() as u64 > API_MAX {
+                    return Err(SourceError::BadAnswer {
+                        url,
+                        message: format!("an API answer of more than {API_MAX} bytes"),
+                    });
+                }
+                body.extend_from_slice(&c);
+            }
+            Ok(ApiReply {
+                body,
+                content_type,
+                next,
+            })
+        })
+    }
+}
+
+/// `url` with the values of secret or signature query parameters replaced by `REDACTED`.
+pub fn redact(url: &str) -> String {
+    let mut out = String::with_capacity(url.len());
+    let mut rest = url;
+    while let Some(i) = rest.find(['?', '&']) {
+        out.push_str(&rest[..=i]);
+        rest = &rest[i + 1..];
+        let end = rest.find(['&', '#', ' ', '"', ')']).unwrap_or(rest.len());
+        let (pair, tail) = rest.split_at(end);
+        match pair.split_once('=') {
+            Some((k, _)) if SECRET_PARAMS.contains(&k.to_ascii_lowercase().as_str()) => {
+                out.push_str(k);
+                out.push_str("=REDACTED");
+            }
+            _ => out.push_str(pair),
+        }
+        rest = tail;
+    }
+    out.push_str(rest);
+    out
+}
+
+/// When a signed URL stops working: AWS SigV4 and Google V4 (`X-Amz-Date` + `X-Amz-Expires`,
+/// `X-Goog-Date` + `X-Goog-Expires`), or an absolute `Expires=<epoch>` (AWS SigV2, Google V2,
+/// CloudFront).
+fn signed_expiry(url: &str) -> Option<SystemTime> {
+    let query = url.split_once('?')?.1.split('#').next()?;
+    let mut params = HashMap::new();
+    for pair in query.split('&') {
+        if let Some((k, v)) = pair.split_once('=') {
+            params.insert(k.to_ascii_lowercase(), v);
+        }
+    }
+    for (date, expires) in [
+        ("x-amz-date", "x-amz-expires"),
+        ("x-goog-date", "x-goog-expires"),
+    ] {
+        if let (Some(d), Some(e)) = (params.get(date), params.get(expires)) {
+            let start = parse_iso_basic(d)?;
+            let secs: u64 = e.parse().ok()?;
+            return Some(UNIX_EPOCH + Duration::from_secs(start + secs));
+        }
+    }
+    let epoch: u64 = params.get("expires")?.parse().ok()?;
+    Some(UNIX_EPOCH + Duration::from_secs(epoch))
+}
+
+/// `20260101T000000Z` as seconds since the epoch.
+fn parse_iso_basic(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let days = crate::time::days_from_civil(n(0..4)?, n(4..6)?, n(6..8)?);
+    let t = days * 86400 + n(9..11)? * 3600 + n(11..13)? * 60 + n(13..15)?;
+    u64::try_from(t).ok()
+}
+
+/// The target of `rel="next"` in one `Link` header value.
+fn link_next(v: &str) -> Option<String> {
+    v.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        params
+            .split(';')
+            .any(|p| {
+                let p = p.trim().replace(' ', "");
+                p == "rel=\"next\"" || p == "rel=next"
+            })
+            .then(|| {
+                target
+                    .trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_string()
+            })
+    })
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -278,6 +621,31 @@ fn parse_http_date(v: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_are_redacted_and_signed_urls_expire() {
+        assert_eq!(
+            redact("https://www.googleapis.com/drive/v3/files/x?alt=media&key=AIzaSECRET"),
+            "https://www.googleapis.com/drive/v3/files/x?alt=media&key=REDACTED"
+        );
+        let s3 = "https://b.s3.amazonaws.com/o?X-Amz-Date=20260101T000000Z&X-Amz-Expires=300\
+                  &X-Amz-Signature=abc";
+        assert!(!redact(s3).contains("abc"));
+        assert_eq!(
+            signed_expiry(s3),
+            Some(UNIX_EPOCH + Duration::from_secs(1_767_225_600 + 300))
+        );
+        assert_eq!(
+            signed_expiry("https://storage.googleapis.com/o?GoogleAccessId=a&Expires=1800000000"),
+            Some(UNIX_EPOCH + Duration::from_secs(1_800_000_000))
+        );
+        assert_eq!(signed_expiry("https://h/o?download=1"), None);
+        assert_eq!(
+            link_next("<https://h/api?cursor=2>; rel=\"next\", <https://h/a>; rel=\"prev\"")
+                .as_deref(),
+            Some("https://h/api?cursor=2")
+        );
+    }
 
     #[test]
     fn content_range_and_dates_parse() {

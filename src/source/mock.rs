@@ -10,7 +10,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use super::{Body, BodyStream, FetchRequest, Reply, Response, SourceError, Upstream};
+use super::{
+    ApiReply, ApiRequest, Body, BodyStream, FetchRequest, Reply, Response, SourceError, Upstream,
+};
 
 /// One object the mock serves.
 #[derive(Debug, Clone)]
@@ -136,6 +138,21 @@ impl Upstream for MockUpstream {
             body: Box::new(VecBody { data, at: 0 }),
         })
     }
+
+    fn api(&self, req: &ApiRequest<'_>) -> Result<ApiReply, SourceError> {
+        lock(&self.log).push((req.url.to_string(), None));
+        match lock(&self.objects).get(req.url) {
+            Some(obj) => Ok(ApiReply {
+                body: obj.data.clone(),
+                content_type: None,
+                next: None,
+            }),
+            None => Err(SourceError::Status {
+                url: req.url.to_string(),
+                status: 404,
+            }),
+        }
+    }
 }
 
 /// What [`Faulty`] does to a chosen call.
@@ -143,6 +160,8 @@ impl Upstream for MockUpstream {
 pub enum Fault {
     /// Answer 503 without calling the inner upstream.
     Unavailable,
+    /// Answer 403 without calling the inner upstream (terms not accepted, bad token).
+    Denied,
     /// Flip one bit in the middle of the body.
     Corrupt,
     /// End the body after half of it, as if the connection closed cleanly.
@@ -177,17 +196,39 @@ impl<U: Upstream> Faulty<U> {
     }
 }
 
-impl<U: Upstream> Upstream for Faulty<U> {
-    fn fetch(&self, req: &FetchRequest<'_>) -> Result<Response<'_>, SourceError> {
+impl<U> Faulty<U> {
+    /// Whether this call is faulty, and the error it gets when the fault is a status.
+    fn hit(&self, url: &str) -> (bool, Option<SourceError>) {
         let n = self.calls.fetch_add(1, Ordering::SeqCst);
         if !(self.from..self.to).contains(&n) {
-            return self.inner.fetch(req);
+            return (false, None);
         }
-        if self.fault == Fault::Unavailable {
-            return Err(SourceError::Status {
-                url: req.url.to_string(),
-                status: 503,
-            });
+        let status = match self.fault {
+            Fault::Unavailable => 503,
+            Fault::Denied => 403,
+            Fault::Corrupt | Fault::Truncate => return (true, None),
+        };
+        let e = SourceError::Status {
+            url: url.to_string(),
+            status,
+        };
+        (true, Some(e))
+    }
+}
+
+impl<U: Upstream> Upstream for Faulty<U> {
+    fn api(&self, req: &ApiRequest<'_>) -> Result<ApiReply, SourceError> {
+        match self.hit(req.url) {
+            (_, Some(e)) => Err(e),
+            _ => self.inner.api(req),
+        }
+    }
+
+    fn fetch(&self, req: &FetchRequest<'_>) -> Result<Response<'_>, SourceError> {
+        match self.hit(req.url) {
+            (false, _) => return self.inner.fetch(req),
+            (true, Some(e)) => return Err(e),
+            (true, None) => {}
         }
         let resp = self.inner.fetch(req)?;
         let reply = resp.reply.clone();

@@ -14,9 +14,50 @@
 //! - an HTML page where bytes were expected is an error, never data.
 
 pub mod http;
+pub mod limits;
 pub mod mock;
 
 use std::ops::Range;
+use std::time::Duration;
+
+/// Attempts per request before a transient failure is reported.
+pub const ATTEMPTS: u32 = 4;
+/// First retry delay; doubled each time, with jitter so that many readers who failed together
+/// do not retry together.
+const BACKOFF: Duration = Duration::from_millis(250);
+
+/// Run `f` until it succeeds, fails for good, or has failed [`ATTEMPTS`] times with transient
+/// errors (waiting a jittered, doubling delay between tries; a host that asked for a pause is
+/// waited for by the upstream itself).
+pub fn retry<T>(mut f: impl FnMut() -> Result<T, SourceError>) -> Result<T, SourceError> {
+    let mut delay = BACKOFF;
+    let mut attempt = 1;
+    loop {
+        match f() {
+            Err(e) if e.is_transient() && attempt < ATTEMPTS => {
+                let wait = delay.mul_f64(0.5 + jitter());
+                tracing::warn!("{e}; retrying in {wait:?}");
+                std::thread::sleep(wait);
+                delay *= 2;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A number in `[0, 1)` that differs between calls and threads.
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
 
 /// What to fetch.
 #[derive(Debug, Clone)]
@@ -112,6 +153,16 @@ pub enum SourceError {
         /// What the client said.
         message: String,
     },
+    /// The host asks medimg to wait longer than a read can (`Retry-After`).
+    #[error(
+        "{url}: the host is rate-limiting medimg and asks it to wait {wait_secs} s; try again later"
+    )]
+    Throttled {
+        /// URL requested.
+        url: String,
+        /// Seconds the host asked for.
+        wait_secs: u64,
+    },
     /// The answer is not the bytes asked for.
     #[error("{url}: bad answer: {message}")]
     BadAnswer {
@@ -131,22 +182,66 @@ impl SourceError {
             _ => false,
         }
     }
+
+    /// True when the host refused access (401, 403): missing or wrong credentials, terms not
+    /// accepted, or an expired signed URL that re-resolving did not fix.
+    pub fn is_denied(&self) -> bool {
+        matches!(self, SourceError::Status { status, .. } if *status == 401 || *status == 403)
+    }
+
+    /// The HTTP status, for a status error.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            SourceError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
 }
+
+/// A call to a host's API (listing a record, a folder, a release) at index time.
+#[derive(Debug, Clone)]
+pub struct ApiRequest<'a> {
+    /// The URL as the catalog or an earlier answer names it.
+    pub url: &'a str,
+    /// A JSON body to POST, or `None` for a GET.
+    pub post_json: Option<&'a str>,
+}
+
+/// A successful API answer.
+#[derive(Debug, Clone, Default)]
+pub struct ApiReply {
+    /// The body.
+    pub body: Vec<u8>,
+    /// `Content-Type`, if sent.
+    pub content_type: Option<String>,
+    /// The `rel="next"` target of a `Link` header (paged APIs), if any.
+    pub next: Option<String>,
+}
+
+/// Largest API answer accepted (the biggest listings, a few hundred thousand files, are tens of
+/// MB of JSON).
+pub const API_MAX: u64 = 256 << 20;
 
 /// Access to upstream objects.
 pub trait Upstream: Send + Sync {
     /// GET `req`; see the module invariants.
     fn fetch(&self, req: &FetchRequest<'_>) -> Result<Response<'_>, SourceError>;
+
+    /// Call an API: GET (or POST JSON) `req.url` with the host's credentials, following
+    /// redirects, and return the whole answer (at most [`API_MAX`] bytes). HTML is allowed here
+    /// (directory listings are HTML); the caller parses what it expects.
+    fn api(&self, req: &ApiRequest<'_>) -> Result<ApiReply, SourceError>;
 }
 
-/// Fetch exactly `range` of `url` into memory, checking the object's total size.
+/// Fetch exactly `range` of `url` into memory, checking the object's total size. Returns the
+/// bytes and the answer's ETag.
 pub fn fetch_range(
     up: &dyn Upstream,
     url: &str,
     range: Range<u64>,
     if_match: Option<&str>,
     total: u64,
-) -> Result<Vec<u8>, SourceError> {
+) -> Result<(Vec<u8>, Option<String>), SourceError> {
     let want = range.end - range.start;
     let resp = up.fetch(&FetchRequest {
         url,
@@ -160,6 +255,9 @@ pub fn fetch_range(
                 url: url.to_string(),
             });
         }
+        // A host may answer a range that covers the whole object with the whole object.
+        Body::Full { len }
+            if range.start == 0 && range.end == total && len.is_none_or(|n| n == total) => {}
         Body::Full { .. } => {
             return Err(SourceError::BadAnswer {
                 url: url.to_string(),
@@ -167,6 +265,7 @@ pub fn fetch_range(
             });
         }
     }
+    let etag = resp.reply.etag.clone();
     let buf = resp.read_to_vec(url, want)?;
     if buf.len() as u64 != want {
         return Err(SourceError::BadAnswer {
@@ -179,5 +278,5 @@ pub fn fetch_range(
             ),
         });
     }
-    Ok(buf)
+    Ok((buf, etag))
 }

@@ -1,0 +1,311 @@
+//! Resolvers: from a catalog source to the list of files it holds, through the host's API.
+//!
+//! Runs once per dataset, when it is indexed; nothing here runs on a read. Each host has one
+//! small module that knows its API's shape and nothing else: it turns a record id, a dataset
+//! version, a folder or a bucket prefix into [`RemoteFile`]s (path, byte URL, size and checksum
+//! when the host gives them). Credentials, rate limits, redirects and retries are the
+//! upstream's business ([`crate::source`]), so a resolver is a few requests and a parser.
+//!
+//! Invariants: a resolver names every file by a relative path of plain segments (no `..`,
+//! no empty segment); a byte URL is stable (the version is in it, or the host's records are
+//! immutable), so the cache key built from it names the same bytes forever; an answer of the
+//! wrong shape is an error that names the URL and the field, never a guess.
+
+pub mod dataverse;
+pub mod dir;
+pub mod figshare;
+pub mod gdrive;
+pub mod github;
+pub mod huggingface;
+pub mod kaggle;
+pub mod mendeley;
+pub mod osf;
+pub mod physionet;
+pub mod s3;
+pub mod synapse;
+pub mod zenodo;
+
+use serde_json::Value;
+
+use crate::catalog::{Locator, Source};
+use crate::source::{ApiReply, ApiRequest, SourceError, Upstream, retry};
+
+/// One file of a listed source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteFile {
+    /// Path inside the source, `/`-separated.
+    pub path: String,
+    /// Where its bytes are (before mirror rules; redirects are followed when it is read).
+    pub url: String,
+    /// Size, when the listing gives it (otherwise the file is probed).
+    pub size: Option<u64>,
+    /// `md5:<hex>` or `sha256:<hex>` of the whole file, when the host gives one.
+    pub checksum: Option<String>,
+    /// A strong validator from the listing (S3's ETag), sent as `If-Match`.
+    pub etag: Option<String>,
+}
+
+/// Why a source could not be listed.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// The host refused or failed.
+    #[error(transparent)]
+    Upstream(#[from] SourceError),
+    /// The answer did not have the documented shape.
+    #[error(
+        "{url}: unexpected answer: {message} (the host's API may have changed; please report it)"
+    )]
+    Shape {
+        /// The URL asked.
+        url: String,
+        /// What was missing or wrong.
+        message: String,
+    },
+    /// The source lists no file (or none that its `files` patterns select).
+    #[error("{what} lists no files{filtered}")]
+    Empty {
+        /// The source.
+        what: String,
+        /// Whether patterns were applied.
+        filtered: &'static str,
+    },
+}
+
+/// What a resolver works with: API calls with retries, JSON with named fields.
+pub struct Api<'a> {
+    up: &'a dyn Upstream,
+}
+
+impl<'a> Api<'a> {
+    /// Calls through `up`.
+    pub fn new(up: &'a dyn Upstream) -> Api<'a> {
+        Api { up }
+    }
+
+    /// GET `url`, retrying transient failures.
+    pub fn get(&self, url: &str) -> Result<ApiReply, ResolveError> {
+        Ok(retry(|| {
+            self.up.api(&ApiRequest {
+                url,
+                post_json: None,
+            })
+        })?)
+    }
+
+    /// GET `url` as JSON.
+    pub fn json(&self, url: &str) -> Result<Value, ResolveError> {
+        let reply = self.get(url)?;
+        parse_json(url, &reply.body)
+    }
+
+    /// GET `url` as JSON, with the `Link: rel="next"` of the answer.
+    pub fn json_paged(&self, url: &str) -> Result<(Value, Option<String>), ResolveError> {
+        let reply = self.get(url)?;
+        Ok((parse_json(url, &reply.body)?, reply.next))
+    }
+
+    /// POST `body` (JSON) to `url`, and parse the answer as JSON.
+    pub fn post(&self, url: &str, body: &Value) -> Result<Value, ResolveError> {
+        let text = body.to_string();
+        let reply = retry(|| {
+            self.up.api(&ApiRequest {
+                url,
+                post_json: Some(&text),
+            })
+        })?;
+        parse_json(url, &reply.body)
+    }
+}
+
+fn parse_json(url: &str, body: &[u8]) -> Result<Value, ResolveError> {
+    serde_json::from_slice(body).map_err(|e| ResolveError::Shape {
+        url: url.to_string(),
+        message: format!("not JSON ({e})"),
+    })
+}
+
+/// Named access to JSON fields, with errors that say which field of which answer.
+pub struct Fields<'v> {
+    v: &'v Value,
+    url: &'v str,
+}
+
+impl<'v> Fields<'v> {
+    /// Fields of `v`, an answer from `url`.
+    pub fn of(v: &'v Value, url: &'v str) -> Fields<'v> {
+        Fields { v, url }
+    }
+
+    fn missing(&self, key: &str, what: &str) -> ResolveError {
+        ResolveError::Shape {
+            url: self.url.to_string(),
+            message: format!("field `{key}` is missing or not {what}"),
+        }
+    }
+
+    /// A string field.
+    pub fn str(&self, key: &str) -> Result<&'v str, ResolveError> {
+        self.v[key]
+            .as_str()
+            .ok_or_else(|| self.missing(key, "a string"))
+    }
+
+    /// A string field, if present.
+    pub fn opt_str(&self, key: &str) -> Option<&'v str> {
+        self.v[key].as_str()
+    }
+
+    /// A non-negative number (or a string of digits, as some APIs send sizes).
+    pub fn u64(&self, key: &str) -> Result<u64, ResolveError> {
+        self.opt_u64(key)
+            .ok_or_else(|| self.missing(key, "a number"))
+    }
+
+    /// A non-negative number, if present.
+    pub fn opt_u64(&self, key: &str) -> Option<u64> {
+        let x = &self.v[key];
+        x.as_u64().or_else(|| x.as_str()?.parse().ok())
+    }
+
+    /// An array field.
+    pub fn array(&self, key: &str) -> Result<&'v Vec<Value>, ResolveError> {
+        self.v[key]
+            .as_array()
+            .ok_or_else(|| self.missing(key, "a list"))
+    }
+}
+
+/// List the files of `src` (any kind but a plain `http` URL), keeping those its `files`
+/// patterns select.
+pub fn list(src: &Source, up: &dyn Upstream) -> Result<Vec<RemoteFile>, ResolveError> {
+    let api = Api::new(up);
+    let files = match &src.locator {
+        Locator::Http { urls, .. } => {
+            return Err(ResolveError::Shape {
+                url: urls.join(" "),
+                message: "a plain http source has no listing".into(),
+            });
+        }
+        Locator::Dir { url } => dir::list(&api, url)?,
+        Locator::Zenodo { record } => zenodo::list(&api, *record)?,
+        Locator::Kaggle { dataset, version } => kaggle::dataset(dataset, *version),
+        Locator::KaggleCompetition { competition } => kaggle::competition(competition),
+        Locator::Figshare { article, version } => figshare::list(&api, *article, *version)?,
+        Locator::Mendeley { dataset, version } => mendeley::list(&api, dataset, *version)?,
+        Locator::GithubRelease { repo, tag } => github::release(&api, repo, tag)?,
+        Locator::GithubTree { repo, commit, path } => github::tree(&api, repo, commit, path)?,
+        Locator::Physionet { project, version } => physionet::list(&api, project, version)?,
+        Locator::S3 { bucket, prefixes } => s3::list(&api, bucket, prefixes)?,
+        Locator::Synapse { id } => synapse::list(&api, id)?,
+        Locator::Gdrive { id } => gdrive::list(&api, id)?,
+        Locator::Huggingface { repo, revision } => huggingface::list(&api, repo, revision)?,
+        Locator::Osf { project } => osf::list(&api, project)?,
+        Locator::Dataverse {
+            server,
+            doi,
+            version,
+        } => dataverse::list(&api, server, doi, version)?,
+    };
+    let total = files.len();
+    let files: Vec<RemoteFile> = files
+        .into_iter()
+        .filter(|f| src.files.is_empty() || src.files.iter().any(|p| glob(p, &f.path)))
+        .collect();
+    if files.is_empty() {
+        return Err(ResolveError::Empty {
+            what: format!("{} source {:?}", src.type_name(), src.locator),
+            filtered: if total > 0 {
+                " that its `files` patterns select"
+            } else {
+                ""
+            },
+        });
+    }
+    Ok(files)
+}
+
+/// Whether `path` matches `pattern`: `*` matches within one path segment, `**` any number of
+/// whole segments, everything else itself.
+pub fn glob(pattern: &str, path: &str) -> bool {
+    let pat: Vec<&str> = pattern.split('/').collect();
+    let segs: Vec<&str> = path.split('/').collect();
+    glob_segs(&pat, &segs)
+}
+
+fn glob_segs(pat: &[&str], segs: &[&str]) -> bool {
+    match pat.split_first() {
+        None => segs.is_empty(),
+        Some((&"**", rest)) => (0..=segs.len()).any(|i| glob_segs(rest, &segs[i..])),
+        Some((p, rest)) => match segs.split_first() {
+            Some((s, srest)) => glob_seg(p.as_bytes(), s.as_bytes()) && glob_segs(rest, srest),
+            None => false,
+        },
+    }
+}
+
+fn glob_seg(p: &[u8], s: &[u8]) -> bool {
+    match p.split_first() {
+        None => s.is_empty(),
+        Some((b'*', rest)) => (0..=s.len()).any(|i| glob_seg(rest, &s[i..])),
+        Some((c, rest)) => s.first() == Some(c) && glob_seg(rest, &s[1..]),
+    }
+}
+
+/// Percent-encode a path for a URL, keeping `/` between segments.
+pub fn encode_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for b in path.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Percent-encode a query value.
+pub fn encode_query(v: &str) -> String {
+    encode_path(v).replace('/', "%2F")
+}
+
+/// `algo:<hex>` when `hex` looks like a digest of that algorithm (`md5`: 32 digits, `sha256`:
+/// 64), else `None` (hosts sometimes send empty strings).
+pub fn checksum(algo: &str, hex: Option<&str>) -> Option<String> {
+    let hex = hex?.trim().to_ascii_lowercase();
+    let want = match algo {
+        "md5" => 32,
+        "sha256" => 64,
+        _ => return None,
+    };
+    (hex.len() == want && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| format!("{algo}:{hex}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_match_within_and_across_segments() {
+        assert!(glob("*.zip", "train.zip"));
+        assert!(!glob("*.zip", "a/train.zip"));
+        assert!(glob("**/*.png", "a/b/c.png"));
+        assert!(glob("**/*.png", "c.png"));
+        assert!(glob("images/**", "images/x/y.dcm"));
+        assert!(!glob("images/*", "labels/y.csv"));
+        assert!(glob("Task01_*.tar", "Task01_BrainTumour.tar"));
+    }
+
+    #[test]
+    fn paths_encode_and_checksums_validate() {
+        assert_eq!(encode_path("a b/ü.zip"), "a%20b/%C3%BC.zip");
+        assert_eq!(encode_query("doi:10.7910/DVN/X"), "doi%3A10.7910%2FDVN%2FX");
+        assert_eq!(
+            checksum("md5", Some("D41D8CD98F00B204E9800998ECF8427E")).as_deref(),
+            Some("md5:d41d8cd98f00b204e9800998ecf8427e")
+        );
+        assert_eq!(checksum("md5", Some("")), None);
+        assert_eq!(checksum("sha256", Some("abc")), None);
+    }
+}

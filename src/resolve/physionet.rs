@@ -1,0 +1,51 @@
+//! PhysioNet: every published project version has `SHA256SUMS.txt` at its root, listing each
+//! file's path and SHA-256 (not its size: files are probed when indexed). Bytes come from
+//! `https://physionet.org/files/{project}/{version}/{path}`, which serves Range; credentialed
+//! projects want HTTP Basic with a PhysioNet account that has signed the project's agreement.
+
+use super::{Api, RemoteFile, ResolveError, checksum, encode_path};
+
+/// PhysioNet's file server.
+pub const BASE: &str = "https://physionet.org/files";
+
+/// The files of `project` at `version`.
+pub fn list(api: &Api<'_>, project: &str, version: &str) -> Result<Vec<RemoteFile>, ResolveError> {
+    let url = format!("{BASE}/{project}/{version}/SHA256SUMS.txt");
+    let reply = api.get(&url)?;
+    let text = String::from_utf8(reply.body).map_err(|_| ResolveError::Shape {
+        url: url.clone(),
+        message: "SHA256SUMS.txt is not UTF-8".into(),
+    })?;
+    if text.trim_start().starts_with('<') {
+        return Err(ResolveError::Shape {
+            url,
+            message: "got an HTML page instead of SHA256SUMS.txt (a login page?)".into(),
+        });
+    }
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let (hash, path) =
+            line.split_once(char::is_whitespace)
+                .ok_or_else(|| ResolveError::Shape {
+                    url: url.clone(),
+                    message: format!("line {} is not `<sha256>  <path>`", n + 1),
+                })?;
+        // `sha256sum` marks binary mode with a leading `*`.
+        let path = path.trim_start().trim_start_matches('*');
+        let sum = checksum("sha256", Some(hash)).ok_or_else(|| ResolveError::Shape {
+            url: url.clone(),
+            message: format!("line {}: {hash:?} is not a SHA-256", n + 1),
+        })?;
+        out.push(RemoteFile {
+            path: path.to_string(),
+            url: format!("{BASE}/{project}/{version}/{}", encode_path(path)),
+            size: None,
+            checksum: Some(sum),
+            etag: None,
+        });
+    }
+    Ok(out)
+}
