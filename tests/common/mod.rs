@@ -13,8 +13,18 @@ use std::time::{Duration, Instant};
 /// One request the upstream saw.
 #[derive(Debug, Clone)]
 pub struct Logged {
-    /// Path (without host).
+    /// `GET`, `POST`.
+    pub method: String,
+    /// Path (without host or query).
     pub path: String,
+    /// The query string, without `?`.
+    pub query: String,
+    /// `Authorization` header, if any.
+    pub authorization: Option<String>,
+    /// Status answered.
+    pub status: u16,
+    /// When the answer was sent.
+    pub at: Instant,
     /// `Range` header, if any.
     pub range: Option<String>,
     /// `User-Agent` header.
@@ -30,10 +40,108 @@ pub enum Served {
     Data { data: Arc<Vec<u8>>, ranged: bool },
     /// A 302 to this absolute URL.
     Redirect(String),
+    /// A route wrote the answer.
+    Answered,
 }
+
+/// A request as a route sees it.
+#[derive(Debug, Clone)]
+pub struct Req {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl Req {
+    /// A query parameter, percent-decoded.
+    pub fn param(&self, name: &str) -> Option<String> {
+        self.query.split('&').find_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            (k == name).then(|| pct_decode(v))
+        })
+    }
+
+    /// A header (lowercase name).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+}
+
+fn pct_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && let Some(Ok(v)) = s.get(i + 1..i + 3).map(|h| u8::from_str_radix(h, 16))
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// What a route answers.
+pub enum Answer {
+    /// A status, headers and a body.
+    Raw {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+    /// The file stored at this path (with Range, ETag, If-Match like any stored file).
+    File(String),
+}
+
+impl Answer {
+    /// `200` with a JSON body.
+    pub fn json(v: serde_json::Value) -> Answer {
+        Answer::Raw {
+            status: 200,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: v.to_string().into_bytes(),
+        }
+    }
+
+    /// A status with a short text body.
+    pub fn status(status: u16, text: &str) -> Answer {
+        Answer::Raw {
+            status,
+            headers: vec![("Content-Type".into(), "text/plain".into())],
+            body: text.as_bytes().to_vec(),
+        }
+    }
+
+    /// A redirect.
+    pub fn redirect(status: u16, to: &str) -> Answer {
+        Answer::Raw {
+            status,
+            headers: vec![("Location".into(), to.to_string())],
+            body: Vec::new(),
+        }
+    }
+
+    /// Add a header.
+    pub fn with(mut self, name: &str, value: &str) -> Answer {
+        if let Answer::Raw { headers, .. } = &mut self {
+            headers.push((name.to_string(), value.to_string()));
+        }
+        self
+    }
+}
+
+/// A dynamic route: answers a request, or passes (`None`) to the stored files.
+pub type Route = Arc<dyn Fn(&Req) -> Option<Answer> + Send + Sync>;
 
 #[derive(Default)]
 struct State {
+    routes: Vec<Route>,
     files: HashMap<String, Served>,
     log: Vec<Logged>,
     delay: Duration,
@@ -113,6 +221,11 @@ impl Upstream {
             .insert(path.to_string(), Served::Redirect(location.to_string()));
     }
 
+    /// Answer requests with `route` first (routes added earlier are asked first).
+    pub fn route(&self, route: impl Fn(&Req) -> Option<Answer> + Send + Sync + 'static) {
+        self.state.lock().unwrap().routes.push(Arc::new(route));
+    }
+
     /// Hold every answer this long (lets concurrent requests overlap visibly).
     pub fn set_delay(&self, d: Duration) {
         self.state.lock().unwrap().delay = d;
@@ -184,7 +297,9 @@ fn serve_connection(
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
             return;
         }
-        let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+        let mut words = line.split_whitespace();
+        let method = words.next().unwrap_or("GET").to_string();
+        let target = words.next().unwrap_or("/").to_string();
         let mut headers = HashMap::new();
         loop {
             let mut h = String::new();
@@ -199,9 +314,30 @@ fn serve_connection(
                 headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
             }
         }
+        let mut body = vec![
+            0u8;
+            headers
+                .get("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        ];
+        if std::io::Read::read_exact(&mut reader, &mut body).is_err() {
+            return;
+        }
+        let (path, query) = match target.split_once('?') {
+            Some((p, q)) => (p.to_string(), q.to_string()),
+            None => (target.clone(), String::new()),
+        };
+        let req = Req {
+            method,
+            path,
+            query,
+            headers,
+            body,
+        };
         let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         peak.fetch_max(now, Ordering::SeqCst);
-        let ok = respond(state, &path, &headers, &mut out);
+        let ok = respond(state, &req, &mut out);
         in_flight.fetch_sub(1, Ordering::SeqCst);
         if !ok {
             return;
@@ -210,24 +346,50 @@ fn serve_connection(
 }
 
 /// Write the answer to one request and log it; false when the connection broke.
-fn respond(
-    state: &Mutex<State>,
-    path: &str,
-    headers: &HashMap<String, String>,
-    out: &mut std::net::TcpStream,
-) -> bool {
-    let path = path.split('?').next().unwrap_or("").to_string();
+fn respond(state: &Mutex<State>, req: &Req, out: &mut std::net::TcpStream) -> bool {
+    let headers = &req.headers;
+    let mut path = req.path.clone();
     let range = headers.get("range").cloned();
     let if_match = headers.get("if-match").cloned();
     let user_agent = headers.get("user-agent").cloned().unwrap_or_default();
+    let routes = state.lock().unwrap().routes.clone();
+    let mut head = String::new();
+    let mut body: Vec<u8> = Vec::new();
+    let mut answered = false;
+    for r in routes {
+        match r(req) {
+            Some(Answer::Raw {
+                status,
+                headers: hs,
+                body: b,
+            }) => {
+                head.push_str(&format!("HTTP/1.1 {status} X\r\n"));
+                for (k, v) in hs {
+                    head.push_str(&format!("{k}: {v}\r\n"));
+                }
+                body = b;
+                answered = true;
+                break;
+            }
+            Some(Answer::File(p)) => {
+                path = p;
+                break;
+            }
+            None => {}
+        }
+    }
     let (served, delay, throttle) = {
         let st = state.lock().unwrap();
         (st.files.get(&path).cloned(), st.delay, st.throttle)
     };
     std::thread::sleep(delay);
-    let mut head = String::new();
-    let mut body: Vec<u8> = Vec::new();
+    let served = if answered {
+        Some(Served::Answered)
+    } else {
+        served
+    };
     match served {
+        Some(Served::Answered) => {}
         None => head.push_str("HTTP/1.1 404 Not Found\r\n"),
         Some(Served::Redirect(to)) => {
             head.push_str(&format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\n"));
@@ -278,8 +440,18 @@ fn respond(
             sent += piece.len() as u64;
         }
     }
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     state.lock().unwrap().log.push(Logged {
-        path,
+        method: req.method.clone(),
+        path: req.path.clone(),
+        query: req.query.clone(),
+        authorization: headers.get("authorization").cloned(),
+        status,
+        at: Instant::now(),
         range,
         user_agent,
         bytes: sent,
@@ -380,6 +552,27 @@ pub fn catalog(datasets: &[TestDataset<'_>]) -> String {
     s
 }
 
+/// One `[[dataset]]` entry with `sources` (TOML of `[[dataset.source]]` tables) and extra
+/// fields (`access = ...`, `terms = ...`; `access = "open"` unless given).
+pub fn dataset_entry(id: &str, extra: &str, sources: &str) -> String {
+    let access = if extra.contains("access =") {
+        ""
+    } else {
+        "access = \"open\"\n"
+    };
+    format!(
+        "[[dataset]]\nid = \"{id}\"\ntitle = \"Test {id}\"\nmodality = [\"X-ray\"]\n\
+         organ = [\"lung\"]\nlicense = \"CC0\"\nhomepage = \"https://example.org/{id}\"\n\
+         {access}{extra}\n{sources}\n"
+    )
+}
+
+/// A config whose mirror rule sends every `https://HOST/...` to `UP/HOST/...`, so that one
+/// loopback server plays every host, each under its own name.
+pub fn all_hosts_to(up: &Upstream) -> String {
+    format!("[[mirror]]\nfrom = \"https://\"\nto = \"{}\"\n", up.base())
+}
+
 /// Files of one test: catalog, config, cache and mountpoint in a temporary directory.
 pub struct Fixture {
     pub dir: tempfile::TempDir,
@@ -412,7 +605,18 @@ impl Fixture {
 
     /// `medimg mount` of this fixture with extra flags.
     pub fn mount(&self, flags: &[&str]) -> Mount {
-        Mount::start(self, flags)
+        Mount::start(self, flags, &[])
+    }
+
+    /// `medimg mount` with these environment variables (credentials). `HOME` is the fixture's
+    /// directory, so no credential of the machine's user is ever read.
+    pub fn mount_env(&self, flags: &[&str], env: &[(&str, &str)]) -> Mount {
+        Mount::start(self, flags, env)
+    }
+
+    /// The fixture's directory, which is `HOME` for the daemon.
+    pub fn home(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
     }
 
     /// Total bytes of cached block files.
@@ -432,6 +636,24 @@ impl Fixture {
         walk(&self.cache().join("blocks"))
     }
 }
+
+/// Every environment variable medimg reads credentials from; emptied for each mount.
+pub const CREDENTIAL_VARS: [&str; 14] = [
+    "KAGGLE_API_TOKEN",
+    "KAGGLE_USERNAME",
+    "KAGGLE_KEY",
+    "KAGGLE_CONFIG_DIR",
+    "PHYSIONET_USERNAME",
+    "PHYSIONET_PASSWORD",
+    "SYNAPSE_AUTH_TOKEN",
+    "GOOGLE_API_KEY",
+    "GITHUB_TOKEN",
+    "HF_TOKEN",
+    "ZENODO_TOKEN",
+    "FIGSHARE_TOKEN",
+    "OSF_TOKEN",
+    "DATAVERSE_API_TOKEN",
+];
 
 /// The medimg binary under test.
 pub fn medimg() -> Command {
@@ -454,7 +676,7 @@ pub fn is_mounted(path: &Path) -> bool {
 }
 
 impl Mount {
-    fn start(f: &Fixture, flags: &[&str]) -> Mount {
+    fn start(f: &Fixture, flags: &[&str], env: &[(&str, &str)]) -> Mount {
         static RUNS: AtomicUsize = AtomicUsize::new(0);
         let log = f.dir.path().join(format!(
             "medimg-{}.log",
@@ -472,6 +694,10 @@ impl Mount {
             .arg(f.cache())
             .args(flags)
             .env("MEDIMG_LOG", "info")
+            .env("HOME", f.home())
+            .env_remove("XDG_CACHE_HOME")
+            .envs(CREDENTIAL_VARS.iter().map(|v| (*v, "")))
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr);

@@ -1,0 +1,927 @@
+//! Every host adapter through a real mount, against a loopback emulator of that host that
+//! answers in the shape its public documentation gives (JSON fields, redirects to short-lived
+//! signed URLs, 429 with Retry-After, 401/403, HTML where bytes were expected). One server
+//! plays every host: the mirror rule sends `https://HOST/...` to `/HOST/...` on it, so the
+//! request log says which host each request went to, and with which credential.
+
+mod common;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use serde_json::json;
+use sha2::Digest;
+
+fn md5_hex(d: &[u8]) -> String {
+    hex(&md5::Md5::digest(d))
+}
+
+fn sha256_hex(d: &[u8]) -> String {
+    hex(&sha2::Sha256::digest(d))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// `20260101T000000Z` for `t` seconds since the epoch.
+fn amz_date(t: u64) -> String {
+    let days = (t / 86400) as i64;
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let s = t % 86400;
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    )
+}
+
+fn parse_amz_date(s: &str) -> u64 {
+    // Inverse of amz_date, by search from a nearby day (tests only need recent dates).
+    let now = now_secs();
+    let day0 = now - now % 86400;
+    for back in 0..3u64 {
+        let d = day0 - back * 86400;
+        if amz_date(d)[..8] == s[..8] {
+            let h: u64 = s[9..11].parse().unwrap();
+            let mi: u64 = s[11..13].parse().unwrap();
+            let se: u64 = s[13..15].parse().unwrap();
+            return d + h * 3600 + mi * 60 + se;
+        }
+    }
+    0
+}
+
+fn ls(m: &Mount, path: &str) -> Result<Vec<String>, std::io::Error> {
+    let mut v = Vec::new();
+    let entries = std::fs::read_dir(m.mnt.join(path)).and_then(|rd| {
+        rd.map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<Vec<_>, _>>()
+    });
+    if let Err(e) = &entries {
+        // Shown when a test fails: the daemon says why.
+        eprintln!("ls {path}: {e}; daemon log:\n{}", m.log_text());
+    }
+    for name in entries? {
+        v.push(name.into_string().unwrap());
+    }
+    v.sort();
+    Ok(v)
+}
+
+fn read(m: &Mount, path: &str) -> Result<Vec<u8>, std::io::Error> {
+    std::fs::read(m.mnt.join(path))
+}
+
+fn eacces(r: Result<impl std::fmt::Debug, std::io::Error>) -> bool {
+    matches!(r, Err(e) if e.raw_os_error() == Some(libc::EACCES))
+}
+
+fn eio(r: Result<impl std::fmt::Debug, std::io::Error>) -> bool {
+    matches!(r, Err(e) if e.raw_os_error() == Some(libc::EIO))
+}
+
+/// Archive members: path, bytes, deflated.
+type Members = Vec<(String, Vec<u8>, bool)>;
+
+fn small_zip() -> (Vec<u8>, Members) {
+    let files = image_folder(6, 8);
+    (zip(&files), files)
+}
+
+/// A zip of 12 images of about 32 KB: several 64 KiB blocks.
+fn bigger_zip() -> (Vec<u8>, Members) {
+    let files: Vec<_> = image_folder(12, 32)
+        .into_iter()
+        .map(|(n, d, _)| (n, d, false))
+        .collect();
+    (zip(&files), files)
+}
+
+fn fixture(up: &Upstream, catalog: &str) -> Fixture {
+    Fixture::new(up, catalog, &all_hosts_to(up))
+}
+
+/// A signed-storage endpoint: serves `/HOST/PATH` with Range only while the signature in the
+/// query is valid (`X-Amz-Date` + `X-Amz-Expires`, or `X-Goog-*`), else 400 as S3 and GCS do;
+/// `revoke_after` ends validity early (a key rotated server-side).
+fn signed_storage(up: &Upstream, prefix: &'static str, revoke_after: Option<u64>) {
+    up.route(move |r| {
+        if !r.path.starts_with(prefix) {
+            return None;
+        }
+        let (date, exp) = match (r.param("X-Amz-Date"), r.param("X-Goog-Date")) {
+            (Some(d), _) => (d, r.param("X-Amz-Expires")),
+            (None, Some(d)) => (d, r.param("X-Goog-Expires")),
+            _ => return Some(Answer::status(403, "AccessDenied: no signature")),
+        };
+        let start = parse_amz_date(&date);
+        let mut valid = exp.and_then(|e| e.parse::<u64>().ok()).unwrap_or(0);
+        if let Some(rv) = revoke_after {
+            valid = valid.min(rv);
+        }
+        if now_secs() >= start + valid {
+            return Some(Answer::status(400, "ExpiredToken"));
+        }
+        if r.header("authorization").is_some() {
+            // S3 refuses a forwarded token ("Unsupported Authorization Type").
+            return Some(Answer::status(400, "Unsupported Authorization Type"));
+        }
+        None
+    });
+}
+
+fn sign(url: &str, expires: u64, amz: bool) -> String {
+    let d = amz_date(now_secs());
+    if amz {
+        format!("{url}?X-Amz-Date={d}&X-Amz-Expires={expires}&X-Amz-Signature=s3cr3t")
+    } else {
+        format!("{url}?X-Goog-Date={d}&X-Goog-Expires={expires}&X-Goog-Signature=s3cr3t")
+    }
+}
+
+#[test]
+fn zenodo_record_lists_reads_verifies_md5_and_waits_out_a_429() {
+    let up = Upstream::start();
+    let (zipped, files) = small_zip();
+    let labels = b"id,label\n1,NORMAL\n".to_vec();
+    let record = 7654321u64;
+    up.put(
+        "/zenodo.org/records/7654321/files/images.zip",
+        zipped.clone(),
+        true,
+    );
+    up.put(
+        "/zenodo.org/records/7654321/files/labels.csv",
+        labels.clone(),
+        true,
+    );
+    let bad = b"this is not what the md5 says".to_vec();
+    up.put(
+        "/zenodo.org/records/7654321/files/broken.csv",
+        bad.clone(),
+        true,
+    );
+    let entries = json!([
+        {"key": "images.zip", "size": zipped.len(), "checksum": format!("md5:{}", md5_hex(&zipped))},
+        {"key": "labels.csv", "size": labels.len(), "checksum": format!("md5:{}", md5_hex(&labels))},
+        {"key": "broken.csv", "size": bad.len(), "checksum": format!("md5:{}", md5_hex(b"other"))},
+    ]);
+    let first = std::sync::atomic::AtomicBool::new(true);
+    up.route(move |r| {
+        if r.path != format!("/zenodo.org/api/records/{record}") {
+            return None;
+        }
+        // The first call is throttled, as Zenodo does past 60 requests a minute.
+        if first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Some(
+                Answer::status(429, "Too Many Requests")
+                    .with("Retry-After", "1")
+                    .with("X-RateLimit-Limit", "60"),
+            );
+        }
+        Some(Answer::json(json!({"id": record, "files": entries})))
+    });
+    let fx = fixture(
+        &up,
+        &dataset_entry(
+            "zen",
+            "",
+            "[[dataset.source]]\ntype = \"zenodo\"\nrecord = 7654321\n",
+        ),
+    );
+    let m = fx.mount(&[]);
+    assert_eq!(
+        ls(&m, "datasets/zen").unwrap(),
+        ["broken.csv", "chest_xray", "labels.csv"]
+    );
+    for (name, data, _) in &files {
+        assert_eq!(
+            &read(&m, &format!("datasets/zen/{name}")).unwrap(),
+            data,
+            "{name}"
+        );
+    }
+    assert_eq!(read(&m, "datasets/zen/labels.csv").unwrap(), labels);
+    assert!(eio(read(&m, "datasets/zen/broken.csv")));
+    let log = up.log();
+    let api: Vec<_> = log
+        .iter()
+        .filter(|l| l.path.contains("/api/records/"))
+        .collect();
+    assert_eq!(api.len(), 2, "one throttled call, one retry: {api:?}");
+    assert!(
+        api[1].at.duration_since(api[0].at) >= Duration::from_millis(950),
+        "the retry waited for Retry-After"
+    );
+    assert!(log.iter().all(|l| l.user_agent.starts_with("medimg/")));
+    assert!(
+        log.iter()
+            .filter(|l| l.path.contains("/files/"))
+            .all(|l| l.range.is_some()),
+        "bytes are read by Range"
+    );
+    // The damaged file was fetched twice (once more after dropping its blocks), never served.
+    let broken = log
+        .iter()
+        .filter(|l| l.path.ends_with("broken.csv"))
+        .count();
+    assert!(broken >= 2, "{broken}");
+    assert!(m.log_text().contains("checksum"), "{}", m.log_text());
+}
+
+/// Kaggle's download endpoint: needs the token, answers 302 to a signed GCS URL.
+fn kaggle(up: &Upstream, zipped: Vec<u8>) {
+    up.put(
+        "/storage.googleapis.com/kaggle-data-sets/42/chest.zip",
+        zipped,
+        true,
+    );
+    signed_storage(up, "/storage.googleapis.com/", Some(3));
+    up.route(|r| {
+        let dl = r.path.strip_prefix("/www.kaggle.com/api/v1/")?;
+        match r.header("authorization") {
+            Some("Bearer good-token") => {}
+            Some(_) => return Some(Answer::status(401, "Unauthenticated")),
+            None => return Some(Answer::status(401, "Unauthenticated")),
+        }
+        if dl.starts_with("competitions/data/download-all/") {
+            return Some(Answer::status(
+                403,
+                "You must accept this competition's rules before you'll be able to download files.",
+            ));
+        }
+        if dl == "datasets/download/owner/chest"
+            && r.param("datasetVersionNumber").as_deref() == Some("2")
+        {
+            let to = sign(
+                "https://storage.googleapis.com/kaggle-data-sets/42/chest.zip",
+                35,
+                false,
+            );
+            return Some(Answer::redirect(302, &to));
+        }
+        Some(Answer::status(404, "Not Found"))
+    });
+}
+
+#[test]
+fn kaggle_needs_its_token_keeps_it_off_storage_and_re_resolves_expired_urls() {
+    let up = Upstream::start();
+    let (zipped, files) = bigger_zip();
+    kaggle(&up, zipped);
+    let catalog = format!(
+        "{}{}",
+        dataset_entry(
+            "kag",
+            "",
+            "[[dataset.source]]\ntype = \"kaggle\"\ndataset = \"owner/chest\"\nversion = 2\n"
+        ),
+        dataset_entry(
+            "comp",
+            "access = \"account\"\nterms = \"https://www.kaggle.com/competitions/rsna/rules\"",
+            "[[dataset.source]]\ntype = \"kaggle-competition\"\ncompetition = \"rsna\"\n"
+        )
+    );
+    let fx = fixture(&up, &catalog);
+
+    // Without a token: visible, EACCES, and not one request.
+    {
+        let m = fx.mount(&[]);
+        assert_eq!(ls(&m, "datasets").unwrap(), ["comp", "kag"]);
+        assert!(eacces(ls(&m, "datasets/kag")));
+        let about = String::from_utf8(read(&m, "about/kag.md").unwrap()).unwrap();
+        assert!(
+            about.contains("needs credentials") && about.contains("KAGGLE_API_TOKEN"),
+            "{about}"
+        );
+        assert_eq!(up.count(), 0);
+    }
+    // A wrong token: the host's 401 is EACCES too.
+    {
+        let m = fx.mount_env(&[], &[("KAGGLE_API_TOKEN", "stale")]);
+        assert!(eacces(ls(&m, "datasets/kag")));
+        assert!(
+            m.log_text().contains("wrong, expired, or lack access"),
+            "{}",
+            m.log_text()
+        );
+    }
+    let m = fx.mount_env(
+        &["--block-size", "64KiB"],
+        &[("KAGGLE_API_TOKEN", "good-token")],
+    );
+    let (name, data, _) = &files[0];
+    assert_eq!(&read(&m, &format!("datasets/kag/{name}")).unwrap(), data);
+    let downloads = |up: &Upstream| {
+        up.log()
+            .iter()
+            .filter(|l| l.path.contains("/datasets/download/") && l.status == 302)
+            .count()
+    };
+    let resolved = downloads(&up);
+    // While the signed URL is good it is reused: no new call to Kaggle.
+    let (name, data, _) = &files[1];
+    assert_eq!(&read(&m, &format!("datasets/kag/{name}")).unwrap(), data);
+    assert_eq!(downloads(&up), resolved);
+    // Storage revokes it after 3 s (400); medimg asks Kaggle for a new one.
+    std::thread::sleep(Duration::from_millis(3200));
+    for (name, data, _) in &files[4..9] {
+        assert_eq!(&read(&m, &format!("datasets/kag/{name}")).unwrap(), data);
+    }
+    assert_eq!(downloads(&up), resolved + 1);
+
+    // The competition whose rules were not accepted: EACCES with the rules page.
+    assert!(eacces(ls(&m, "datasets/comp")));
+    assert!(
+        m.log_text()
+            .contains("https://www.kaggle.com/competitions/rsna/rules")
+    );
+
+    for l in up.log() {
+        if l.path.starts_with("/www.kaggle.com/") && l.status != 401 {
+            assert_eq!(
+                l.authorization.as_deref(),
+                Some("Bearer good-token"),
+                "{l:?}"
+            );
+        } else if !l.path.starts_with("/www.kaggle.com/") {
+            assert_eq!(l.authorization, None, "a credential left its host: {l:?}");
+        }
+    }
+    assert!(!m.log_text().contains("good-token") && !m.log_text().contains("s3cr3t"));
+}
+
+#[test]
+fn figshare_mendeley_and_github_list_their_files_with_checksums() {
+    let up = Upstream::start();
+    let (zipped, files) = small_zip();
+    let readme = b"figshare readme\n".to_vec();
+    let csv = b"a,b\n".to_vec();
+    let tool = b"#!/bin/sh\necho hi\n".to_vec();
+    // figshare: article version JSON, ndownloader redirects to signed S3.
+    up.put(
+        "/s3-eu-west-1.amazonaws.com/pfigshare/1001",
+        zipped.clone(),
+        true,
+    );
+    up.put(
+        "/s3-eu-west-1.amazonaws.com/pfigshare/1002",
+        readme.clone(),
+        true,
+    );
+    signed_storage(&up, "/s3-eu-west-1.amazonaws.com/", None);
+    let (z1, r1) = (zipped.clone(), readme.clone());
+    up.route(move |r| {
+        if r.path == "/api.figshare.com/v2/articles/555/versions/3" {
+            return Some(Answer::json(json!({"id": 555, "version": 3, "files": [
+                {"id": 1001, "name": "images.zip", "size": z1.len(), "computed_md5": md5_hex(&z1), "is_link_only": false},
+                {"id": 1002, "name": "README.txt", "size": r1.len(), "computed_md5": md5_hex(&r1), "is_link_only": false},
+                {"id": 1003, "name": "elsewhere", "size": 0, "computed_md5": "", "is_link_only": true},
+            ]})));
+        }
+        let id = r.path.strip_prefix("/ndownloader.figshare.com/files/")?;
+        Some(Answer::redirect(
+            302,
+            &sign(&format!("https://s3-eu-west-1.amazonaws.com/pfigshare/{id}"), 300, true),
+        ))
+    });
+    // Mendeley: folders, then files per folder, sha256.
+    up.put(
+        "/data.mendeley.com/public-files/datasets/abc/files/u1/file_downloaded",
+        csv.clone(),
+        true,
+    );
+    let c1 = csv.clone();
+    up.route(move |r| match (r.path.as_str(), r.param("folder_id").as_deref()) {
+        ("/data.mendeley.com/public-api/datasets/abc/folders/4", _) => Some(Answer::json(json!([
+            {"id": "f-top", "name": "CT", "parent_id": null},
+            {"id": "f-sub", "name": "COVID", "parent_id": "f-top"},
+        ]))),
+        ("/data.mendeley.com/public-api/datasets/abc/files", Some("f-sub")) => Some(Answer::json(json!([
+            {"filename": "scans.csv", "size": c1.len(), "content_details": {
+                "download_url": "https://data.mendeley.com/public-files/datasets/abc/files/u1/file_downloaded",
+                "sha256_hash": sha256_hex(&c1)}}
+        ]))),
+        ("/data.mendeley.com/public-api/datasets/abc/files", Some(_)) => Some(Answer::json(json!([]))),
+        _ => None,
+    });
+    // GitHub: a release (assets with sha256 digests) and a pinned tree.
+    up.put(
+        "/objects.githubusercontent.com/assets/77",
+        tool.clone(),
+        true,
+    );
+    up.put(
+        "/raw.githubusercontent.com/lab/data/0123456789abcdef0123456789abcdef01234567/masks/m1.png",
+        files[0].1.clone(),
+        true,
+    );
+    signed_storage(&up, "/objects.githubusercontent.com/", None);
+    let (t1, m1) = (tool.clone(), files[0].1.clone());
+    up.route(move |r| match r.path.as_str() {
+        "/api.github.com/repos/lab/data/releases/tags/v1.0" => Some(Answer::json(json!({"tag_name": "v1.0", "assets": [
+            {"name": "tool.sh", "size": t1.len(), "digest": format!("sha256:{}", sha256_hex(&t1)),
+             "browser_download_url": "https://github.com/lab/data/releases/download/v1.0/tool.sh"}]}))),
+        "/github.com/lab/data/releases/download/v1.0/tool.sh" => Some(Answer::redirect(
+            302,
+            &sign("https://objects.githubusercontent.com/assets/77", 300, true),
+        )),
+        "/api.github.com/repos/lab/data/git/trees/0123456789abcdef0123456789abcdef01234567" => Some(Answer::json(json!({
+            "sha": "0123456789abcdef0123456789abcdef01234567", "truncated": false, "tree": [
+                {"path": "README.md", "type": "blob", "size": 3},
+                {"path": "masks", "type": "tree"},
+                {"path": "masks/m1.png", "type": "blob", "size": m1.len()}]}))),
+        _ => None,
+    });
+    let catalog = [
+        dataset_entry("fig", "", "[[dataset.source]]\ntype = \"figshare\"\narticle = 555\nversion = 3\n"),
+        dataset_entry("men", "", "[[dataset.source]]\ntype = \"mendeley\"\ndataset = \"abc\"\nversion = 4\n"),
+        dataset_entry(
+            "gh",
+            "",
+            "[[dataset.source]]\ntype = \"github-release\"\nrepo = \"lab/data\"\ntag = \"v1.0\"\ninto = \"bin\"\n\
+             [[dataset.source]]\ntype = \"github-tree\"\nrepo = \"lab/data\"\n\
+             commit = \"0123456789abcdef0123456789abcdef01234567\"\npath = \"masks\"\n",
+        ),
+    ]
+    .concat();
+    let fx = fixture(&up, &catalog);
+    let m = fx.mount(&[]);
+    assert_eq!(
+        ls(&m, "datasets/fig").unwrap(),
+        ["README.txt", "chest_xray"]
+    );
+    assert_eq!(read(&m, "datasets/fig/README.txt").unwrap(), readme);
+    let (name, data, _) = &files[3];
+    assert_eq!(&read(&m, &format!("datasets/fig/{name}")).unwrap(), data);
+    assert_eq!(read(&m, "datasets/men/CT/COVID/scans.csv").unwrap(), csv);
+    assert_eq!(ls(&m, "datasets/gh").unwrap(), ["bin", "m1.png"]);
+    assert_eq!(read(&m, "datasets/gh/bin/tool.sh").unwrap(), tool);
+    assert_eq!(read(&m, "datasets/gh/m1.png").unwrap(), files[0].1);
+    assert!(
+        m.log_text().contains("only a link"),
+        "link-only files are skipped with a warning"
+    );
+}
+
+#[test]
+fn physionet_sends_basic_auth_to_physionet_only_and_says_what_is_missing() {
+    let up = Upstream::start();
+    let ecg = vec![7u8; 3000];
+    let hea = b"100 2 360 650000\n".to_vec();
+    let sums = format!(
+        "{}  records/100.dat\n{}  records/100.hea\n",
+        sha256_hex(&ecg),
+        sha256_hex(&hea)
+    );
+    up.put(
+        "/physionet.org/files/ptb/1.0.0/records/100.dat",
+        ecg.clone(),
+        true,
+    );
+    up.put(
+        "/physionet.org/files/ptb/1.0.0/records/100.hea",
+        hea.clone(),
+        true,
+    );
+    up.put(
+        "/physionet.org/files/ptb/1.0.0/SHA256SUMS.txt",
+        sums.into_bytes(),
+        true,
+    );
+    // "user:pass" and "user:wrong" in Basic form.
+    let good = "Basic dXNlcjpwYXNz";
+    up.route(move |r| {
+        if !r.path.starts_with("/physionet.org/") {
+            return None;
+        }
+        match r.header("authorization") {
+            Some(a) if a == good => None,
+            Some(_) => Some(Answer::status(403, "Forbidden")),
+            None => Some(
+                Answer::status(401, "Unauthorized")
+                    .with("WWW-Authenticate", "Basic realm=\"PhysioNet\""),
+            ),
+        }
+    });
+    let fx = fixture(
+        &up,
+        &dataset_entry(
+            "ptb",
+            "access = \"credentialed\"\nterms = \"https://physionet.org/sign-dua/ptb/1.0.0/\"",
+            "[[dataset.source]]\ntype = \"physionet\"\nproject = \"ptb\"\nversion = \"1.0.0\"\n",
+        ),
+    );
+    {
+        let m = fx.mount(&[]);
+        assert!(eacces(ls(&m, "datasets/ptb")));
+        let about = String::from_utf8(read(&m, "about/ptb.md").unwrap()).unwrap();
+        assert!(about.contains("PHYSIONET_USERNAME"), "{about}");
+        assert_eq!(up.count(), 0, "nothing is asked without credentials");
+    }
+    {
+        let m = fx.mount_env(
+            &[],
+            &[
+                ("PHYSIONET_USERNAME", "user"),
+                ("PHYSIONET_PASSWORD", "wrong"),
+            ],
+        );
+        assert!(eacces(ls(&m, "datasets/ptb")));
+        assert!(
+            m.log_text()
+                .contains("https://physionet.org/sign-dua/ptb/1.0.0/"),
+            "{}",
+            m.log_text()
+        );
+    }
+    let m = fx.mount_env(
+        &[],
+        &[
+            ("PHYSIONET_USERNAME", "user"),
+            ("PHYSIONET_PASSWORD", "pass"),
+        ],
+    );
+    assert_eq!(
+        ls(&m, "datasets/ptb/records").unwrap(),
+        ["100.dat", "100.hea"]
+    );
+    assert_eq!(
+        std::fs::metadata(m.mnt.join("datasets/ptb/records/100.dat"))
+            .unwrap()
+            .len(),
+        3000
+    );
+    assert_eq!(read(&m, "datasets/ptb/records/100.dat").unwrap(), ecg);
+    assert_eq!(read(&m, "datasets/ptb/records/100.hea").unwrap(), hea);
+    assert!(!m.log_text().contains("pass\""));
+}
+
+#[test]
+fn s3_and_idc_list_pages_of_keys_and_pin_etags() {
+    let up = Upstream::start();
+    let dcm: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 1000 + i as usize]).collect();
+    for (i, d) in dcm.iter().enumerate() {
+        up.put(
+            &format!("/idc-open-data.s3.amazonaws.com/series-1/inst-{i}.dcm"),
+            d.clone(),
+            true,
+        );
+    }
+    let objs = dcm.clone();
+    // ListObjectsV2, two keys a page.
+    up.route(move |r| {
+        if r.path != "/idc-open-data.s3.amazonaws.com/" || r.param("list-type").as_deref() != Some("2") {
+            return None;
+        }
+        let start: usize = r.param("continuation-token").map_or(0, |t| t.parse().unwrap());
+        let prefix = r.param("prefix").unwrap_or_default();
+        let keys: Vec<(String, &Vec<u8>)> = objs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (format!("series-1/inst-{i}.dcm"), d))
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .collect();
+        let page = &keys[start.min(keys.len())..(start + 2).min(keys.len())];
+        let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?><ListBucketResult>");
+        for (k, d) in page {
+            xml.push_str(&format!(
+                "<Contents><Key>{k}</Key><Size>{}</Size><ETag>&quot;{:08x}-{}&quot;</ETag></Contents>",
+                d.len(),
+                crc32fast::hash(d),
+                d.len()
+            ));
+        }
+        let more = start + 2 < keys.len();
+        xml.push_str(&format!("<IsTruncated>{more}</IsTruncated>"));
+        if more {
+            xml.push_str(&format!("<NextContinuationToken>{}</NextContinuationToken>", start + 2));
+        }
+        xml.push_str("</ListBucketResult>");
+        Some(Answer::Raw { status: 200, headers: vec![("Content-Type".into(), "application/xml".into())], body: xml.into_bytes() })
+    });
+    let fx = fixture(
+        &up,
+        &dataset_entry(
+            "idc",
+            "",
+            "[[dataset.source]]\ntype = \"idc\"\nseries = [\"series-1\"]\n",
+        ),
+    );
+    let m = fx.mount(&[]);
+    assert_eq!(ls(&m, "datasets/idc/series-1").unwrap().len(), 5);
+    for (i, d) in dcm.iter().enumerate() {
+        assert_eq!(
+            &read(&m, &format!("datasets/idc/series-1/inst-{i}.dcm")).unwrap(),
+            d
+        );
+    }
+    let log = up.log();
+    assert_eq!(
+        log.iter()
+            .filter(|l| l.query.contains("list-type=2"))
+            .count(),
+        3,
+        "5 keys, 2 a page"
+    );
+    assert_eq!(log.len(), 3 + 5, "one request per instance, no probes");
+}
+
+#[test]
+fn synapse_lists_folders_with_its_token_and_refuses_unmet_access_requirements() {
+    let up = Upstream::start();
+    let a = vec![1u8; 500];
+    let b = vec![2u8; 700];
+    up.put("/proddata.sagebase.org/a.nii.gz", a.clone(), true);
+    up.put("/proddata.sagebase.org/b.nii.gz", b.clone(), true);
+    signed_storage(&up, "/proddata.sagebase.org/", None);
+    let (a1, b1) = (a.clone(), b.clone());
+    up.route(move |r| {
+        let rest = r.path.strip_prefix("/repo-prod.prod.sagebase.org/repo/v1/")?;
+        if r.header("authorization") != Some("Bearer pat") {
+            return Some(Answer::status(401, "{\"reason\":\"no token\"}"));
+        }
+        let file = |id: &str, d: &Vec<u8>| json!({"list": [
+            {"id": "90", "concreteType": "org.sagebionetworks.repo.model.file.PreviewFileHandle", "contentSize": 5},
+            {"id": "91", "concreteType": "org.sagebionetworks.repo.model.file.S3FileHandle",
+             "contentSize": d.len(), "contentMd5": md5_hex(d), "fileName": id}]});
+        Some(match (r.method.as_str(), rest) {
+            ("GET", "entity/syn100") => Answer::json(json!({"id": "syn100", "name": "BraTS", "concreteType": "org.sagebionetworks.repo.model.Folder"})),
+            ("POST", "entity/children") => {
+                let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+                match body["parentId"].as_str() {
+                    Some("syn100") => Answer::json(json!({"page": [
+                        {"id": "syn101", "name": "a.nii.gz", "type": "org.sagebionetworks.repo.model.FileEntity", "versionNumber": 1},
+                        {"id": "syn102", "name": "train", "type": "org.sagebionetworks.repo.model.Folder", "versionNumber": 1}]})),
+                    Some("syn102") => Answer::json(json!({"page": [
+                        {"id": "syn103", "name": "b.nii.gz", "type": "org.sagebionetworks.repo.model.FileEntity", "versionNumber": 2}]})),
+                    _ => Answer::status(404, "{}"),
+                }
+            }
+            ("GET", "entity/syn101/version/1/filehandles") => Answer::json(file("a", &a1)),
+            ("GET", "entity/syn103/version/2/filehandles") => Answer::json(file("b", &b1)),
+            ("GET", "entity/syn101/version/1/file") => Answer::redirect(307, &sign("https://proddata.sagebase.org/a.nii.gz", 60, true)),
+            ("GET", "entity/syn103/version/2/file") => Answer::redirect(307, &sign("https://proddata.sagebase.org/b.nii.gz", 60, true)),
+            ("GET", "entity/syn200") => Answer::status(403, "{\"reason\":\"You do not have DOWNLOAD permission for the requested entity\"}"),
+            _ => Answer::status(404, "{}"),
+        })
+    });
+    let catalog = [
+        dataset_entry(
+            "brats",
+            "access = \"account\"",
+            "[[dataset.source]]\ntype = \"synapse\"\nid = \"syn100\"\n",
+        ),
+        dataset_entry(
+            "gated",
+            "access = \"account\"\nterms = \"https://www.synapse.org/#!Synapse:syn200\"",
+            "[[dataset.source]]\ntype = \"synapse\"\nid = \"syn200\"\n",
+        ),
+    ]
+    .concat();
+    let fx = fixture(&up, &catalog);
+    let m = fx.mount_env(&[], &[("SYNAPSE_AUTH_TOKEN", "pat")]);
+    assert_eq!(ls(&m, "datasets/brats").unwrap(), ["a.nii.gz", "train"]);
+    assert_eq!(read(&m, "datasets/brats/a.nii.gz").unwrap(), a);
+    assert_eq!(read(&m, "datasets/brats/train/b.nii.gz").unwrap(), b);
+    assert!(eacces(ls(&m, "datasets/gated")));
+    assert!(
+        m.log_text()
+            .contains("https://www.synapse.org/#!Synapse:syn200")
+    );
+    assert!(
+        up.log()
+            .iter()
+            .all(|l| l.path.starts_with("/repo-prod") || l.authorization.is_none())
+    );
+}
+
+#[test]
+fn google_drive_uses_the_api_key_and_never_serves_an_html_interstitial() {
+    let up = Upstream::start();
+    let img = png(20, 20, 3);
+    up.put(
+        "/www.googleapis.com/drive/v3/files/file-1",
+        img.clone(),
+        true,
+    );
+    let i1 = img.clone();
+    up.route(move |r| {
+        let rest = r.path.strip_prefix("/www.googleapis.com/drive/v3/files")?;
+        if r.param("key").as_deref() != Some("AIzaKEY") {
+            return Some(Answer::status(403, "{\"error\":{\"message\":\"The request is missing a valid API key.\"}}"));
+        }
+        let folder = "application/vnd.google-apps.folder";
+        Some(match (rest, r.param("alt").as_deref()) {
+            ("/root-folder", None) => Answer::json(json!({"id": "root-folder", "name": "data", "mimeType": folder})),
+            ("", None) => {
+                let q = r.param("q").unwrap_or_default();
+                if q.contains("'root-folder' in parents") {
+                    Answer::json(json!({"files": [
+                        {"id": "file-1", "name": "x.png", "mimeType": "image/png", "size": i1.len().to_string(), "md5Checksum": md5_hex(&i1)},
+                        {"id": "file-2", "name": "big.zip", "mimeType": "application/zip", "size": "100"},
+                        {"id": "doc-1", "name": "notes", "mimeType": "application/vnd.google-apps.document"}]}))
+                } else {
+                    Answer::json(json!({"files": []}))
+                }
+            }
+            ("/file-1", Some("media")) => return Some(Answer::File("/www.googleapis.com/drive/v3/files/file-1".into())),
+            // Drive's quota page: HTML with 200 where the bytes should be.
+            ("/file-2", Some("media")) => Answer::Raw {
+                status: 200,
+                headers: vec![("Content-Type".into(), "text/html; charset=utf-8".into())],
+                body: b"<html>Google Drive - Quota exceeded</html>".to_vec(),
+            },
+            _ => Answer::status(404, "{}"),
+        })
+    });
+    let fx = fixture(
+        &up,
+        &dataset_entry(
+            "drive",
+            "",
+            "[[dataset.source]]\ntype = \"gdrive\"\nid = \"root-folder\"\nextract = false\n",
+        ),
+    );
+    {
+        let m = fx.mount(&[]);
+        assert!(eacces(ls(&m, "datasets/drive")));
+        let about = String::from_utf8(read(&m, "about/drive.md").unwrap()).unwrap();
+        assert!(about.contains("GOOGLE_API_KEY"), "{about}");
+    }
+    let m = fx.mount_env(&[], &[("GOOGLE_API_KEY", "AIzaKEY")]);
+    assert_eq!(ls(&m, "datasets/drive").unwrap(), ["big.zip", "x.png"]);
+    assert_eq!(read(&m, "datasets/drive/x.png").unwrap(), img);
+    assert!(eio(read(&m, "datasets/drive/big.zip")));
+    assert!(
+        eio(read(&m, "datasets/drive/big.zip")),
+        "still refused: nothing was cached"
+    );
+    let log = m.log_text();
+    assert!(log.contains("HTML page"), "{log}");
+    assert!(!log.contains("AIzaKEY"), "the key is redacted from the log");
+}
+
+#[test]
+fn huggingface_osf_and_dataverse_list_paged_nested_and_original_files() {
+    let up = Upstream::start();
+    let a = png(16, 16, 1);
+    let b = png(16, 16, 2);
+    let tab_orig = b"x,y\n1,2\n".to_vec();
+    // Hugging Face: tree pages linked by `Link: rel="next"`, resolve redirects to a CDN.
+    up.put("/cdn-lfs.hf.co/repos/a", a.clone(), true);
+    up.put("/cdn-lfs.hf.co/repos/b", b.clone(), true);
+    let (a1, b1) = (a.clone(), b.clone());
+    up.route(move |r| {
+        let rest = r.path.strip_prefix("/huggingface.co/")?;
+        Some(match rest {
+            "api/datasets/org/xr/tree/abc123" if r.param("cursor").is_none() => Answer::json(json!([
+                {"type": "directory", "path": "train", "oid": "1", "size": 0},
+                {"type": "file", "path": "train/a.png", "size": a1.len(), "lfs": {"oid": sha256_hex(&a1), "size": a1.len()}}]))
+                .with("Link", "<https://huggingface.co/api/datasets/org/xr/tree/abc123?recursive=true&cursor=2>; rel=\"next\""),
+            "api/datasets/org/xr/tree/abc123" => Answer::json(json!([
+                {"type": "file", "path": "train/b.png", "size": b1.len(), "lfs": {"oid": sha256_hex(&b1), "size": b1.len()}}])),
+            "datasets/org/xr/resolve/abc123/train/a.png" => Answer::redirect(302, "https://cdn-lfs.hf.co/repos/a"),
+            "datasets/org/xr/resolve/abc123/train/b.png" => Answer::redirect(302, "https://cdn-lfs.hf.co/repos/b"),
+            _ => Answer::status(404, "{}"),
+        })
+    });
+    // OSF: JSON:API with a folder.
+    up.put("/files.osf.io/v1/a1", a.clone(), true);
+    let a2 = a.clone();
+    up.route(move |r| {
+        Some(match r.path.as_str() {
+            "/api.osf.io/v2/nodes/x7k2q/files/osfstorage/" => Answer::json(json!({"data": [
+                {"attributes": {"kind": "folder", "name": "imgs"},
+                 "relationships": {"files": {"links": {"related": {"href": "https://api.osf.io/v2/nodes/x7k2q/files/osfstorage/f1/"}}}}}],
+                "links": {"next": null}})),
+            "/api.osf.io/v2/nodes/x7k2q/files/osfstorage/f1/" => Answer::json(json!({"data": [
+                {"attributes": {"kind": "file", "name": "a.png", "size": a2.len(), "extra": {"hashes": {"sha256": sha256_hex(&a2)}}},
+                 "links": {"download": "https://osf.io/download/a1/"}}], "links": {"next": null}})),
+            "/osf.io/download/a1/" => Answer::redirect(302, "https://files.osf.io/v1/a1"),
+            _ => return None,
+        })
+    });
+    // Dataverse: a file in a folder, and an ingested table served in its original form.
+    up.put(
+        "/dataverse.harvard.edu/api/access/datafile/11",
+        b.clone(),
+        true,
+    );
+    up.put(
+        "/dataverse.harvard.edu/api/access/datafile/12",
+        tab_orig.clone(),
+        true,
+    );
+    let (b2, t2) = (b.clone(), tab_orig.clone());
+    up.route(move |r| {
+        (r.path == "/dataverse.harvard.edu/api/datasets/:persistentId/versions/1.0/files"
+            && r.param("persistentId").as_deref() == Some("doi:10.7910/DVN/TEST"))
+        .then(|| Answer::json(json!({"status": "OK", "data": [
+            {"label": "b.png", "directoryLabel": "images", "restricted": false,
+             "dataFile": {"id": 11, "filesize": b2.len(), "md5": md5_hex(&b2)}},
+            {"label": "meta.tab", "restricted": false,
+             "dataFile": {"id": 12, "filesize": 999, "originalFileName": "meta.csv", "originalFileSize": t2.len()}}]})))
+    });
+    let catalog = [
+        dataset_entry("hf", "", "[[dataset.source]]\ntype = \"huggingface\"\nrepo = \"org/xr\"\nrevision = \"abc123\"\n"),
+        dataset_entry("osf", "", "[[dataset.source]]\ntype = \"osf\"\nproject = \"x7k2q\"\n"),
+        dataset_entry(
+            "dv",
+            "",
+            "[[dataset.source]]\ntype = \"dataverse\"\nserver = \"dataverse.harvard.edu\"\ndoi = \"doi:10.7910/DVN/TEST\"\nversion = \"1.0\"\n",
+        ),
+    ]
+    .concat();
+    let fx = fixture(&up, &catalog);
+    let m = fx.mount(&[]);
+    assert_eq!(ls(&m, "datasets/hf/train").unwrap(), ["a.png", "b.png"]);
+    assert_eq!(read(&m, "datasets/hf/train/b.png").unwrap(), b);
+    assert_eq!(read(&m, "datasets/osf/imgs/a.png").unwrap(), a);
+    assert_eq!(ls(&m, "datasets/dv").unwrap(), ["images", "meta.csv"]);
+    assert_eq!(read(&m, "datasets/dv/images/b.png").unwrap(), b);
+    assert_eq!(read(&m, "datasets/dv/meta.csv").unwrap(), tab_orig);
+    let dl = up
+        .log()
+        .into_iter()
+        .find(|l| l.path.ends_with("/datafile/12"))
+        .unwrap();
+    assert_eq!(dl.query, "format=original");
+}
+
+#[test]
+fn an_html_directory_listing_is_walked_within_its_root() {
+    let up = Upstream::start();
+    let a = png(12, 12, 5);
+    let b = vec![9u8; 5000];
+    up.put("/data.example.org/pub/set/train/a.png", a.clone(), true);
+    up.put("/data.example.org/pub/set/labels%20v2.csv", b.clone(), true);
+    up.route(|r| {
+        let page = match r.path.as_str() {
+            "/data.example.org/pub/set/" => {
+                "<html><body><h1>Index of /pub/set</h1><a href=\"?C=N;O=D\">Name</a>\
+                 <a href=\"/pub/\">Parent Directory</a><a href=\"train/\">train/</a>\
+                 <a href=\"labels%20v2.csv\">labels v2.csv</a><a href=\"https://other.org/x\">x</a></body></html>"
+            }
+            "/data.example.org/pub/set/train/" => {
+                "<html><a href=\"../\">../</a><a href=\"a.png\">a.png</a></html>"
+            }
+            _ => return None,
+        };
+        Some(Answer::Raw {
+            status: 200,
+            headers: vec![("Content-Type".into(), "text/html".into())],
+            body: page.as_bytes().to_vec(),
+        })
+    });
+    let fx = fixture(
+        &up,
+        &dataset_entry(
+            "loose",
+            "",
+            "[[dataset.source]]\ntype = \"http\"\nformat = \"dir\"\nurl = \"https://data.example.org/pub/set/\"\n",
+        ),
+    );
+    let m = fx.mount(&[]);
+    assert_eq!(
+        ls(&m, "datasets/loose").unwrap(),
+        ["labels v2.csv", "train"]
+    );
+    assert_eq!(
+        std::fs::metadata(m.mnt.join("datasets/loose/labels v2.csv"))
+            .unwrap()
+            .len(),
+        5000
+    );
+    let before = up.count();
+    assert_eq!(read(&m, "datasets/loose/train/a.png").unwrap(), a);
+    assert_eq!(read(&m, "datasets/loose/labels v2.csv").unwrap(), b);
+    assert_eq!(
+        up.count(),
+        before,
+        "small files came whole with their probe"
+    );
+    assert!(
+        up.log()
+            .iter()
+            .all(|l| !l.path.contains("other.org") && l.path != "/data.example.org/pub/")
+    );
+}
