@@ -117,8 +117,9 @@ pub enum Locator {
     Kaggle {
         /// `owner/slug`.
         dataset: String,
-        /// `datasetVersionNumber`.
-        version: u32,
+        /// `datasetVersionNumber`; `None` (`version = "latest"`) takes the version current
+        /// when the dataset is first indexed, and keeps it until the catalog entry changes.
+        version: Option<u32>,
     },
     /// A Kaggle competition's data, as one zip (its rules must be accepted on the website).
     #[serde(rename = "kaggle-competition")]
@@ -171,6 +172,13 @@ pub enum Locator {
         bucket: String,
         /// Key prefixes, each listed with ListObjectsV2.
         prefixes: Vec<String>,
+    },
+    /// A collection of Imaging Data Commons, listed from IDC's own index (`idc-index-data`).
+    Idc {
+        /// IDC collection id, e.g. `lidc_idri`.
+        collection: String,
+        /// `idc-index-data` version, which pins the IDC data release.
+        index: String,
     },
     /// A Synapse folder or file entity.
     Synapse {
@@ -261,6 +269,7 @@ impl Source {
             Locator::GithubTree { .. } => "github-tree",
             Locator::Physionet { .. } => "physionet",
             Locator::S3 { .. } => "s3",
+            Locator::Idc { .. } => "idc",
             Locator::Synapse { .. } => "synapse",
             Locator::Gdrive { .. } => "gdrive",
             Locator::Huggingface { .. } => "huggingface",
@@ -283,7 +292,7 @@ const SOURCE_TYPES: &[(&str, &[&str], &[&str])] = &[
     ("github-tree", &["repo", "commit"], &["path"]),
     ("physionet", &["project", "version"], &[]),
     ("s3", &["bucket", "prefixes"], &[]),
-    ("idc", &["series"], &["bucket"]),
+    ("idc", &[], &["series", "bucket", "collection", "index"]),
     ("synapse", &["id"], &[]),
     ("gdrive", &["id"], &[]),
     ("huggingface", &["repo", "revision"], &[]),
@@ -467,6 +476,8 @@ struct RawSource {
     bucket: Option<String>,
     prefixes: Option<Vec<String>>,
     series: Option<Vec<String>>,
+    collection: Option<String>,
+    index: Option<String>,
     id: Option<String>,
     revision: Option<String>,
     server: Option<String>,
@@ -519,6 +530,8 @@ impl RawSource {
         f("bucket", self.bucket.is_some());
         f("prefixes", self.prefixes.is_some());
         f("series", self.series.is_some());
+        f("collection", self.collection.is_some());
+        f("index", self.index.is_some());
         f("id", self.id.is_some());
         f("revision", self.revision.is_some());
         f("server", self.server.is_some());
@@ -657,7 +670,11 @@ impl RawSource {
             },
             "kaggle" => Locator::Kaggle {
                 dataset: owner_name("dataset", &s(&self.dataset))?,
-                version: small("version")?,
+                version: if version() == "latest" {
+                    None
+                } else {
+                    Some(small("version")?)
+                },
             },
             "kaggle-competition" => Locator::KaggleCompetition {
                 competition: s(&self.competition),
@@ -700,6 +717,26 @@ impl RawSource {
                 Locator::S3 {
                     bucket: bucket.trim_end_matches('/').to_string(),
                     prefixes: self.prefixes.clone().unwrap_or_default(),
+                }
+            }
+            "idc" if self.collection.is_some() || self.index.is_some() => {
+                if self.series.is_some() || self.bucket.is_some() {
+                    return err(
+                        "series",
+                        "give `collection` + `index`, or `series` (+ `bucket`), not both".into(),
+                    );
+                }
+                let (Some(collection), Some(index)) = (&self.collection, &self.index) else {
+                    return err(
+                        "index",
+                        "`collection` needs `index`, the idc-index-data version that pins the \
+                         IDC release"
+                            .into(),
+                    );
+                };
+                Locator::Idc {
+                    collection: collection.clone(),
+                    index: index.clone(),
                 }
             }
             "idc" => {

@@ -1510,7 +1510,7 @@ impl Vfs {
                 .map_err(|source| self.fetch_err(h, source))?;
             let content = match method {
                 zip::METHOD_STORED => Ok(packed),
-                zip::METHOD_DEFLATED => inflate(&packed, h.entry.size),
+                zip::METHOD_DEFLATED => zip::inflate(&packed, h.entry.size),
                 m => return Err(self.unsupported_method(h, m)),
             };
             match content {
@@ -1618,25 +1618,6 @@ fn slice(b: &[u8], offset: u64, size: u32) -> Vec<u8> {
 }
 
 /// Inflate raw deflate data that must decode to exactly `size` bytes; never allocates more.
-fn inflate(packed: &[u8], size: u64) -> std::result::Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(size as usize);
-    let mut dec = flate2::read::DeflateDecoder::new(packed).take(size + 1);
-    dec.read_to_end(&mut out)
-        .map_err(|e| format!("deflate stream is damaged: {e}"))?;
-    if out.len() as u64 != size {
-        return Err(format!(
-            "deflate stream decodes to {}{} bytes, the directory says {size}",
-            if out.len() as u64 > size {
-                "more than "
-            } else {
-                ""
-            },
-            out.len().min(size as usize)
-        ));
-    }
-    Ok(out)
-}
-
 /// What indexing a dataset gathers before it is written in one transaction.
 #[derive(Default)]
 struct Listing {

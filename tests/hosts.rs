@@ -262,6 +262,11 @@ fn kaggle(up: &Upstream, zipped: Vec<u8>) {
             Some(_) => return Some(Answer::status(401, "Unauthenticated")),
             None => return Some(Answer::status(401, "Unauthenticated")),
         }
+        if dl == "datasets/view/owner/chest" {
+            return Some(Answer::json(
+                json!({"ref": "owner/chest", "currentVersionNumber": 2}),
+            ));
+        }
         if dl.starts_with("competitions/data/download-all/") {
             return Some(Answer::status(
                 403,
@@ -288,11 +293,16 @@ fn kaggle_needs_its_token_keeps_it_off_storage_and_re_resolves_expired_urls() {
     let (zipped, files) = bigger_zip();
     kaggle(&up, zipped);
     let catalog = format!(
-        "{}{}",
+        "{}{}{}",
         dataset_entry(
             "kag",
             "",
             "[[dataset.source]]\ntype = \"kaggle\"\ndataset = \"owner/chest\"\nversion = 2\n"
+        ),
+        dataset_entry(
+            "latest",
+            "",
+            "[[dataset.source]]\ntype = \"kaggle\"\ndataset = \"owner/chest\"\nversion = \"latest\"\n"
         ),
         dataset_entry(
             "comp",
@@ -305,7 +315,7 @@ fn kaggle_needs_its_token_keeps_it_off_storage_and_re_resolves_expired_urls() {
     // Without a token: visible, EACCES, and not one request.
     {
         let m = fx.mount(&[]);
-        assert_eq!(ls(&m, "datasets").unwrap(), ["comp", "kag"]);
+        assert_eq!(ls(&m, "datasets").unwrap(), ["comp", "kag", "latest"]);
         assert!(eacces(ls(&m, "datasets/kag")));
         let about = String::from_utf8(read(&m, "about/kag.md").unwrap()).unwrap();
         assert!(
@@ -347,6 +357,15 @@ fn kaggle_needs_its_token_keeps_it_off_storage_and_re_resolves_expired_urls() {
         assert_eq!(&read(&m, &format!("datasets/kag/{name}")).unwrap(), data);
     }
     assert_eq!(downloads(&up), resolved + 1);
+
+    // `version = "latest"` asks Kaggle which version is current, and reads that one.
+    let (name, data, _) = &files[9];
+    assert_eq!(&read(&m, &format!("datasets/latest/{name}")).unwrap(), data);
+    assert!(
+        up.log()
+            .iter()
+            .any(|l| l.path.ends_with("/datasets/view/owner/chest"))
+    );
 
     // The competition whose rules were not accepted: EACCES with the rules page.
     assert!(eacces(ls(&m, "datasets/comp")));
@@ -924,4 +943,149 @@ fn an_html_directory_listing_is_walked_within_its_root() {
             .iter()
             .all(|l| !l.path.contains("other.org") && l.path != "/data.example.org/pub/")
     );
+}
+
+/// A public S3 bucket on the loopback server: ListObjectsV2 (two keys a page) over `objects`.
+fn s3_bucket(up: &Upstream, host: &'static str, objects: Vec<(String, Vec<u8>)>) {
+    for (k, d) in &objects {
+        up.put(&format!("/{host}/{k}"), d.clone(), true);
+    }
+    up.route(move |r| {
+        if r.path != format!("/{host}/") || r.param("list-type").as_deref() != Some("2") {
+            return None;
+        }
+        let start: usize = r.param("continuation-token").map_or(0, |t| t.parse().unwrap());
+        let prefix = r.param("prefix").unwrap_or_default();
+        let keys: Vec<&(String, Vec<u8>)> =
+            objects.iter().filter(|(k, _)| k.starts_with(&prefix)).collect();
+        let page = &keys[start.min(keys.len())..(start + 2).min(keys.len())];
+        let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?><ListBucketResult>");
+        for (k, d) in page {
+            xml.push_str(&format!(
+                "<Contents><Key>{k}</Key><Size>{}</Size><ETag>&quot;{:08x}-{}&quot;</ETag></Contents>",
+                d.len(),
+                crc32fast::hash(d),
+                d.len()
+            ));
+        }
+        let more = start + 2 < keys.len();
+        xml.push_str(&format!("<IsTruncated>{more}</IsTruncated>"));
+        if more {
+            xml.push_str(&format!("<NextContinuationToken>{}</NextContinuationToken>", start + 2));
+        }
+        xml.push_str("</ListBucketResult>");
+        Some(Answer::Raw {
+            status: 200,
+            headers: vec![("Content-Type".into(), "application/xml".into())],
+            body: xml.into_bytes(),
+        })
+    });
+}
+
+#[test]
+fn idc_collection_is_listed_from_the_pinned_index_and_laid_out_by_patient_and_study() {
+    let up = Upstream::start();
+    let parquet = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/idc_index_sample.parquet"
+    ))
+    .unwrap();
+    let wheel = zip(&[(
+        "idc_index_data/idc_index.parquet".to_string(),
+        parquet,
+        true,
+    )]);
+    let digest = sha256_hex(&wheel);
+    up.put(
+        "/files.pythonhosted.org/packages/ab/cd/idc_index_data-25.0.5-py3-none-any.whl",
+        wheel,
+        true,
+    );
+    up.route(move |r| {
+        (r.path == "/pypi.org/pypi/idc-index-data/25.0.5/json").then(|| {
+            Answer::json(json!({"info": {"version": "25.0.5"}, "urls": [
+                {"packagetype": "sdist", "url": "https://files.pythonhosted.org/x.tar.gz", "digests": {"sha256": "00"}},
+                {"packagetype": "bdist_wheel",
+                 "url": "https://files.pythonhosted.org/packages/ab/cd/idc_index_data-25.0.5-py3-none-any.whl",
+                 "digests": {"sha256": digest}}]}))
+        })
+    });
+    let inst = |i: u8| vec![i; 700 + i as usize];
+    s3_bucket(
+        &up,
+        "idc-open-data.s3.amazonaws.com",
+        vec![
+            (
+                "aaaaaaaa-0000-4000-8000-000000000001/i1.dcm".into(),
+                inst(1),
+            ),
+            (
+                "aaaaaaaa-0000-4000-8000-000000000001/i2.dcm".into(),
+                inst(2),
+            ),
+            (
+                "aaaaaaaa-0000-4000-8000-000000000001/i3.dcm".into(),
+                inst(3),
+            ),
+            (
+                "aaaaaaaa-0000-4000-8000-000000000002/i4.dcm".into(),
+                inst(4),
+            ),
+            (
+                "bbbbbbbb-0000-4000-8000-000000000001/i5.dcm".into(),
+                inst(5),
+            ),
+        ],
+    );
+    s3_bucket(
+        &up,
+        "idc-open-data-two.s3.amazonaws.com",
+        vec![(
+            "aaaaaaaa-0000-4000-8000-000000000003/i6.dcm".into(),
+            inst(6),
+        )],
+    );
+    let fx = fixture(
+        &up,
+        &dataset_entry(
+            "lidc",
+            "",
+            "[[dataset.source]]\ntype = \"idc\"\ncollection = \"lidc_idri\"\nindex = \"25.0.5\"\n",
+        ),
+    );
+    let m = fx.mount(&[]);
+    assert_eq!(
+        ls(&m, "datasets/lidc").unwrap(),
+        ["LIDC-IDRI-0001", "LIDC-IDRI-0002"]
+    );
+    let study = "datasets/lidc/LIDC-IDRI-0001/1.3.6.1.4.1.14519.5.2.1.6279.6001.21";
+    assert_eq!(
+        ls(&m, study).unwrap(),
+        [
+            "CT_1.3.6.1.4.1.14519.5.2.1.6279.6001.11",
+            "DX_1.3.6.1.4.1.14519.5.2.1.6279.6001.12"
+        ]
+    );
+    assert_eq!(
+        read(
+            &m,
+            &format!("{study}/CT_1.3.6.1.4.1.14519.5.2.1.6279.6001.11/i2.dcm")
+        )
+        .unwrap(),
+        inst(2)
+    );
+    assert_eq!(
+        read(&m, "datasets/lidc/LIDC-IDRI-0002/1.3.6.1.4.1.14519.5.2.1.6279.6001.22/CT_1.3.6.1.4.1.14519.5.2.1.6279.6001.13/i6.dcm").unwrap(),
+        inst(6)
+    );
+    let log = up.log();
+    assert!(
+        !log.iter().any(|l| l.query.contains("bbbbbbbb")),
+        "another collection's series is not listed"
+    );
+    assert!(
+        !log.iter().any(|l| l.query.contains("cccccccc")),
+        "a series with an unsafe name is skipped"
+    );
+    assert_eq!(log.iter().filter(|l| l.path.ends_with(".whl")).count(), 1);
 }

@@ -70,6 +70,48 @@ fn malformed(s: impl Into<String>) -> ArchiveError {
     ArchiveError::Malformed(s.into())
 }
 
+/// Inflate a raw deflate stream that must decode to exactly `size` bytes.
+pub fn inflate(packed: &[u8], size: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut out = Vec::with_capacity(size as usize);
+    let mut dec = flate2::read::DeflateDecoder::new(packed).take(size + 1);
+    dec.read_to_end(&mut out)
+        .map_err(|e| format!("deflate stream is damaged: {e}"))?;
+    if out.len() as u64 != size {
+        return Err(format!(
+            "deflate stream decodes to {}{} bytes, the directory says {size}",
+            if out.len() as u64 > size {
+                "more than "
+            } else {
+                ""
+            },
+            out.len().min(size as usize)
+        ));
+    }
+    Ok(out)
+}
+
+/// The content of member `path` of the ZIP archive `data` (in memory), CRC-checked.
+pub fn extract(data: &[u8], path: &str) -> Result<Vec<u8>, ArchiveError> {
+    let want: Vec<&str> = path.split('/').collect();
+    let m = list(data, data.len() as u64)?
+        .into_iter()
+        .find(|m| !m.is_dir && m.path.iter().map(String::as_str).eq(want.iter().copied()))
+        .ok_or_else(|| malformed(format!("no member {path:?}")))?;
+    let header = data.read_at(m.header_offset, LOCAL_HEADER_LEN)?;
+    let start = m.header_offset + local_data_offset(&header)?;
+    let packed = data.read_at(start, m.compressed_size)?;
+    let content = match m.method {
+        METHOD_STORED => packed,
+        METHOD_DEFLATED => inflate(&packed, m.size).map_err(malformed)?,
+        other => return Err(malformed(format!("{path}: compression method {other}"))),
+    };
+    if content.len() as u64 != m.size || crc32fast::hash(&content) != m.crc32 {
+        return Err(malformed(format!("{path}: CRC-32 mismatch")));
+    }
+    Ok(content)
+}
+
 /// List the members of the ZIP archive of `size` bytes behind `r`.
 pub fn list<R: ReadAt + ?Sized>(r: &R, size: u64) -> Result<Vec<ZipEntry>, ArchiveError> {
     list_parts(r, &[size])

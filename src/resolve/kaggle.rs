@@ -6,21 +6,36 @@
 //! them, and large files come back zipped anyway. No listing call is needed: the zip's central
 //! directory is the listing. Every call needs a Kaggle token (see `credentials`).
 
-use super::RemoteFile;
+use super::{Api, Fields, RemoteFile, ResolveError};
 
 /// Where Kaggle's API lives.
 pub const BASE: &str = "https://www.kaggle.com/api/v1";
 
-/// Version `version` of dataset `owner/slug`.
-pub fn dataset(dataset: &str, version: u32) -> Vec<RemoteFile> {
+/// Version `version` of dataset `owner/slug` (the current one when `None`, asked of
+/// `GET /api/v1/datasets/view/{owner}/{slug}`, whose `currentVersionNumber` names it).
+pub fn dataset(
+    api: &Api<'_>,
+    dataset: &str,
+    version: Option<u32>,
+) -> Result<Vec<RemoteFile>, ResolveError> {
+    let version = match version {
+        Some(v) => u64::from(v),
+        None => {
+            let url = format!("{BASE}/datasets/view/{dataset}");
+            let v = api.json(&url)?;
+            let n = Fields::of(&v, &url).u64("currentVersionNumber")?;
+            tracing::info!(dataset, "Kaggle's current version is {n}; medimg keeps it");
+            n
+        }
+    };
     let slug = dataset.rsplit('/').next().unwrap_or(dataset);
-    vec![RemoteFile {
+    Ok(vec![RemoteFile {
         path: format!("{slug}.zip"),
         url: format!("{BASE}/datasets/download/{dataset}?datasetVersionNumber={version}"),
         size: None,
         checksum: None,
         etag: None,
-    }]
+    }])
 }
 
 /// All the data of competition `name` (its rules must have been accepted on the website).

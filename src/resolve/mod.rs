@@ -17,6 +17,7 @@ pub mod figshare;
 pub mod gdrive;
 pub mod github;
 pub mod huggingface;
+pub mod idc;
 pub mod kaggle;
 pub mod mendeley;
 pub mod osf;
@@ -188,7 +189,7 @@ pub fn list(src: &Source, up: &dyn Upstream) -> Result<Vec<RemoteFile>, ResolveE
         }
         Locator::Dir { url } => dir::list(&api, url)?,
         Locator::Zenodo { record } => zenodo::list(&api, *record)?,
-        Locator::Kaggle { dataset, version } => kaggle::dataset(dataset, *version),
+        Locator::Kaggle { dataset, version } => kaggle::dataset(&api, dataset, *version)?,
         Locator::KaggleCompetition { competition } => kaggle::competition(competition),
         Locator::Figshare { article, version } => figshare::list(&api, *article, *version)?,
         Locator::Mendeley { dataset, version } => mendeley::list(&api, dataset, *version)?,
@@ -196,6 +197,7 @@ pub fn list(src: &Source, up: &dyn Upstream) -> Result<Vec<RemoteFile>, ResolveE
         Locator::GithubTree { repo, commit, path } => github::tree(&api, repo, commit, path)?,
         Locator::Physionet { project, version } => physionet::list(&api, project, version)?,
         Locator::S3 { bucket, prefixes } => s3::list(&api, bucket, prefixes)?,
+        Locator::Idc { collection, index } => idc::list(&api, collection, index)?,
         Locator::Synapse { id } => synapse::list(&api, id)?,
         Locator::Gdrive { id } => gdrive::list(&api, id)?,
         Locator::Huggingface { repo, revision } => huggingface::list(&api, repo, revision)?,
