@@ -1099,6 +1099,105 @@ url = "https://example.org/a/chest_xray.zip"
         }
     }
 
+    /// The shipped catalog's own rules, beyond what parsing checks (unique ids, vocabulary,
+    /// every source of a known type with its required fields): every source says where its
+    /// locator was found, every unsupported entry says why in its own words, and every
+    /// dataset a host gates behind terms names the page where they are accepted.
+    #[test]
+    fn shipped_catalog_is_pinned_and_sourced() {
+        let c = Catalog::builtin().unwrap();
+        let mut blocks = DEFAULT_CATALOG.split("[[dataset]]\n").skip(1);
+        for d in &c.datasets {
+            let block = blocks.next().unwrap();
+            assert!(block.contains(&format!("id = \"{}\"", d.id)), "{}", d.id);
+            let lines: Vec<&str> = block.lines().collect();
+            for (i, l) in lines.iter().enumerate() {
+                if *l == "[[dataset.source]]" {
+                    let above = lines[..i].iter().rev().find(|l| l.starts_with('#'));
+                    assert!(
+                        above.is_some_and(|a| a.starts_with("# found: ")),
+                        "{}: a source without a `# found:` comment",
+                        d.id
+                    );
+                }
+            }
+            if let Some(r) = &d.unsupported {
+                assert!(
+                    !r.contains("no pinned download source yet") && r.len() > 40,
+                    "{}: say why it cannot be fetched: {r}",
+                    d.id
+                );
+            }
+            for s in &d.sources {
+                let gated = matches!(
+                    s.locator,
+                    Locator::KaggleCompetition { .. } | Locator::Synapse { .. }
+                ) || matches!(s.locator, Locator::Physionet { .. } if d.access == Access::Credentialed);
+                assert!(
+                    !gated || d.terms.is_some(),
+                    "{}: a gated source needs `terms`",
+                    d.id
+                );
+            }
+        }
+        let supported = c.datasets.iter().filter(|d| !d.sources.is_empty()).count();
+        assert!(supported >= 80, "{supported} datasets have sources");
+    }
+
+    #[test]
+    fn every_source_type_parses_and_names_its_missing_field() {
+        let with = |src: &str| {
+            ONE.replace(
+                "type = \"http\"\nurl = \"https://example.org/a/chest_xray.zip\"",
+                src,
+            )
+        };
+        for src in [
+            "type = \"zenodo\"\nrecord = 1",
+            "type = \"kaggle\"\ndataset = \"a/b\"\nversion = 2",
+            "type = \"kaggle\"\ndataset = \"a/b\"\nversion = \"latest\"",
+            "type = \"kaggle-competition\"\ncompetition = \"c\"",
+            "type = \"figshare\"\narticle = 1\nversion = 1",
+            "type = \"mendeley\"\ndataset = \"abc\"\nversion = 1",
+            "type = \"github-release\"\nrepo = \"a/b\"\ntag = \"v1\"",
+            "type = \"github-tree\"\nrepo = \"a/b\"\ncommit = \"0123456789abcdef0123456789abcdef01234567\"",
+            "type = \"physionet\"\nproject = \"p\"\nversion = \"1.0.0\"",
+            "type = \"s3\"\nbucket = \"https://b.s3.amazonaws.com\"\nprefixes = [\"x/\"]",
+            "type = \"idc\"\ncollection = \"lidc_idri\"\nindex = \"25.0.5\"",
+            "type = \"idc\"\nseries = [\"u\"]",
+            "type = \"synapse\"\nid = \"syn1\"",
+            "type = \"gdrive\"\nid = \"x\"",
+            "type = \"huggingface\"\nrepo = \"a/b\"\nrevision = \"abc\"",
+            "type = \"osf\"\nproject = \"x7k2q\"",
+            "type = \"dataverse\"\nserver = \"dataverse.harvard.edu\"\ndoi = \"doi:1/2\"\nversion = \"1.0\"",
+            "type = \"http\"\nformat = \"dir\"\nurl = \"https://h/d/\"",
+        ] {
+            Catalog::parse(&with(src), "t").unwrap_or_else(|e| panic!("{src}: {e}"));
+        }
+        let e = err(&with("type = \"zenodo\""));
+        assert!(
+            e.contains("source[1].record") && e.contains("missing"),
+            "{e}"
+        );
+        let e = err(&with(
+            "type = \"kaggle\"\ndataset = \"a/b\"\nversion = \"two\"",
+        ));
+        assert!(e.contains("source[1].version"), "{e}");
+        let e = err(&with(
+            "type = \"github-tree\"\nrepo = \"a/b\"\ncommit = \"main\"",
+        ));
+        assert!(e.contains("40-digit"), "{e}");
+        let e = err(&with("type = \"zenodo\"\nrecord = 1\ntag = \"x\""));
+        assert!(
+            e.contains("source[1].tag") && e.contains("not a field"),
+            "{e}"
+        );
+        let e = err(&with("type = \"zenodo\"\nrecord = 1\ninto = \"../x\""));
+        assert!(e.contains("source[1].into"), "{e}");
+        let e = err(&with("type = \"idc\"\ncollection = \"c\""));
+        assert!(e.contains("source[1].index"), "{e}");
+    }
+
     #[test]
     fn format_defaults_from_the_url() {
         let c = Catalog::parse(ONE, "t").unwrap();

@@ -361,6 +361,25 @@ mod tests {
         .unwrap();
         let e = ConfigFile::load(&p).unwrap_err().to_string();
         assert!(e.contains("mirror #1 `from`"), "{e}");
+        std::fs::write(&p, "[[host]]\nname = \"https://zenodo.org\"\n").unwrap();
+        let e = ConfigFile::load(&p).unwrap_err().to_string();
+        assert!(e.contains("host #1 `name`"), "{e}");
+        std::fs::write(&p, "[[host]]\nname = \"zenodo.org\"\nconcurrency = 0\n").unwrap();
+        let e = ConfigFile::load(&p).unwrap_err().to_string();
+        assert!(e.contains("host #1 `concurrency`"), "{e}");
+        std::fs::write(
+            &p,
+            "[[host]]\nname = \"zenodo.org\"\nrequests_per_minute = 0\n[credentials]\nfile = \"/x\"\n",
+        )
+        .unwrap();
+        let cfg = ConfigFile::load(&p).unwrap();
+        let l = cfg.host[0].limit();
+        assert_eq!(
+            (l.concurrency, l.per_minute),
+            (4, None),
+            "0 lifts the rate, the rest stays"
+        );
+        assert_eq!(cfg.credentials.file.as_deref(), Some(Path::new("/x")));
     }
 
     #[test]

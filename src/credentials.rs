@@ -6,7 +6,8 @@
 //! 2. environment variables the hosts' tools use (`KAGGLE_API_TOKEN`, `KAGGLE_USERNAME` +
 //!    `KAGGLE_KEY`, `PHYSIONET_USERNAME` + `PHYSIONET_PASSWORD`, `SYNAPSE_AUTH_TOKEN`,
 //!    `GOOGLE_API_KEY`, `GITHUB_TOKEN`, `HF_TOKEN`, `ZENODO_TOKEN`, `FIGSHARE_TOKEN`,
-//!    `OSF_TOKEN`, `DATAVERSE_API_TOKEN`);
+//!    `OSF_TOKEN`; a Dataverse installation's key goes in the credentials file, since each
+//!    installation is its own host);
 //! 3. the hosts' tools' files: `$KAGGLE_CONFIG_DIR` or `~/.kaggle` (`access_token`,
 //!    `kaggle.json`), `~/.netrc` (`machine physionet.org`), `~/.cache/huggingface/token`. These
 //!    are skipped with a warning when group- or world-readable.

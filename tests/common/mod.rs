@@ -638,7 +638,7 @@ impl Fixture {
 }
 
 /// Every environment variable medimg reads credentials from; emptied for each mount.
-pub const CREDENTIAL_VARS: [&str; 14] = [
+pub const CREDENTIAL_VARS: [&str; 13] = [
     "KAGGLE_API_TOKEN",
     "KAGGLE_USERNAME",
     "KAGGLE_KEY",
@@ -652,7 +652,6 @@ pub const CREDENTIAL_VARS: [&str; 14] = [
     "ZENODO_TOKEN",
     "FIGSHARE_TOKEN",
     "OSF_TOKEN",
-    "DATAVERSE_API_TOKEN",
 ];
 
 /// The medimg binary under test.
