@@ -180,6 +180,11 @@ pub enum Locator {
         /// `idc-index-data` version, which pins the IDC data release.
         index: String,
     },
+    /// A TCIA DICOM collection through NBIA's API, for collections IDC lacks.
+    Tcia {
+        /// Collection name as TCIA spells it, e.g. `LIDC-IDRI`.
+        collection: String,
+    },
     /// A Synapse folder or file entity.
     Synapse {
         /// `syn` id.
@@ -270,6 +275,7 @@ impl Source {
             Locator::Physionet { .. } => "physionet",
             Locator::S3 { .. } => "s3",
             Locator::Idc { .. } => "idc",
+            Locator::Tcia { .. } => "tcia",
             Locator::Synapse { .. } => "synapse",
             Locator::Gdrive { .. } => "gdrive",
             Locator::Huggingface { .. } => "huggingface",
@@ -293,6 +299,7 @@ const SOURCE_TYPES: &[(&str, &[&str], &[&str])] = &[
     ("physionet", &["project", "version"], &[]),
     ("s3", &["bucket", "prefixes"], &[]),
     ("idc", &[], &["series", "bucket", "collection", "index"]),
+    ("tcia", &["collection"], &[]),
     ("synapse", &["id"], &[]),
     ("gdrive", &["id"], &[]),
     ("huggingface", &["repo", "revision"], &[]),
@@ -757,6 +764,9 @@ impl RawSource {
                     prefixes: series.iter().map(|u| format!("{u}/")).collect(),
                 }
             }
+            "tcia" => Locator::Tcia {
+                collection: s(&self.collection),
+            },
             "synapse" => {
                 let id = s(&self.id);
                 if !(id.starts_with("syn")
@@ -1166,6 +1176,7 @@ url = "https://example.org/a/chest_xray.zip"
             "type = \"idc\"\ncollection = \"lidc_idri\"\nindex = \"25.0.5\"",
             "type = \"idc\"\nseries = [\"u\"]",
             "type = \"synapse\"\nid = \"syn1\"",
+            "type = \"tcia\"\ncollection = \"LIDC-IDRI\"",
             "type = \"gdrive\"\nid = \"x\"",
             "type = \"huggingface\"\nrepo = \"a/b\"\nrevision = \"abc\"",
             "type = \"osf\"\nproject = \"x7k2q\"",

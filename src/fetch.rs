@@ -215,10 +215,15 @@ impl Fetcher {
                 }
             }
             Body::Full { len } => {
-                tracing::info!(
-                    url,
-                    "the host ignores Range requests; downloading it whole, once"
-                );
+                // Small files (single DICOM instances) come whole routinely; say so quietly.
+                if len.is_some_and(|n| n <= self.block_size) {
+                    tracing::debug!(url, "the host ignores Range requests; fetched whole");
+                } else {
+                    tracing::info!(
+                        url,
+                        "the host ignores Range requests; downloading it whole, once"
+                    );
+                }
                 let key = BlobKey::derive(url, len.unwrap_or(0), &validator);
                 let _whole = self.whole.lock().unwrap_or_else(|p| p.into_inner());
                 let size = self.store_whole(key, resp, url, None)?.0;

@@ -1089,3 +1089,52 @@ fn idc_collection_is_listed_from_the_pinned_index_and_laid_out_by_patient_and_st
     );
     assert_eq!(log.iter().filter(|l| l.path.ends_with(".whl")).count(), 1);
 }
+
+#[test]
+fn tcia_collection_is_listed_through_nbia_and_its_instances_fetched_whole() {
+    let up = Upstream::start();
+    let inst = |i: u8| vec![i; 300 + i as usize];
+    up.route(move |r| {
+        let rest = r.path.strip_prefix("/services.cancerimagingarchive.net/nbia-api/services/v4/")?;
+        Some(match rest {
+            "getSeries" if r.param("Collection").as_deref() == Some("Pancreas-CT") => Answer::json(json!([
+                {"SeriesInstanceUID": "1.2.3.1", "StudyInstanceUID": "1.2.2", "PatientID": "PANCREAS_0001",
+                 "Modality": "CT", "ImageCount": 2, "FileSize": 700}])),
+            "getSOPInstanceUIDs" if r.param("SeriesInstanceUID").as_deref() == Some("1.2.3.1") => {
+                Answer::json(json!([{"SOPInstanceUID": "1.2.3.1.1"}, {"SOPInstanceUID": "1.2.3.1.2"}]))
+            }
+            // NBIA streams the instance whole, whatever Range asked.
+            "getSingleImage" => {
+                let i = match r.param("SOPInstanceUID").as_deref() {
+                    Some("1.2.3.1.1") => 1,
+                    Some("1.2.3.1.2") => 2,
+                    _ => return Some(Answer::status(404, "not found")),
+                };
+                Answer::Raw {
+                    status: 200,
+                    headers: vec![("Content-Type".into(), "application/dicom".into())],
+                    body: inst(i),
+                }
+            }
+            _ => Answer::status(404, "not found"),
+        })
+    });
+    let fx = fixture(
+        &up,
+        &dataset_entry(
+            "pct",
+            "",
+            "[[dataset.source]]\ntype = \"tcia\"\ncollection = \"Pancreas-CT\"\n",
+        ),
+    );
+    let m = fx.mount(&[]);
+    let dir = "datasets/pct/PANCREAS_0001/1.2.2/CT_1.2.3.1";
+    assert_eq!(ls(&m, dir).unwrap(), ["1.2.3.1.1.dcm", "1.2.3.1.2.dcm"]);
+    let before = up.count();
+    assert_eq!(read(&m, &format!("{dir}/1.2.3.1.2.dcm")).unwrap(), inst(2));
+    assert_eq!(
+        up.count(),
+        before,
+        "each instance came whole with its probe"
+    );
+}

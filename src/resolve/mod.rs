@@ -24,6 +24,7 @@ pub mod osf;
 pub mod physionet;
 pub mod s3;
 pub mod synapse;
+pub mod tcia;
 pub mod zenodo;
 
 use serde_json::Value;
@@ -198,6 +199,7 @@ pub fn list(src: &Source, up: &dyn Upstream) -> Result<Vec<RemoteFile>, ResolveE
         Locator::Physionet { project, version } => physionet::list(&api, project, version)?,
         Locator::S3 { bucket, prefixes } => s3::list(&api, bucket, prefixes)?,
         Locator::Idc { collection, index } => idc::list(&api, collection, index)?,
+        Locator::Tcia { collection } => tcia::list(&api, collection)?,
         Locator::Synapse { id } => synapse::list(&api, id)?,
         Locator::Gdrive { id } => gdrive::list(&api, id)?,
         Locator::Huggingface { repo, revision } => huggingface::list(&api, repo, revision)?,
