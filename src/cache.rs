@@ -190,6 +190,13 @@ impl Pinned<'_> {
 
     /// `len` bytes at `offset` within the block.
     pub fn read(&self, offset: u64, len: u64) -> Result<Vec<u8>, CacheError> {
+        let mut buf = Vec::new();
+        self.read_into(offset, len, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// Append `len` bytes at `offset` within the block to `out` (no intermediate copy).
+    pub fn read_into(&self, offset: u64, len: u64, out: &mut Vec<u8>) -> Result<(), CacheError> {
         let path = self.cache.block_path(self.key);
         let io = |source| CacheError::Io {
             path: path.clone(),
@@ -204,9 +211,10 @@ impl Pinned<'_> {
                 f
             }
         };
-        let mut buf = vec![0u8; len as usize];
-        f.read_exact_at(&mut buf, offset).map_err(io)?;
-        Ok(buf)
+        let start = out.len();
+        out.resize(start + len as usize, 0);
+        f.read_exact_at(&mut out[start..], offset).map_err(io)?;
+        Ok(())
     }
 }
 

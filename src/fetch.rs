@@ -443,7 +443,7 @@ impl Fetcher {
                 ))
                 .into());
             }
-            out.extend_from_slice(&pinned.read(within, take)?);
+            pinned.read_into(within, take, out)?;
             pos += take;
         }
         Ok(())
