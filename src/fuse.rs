@@ -18,13 +18,14 @@ use fuser::{
     SessionACL,
 };
 
-use crate::vfs::{Attr, Kind, Vfs, VfsError};
+use crate::vfs::{Attr, DirItem, Kind, Vfs, VfsError};
 
 /// How long the kernel may trust names and attributes: the tree changes only with a new
 /// catalog, which needs a remount anyway.
 const TTL: Duration = Duration::from_secs(24 * 3600);
-/// Entries asked from the core per readdir call; a kernel buffer holds fewer, extra are dropped.
-const READDIR_BATCH: usize = 128;
+/// Entries asked from the core per readdir call. A kernel buffer takes a few dozen to a few
+/// hundred; what it has no room for is kept for the call that continues the listing.
+const READDIR_BATCH: usize = 256;
 /// Kernel read-ahead per file: 8 MiB keeps several reads of a sequential reader in flight at once
 /// (a FUSE read is at most 1 MiB, `max_pages` 256), so their answers overlap.
 const MAX_READAHEAD: u32 = 8 << 20;
@@ -129,6 +130,16 @@ fn errno(op: &str, ino: u64, e: &VfsError) -> Errno {
 
 fn name_str(name: &OsStr) -> Option<&str> {
     name.to_str()
+}
+
+impl Adapter {
+    /// The kernel's buffer filled at item `k`: keep the items it did not take for the request
+    /// that continues after item `k - 1`, so that request needs no query.
+    fn keep_rest(&self, ino: u64, offset: u64, items: &mut Vec<DirItem>, k: usize) {
+        let after = if k == 0 { offset } else { items[k - 1].next };
+        let rest = items.split_off(k);
+        self.vfs.keep_listing(ino, after, rest);
+    }
 }
 
 impl Filesystem for Adapter {
@@ -241,13 +252,14 @@ impl Filesystem for Adapter {
         mut reply: ReplyDirectory,
     ) {
         match self.vfs.readdir(ino.0, offset, READDIR_BATCH) {
-            Ok(items) => {
-                for it in items {
+            Ok(mut items) => {
+                for (k, it) in items.iter().enumerate() {
                     let kind = match it.attr.kind {
                         Kind::Dir => FileType::Directory,
                         Kind::File => FileType::RegularFile,
                     };
                     if reply.add(INodeNo(it.attr.ino), it.next, kind, &it.name) {
+                        self.keep_rest(ino.0, offset, &mut items, k);
                         break;
                     }
                 }
@@ -266,8 +278,8 @@ impl Filesystem for Adapter {
         mut reply: ReplyDirectoryPlus,
     ) {
         match self.vfs.readdir(ino.0, offset, READDIR_BATCH) {
-            Ok(items) => {
-                for it in items {
+            Ok(mut items) => {
+                for (k, it) in items.iter().enumerate() {
                     let full = reply.add(
                         INodeNo(it.attr.ino),
                         it.next,
@@ -277,6 +289,7 @@ impl Filesystem for Adapter {
                         Generation(0),
                     );
                     if full {
+                        self.keep_rest(ino.0, offset, &mut items, k);
                         break;
                     }
                 }

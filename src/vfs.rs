@@ -59,6 +59,11 @@ const GZ_SPAN: u64 = 4 << 20;
 const MAX_AHEAD_BLOCKS: u64 = 8;
 /// Memory for decoded members shared between open files (LRU by bytes).
 const DECODED_BUDGET: u64 = 32 << 20;
+/// Directories whose listing in progress keeps its unsent rest (one per concurrent `ls`).
+const LISTINGS_KEPT: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(64) {
+    Some(n) => n,
+    None => std::num::NonZeroUsize::MIN,
+};
 /// Files probed at once when a listing gives no sizes (a directory index, SHA256SUMS.txt):
 /// enough to hide a round trip each, few enough for a host's per-client limits.
 const PROBE_THREADS: usize = 8;
@@ -421,6 +426,8 @@ pub struct Vfs {
     decoded: Mutex<Decoded>,
     data_offsets: Mutex<HashMap<i64, u64>>,
     handles: Mutex<HashMap<u64, Arc<Handle>>>,
+    /// Rests of listings a reply had no room for, by (directory, cookie).
+    listings: Mutex<LruCache<(u64, u64), Vec<DirItem>>>,
     /// Large members found damaged since start, with what did not match.
     damaged: Mutex<HashMap<i64, String>>,
     next_fh: AtomicU64,
@@ -571,6 +578,7 @@ impl Vfs {
             decoded: Mutex::new((LruCache::unbounded(), 0)),
             data_offsets: Mutex::new(HashMap::new()),
             handles: Mutex::new(HashMap::new()),
+            listings: Mutex::new(LruCache::new(LISTINGS_KEPT)),
             damaged: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             started: now(),
@@ -730,8 +738,21 @@ impl Vfs {
         self.ensure_indexed(dataset)
     }
 
+    /// Keep `items`, the rest of a listing of `ino` that a reply had no room for, to answer
+    /// the request that continues after `cookie`.
+    pub fn keep_listing(&self, ino: u64, cookie: u64, items: Vec<DirItem>) {
+        if !items.is_empty() {
+            lock(&self.listings).put((ino, cookie), items);
+        }
+    }
+
     /// Up to `max` entries of directory `ino` after `cookie` (0 starts; `.` and `..` included).
     pub fn readdir(&self, ino: u64, cookie: u64, max: usize) -> Result<Vec<DirItem>> {
+        // A kernel buffer holds a few dozen entries with attributes; the rest of the last
+        // batch is kept, so a large directory costs one query per batch, not one per buffer.
+        if let Some(items) = lock(&self.listings).pop(&(ino, cookie)) {
+            return Ok(items);
+        }
         let mut out = Vec::new();
         let (self_attr, parent_ino) = match decode(ino) {
             Ino::Syn(i) => {
@@ -1818,6 +1839,39 @@ unsupported = "no pinned download source yet"
         }
         vfs.release(fh);
         Ok(out)
+    }
+
+    #[test]
+    fn a_kept_listing_rest_continues_the_listing_exactly() {
+        let up = mock();
+        let f = Fixture::new();
+        let vfs = f.vfs(up.clone(), 1 << 20);
+        let dir = walk(&vfs, "datasets/cxr").unwrap().ino;
+        let full: Vec<String> = vfs
+            .readdir(dir, 0, 1000)
+            .unwrap()
+            .into_iter()
+            .map(|i| i.name)
+            .collect();
+        assert!(full.len() >= 4, "{full:?}");
+        // A reply took the first two items of a batch of four; the other two are kept.
+        let mut batch = vfs.readdir(dir, 0, 4).unwrap();
+        let rest = batch.split_off(2);
+        let cookie = batch[1].next;
+        vfs.keep_listing(dir, cookie, rest.clone());
+        let next = vfs.readdir(dir, cookie, 4).unwrap();
+        assert_eq!(next, rest, "the kept rest answers the continuing call");
+        let mut names: Vec<String> = batch.iter().chain(&next).map(|i| i.name.clone()).collect();
+        let after = next.last().map_or(cookie, |i| i.next);
+        names.extend(
+            vfs.readdir(dir, after, 1000)
+                .unwrap()
+                .into_iter()
+                .map(|i| i.name),
+        );
+        assert_eq!(names, full);
+        // Taken once: the same call again is answered from the index, identically.
+        assert_eq!(vfs.readdir(dir, cookie, 2).unwrap(), rest[..2].to_vec());
     }
 
     #[test]
