@@ -315,12 +315,14 @@ class Medimg:
         self.config = os.path.join(work, "medimg.toml")
         self.proc = None
         self.log = open(os.path.join(work, "medimg.log"), "a")
-        ds = [("epoch", "images.zip", "zip"), ("big", "big.bin", "file"), ("bigdir", "bigdir.zip", "zip")]
+        # "loose" is the unpacked tree as loose files behind the server's HTML listings.
+        ds = [("epoch", "images.zip", "zip", ""), ("big", "big.bin", "file", ""),
+              ("bigdir", "bigdir.zip", "zip", ""), ("loose", "images/", "dir", 'into = "images"\n')]
         with open(self.catalog, "w") as f:
-            for id_, path, fmt in ds:
+            for id_, path, fmt, extra in ds:
                 f.write(f'[[dataset]]\nid = "{id_}"\ntitle = "bench {id_}"\nmodality = ["X-ray"]\n'
                         f'organ = ["lung"]\naccess = "open"\n[[dataset.source]]\ntype = "http"\n'
-                        f'url = "https://bench.example/{path}"\nformat = "{fmt}"\n\n')
+                        f'url = "https://bench.example/{path}"\nformat = "{fmt}"\n{extra}\n')
         with open(self.config, "w") as f:
             f.write(f'[cache]\nblock_size = "{block}"\nsize = "8GiB"\n'
                     f'[[mirror]]\nfrom = "https://bench.example/"\nto = "http://127.0.0.1:{port}/"\n')
@@ -538,6 +540,12 @@ def main():
     reset(); s, _ = seq_read(bigf); record("medimg", "large file warm", s)
     reset(); s, _ = timed(f"cp -r {root}/images/class_3 {a.work}/cp-medimg && rm -rf {a.work}/cp-medimg")
     record("medimg", "cp -r subtree (warm)", s)
+    # Loose files: an HTML listing gives no sizes, so the first listing probes every file,
+    # and a probe of a small file brings it whole: listing is the cold read.
+    loose = os.path.join(m.mnt, "datasets", "loose")
+    reset(); s, _ = timed(f"ls {loose}"); record("medimg-loose", "first listing (probes)", s, len(names))
+    reset(); s, _ = epoch(loose, names); record("medimg-loose", "epoch after listing", s, len(names))
+    reset(); s, _ = epoch(loose, names); record("medimg-loose", "epoch warm", s, len(names))
     rss1 = m.stop()
     drop_caches(); reset()
     m.start()
@@ -598,6 +606,9 @@ def main():
         ("large file cold: medimg / curl (speed)", ratio(get("curl", "large file"), get("medimg", "large file cold")), ">= 0.8"),
         ("large file warm: medimg / local warm (speed)", ratio(get("local", "large file warm"), get("medimg", "large file warm")), ">= 0.9"),
         ("upstream requests per file, cold epoch", get("medimg", "epoch cold", "requests_per_file"), "<= 0.05"),
+        ("loose files, listing + epoch: medimg / raw HTTP (files/s)", ratio(len(names) / ((get("medimg-loose", "first listing (probes)") or 0) + (get("medimg-loose", "epoch after listing") or 0) or 1e-9), fps("raw-http", "epoch")), ""),
+        ("loose files, warm epoch: medimg / best FUSE floor", ratio(fps("medimg-loose", "epoch warm"), max(fps("floor", "epoch warm") or 0, fps("floor-noopen", "epoch warm") or 0)), ""),
+        ("loose files, upstream requests per file", get("medimg-loose", "first listing (probes)", "requests_per_file"), ""),
         ("medimg peak RSS (MB)", (get("medimg", "peak RSS kB") or 0) / 1024, "< 256"),
     ]
     print("\n## Ratios\n")

@@ -250,14 +250,21 @@ impl HttpUpstream {
             wait = wait.or(num("ratelimit-reset"));
         }
         let Some(secs) = wait else { return Ok(()) };
-        if Duration::from_secs(secs) > MAX_WAIT {
+        let refused =
+            status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE;
+        if refused && Duration::from_secs(secs) > MAX_WAIT {
             return Err(SourceError::Throttled {
                 url: url.to_string(),
                 wait_secs: secs,
             });
         }
-        tracing::info!(host, "the host asks for a pause of {secs} s; waiting");
-        self.limiter.pause(host, Duration::from_secs(secs.max(1)));
+        // An answer that got through but emptied the window only slows what follows.
+        let pause = Duration::from_secs(secs.max(1)).min(MAX_WAIT);
+        tracing::info!(
+            host,
+            "the host asks for a pause of {secs} s; waiting {pause:?}"
+        );
+        self.limiter.pause(host, pause);
         Ok(())
     }
 
