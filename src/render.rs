@@ -19,7 +19,8 @@ pub fn readme(c: &Catalog) -> String {
     let _ = writeln!(
         s,
         "# medimg\n\n\
-         {} public medical image datasets ({} readable through this mount today), fetched from\n\
+         {} public medical image datasets ({} with a pinned source; `about/<id>.md` says what each\n\
+         needs, such as a token or accepted terms), fetched from\n\
          their upstream hosts when a file is read and cached on local disk. Read-only.\n\n\
          ## Layout\n\n\
          ```\n\
@@ -39,7 +40,8 @@ pub fn readme(c: &Catalog) -> String {
          cp -r datasets/<id>/train ./train\n\
          python train.py --data datasets/<id>/...   # torchvision ImageFolder works as on disk\n\
          ```\n\n\
-         A read that fails with 'Input/output error' is explained in the daemon's log.\n",
+         A dataset that fails with 'Permission denied' needs what its about/<id>.md says; a read\n\
+         that fails with 'Input/output error' is explained in the daemon's log.\n",
         c.datasets.len(),
         readable
     );
@@ -62,11 +64,12 @@ pub fn readme(c: &Catalog) -> String {
     s
 }
 
-/// Whether medimg can read the dataset, in a few words.
+/// Whether the catalog gives medimg a way to fetch the dataset, in a few words (what the user
+/// must provide on top is in `about/<id>.md`).
 pub fn status(d: &Dataset) -> String {
     match d.unsupported_reason() {
-        None => "readable".into(),
-        Some(r) => format!("not readable yet: {r}"),
+        None => format!("source pinned; see about/{}.md", d.id),
+        Some(r) => format!("unsupported: {r}"),
     }
 }
 
