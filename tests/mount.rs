@@ -289,6 +289,80 @@ fn eight_readers_of_eight_cold_files_fetch_in_parallel() {
 }
 
 #[test]
+fn a_host_budget_from_the_config_caps_concurrent_requests() {
+    let up = Upstream::start();
+    let files = chest(&up, 64, 100);
+    let fx = Fixture::new(
+        &up,
+        &one_dataset(),
+        "[[host]]\nname = \"data.example.org\"\nconcurrency = 2\n",
+    );
+    let m = fx.mount(BLOCK);
+    let dir = m.mnt.join("datasets/chest-xray");
+    let _ = std::fs::read_dir(&dir).unwrap().count();
+    up.set_delay(Duration::from_millis(100));
+    let want = fx.dir.path().join("want");
+    unpack_to(&want, &files);
+    let children: Vec<_> = [3usize, 11, 19, 27, 35, 43, 51, 59]
+        .iter()
+        .map(|&i| {
+            std::process::Command::new("cmp")
+                .arg(dir.join(&files[i].0))
+                .arg(want.join(&files[i].0))
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success(), "a reader got wrong bytes");
+    }
+    assert_eq!(
+        up.peak_concurrency(),
+        2,
+        "eight readers, two requests in flight at most (and both used)"
+    );
+}
+
+#[test]
+fn a_credentials_file_readable_by_others_stops_the_mount() {
+    let up = Upstream::start();
+    let fx = Fixture::new(&up, &one_dataset(), "");
+    let creds = fx.dir.path().join("creds.toml");
+    std::fs::write(
+        &creds,
+        "[[credential]]\nhost = \"www.kaggle.com\"\nbearer = \"t\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&creds, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let cfg = fx.dir.path().join("medimg.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("[credentials]\nfile = \"{}\"\n{text}", creds.display()),
+    )
+    .unwrap();
+    let out = medimg()
+        .args(["mount"])
+        .arg(fx.mnt())
+        .arg("--catalog")
+        .arg(fx.dir.path().join("catalog.toml"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--cache-dir")
+        .arg(fx.cache())
+        .env("HOME", fx.home())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("creds.toml") && err.contains("chmod 600"),
+        "{err}"
+    );
+    assert!(!is_mounted(&fx.mnt()));
+}
+
+#[test]
 fn a_host_without_range_is_downloaded_once_and_served() {
     let up = Upstream::start();
     let files = image_folder(12, 20);
