@@ -14,10 +14,19 @@
 //! - `FILE_BIT | row`: a file, the same inode from every path (`st_nlink` counts the paths), so
 //!   the page cache and `du` see it once.
 //!
+//! # Indexing
+//! A dataset is indexed the first time a lookup or listing enters its directory: each source
+//! becomes blobs (a plain URL is probed; a host's locator is listed through its API by
+//! [`crate::resolve`], and files the listing gives sizes for need no request), and archives
+//! among them are expanded in place. A dataset whose host wants a credential medimg does not
+//! have, or that the host refuses (401/403), is `EACCES` with a message saying what is
+//! missing; the refusal is recorded in the index for `medimg catalog` and `about/<id>.md`.
+//!
 //! # Invariants
 //! - Metadata never touches the network once a dataset is indexed: lookup, getattr and readdir
-//!   are answered from the in-memory tree and the SQLite index. A dataset is indexed the first
-//!   time a lookup or listing enters its directory.
+//!   are answered from the in-memory tree and the SQLite index.
+//! - No byte of a whole file whose host published an md5 or sha256, up to [`INLINE_MAX`], is
+//!   returned before it matched.
 //! - No byte of a ZIP member up to [`INLINE_MAX`] is returned before the member's CRC-32
 //!   matched; a mismatch drops the blocks it came from and fetches them once more, and a second
 //!   mismatch is an error, so nothing bad stays cached. Larger members (volumes, slides) stream:
