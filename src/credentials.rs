@@ -446,7 +446,6 @@ fn netrc_entry(text: &str, host: &str) -> Option<(String, String)> {
                 }
                 in_host = tokens.next() == Some(host);
             }
-            "default" if !in_host => in_host = false,
             "login" if in_host => login = tokens.next().map(str::to_string),
             "password" if in_host => password = tokens.next().map(str::to_string),
             _ => {}
