@@ -440,12 +440,8 @@ fn netrc_entry(text: &str, host: &str) -> Option<(String, String)> {
     let (mut login, mut password) = (None, None);
     while let Some(t) = tokens.next() {
         match t {
-            "machine" => {
-                if in_host {
-                    break;
-                }
-                in_host = tokens.next() == Some(host);
-            }
+            "machine" | "default" if in_host => break,
+            "machine" => in_host = tokens.next() == Some(host),
             "login" if in_host => login = tokens.next().map(str::to_string),
             "password" if in_host => password = tokens.next().map(str::to_string),
             _ => {}
