@@ -866,6 +866,30 @@ impl Vfs {
         tracing::info!(dataset = %ds.id, "indexing (first visit)");
         let mut acc = Listing::default();
         let fetch_err = |what: String, source: FetchError| self.fetch_failure(ds, what, source);
+        // Plain URLs are probed together, a few at a time (KiTS19 lists 210 of them).
+        let mut plain: Vec<RemoteFile> = Vec::new();
+        for src in &ds.sources {
+            if let Locator::Http { urls, .. } = &src.locator {
+                for url in urls {
+                    if !plain.iter().any(|f| &f.url == url) {
+                        plain.push(RemoteFile {
+                            path: String::new(),
+                            url: url.clone(),
+                            size: None,
+                            checksum: None,
+                            etag: None,
+                        });
+                    }
+                }
+            }
+        }
+        let probed: HashMap<String, ProbedPart> = self
+            .parts_of(&plain)
+            .map_err(|(url, e)| fetch_err(format!("probing {url}"), e))?
+            .into_iter()
+            .zip(plain)
+            .map(|(p, f)| (f.url, p))
+            .collect();
         for src in &ds.sources {
             let into: Vec<String> = src
                 .into
@@ -907,10 +931,14 @@ impl Vfs {
             let mut parts = Vec::with_capacity(urls.len());
             let mut last_modified = None;
             for url in urls {
-                let (part, lm) = self
-                    .fetcher
-                    .probe(url)
-                    .map_err(|e| fetch_err(format!("probing {url}"), e))?;
+                let (part, lm) = probed
+                    .get(url)
+                    .cloned()
+                    .ok_or_else(|| VfsError::Unreadable {
+                        dataset: ds.id.clone(),
+                        member: url.clone(),
+                        message: "was not probed".into(),
+                    })?;
                 last_modified = last_modified.or(lm);
                 parts.push(part);
             }
