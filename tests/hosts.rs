@@ -598,45 +598,14 @@ fn physionet_sends_basic_auth_to_physionet_only_and_says_what_is_missing() {
 fn s3_and_idc_list_pages_of_keys_and_pin_etags() {
     let up = Upstream::start();
     let dcm: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 1000 + i as usize]).collect();
-    for (i, d) in dcm.iter().enumerate() {
-        up.put(
-            &format!("/idc-open-data.s3.amazonaws.com/series-1/inst-{i}.dcm"),
-            d.clone(),
-            true,
-        );
-    }
-    let objs = dcm.clone();
-    // ListObjectsV2, two keys a page.
-    up.route(move |r| {
-        if r.path != "/idc-open-data.s3.amazonaws.com/" || r.param("list-type").as_deref() != Some("2") {
-            return None;
-        }
-        let start: usize = r.param("continuation-token").map_or(0, |t| t.parse().unwrap());
-        let prefix = r.param("prefix").unwrap_or_default();
-        let keys: Vec<(String, &Vec<u8>)> = objs
-            .iter()
+    s3_bucket(
+        &up,
+        "idc-open-data.s3.amazonaws.com",
+        dcm.iter()
             .enumerate()
-            .map(|(i, d)| (format!("series-1/inst-{i}.dcm"), d))
-            .filter(|(k, _)| k.starts_with(&prefix))
-            .collect();
-        let page = &keys[start.min(keys.len())..(start + 2).min(keys.len())];
-        let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?><ListBucketResult>");
-        for (k, d) in page {
-            xml.push_str(&format!(
-                "<Contents><Key>{k}</Key><Size>{}</Size><ETag>&quot;{:08x}-{}&quot;</ETag></Contents>",
-                d.len(),
-                crc32fast::hash(d),
-                d.len()
-            ));
-        }
-        let more = start + 2 < keys.len();
-        xml.push_str(&format!("<IsTruncated>{more}</IsTruncated>"));
-        if more {
-            xml.push_str(&format!("<NextContinuationToken>{}</NextContinuationToken>", start + 2));
-        }
-        xml.push_str("</ListBucketResult>");
-        Some(Answer::Raw { status: 200, headers: vec![("Content-Type".into(), "application/xml".into())], body: xml.into_bytes() })
-    });
+            .map(|(i, d)| (format!("series-1/inst-{i}.dcm"), d.clone()))
+            .collect(),
+    );
     let fx = fixture(
         &up,
         &dataset_entry(

@@ -255,20 +255,11 @@ fn a_member_that_fails_its_crc_is_an_io_error_and_is_not_cached() {
     assert!(log.contains("chest-xray") && log.contains("CRC"), "{log}");
 }
 
-#[test]
-fn eight_readers_of_eight_cold_files_fetch_in_parallel() {
-    let up = Upstream::start();
-    let files = chest(&up, 64, 100); // each file in blocks of its own
-    let fx = Fixture::new(&up, &one_dataset(), "");
-    let m = fx.mount(BLOCK);
-    let dir = m.mnt.join("datasets/chest-xray");
-    let _ = std::fs::read_dir(&dir).unwrap().count();
-    up.set_delay(Duration::from_millis(300));
-    let picks = [3usize, 11, 19, 27, 35, 43, 51, 59];
+/// Eight processes, started together, each comparing one cold file of `dir` with its original.
+fn eight_cold_readers(fx: &Fixture, dir: &std::path::Path, files: &[(String, Vec<u8>, bool)]) {
     let want = fx.dir.path().join("want");
-    unpack_to(&want, &files);
-    // Eight processes, started together, each comparing one cold file with its original.
-    let children: Vec<_> = picks
+    unpack_to(&want, files);
+    let children: Vec<_> = [3usize, 11, 19, 27, 35, 43, 51, 59]
         .iter()
         .map(|&i| {
             std::process::Command::new("cmp")
@@ -281,6 +272,18 @@ fn eight_readers_of_eight_cold_files_fetch_in_parallel() {
     for mut c in children {
         assert!(c.wait().unwrap().success(), "a reader got wrong bytes");
     }
+}
+
+#[test]
+fn eight_readers_of_eight_cold_files_fetch_in_parallel() {
+    let up = Upstream::start();
+    let files = chest(&up, 64, 100); // each file in blocks of its own
+    let fx = Fixture::new(&up, &one_dataset(), "");
+    let m = fx.mount(BLOCK);
+    let dir = m.mnt.join("datasets/chest-xray");
+    let _ = std::fs::read_dir(&dir).unwrap().count();
+    up.set_delay(Duration::from_millis(300));
+    eight_cold_readers(&fx, &dir, &files);
     assert!(
         up.peak_concurrency() >= 4,
         "requests did not overlap (peak {}): reads are serialized",
@@ -301,21 +304,7 @@ fn a_host_budget_from_the_config_caps_concurrent_requests() {
     let dir = m.mnt.join("datasets/chest-xray");
     let _ = std::fs::read_dir(&dir).unwrap().count();
     up.set_delay(Duration::from_millis(100));
-    let want = fx.dir.path().join("want");
-    unpack_to(&want, &files);
-    let children: Vec<_> = [3usize, 11, 19, 27, 35, 43, 51, 59]
-        .iter()
-        .map(|&i| {
-            std::process::Command::new("cmp")
-                .arg(dir.join(&files[i].0))
-                .arg(want.join(&files[i].0))
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for mut c in children {
-        assert!(c.wait().unwrap().success(), "a reader got wrong bytes");
-    }
+    eight_cold_readers(&fx, &dir, &files);
     assert_eq!(
         up.peak_concurrency(),
         2,
