@@ -23,6 +23,8 @@ use crate::vfs::{Attr, DirItem, Kind, Vfs, VfsError};
 /// How long the kernel may trust names and attributes: the tree changes only with a new
 /// catalog, which needs a remount anyway.
 const TTL: Duration = Duration::from_secs(24 * 3600);
+/// Answer `open` with ENOSYS (see [`Filesystem::open`] below).
+const NO_OPEN: bool = true;
 /// Entries asked from the core per readdir call. A kernel buffer takes a few dozen to a few
 /// hundred; what it has no room for is kept for the call that continues the listing.
 const READDIR_BATCH: usize = 256;
@@ -184,6 +186,13 @@ impl Filesystem for Adapter {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        // No-open mode: ENOSYS tells the kernel that open and release are not needed. It stops
+        // sending them for every file, keeps the page cache across opens (its default for
+        // no-open), and reads come with fh 0, which the core serves from a per-inode handle.
+        // The FUSE floor measured 15-35 % more files per second this way when warm.
+        if NO_OPEN {
+            return reply.error(Errno::ENOSYS);
+        }
         match self.vfs.open(ino.0) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
             Err(e) => reply.error(errno("open", ino.0, &e)),

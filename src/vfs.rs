@@ -73,6 +73,13 @@ const LISTINGS_KEPT: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(
     Some(n) => n,
     None => std::num::NonZeroUsize::MIN,
 };
+/// Per-inode handles kept in no-open mode: enough for a DataLoader's workers and a few
+/// sequential readers of volumes (a large deflated member's handle holds up to 8 MiB of
+/// recent output), few enough to bound that memory at 128 MiB.
+const INODE_HANDLES: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(16) {
+    Some(n) => n,
+    None => std::num::NonZeroUsize::MIN,
+};
 /// Files probed at once when a listing gives no sizes (a directory index, SHA256SUMS.txt):
 /// enough to hide a round trip each, few enough for a host's per-client limits.
 const PROBE_THREADS: usize = 8;
@@ -308,6 +315,10 @@ struct Handle {
     ahead: Mutex<ReadAhead>,
     /// The member's blob, once looked up.
     blob: std::sync::OnceLock<Blob>,
+    /// Whether `content` may hold the decoded member: true for a handle of one `open`, which
+    /// `release` ends; false for the shared per-inode handles of no-open mode, which live in
+    /// an LRU and must not pin 64 MiB each (the shared decoded cache still serves them).
+    keep_content: bool,
 }
 
 /// What has been checked of a large ZIP member, and its decoder.
@@ -435,6 +446,8 @@ pub struct Vfs {
     decoded: Mutex<Decoded>,
     data_offsets: Mutex<HashMap<i64, u64>>,
     handles: Mutex<HashMap<u64, Arc<Handle>>>,
+    /// Per-inode handles for reads that come without one (no-open mode).
+    inode_handles: Mutex<LruCache<u64, Arc<Handle>>>,
     /// Rests of listings a reply had no room for, by (directory, cookie).
     listings: Mutex<LruCache<(u64, u64), Vec<DirItem>>>,
     /// Large members found damaged since start, with what did not match.
@@ -588,6 +601,7 @@ impl Vfs {
             data_offsets: Mutex::new(HashMap::new()),
             handles: Mutex::new(HashMap::new()),
             listings: Mutex::new(LruCache::new(LISTINGS_KEPT)),
+            inode_handles: Mutex::new(LruCache::new(INODE_HANDLES)),
             damaged: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             started: now(),
@@ -1192,9 +1206,16 @@ impl Vfs {
             Ino::Dir { .. } => return Err(VfsError::IsDir),
             Ino::File(row) => row,
         };
+        let handle = self.new_handle(row, true)?;
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        lock(&self.handles).insert(fh, Arc::new(handle));
+        Ok(fh)
+    }
+
+    fn new_handle(&self, row: i64, keep_content: bool) -> Result<Handle> {
         let entry = self.index.entry(row)?.ok_or(VfsError::NotFound)?;
         let dataset = self.dataset_of_entry(&entry).ok_or(VfsError::NotFound)?;
-        let handle = Handle {
+        Ok(Handle {
             entry,
             dataset,
             content: Mutex::new(None),
@@ -1202,10 +1223,21 @@ impl Vfs {
             stream: Mutex::new(None),
             ahead: Mutex::new(ReadAhead::default()),
             blob: std::sync::OnceLock::new(),
+            keep_content,
+        })
+    }
+
+    /// The handle a read without one (`fh` 0: the kernel skips `open` in no-open mode) uses:
+    /// one per inode, shared by every reader of the file, kept in a small LRU.
+    fn inode_handle(&self, ino: u64) -> Result<Arc<Handle>> {
+        let Ino::File(row) = decode(ino) else {
+            return Err(VfsError::IsDir);
         };
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        lock(&self.handles).insert(fh, Arc::new(handle));
-        Ok(fh)
+        if let Some(h) = lock(&self.inode_handles).get(&ino) {
+            return Ok(h.clone());
+        }
+        let h = Arc::new(self.new_handle(row, false)?);
+        Ok(lock(&self.inode_handles).get_or_insert(ino, || h).clone())
     }
 
     /// Forget handle `fh`.
@@ -1213,7 +1245,8 @@ impl Vfs {
         lock(&self.handles).remove(&fh);
     }
 
-    /// Up to `size` bytes of file `ino` at `offset`.
+    /// Up to `size` bytes of file `ino` at `offset`, through handle `fh` from [`Vfs::open`], or
+    /// 0 when the kernel did not open the file (no-open mode).
     pub fn read(&self, ino: u64, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
         if let Ino::Syn(i) = decode(ino) {
             return match &self.syn.get(i).ok_or(VfsError::NotFound)?.content {
@@ -1221,10 +1254,14 @@ impl Vfs {
                 SynContent::Dir(_) => Err(VfsError::IsDir),
             };
         }
-        let h = lock(&self.handles)
-            .get(&fh)
-            .cloned()
-            .ok_or(VfsError::BadHandle)?;
+        let h = if fh == 0 {
+            self.inode_handle(ino)?
+        } else {
+            lock(&self.handles)
+                .get(&fh)
+                .cloned()
+                .ok_or(VfsError::BadHandle)?
+        };
         let e = &h.entry;
         let Some(loc) = e.location else {
             return Err(VfsError::IsDir);
@@ -1422,7 +1459,9 @@ impl Vfs {
         }
         if let Some(c) = lock(&self.decoded).0.get(&h.entry.id) {
             let c = c.clone();
-            *lock(&h.content) = Some(c.clone());
+            if h.keep_content {
+                *lock(&h.content) = Some(c.clone());
+            }
             return Ok(c);
         }
         let content = Arc::new(match h.entry.location.map(|l| l.storage) {
@@ -1448,7 +1487,9 @@ impl Vfs {
                 }
             }
         }
-        *lock(&h.content) = Some(content.clone());
+        if h.keep_content {
+            *lock(&h.content) = Some(content.clone());
+        }
         Ok(content)
     }
 
@@ -1982,6 +2023,32 @@ unsupported = "no pinned download source yet"
             read_all(&vfs, "datasets/cxr/labels.csv").unwrap(),
             b"id,label\n1,NORMAL\n"
         );
+    }
+
+    #[test]
+    fn reads_without_an_open_share_one_handle_per_inode() {
+        let up = mock();
+        let f = Fixture::new();
+        let vfs = f.vfs(up.clone(), 1 << 20);
+        let a = walk(&vfs, "datasets/cxr/train/PNEUMONIA/021.png").unwrap();
+        let mut out = Vec::new();
+        loop {
+            let chunk = vfs.read(a.ino, 0, out.len() as u64, 1000).unwrap();
+            if chunk.is_empty() {
+                break;
+            }
+            out.extend(chunk);
+        }
+        assert_eq!(out, image(21, 3000));
+        assert_eq!(lock(&vfs.inode_handles).len(), 1, "four reads, one handle");
+        assert!(
+            lock(&vfs.inode_handles)
+                .peek(&a.ino)
+                .is_some_and(|h| lock(&h.content).is_none()),
+            "a shared handle does not pin the decoded member"
+        );
+        let d = walk(&vfs, "datasets/cxr/train").unwrap();
+        assert!(matches!(vfs.read(d.ino, 0, 0, 10), Err(VfsError::IsDir)));
     }
 
     #[test]
