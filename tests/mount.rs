@@ -178,6 +178,43 @@ fn one_file_of_a_large_archive_costs_a_few_requests_not_the_archive() {
 }
 
 #[test]
+fn a_large_file_is_read_with_the_kernel_read_ahead_raised() {
+    let up = Upstream::start();
+    let big: Vec<u8> = (0..6_000_000u32).map(|i| (i % 253) as u8).collect();
+    up.put("/big.bin", big.clone(), true);
+    let source = format!(
+        "[[dataset.source]]\ntype = \"http\"\nurl = \"{}big.bin\"\nformat = \"file\"\n",
+        up.base()
+    );
+    let fx = Fixture::new(&up, &dataset_entry("volumes", "", &source), "");
+    let m = fx.mount(&["--block-size", "1MiB"]);
+    // The mount's backing device: its read_ahead_kb starts at 128 KiB, which caps FUSE reads
+    // at 128 KiB; the daemon (root here) lifts it to 8 MiB.
+    let target = std::fs::canonicalize(&m.mnt).unwrap();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let dev = mountinfo
+        .lines()
+        .filter(|l| l.split(' ').nth(4) == Some(target.to_str().unwrap()))
+        .filter_map(|l| l.split(' ').nth(2))
+        .next_back()
+        .unwrap()
+        .to_string();
+    let knob = format!("/sys/class/bdi/{dev}/read_ahead_kb");
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        assert_eq!(std::fs::read_to_string(&knob).unwrap().trim(), "8192");
+    } else {
+        let log = std::fs::read_to_string(&m.log).unwrap();
+        assert!(log.contains(&knob), "the log names {knob}:\n{log}");
+    }
+    let before = up.count();
+    let file = m.mnt.join("datasets/volumes/big.bin");
+    assert_eq!(std::fs::read(&file).unwrap(), big);
+    // One request per 1 MiB block, however the kernel cut the reads and read-ahead overlapped.
+    assert_eq!(up.count() - before, 6, "{:?}", up.log());
+}
+
+#[test]
 fn a_remount_on_the_same_cache_makes_no_request_for_what_was_read() {
     let up = Upstream::start();
     let files = chest(&up, 40, 20);
