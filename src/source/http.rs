@@ -426,13 +426,43 @@ impl BodyStream for HttpBody<'_> {
                 self.got += c.len() as u64;
                 Ok(Some(c))
             }
-            None => match self.declared {
-                Some(n) if n != self.got => Err(SourceError::Network {
-                    url: self.url.clone(),
-                    message: format!("the body ended after {} of {n} bytes", self.got),
-                }),
-                _ => Ok(None),
-            },
+            None => self.ended().map(|()| None),
+        }
+    }
+
+    fn read_rest(&mut self, out: &mut Vec<u8>, max: usize) -> Result<bool, SourceError> {
+        let (resp, start) = (&mut self.resp, out.len());
+        // The whole rest in one trip into the runtime, straight into `out`.
+        let fits = self.runtime.block_on(async {
+            while let Some(c) = resp.chunk().await? {
+                if out.len() + c.len() > max {
+                    return Ok(false);
+                }
+                out.extend_from_slice(&c);
+            }
+            Ok::<_, reqwest::Error>(true)
+        });
+        self.got += (out.len() - start) as u64;
+        let fits = fits.map_err(|e| SourceError::Network {
+            url: self.url.clone(),
+            message: redact(&error_chain(&e)),
+        })?;
+        if fits {
+            self.ended()?;
+        }
+        Ok(fits)
+    }
+}
+
+impl HttpBody<'_> {
+    /// The body ended: an error if it is shorter than its declared length.
+    fn ended(&self) -> Result<(), SourceError> {
+        match self.declared {
+            Some(n) if n != self.got => Err(SourceError::Network {
+                url: self.url.clone(),
+                message: format!("the body ended after {} of {n} bytes", self.got),
+            }),
+            _ => Ok(()),
         }
     }
 }

@@ -101,7 +101,23 @@ pub struct Reply {
 pub trait BodyStream {
     /// The next piece of the body, or `None` at its end.
     fn chunk(&mut self) -> Result<Option<Vec<u8>>, SourceError>;
+
+    /// Append the rest of the body to `out`. Returns `false`, with the body not fully read, as
+    /// soon as `out` would hold more than `max` bytes.
+    fn read_rest(&mut self, out: &mut Vec<u8>, max: usize) -> Result<bool, SourceError> {
+        while let Some(c) = self.chunk()? {
+            if out.len() + c.len() > max {
+                return Ok(false);
+            }
+            out.extend_from_slice(&c);
+        }
+        Ok(true)
+    }
 }
+
+/// [`Response::read_to_vec`] allocates the bytes it may receive up front up to this size (a
+/// block is 4 MiB by default, 64 MiB at most).
+const PREALLOCATE_MAX: u64 = 64 << 20;
 
 /// A successful answer: headers, then the body.
 pub struct Response<'a> {
@@ -114,15 +130,21 @@ pub struct Response<'a> {
 impl Response<'_> {
     /// The whole body, refusing more than `max` bytes.
     pub fn read_to_vec(mut self, url: &str, max: u64) -> Result<Vec<u8>, SourceError> {
-        let mut buf = Vec::new();
-        while let Some(c) = self.body.chunk()? {
-            if buf.len() as u64 + c.len() as u64 > max {
-                return Err(SourceError::BadAnswer {
-                    url: url.to_string(),
-                    message: format!("the server sent more than the {max} bytes asked for"),
-                });
-            }
-            buf.extend_from_slice(&c);
+        // A block's bytes land in one allocation of the size asked for: growing by doubling
+        // would copy them twice more, into fresh pages each time.
+        let mut buf = Vec::with_capacity(if max <= PREALLOCATE_MAX {
+            max as usize
+        } else {
+            0
+        });
+        if !self
+            .body
+            .read_rest(&mut buf, usize::try_from(max).unwrap_or(usize::MAX))?
+        {
+            return Err(SourceError::BadAnswer {
+                url: url.to_string(),
+                message: format!("the server sent more than the {max} bytes asked for"),
+            });
         }
         Ok(buf)
     }
