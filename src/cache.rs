@@ -15,6 +15,10 @@
 //!   ZIP members carry their own CRC, and reading every block twice after a restart would halve
 //!   the speed); a block that fails is dropped and fetched again.
 //! - **Single flight.** However many threads ask for a missing block at once, one fetches it.
+//! - **Readers never wait for the disk.** A fetched block is served from memory to the threads
+//!   that waited for it while it is being written (a buffered write into fresh page-cache pages
+//!   ran at 0.6-1 GB/s here, and a sequential reader stalled on it for every block); once
+//!   written and recorded, it is served from its file.
 //! - **Restart without a rescan.** The LRU order is loaded from `blocks.sqlite`; the block files
 //!   themselves are not listed. Use ticks are flushed in batches, so after a crash the order is
 //!   at worst slightly stale.
@@ -149,6 +153,8 @@ pub struct BlockCache {
     db: Mutex<Connection>,
     state: Mutex<State>,
     flights: Mutex<HashMap<BlockKey, Arc<Flight>>>,
+    /// Fetched blocks being written: their space is reserved, their bytes served from here.
+    writing: Mutex<HashMap<BlockKey, Arc<Vec<u8>>>>,
     /// Open block files, so that a read costs a `pread`, not an `open` as well.
     files: Mutex<LruCache<BlockKey, Arc<fs::File>>>,
     tick: AtomicU64,
@@ -169,6 +175,8 @@ pub struct Pinned<'a> {
     cache: &'a BlockCache,
     key: BlockKey,
     len: u64,
+    /// The bytes, when the block was just fetched: they are read from memory, not its file.
+    bytes: Option<Arc<Vec<u8>>>,
 }
 
 impl fmt::Debug for Pinned<'_> {
@@ -197,6 +205,20 @@ impl Pinned<'_> {
 
     /// Append `len` bytes at `offset` within the block to `out` (no intermediate copy).
     pub fn read_into(&self, offset: u64, len: u64, out: &mut Vec<u8>) -> Result<(), CacheError> {
+        if let Some(bytes) = &self.bytes {
+            let range = usize::try_from(offset)
+                .ok()
+                .zip(usize::try_from(offset + len).ok())
+                .and_then(|(a, b)| bytes.get(a..b));
+            let Some(range) = range else {
+                return Err(CacheError::Fetch(format!(
+                    "read of {len} bytes at {offset} past the end of a {}-byte block",
+                    bytes.len()
+                )));
+            };
+            out.extend_from_slice(range);
+            return Ok(());
+        }
         let path = self.cache.block_path(self.key);
         let io = |source| CacheError::Io {
             path: path.clone(),
@@ -319,6 +341,7 @@ impl BlockCache {
                 touched: HashMap::new(),
             }),
             flights: Mutex::new(HashMap::new()),
+            writing: Mutex::new(HashMap::new()),
             files: Mutex::new(LruCache::new(OPEN_FILES)),
             tick: AtomicU64::new(max_tick + 1),
             tmp_seq: AtomicU64::new(0),
@@ -345,6 +368,13 @@ impl BlockCache {
     /// Whether the block is present (without touching it).
     pub fn contains(&self, key: BlockKey) -> bool {
         self.lock_state().lru.contains(&key)
+    }
+
+    /// Whether the block is present, being written, or being fetched right now.
+    pub fn present_or_coming(&self, key: BlockKey) -> bool {
+        self.contains(key)
+            || lock(&self.writing).contains_key(&key)
+            || lock(&self.flights).contains_key(&key)
     }
 
     fn lock_state(&self) -> MutexGuard<'_, State> {
@@ -397,13 +427,16 @@ impl BlockCache {
                         self.finish_flight(key, &flight, Ok(()));
                         return Ok(p);
                     }
-                    Ok(None) => {
-                        fetch().and_then(|data| self.insert(key, &data).map_err(|e| e.to_string()))
-                    }
+                    Ok(None) => fetch(),
                     Err(e) => Err(e.to_string()),
                 };
-                self.finish_flight(key, &flight, result.clone());
-                result.map_err(CacheError::Fetch)?;
+                return match result {
+                    Ok(data) => self.store_fetched(key, data, &flight),
+                    Err(e) => {
+                        self.finish_flight(key, &flight, Err(e.clone()));
+                        Err(CacheError::Fetch(e))
+                    }
+                };
             } else {
                 let mut done = lock(&flight.done);
                 while done.is_none() {
@@ -420,6 +453,57 @@ impl BlockCache {
         )))
     }
 
+    /// The leader's half of [`BlockCache::ensure`] once the bytes are in hand: reserve their
+    /// space, let the waiters read them from memory, then write the file and record it.
+    fn store_fetched(
+        &self,
+        key: BlockKey,
+        data: Vec<u8>,
+        flight: &Flight,
+    ) -> Result<Pinned<'_>, CacheError> {
+        let len = data.len() as u64;
+        let evicted = {
+            let mut st = self.lock_state();
+            match self.evict_until(&mut st, len) {
+                Ok(evicted) => {
+                    st.used += len;
+                    evicted
+                }
+                Err(e) => {
+                    drop(st);
+                    self.finish_flight(key, flight, Err(e.to_string()));
+                    return Err(e);
+                }
+            }
+        };
+        let bytes = Arc::new(data);
+        lock(&self.writing).insert(key, bytes.clone());
+        self.finish_flight(key, flight, Ok(()));
+        let written = self.write_block(key, &bytes);
+        let recorded = self.record(key, len, written, &evicted);
+        if lock(&self.writing).remove(&key).is_none() {
+            // Removed while being written (its bytes failed a check above): so is its file.
+            self.remove(key)?;
+        }
+        if let Err(e) = recorded {
+            // The bytes in hand are sound; only keeping them failed. Later reads fetch again.
+            tracing::warn!(blob = %key.blob, block = key.index, "block not cached: {e}");
+        }
+        Ok(self.pin_bytes(key, bytes))
+    }
+
+    /// A guard over bytes in hand (pinned too, so the file written from them stays while the
+    /// guard lives, like any other).
+    fn pin_bytes(&self, key: BlockKey, bytes: Arc<Vec<u8>>) -> Pinned<'_> {
+        *self.lock_state().pins.entry(key).or_default() += 1;
+        Pinned {
+            cache: self,
+            key,
+            len: bytes.len() as u64,
+            bytes: Some(bytes),
+        }
+    }
+
     fn finish_flight(&self, key: BlockKey, flight: &Flight, result: Result<(), String>) {
         lock(&self.flights).remove(&key);
         *lock(&flight.done) = Some(result);
@@ -428,6 +512,9 @@ impl BlockCache {
 
     /// Pin the block if it is present and sound; a block that fails its check is removed.
     fn pin_present(&self, key: BlockKey, check: Check) -> Result<Option<Pinned<'_>>, CacheError> {
+        if let Some(bytes) = lock(&self.writing).get(&key).cloned() {
+            return Ok(Some(self.pin_bytes(key, bytes)));
+        }
         let meta = {
             let mut st = self.lock_state();
             let Some(meta) = st.lru.get(&key).copied() else {
@@ -441,6 +528,7 @@ impl BlockCache {
                     cache: self,
                     key,
                     len: meta.len,
+                    bytes: None,
                 }));
             }
             meta
@@ -449,6 +537,7 @@ impl BlockCache {
             cache: self,
             key,
             len: meta.len,
+            bytes: None,
         };
         let path = self.block_path(key);
         let sound = match check {
@@ -485,9 +574,21 @@ impl BlockCache {
             st.used += len;
             evicted
         };
-        let result = self.write_block(key, data);
+        let written = self.write_block(key, data);
+        self.record(key, len, written, &evicted)
+    }
+
+    /// Finish storing a block whose space was reserved: on success it becomes present, on
+    /// failure its reservation is returned. Either way the rows of `evicted` blocks go.
+    fn record(
+        &self,
+        key: BlockKey,
+        len: u64,
+        written: Result<u32, CacheError>,
+        evicted: &[BlockKey],
+    ) -> Result<(), CacheError> {
         let mut st = self.lock_state();
-        match result {
+        match written {
             Ok(crc) => {
                 st.lru.put(key, Meta { len, crc });
                 st.verified.insert(key);
@@ -495,13 +596,13 @@ impl BlockCache {
                     .insert(key, self.tick.fetch_add(1, Ordering::Relaxed));
                 let touched: Vec<_> = st.touched.drain().collect();
                 drop(st);
-                self.forget_rows(&evicted)?;
+                self.forget_rows(evicted)?;
                 self.flush_ticks(&touched)
             }
             Err(e) => {
                 st.used -= len;
                 drop(st);
-                self.forget_rows(&evicted)?;
+                self.forget_rows(evicted)?;
                 Err(e)
             }
         }
@@ -573,6 +674,7 @@ impl BlockCache {
 
     /// Drop a block (its bytes failed a check above the cache, e.g. a member CRC).
     pub fn remove(&self, key: BlockKey) -> Result<(), CacheError> {
+        lock(&self.writing).remove(&key);
         {
             let mut st = self.lock_state();
             if let Some(m) = st.lru.pop(&key) {
@@ -636,6 +738,41 @@ mod tests {
             blob: BlobKey::derive("http://x/a.zip", 100, "e"),
             index: i,
         }
+    }
+
+    #[test]
+    fn a_block_in_flight_is_coming_and_its_leader_reads_it_from_memory() {
+        let d = tempfile::tempdir().unwrap();
+        let c = Arc::new(BlockCache::open(d.path(), 1000).unwrap());
+        let (started, wait_started) = std::sync::mpsc::channel();
+        let (go, wait_go) = std::sync::mpsc::channel::<()>();
+        let leader = {
+            let c = c.clone();
+            std::thread::spawn(move || {
+                let p = c
+                    .ensure(key(0), Check::Crc, &|| {
+                        started.send(()).unwrap();
+                        wait_go.recv().unwrap();
+                        Ok(vec![7u8; 100])
+                    })
+                    .unwrap();
+                (p.read(90, 10).unwrap(), p.bytes.is_some())
+            })
+        };
+        wait_started.recv().unwrap();
+        // Read-ahead asks: the block is on its way, not present.
+        assert!(c.present_or_coming(key(0)) && !c.contains(key(0)));
+        assert!(!c.present_or_coming(key(1)));
+        go.send(()).unwrap();
+        assert_eq!(leader.join().unwrap(), (vec![7u8; 10], true));
+        // Written and recorded: present, counted, and read from its file from now on.
+        assert!(c.contains(key(0)));
+        assert_eq!(c.used(), 100);
+        let p = c
+            .ensure(key(0), Check::Crc, &|| Err("no fetch".into()))
+            .unwrap();
+        assert!(p.bytes.is_none());
+        assert_eq!(p.read(0, 100).unwrap(), vec![7u8; 100]);
     }
 
     #[test]

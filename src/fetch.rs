@@ -43,6 +43,9 @@ pub struct Fetcher {
     whole: Mutex<()>,
     /// Read-ahead jobs for the prefetch workers, once started.
     prefetch: Mutex<Option<std::sync::mpsc::SyncSender<(Part, u64)>>>,
+    /// Blocks queued for a prefetch worker or being fetched by one: asked again, they are not
+    /// queued twice (a worker that took a duplicate would only wait for the first).
+    queued: Mutex<std::collections::HashSet<BlockKey>>,
     /// ETags first seen for parts indexed without one.
     learned: Mutex<std::collections::HashMap<BlobKey, String>>,
 }
@@ -73,6 +76,7 @@ impl Fetcher {
             block_size,
             whole: Mutex::new(()),
             prefetch: Mutex::new(None),
+            queued: Mutex::new(Default::default()),
             learned: Mutex::new(std::collections::HashMap::new()),
         }
     }
@@ -106,6 +110,7 @@ impl Fetcher {
                         let got = f.cache.ensure(key, Check::Length, &|| {
                             f.fetch_block(&part, index).map_err(|e| e.to_string())
                         });
+                        lock(&f.queued).remove(&key);
                         if let Err(e) = got {
                             tracing::debug!("read-ahead of {} block {index}: {e}", part.url);
                         }
@@ -135,7 +140,11 @@ impl Fetcher {
                         blob: part.key,
                         index,
                     };
-                    if !self.cache.contains(key) && tx.try_send((part.clone(), index)).is_err() {
+                    if self.cache.present_or_coming(key) || !lock(&self.queued).insert(key) {
+                        continue;
+                    }
+                    if tx.try_send((part.clone(), index)).is_err() {
+                        lock(&self.queued).remove(&key);
                         return;
                     }
                 }
