@@ -20,7 +20,18 @@ use medimg::vfs::Vfs;
 /// Read-ahead downloads in flight at once for the whole daemon (each holds one block in memory).
 const READ_AHEAD_WORKERS: usize = 6;
 
+/// glibc malloc arenas: a block's buffer is allocated by the thread that fetches it and freed
+/// by whichever drops it last, and with an arena per thread (up to 16 here) the freed 4 MiB
+/// buffers stayed spread over all of them. Two arenas measured 216 MB peak RSS for the cold
+/// epoch, against 276 MB with glibc's default, at the same speed.
+const MALLOC_ARENAS: i32 = 2;
+
 fn main() -> ExitCode {
+    // SAFETY: mallopt only sets an allocator parameter; called before any thread exists.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_env("MEDIMG_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
