@@ -553,7 +553,9 @@ impl BlockCache {
         self.finish_flight(key, flight, Ok(()));
         let written = self.write_block(key, &bytes);
         let recorded = self.record(key, len, written, &evicted);
-        match lock(&self.writing).remove(&key) {
+        // Bound first: the `writing` guard must be gone before `remove` takes it again.
+        let held = lock(&self.writing).remove(&key);
+        match held {
             Some(bytes) => lock(&self.recent).put(key, bytes),
             // Removed while being written (its bytes failed a check above): so is its file.
             None => self.remove(key)?,
