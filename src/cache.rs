@@ -905,6 +905,45 @@ mod tests {
     }
 
     #[test]
+    fn a_block_removed_as_it_arrives_is_gone_whenever_the_removal_lands() {
+        // A reader that finds the bytes bad drops the block; its leader may still be writing
+        // it. However the two interleave, nothing of it stays.
+        for _ in 0..20 {
+            let d = tempfile::tempdir().unwrap();
+            let c = Arc::new(BlockCache::open(d.path(), 1000).unwrap());
+            let (started, wait_started) = std::sync::mpsc::channel();
+            let (go, wait_go) = std::sync::mpsc::channel::<()>();
+            let leader = {
+                let c = c.clone();
+                std::thread::spawn(move || {
+                    let p = c.ensure(key(0), Check::Crc, &|| {
+                        started.send(()).unwrap();
+                        wait_go.recv().unwrap();
+                        Ok(vec![7u8; 100])
+                    });
+                    p.map(|p| p.len()).map_err(|e| e.to_string())
+                })
+            };
+            wait_started.recv().unwrap();
+            let reader = {
+                let c = c.clone();
+                std::thread::spawn(move || {
+                    let p = c.ensure(key(0), Check::Crc, &|| Err("refetch".into()));
+                    let len = p.map(|p| p.len()).map_err(|e| e.to_string());
+                    c.remove(key(0)).unwrap();
+                    len
+                })
+            };
+            go.send(()).unwrap();
+            assert_eq!(leader.join().unwrap(), Ok(100));
+            assert_eq!(reader.join().unwrap(), Ok(100));
+            assert!(!c.present_or_coming(key(0)));
+            assert_eq!(c.used(), 0);
+            assert!(!c.block_path(key(0)).exists());
+        }
+    }
+
+    #[test]
     fn limit_is_hard_and_eviction_is_lru_but_spares_pinned_blocks() {
         let d = tempfile::tempdir().unwrap();
         let c = BlockCache::open(d.path(), 300).unwrap();
