@@ -856,26 +856,34 @@ mod tests {
         }
     }
 
+    /// A thread that leads the fetch of block 0 (100 bytes of 7) and runs `then` on its guard.
+    /// Returns once the fetch has started; the fetch finishes when the sender is used.
+    fn leader_of_block_0<T: Send + 'static>(
+        c: &Arc<BlockCache>,
+        then: impl FnOnce(Result<Pinned<'_>, CacheError>) -> T + Send + 'static,
+    ) -> (std::thread::JoinHandle<T>, std::sync::mpsc::Sender<()>) {
+        let (started, wait_started) = std::sync::mpsc::channel();
+        let (go, wait_go) = std::sync::mpsc::channel::<()>();
+        let c = c.clone();
+        let leader = std::thread::spawn(move || {
+            then(c.ensure(key(0), Check::Crc, &|| {
+                started.send(()).unwrap();
+                wait_go.recv().unwrap();
+                Ok(vec![7u8; 100])
+            }))
+        });
+        wait_started.recv().unwrap();
+        (leader, go)
+    }
+
     #[test]
     fn a_block_in_flight_is_coming_and_its_leader_reads_it_from_memory() {
         let d = tempfile::tempdir().unwrap();
         let c = Arc::new(BlockCache::open(d.path(), 1000).unwrap());
-        let (started, wait_started) = std::sync::mpsc::channel();
-        let (go, wait_go) = std::sync::mpsc::channel::<()>();
-        let leader = {
-            let c = c.clone();
-            std::thread::spawn(move || {
-                let p = c
-                    .ensure(key(0), Check::Crc, &|| {
-                        started.send(()).unwrap();
-                        wait_go.recv().unwrap();
-                        Ok(vec![7u8; 100])
-                    })
-                    .unwrap();
-                (p.read(90, 10).unwrap(), p.bytes.is_some())
-            })
-        };
-        wait_started.recv().unwrap();
+        let (leader, go) = leader_of_block_0(&c, |p| {
+            let p = p.unwrap();
+            (p.read(90, 10).unwrap(), p.bytes.is_some())
+        });
         // Read-ahead asks: the block is on its way, not present.
         assert!(c.present_or_coming(key(0)) && !c.contains(key(0)));
         assert!(!c.present_or_coming(key(1)));
@@ -911,20 +919,8 @@ mod tests {
         for _ in 0..20 {
             let d = tempfile::tempdir().unwrap();
             let c = Arc::new(BlockCache::open(d.path(), 1000).unwrap());
-            let (started, wait_started) = std::sync::mpsc::channel();
-            let (go, wait_go) = std::sync::mpsc::channel::<()>();
-            let leader = {
-                let c = c.clone();
-                std::thread::spawn(move || {
-                    let p = c.ensure(key(0), Check::Crc, &|| {
-                        started.send(()).unwrap();
-                        wait_go.recv().unwrap();
-                        Ok(vec![7u8; 100])
-                    });
-                    p.map(|p| p.len()).map_err(|e| e.to_string())
-                })
-            };
-            wait_started.recv().unwrap();
+            let (leader, go) =
+                leader_of_block_0(&c, |p| p.map(|p| p.len()).map_err(|e| e.to_string()));
             let reader = {
                 let c = c.clone();
                 std::thread::spawn(move || {
