@@ -534,18 +534,12 @@ impl BlockCache {
         flight: &Flight,
     ) -> Result<Pinned<'_>, CacheError> {
         let len = data.len() as u64;
-        let evicted = {
-            let mut st = self.lock_state();
-            match self.evict_until(&mut st, len) {
-                Ok(evicted) => {
-                    st.used += len;
-                    evicted
-                }
-                Err(e) => {
-                    drop(st);
-                    self.finish_flight(key, flight, Err(e.to_string()));
-                    return Err(e);
-                }
+        let reserved = self.reserve(&mut self.lock_state(), len);
+        let evicted = match reserved {
+            Ok(evicted) => evicted,
+            Err(e) => {
+                self.finish_flight(key, flight, Err(e.to_string()));
+                return Err(e);
             }
         };
         let bytes = Arc::new(data);
@@ -646,9 +640,7 @@ impl BlockCache {
             if st.lru.contains(&key) {
                 return Ok(());
             }
-            let evicted = self.evict_until(&mut st, len)?;
-            st.used += len;
-            evicted
+            self.reserve(&mut st, len)?
         };
         let written = self.write_block(key, data);
         self.record(key, len, written, &evicted)
@@ -682,6 +674,14 @@ impl BlockCache {
                 Err(e)
             }
         }
+    }
+
+    /// Make room for `len` more bytes and count them as used; returns the evicted keys, as
+    /// [`BlockCache::evict_until`] does.
+    fn reserve(&self, st: &mut State, len: u64) -> Result<Vec<BlockKey>, CacheError> {
+        let evicted = self.evict_until(st, len)?;
+        st.used += len;
+        Ok(evicted)
     }
 
     /// Evict unpinned blocks, least recently used first, until `need` more bytes fit. Returns
