@@ -19,7 +19,8 @@
 //!   that waited for it while it is being written (a buffered write into fresh page-cache pages
 //!   ran at 0.6-1 GB/s here, and a sequential reader stalled on it for every block). Block
 //!   files are written with `O_DIRECT`, so they take no page cache; the last blocks fetched
-//!   stay in memory (48 MiB), older ones are read from their files.
+//!   stay in memory (48 MiB), older ones are read from their files. A block in memory is
+//!   written from, and read through [`Pinned::share`] from, the buffer it was received in.
 //! - **Restart without a rescan.** The LRU order is loaded from `blocks.sqlite`; the block files
 //!   themselves are not listed. Use ticks are flushed in batches, so after a crash the order is
 //!   at worst slightly stale.
@@ -34,6 +35,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use lru::LruCache;
 use rusqlite::{Connection, params};
+
+use crate::block::{ALIGN, BlockBuf};
 
 /// Identifies one blob's bytes: a hash of its URL, size and validator, so a changed upstream
 /// object never shares blocks with its earlier version.
@@ -142,7 +145,7 @@ struct State {
 
 /// Recently fetched blocks in memory, least recently used dropped first.
 struct Recent {
-    blocks: LruCache<BlockKey, Arc<Vec<u8>>>,
+    blocks: LruCache<BlockKey, Arc<BlockBuf>>,
     bytes: u64,
 }
 
@@ -156,7 +159,7 @@ impl Default for Recent {
 }
 
 impl Recent {
-    fn put(&mut self, key: BlockKey, data: Arc<Vec<u8>>) {
+    fn put(&mut self, key: BlockKey, data: Arc<BlockBuf>) {
         self.bytes += data.len() as u64;
         if let Some(old) = self.blocks.put(key, data) {
             self.bytes -= old.len() as u64;
@@ -195,7 +198,7 @@ pub struct BlockCache {
     state: Mutex<State>,
     flights: Mutex<HashMap<BlockKey, Arc<Flight>>>,
     /// Fetched blocks being written: their space is reserved, their bytes served from here.
-    writing: Mutex<HashMap<BlockKey, Arc<Vec<u8>>>>,
+    writing: Mutex<HashMap<BlockKey, Arc<BlockBuf>>>,
     /// The last blocks fetched, kept in memory after their write, up to [`RECENT_BYTES`]: a
     /// read-ahead block is read moments after it arrives, and its file is not in the page cache.
     recent: Mutex<Recent>,
@@ -224,7 +227,7 @@ pub struct Pinned<'a> {
     key: BlockKey,
     len: u64,
     /// The bytes, when the block was just fetched: they are read from memory, not its file.
-    bytes: Option<Arc<Vec<u8>>>,
+    bytes: Option<Arc<BlockBuf>>,
 }
 
 impl fmt::Debug for Pinned<'_> {
@@ -251,13 +254,22 @@ impl Pinned<'_> {
         Ok(buf)
     }
 
+    /// `len` bytes at `offset` within the block without a copy, when the block is in memory.
+    pub fn share(&self, offset: u64, len: u64) -> Option<bytes::Bytes> {
+        let start = usize::try_from(offset).ok()?;
+        BlockBuf::share(
+            self.bytes.as_ref()?,
+            start..start.checked_add(usize::try_from(len).ok()?)?,
+        )
+    }
+
     /// Append `len` bytes at `offset` within the block to `out` (no intermediate copy).
     pub fn read_into(&self, offset: u64, len: u64, out: &mut Vec<u8>) -> Result<(), CacheError> {
         if let Some(bytes) = &self.bytes {
             let range = usize::try_from(offset)
                 .ok()
                 .zip(usize::try_from(offset + len).ok())
-                .and_then(|(a, b)| bytes.get(a..b));
+                .and_then(|(a, b)| bytes.as_slice().get(a..b));
             let Some(range) = range else {
                 return Err(CacheError::Fetch(format!(
                     "read of {len} bytes at {offset} past the end of a {}-byte block",
@@ -300,21 +312,17 @@ impl Drop for Pinned<'_> {
     }
 }
 
-/// `O_DIRECT` wants the buffer, length and offset aligned to the device's logical block: 4096
-/// covers every disk in use (512 and 4096).
-const DIRECT_ALIGN: usize = 4096;
-
 /// Idle aligned buffers kept for reuse (fresh memory costs a fault per page); more writers
 /// at once than this allocate and free their own.
 const DIRECT_BUFS_KEPT: usize = 4;
 
-/// `data` copied to a [`DIRECT_ALIGN`]-aligned slice of `buf`, zero-padded to a multiple of it.
+/// `data` copied to an [`ALIGN`]-aligned slice of `buf`, zero-padded to a multiple of it.
 fn aligned_copy<'b>(buf: &'b mut Vec<u8>, data: &[u8]) -> &'b [u8] {
-    let padded = data.len().div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN;
-    if buf.len() < padded + DIRECT_ALIGN {
-        *buf = vec![0; padded + DIRECT_ALIGN];
+    let padded = data.len().div_ceil(ALIGN) * ALIGN;
+    if buf.len() < padded + ALIGN {
+        *buf = vec![0; padded + ALIGN];
     }
-    let start = buf.as_ptr().align_offset(DIRECT_ALIGN);
+    let start = buf.as_ptr().align_offset(ALIGN);
     let out = &mut buf[start..start + padded];
     out[..data.len()].copy_from_slice(data);
     out[data.len()..].fill(0);
@@ -474,7 +482,7 @@ impl BlockCache {
         &self,
         key: BlockKey,
         check: Check,
-        fetch: &dyn Fn() -> Result<Vec<u8>, String>,
+        fetch: &dyn Fn() -> Result<BlockBuf, String>,
     ) -> Result<Pinned<'_>, CacheError> {
         // Bounded: each round either returns, or follows a flight that stored or failed.
         for _ in 0..3 {
@@ -530,7 +538,7 @@ impl BlockCache {
     fn store_fetched(
         &self,
         key: BlockKey,
-        data: Vec<u8>,
+        data: BlockBuf,
         flight: &Flight,
     ) -> Result<Pinned<'_>, CacheError> {
         let len = data.len() as u64;
@@ -545,7 +553,7 @@ impl BlockCache {
         let bytes = Arc::new(data);
         lock(&self.writing).insert(key, bytes.clone());
         self.finish_flight(key, flight, Ok(()));
-        let written = self.write_block(key, &bytes);
+        let written = self.write_block(key, bytes.as_slice(), bytes.padded());
         let recorded = self.record(key, len, written, &evicted);
         // Bound first: the `writing` guard must be gone before `remove` takes it again.
         let held = lock(&self.writing).remove(&key);
@@ -563,7 +571,7 @@ impl BlockCache {
 
     /// A guard over bytes in hand (pinned too, so the file written from them stays while the
     /// guard lives, like any other).
-    fn pin_bytes(&self, key: BlockKey, bytes: Arc<Vec<u8>>) -> Pinned<'_> {
+    fn pin_bytes(&self, key: BlockKey, bytes: Arc<BlockBuf>) -> Pinned<'_> {
         *self.lock_state().pins.entry(key).or_default() += 1;
         Pinned {
             cache: self,
@@ -642,7 +650,7 @@ impl BlockCache {
             }
             self.reserve(&mut st, len)?
         };
-        let written = self.write_block(key, data);
+        let written = self.write_block(key, data, None);
         self.record(key, len, written, &evicted)
     }
 
@@ -719,8 +727,9 @@ impl BlockCache {
     /// filesystem refuses. The kernel already keeps what readers read in the page cache of the
     /// FUSE files above; a second copy below would only take fresh memory, and filling fresh
     /// page-cache pages is what made writing the slowest step (0.6-1 GB/s here, against the
-    /// device's 1.5 GB/s for direct writes, which cost the daemon almost no CPU).
-    fn write_file(&self, path: &Path, data: &[u8]) -> std::io::Result<()> {
+    /// device's 1.5 GB/s for direct writes, which cost the daemon almost no CPU). `padded` is
+    /// `data` already aligned and padded ([`BlockBuf::padded`]); without it `data` is copied.
+    fn write_file(&self, path: &Path, data: &[u8], padded: Option<&[u8]>) -> std::io::Result<()> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
         if self.direct.load(Ordering::Relaxed) {
@@ -731,16 +740,20 @@ impl BlockCache {
                 .custom_flags(libc::O_DIRECT)
                 .open(path);
             let written = opened.and_then(|mut f| {
-                let mut buf = lock(&self.direct_bufs).pop().unwrap_or_default();
-                let result = f
-                    .write_all(aligned_copy(&mut buf, data))
-                    // The last block of a blob is padded to the alignment: cut it back.
-                    .and_then(|()| f.set_len(data.len() as u64));
-                let mut idle = lock(&self.direct_bufs);
-                if idle.len() < DIRECT_BUFS_KEPT {
-                    idle.push(buf);
+                match padded {
+                    Some(p) => f.write_all(p)?,
+                    None => {
+                        let mut buf = lock(&self.direct_bufs).pop().unwrap_or_default();
+                        let result = f.write_all(aligned_copy(&mut buf, data));
+                        let mut idle = lock(&self.direct_bufs);
+                        if idle.len() < DIRECT_BUFS_KEPT {
+                            idle.push(buf);
+                        }
+                        result?
+                    }
                 }
-                result
+                // The last block of a blob is padded to the alignment: cut it back.
+                f.set_len(data.len() as u64)
             });
             match written {
                 Ok(()) => return Ok(()),
@@ -754,7 +767,12 @@ impl BlockCache {
         fs::write(path, data)
     }
 
-    fn write_block(&self, key: BlockKey, data: &[u8]) -> Result<u32, CacheError> {
+    fn write_block(
+        &self,
+        key: BlockKey,
+        data: &[u8],
+        padded: Option<&[u8]>,
+    ) -> Result<u32, CacheError> {
         let crc = crc32fast::hash(data);
         let tmp = self.dir.join("tmp").join(format!(
             "{}-{}-{}",
@@ -767,7 +785,7 @@ impl BlockCache {
             let path = path.to_path_buf();
             move |source| CacheError::Io { path, source }
         };
-        self.write_file(&tmp, data).map_err(io(&tmp))?;
+        self.write_file(&tmp, data, padded).map_err(io(&tmp))?;
         lock(&self.db)
             .execute(
                 "INSERT OR REPLACE INTO blocks (blob, idx, len, crc, tick) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -869,7 +887,7 @@ mod tests {
             then(c.ensure(key(0), Check::Crc, &|| {
                 started.send(()).unwrap();
                 wait_go.recv().unwrap();
-                Ok(vec![7u8; 100])
+                Ok(vec![7u8; 100].into())
             }))
         });
         wait_started.recv().unwrap();
@@ -896,6 +914,8 @@ mod tests {
             .ensure(key(0), Check::Crc, &|| Err("no fetch".into()))
             .unwrap();
         assert!(p.bytes.is_some());
+        let (x, y) = (p.share(10, 20).unwrap(), p.share(15, 5).unwrap());
+        assert_eq!((&x[..], x[5..].as_ptr()), (&[7u8; 20][..], y.as_ptr()));
         drop(p);
         // After a restart, from its file (written around the page cache, cut to its length).
         drop(c);
@@ -903,7 +923,7 @@ mod tests {
         let p = c
             .ensure(key(0), Check::Crc, &|| Err("no fetch".into()))
             .unwrap();
-        assert!(p.bytes.is_none());
+        assert!(p.bytes.is_none() && p.share(0, 1).is_none());
         assert_eq!(p.read(0, 100).unwrap(), vec![7u8; 100]);
         assert_eq!(
             fs::metadata(c.block_path(key(0))).unwrap().len(),
@@ -943,7 +963,7 @@ mod tests {
     fn limit_is_hard_and_eviction_is_lru_but_spares_pinned_blocks() {
         let d = tempfile::tempdir().unwrap();
         let c = BlockCache::open(d.path(), 300).unwrap();
-        let f = |i: u64| move || Ok(vec![i as u8; 100]);
+        let f = |i: u64| move || Ok(vec![i as u8; 100].into());
         let p0 = c.ensure(key(0), Check::Crc, &f(0)).unwrap();
         drop(c.ensure(key(1), Check::Crc, &f(1)).unwrap());
         drop(c.ensure(key(2), Check::Crc, &f(2)).unwrap());
@@ -974,7 +994,7 @@ mod tests {
         let fetch = || {
             calls.fetch_add(1, Ordering::SeqCst);
             std::thread::sleep(std::time::Duration::from_millis(100));
-            Ok(vec![9u8; 1000])
+            Ok(vec![9u8; 1000].into())
         };
         std::thread::scope(|s| {
             for _ in 0..8 {
@@ -993,16 +1013,16 @@ mod tests {
         {
             let c = BlockCache::open(d.path(), 1000).unwrap();
             drop(
-                c.ensure(key(0), Check::Crc, &|| Ok(vec![1u8; 100]))
+                c.ensure(key(0), Check::Crc, &|| Ok(vec![1u8; 100].into()))
                     .unwrap(),
             );
             drop(
-                c.ensure(key(1), Check::Crc, &|| Ok(vec![2u8; 100]))
+                c.ensure(key(1), Check::Crc, &|| Ok(vec![2u8; 100].into()))
                     .unwrap(),
             );
             c.flush().unwrap();
         }
-        let never = || -> Result<Vec<u8>, String> { Err("must not fetch".into()) };
+        let never = || -> Result<BlockBuf, String> { Err("must not fetch".into()) };
         let c = BlockCache::open(d.path(), 1000).unwrap();
         assert_eq!(c.used(), 200);
         assert_eq!(
@@ -1017,7 +1037,7 @@ mod tests {
         fs::write(&path, vec![3u8; 100]).unwrap();
         let c = BlockCache::open(d.path(), 1000).unwrap();
         let p = c
-            .ensure(key(1), Check::Crc, &|| Ok(vec![2u8; 100]))
+            .ensure(key(1), Check::Crc, &|| Ok(vec![2u8; 100].into()))
             .unwrap();
         assert_eq!(p.read(0, 1).unwrap(), vec![2]);
         // A lowered limit evicts at open.

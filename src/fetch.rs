@@ -12,8 +12,11 @@
 
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
+
 use crate::archive::{ArchiveError, ReadAt};
-use crate::cache::{BlobKey, BlockCache, BlockKey, CacheError, Check};
+use crate::block::BlockBuf;
+use crate::cache::{BlobKey, BlockCache, BlockKey, CacheError, Check, Pinned};
 use crate::index::{Blob, Part};
 use crate::source::{
     Body, BodyStream, FetchRequest, Response, SourceError, Upstream, fetch_range, retry,
@@ -407,6 +410,62 @@ impl Fetcher {
         Ok(out)
     }
 
+    /// [`Fetcher::read_at_checked`] as [`Bytes`]: a range inside one block that is in memory
+    /// (just fetched, or among the last fetched) shares its bytes instead of copying them. A
+    /// sequential reader's 1 MiB reads of a large file are all like that.
+    pub fn read_bytes(
+        &self,
+        blob: &Blob,
+        offset: u64,
+        len: u64,
+        check: Check,
+    ) -> Result<Bytes, FetchError> {
+        let mut part_start = 0;
+        for part in &blob.parts {
+            let part_end = part_start + part.size;
+            if (part_start..part_end).contains(&offset) {
+                let from = offset - part_start;
+                let index = from / self.block_size;
+                let within = from - index * self.block_size;
+                if len > 0 && len <= part_end - offset && within + len <= self.block_size {
+                    let pinned = self.pin_block(part, index, check)?;
+                    return match pinned.share(within, len) {
+                        Some(shared) => Ok(shared),
+                        None => Ok(pinned.read(within, len)?.into()),
+                    };
+                }
+                break;
+            }
+            part_start = part_end;
+        }
+        self.read_at_checked(blob, offset, len, check)
+            .map(Bytes::from)
+    }
+
+    /// Block `index` of `part`, pinned; fetched by this thread or another when missing.
+    fn pin_block(&self, part: &Part, index: u64, check: Check) -> Result<Pinned<'_>, FetchError> {
+        let key = BlockKey {
+            blob: part.key,
+            index,
+        };
+        // The cache passes the error on as text; keep the typed one when this thread fetched,
+        // so that a refusal (403) reaches the caller as one.
+        let failure = Mutex::new(None);
+        let pinned = self.cache.ensure(key, check, &|| {
+            self.fetch_block(part, index).map_err(|e| {
+                let text = e.to_string();
+                if let FetchError::Source(s) = e {
+                    *lock(&failure) = Some(s);
+                }
+                text
+            })
+        });
+        pinned.map_err(|e| match lock(&failure).take() {
+            Some(s) => FetchError::Source(s),
+            None => e.into(),
+        })
+    }
+
     fn read_part(
         &self,
         part: &Part,
@@ -418,31 +477,7 @@ impl Fetcher {
         let mut pos = from;
         while pos < to {
             let index = pos / self.block_size;
-            let key = BlockKey {
-                blob: part.key,
-                index,
-            };
-            // The cache passes the error on as text; keep the typed one when this thread fetched,
-            // so that a refusal (403) reaches the caller as one.
-            let failure = Mutex::new(None);
-            let pinned = self.cache.ensure(key, check, &|| {
-                self.fetch_block(part, index).map_err(|e| {
-                    let text = e.to_string();
-                    if let FetchError::Source(s) = e {
-                        *lock(&failure) = Some(s);
-                    }
-                    text
-                })
-            });
-            let pinned = match pinned {
-                Ok(p) => p,
-                Err(e) => {
-                    return Err(match lock(&failure).take() {
-                        Some(s) => FetchError::Source(s),
-                        None => e.into(),
-                    });
-                }
-            };
+            let pinned = self.pin_block(part, index, check)?;
             let within = pos - index * self.block_size;
             let take = (to - pos).min(pinned.len().saturating_sub(within));
             if take == 0 {
@@ -479,7 +514,7 @@ impl Fetcher {
         Ok(())
     }
 
-    fn fetch_block(&self, part: &Part, index: u64) -> Result<Vec<u8>, FetchError> {
+    fn fetch_block(&self, part: &Part, index: u64) -> Result<BlockBuf, FetchError> {
         let start = index * self.block_size;
         let end = (start + self.block_size).min(part.size);
         if part.ranged {
@@ -510,7 +545,7 @@ impl Fetcher {
             let p = self
                 .cache
                 .ensure(key, Check::Length, &|| Err("evicted".into()))?;
-            return Ok(p.read(0, p.len())?);
+            return Ok(p.read(0, p.len())?.into());
         }
         tracing::info!(url = %part.url, "downloading whole (the host ignores Range)");
         let resp = self.get_whole(part)?;
@@ -521,7 +556,7 @@ impl Fetcher {
             }
             .into());
         }
-        kept.ok_or_else(|| {
+        kept.map(BlockBuf::from).ok_or_else(|| {
             CacheError::Fetch(format!(
                 "{}: block {index} missing from the download",
                 part.url
@@ -785,6 +820,39 @@ mod tests {
             data(10_500)[10_400..]
         );
         assert!(f.read_at(&blob, 10_400, 101).is_err());
+    }
+
+    #[test]
+    fn a_read_inside_a_block_in_memory_shares_its_bytes() {
+        let up = Arc::new(MockUpstream::new());
+        up.put("http://h/a", data(10_500));
+        let (d, f) = setup(up.clone(), 1 << 20);
+        let (part, _) = f.probe("http://h/a").unwrap();
+        let blob = Blob::single(part);
+        let want = data(10_500);
+        // Block 2, fetched now: two reads of it are one copy of its bytes in memory.
+        let a = f.read_bytes(&blob, 2_100, 300, Check::Crc).unwrap();
+        let b = f.read_bytes(&blob, 2_150, 50, Check::Crc).unwrap();
+        assert_eq!(a, want[2_100..2_400]);
+        assert_eq!(b, want[2_150..2_200]);
+        assert_eq!(a[50..].as_ptr(), b.as_ptr(), "shared, not copied");
+        // Across blocks 2 and 3, from block 0's file (the probe stored it), the short last
+        // block, and past the end.
+        let read = |at, len| f.read_bytes(&blob, at, len, Check::Crc);
+        assert_eq!(read(2_900, 200).unwrap(), want[2_900..3_100]);
+        assert_eq!(read(10, 20).unwrap(), want[10..30]);
+        assert_eq!(read(10_400, 100).unwrap(), want[10_400..]);
+        assert!(read(10_400, 101).is_err());
+        // The probe, block 2, block 3 and the last block.
+        assert_eq!(up.request_count(), 4);
+        // Restarted: the files written straight from those buffers hold exactly their bytes
+        // (the last one's alignment padding cut off), checked against their CRC.
+        drop(f);
+        let cache = Arc::new(BlockCache::open(d.path(), 1 << 20).unwrap());
+        let f = Fetcher::new(up.clone(), cache, 1000);
+        assert_eq!(f.read_at(&blob, 2_000, 2_000).unwrap(), want[2_000..4_000]);
+        assert_eq!(f.read_at(&blob, 10_000, 500).unwrap(), want[10_000..]);
+        assert_eq!(up.request_count(), 4);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! - [`fuse`] (the only module that sees fuser) adapts kernel requests to [`vfs`];
 //! - [`vfs`] is the filesystem core: the tree, indexing, member decoding and checks;
 //! - [`fetch`] reads byte ranges of blobs through [`cache`] from a [`source::Upstream`];
+//! - [`block`] holds one block's bytes, received once, then shared without copies;
 //! - [`index`] (SQLite) and [`archive`] (pure parsers) hold and produce the metadata;
 //! - [`resolve`] lists a source's files through its host's API, at index time;
 //! - [`catalog`] is the validated list of datasets, [`render`] the text made from it;
@@ -14,6 +15,7 @@
 #![warn(missing_docs, rust_2018_idioms)]
 
 pub mod archive;
+pub mod block;
 pub mod cache;
 pub mod catalog;
 pub mod cli;

@@ -44,6 +44,7 @@ use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use bytes::Bytes;
 use lru::LruCache;
 
 use crate::archive::gzip::{Checkpoint, GzStream};
@@ -1247,10 +1248,10 @@ impl Vfs {
 
     /// Up to `size` bytes of file `ino` at `offset`, through handle `fh` from [`Vfs::open`], or
     /// 0 when the kernel did not open the file (no-open mode).
-    pub fn read(&self, ino: u64, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+    pub fn read(&self, ino: u64, fh: u64, offset: u64, size: u32) -> Result<Bytes> {
         if let Ino::Syn(i) = decode(ino) {
             return match &self.syn.get(i).ok_or(VfsError::NotFound)?.content {
-                SynContent::File(b) => Ok(slice(b, offset, size)),
+                SynContent::File(b) => Ok(slice(b, offset, size).into()),
                 SynContent::Dir(_) => Err(VfsError::IsDir),
             };
         }
@@ -1267,27 +1268,27 @@ impl Vfs {
             return Err(VfsError::IsDir);
         };
         if offset >= e.size {
-            return Ok(Vec::new());
+            return Ok(Bytes::new());
         }
         let len = (size as u64).min(e.size - offset);
         match loc.storage {
             // A whole file whose host published its checksum: checked before any byte is served.
             Storage::Raw if e.size <= INLINE_MAX && self.blob(&h, loc.blob)?.checksum.is_some() => {
                 let content = self.member_content(&h)?;
-                Ok(slice(&content, offset, len as u32))
+                Ok(slice(&content, offset, len as u32).into())
             }
             Storage::Raw => {
                 let blob = self.blob(&h, loc.blob)?;
                 self.read_ahead(&h, &blob, loc.offset + offset, len, loc.offset + e.size);
                 self.fetcher
-                    .read_at(&blob, loc.offset + offset, len)
+                    .read_bytes(&blob, loc.offset + offset, len, Check::Crc)
                     .map_err(|source| self.fetch_err(&h, source))
             }
             Storage::Zip { .. } | Storage::Gzip if e.size <= INLINE_MAX => {
                 let content = self.member_content(&h)?;
-                Ok(slice(&content, offset, len as u32))
+                Ok(slice(&content, offset, len as u32).into())
             }
-            Storage::Gzip => self.read_gzip(&h, offset, len),
+            Storage::Gzip => self.read_gzip(&h, offset, len).map(Bytes::from),
             Storage::Zip { .. } => {
                 if let Some(message) = lock(&self.damaged).get(&e.id).cloned() {
                     return Err(VfsError::Corrupt {
@@ -1308,7 +1309,7 @@ impl Vfs {
     /// through one decoder per open file that continues forward, with the last few MiB of output
     /// kept for reads that arrive late. When the bytes checked cover the whole member, a CRC
     /// mismatch fails that read and drops the member's cached blocks.
-    fn read_large_zip(&self, h: &Handle, offset: u64, len: u64) -> Result<Vec<u8>> {
+    fn read_large_zip(&self, h: &Handle, offset: u64, len: u64) -> Result<Bytes> {
         let (blob, method, compressed_size, crc32) = self.zip_member(h)?;
         let start = self.data_offset(h, &blob)?;
         let mut slot = lock(&h.stream);
@@ -1318,7 +1319,7 @@ impl Vfs {
                 self.read_ahead(h, &blob, start + offset, len, start + compressed_size);
                 let data = self
                     .fetcher
-                    .read_at_checked(&blob, start + offset, len, Check::Length)
+                    .read_bytes(&blob, start + offset, len, Check::Length)
                     .map_err(|source| self.fetch_err(h, source))?;
                 let whole = st.note_range(offset, &data, h.entry.size);
                 (data, whole)
@@ -1338,7 +1339,10 @@ impl Vfs {
                         .map_err(|e| self.gzip_err(h, e))?;
                 }
                 let from = (offset - st.recent_start) as usize;
-                (st.recent[from..from + len as usize].to_vec(), whole)
+                (
+                    Bytes::copy_from_slice(&st.recent[from..from + len as usize]),
+                    whole,
+                )
             }
             m => return Err(self.unsupported_method(h, m)),
         };

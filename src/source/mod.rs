@@ -20,6 +20,8 @@ pub mod mock;
 use std::ops::Range;
 use std::time::Duration;
 
+use crate::block::BlockBuf;
+
 /// Attempts per request before a transient failure is reported.
 pub const ATTEMPTS: u32 = 4;
 /// First retry delay; doubled each time, with jitter so that many readers who failed together
@@ -141,12 +143,30 @@ impl Response<'_> {
             .body
             .read_rest(&mut buf, usize::try_from(max).unwrap_or(usize::MAX))?
         {
-            return Err(SourceError::BadAnswer {
-                url: url.to_string(),
-                message: format!("the server sent more than the {max} bytes asked for"),
-            });
+            return Err(too_long(url, max));
         }
         Ok(buf)
+    }
+
+    /// The whole body as a cache block ([`BlockBuf`]: received straight into memory that the
+    /// cache writes with `O_DIRECT` and the kernel reads from), refusing more than `max` bytes.
+    pub fn read_to_block(mut self, url: &str, max: u64) -> Result<BlockBuf, SourceError> {
+        let (buf, complete) = BlockBuf::fill(
+            usize::try_from(max).unwrap_or(usize::MAX),
+            PREALLOCATE_MAX as usize,
+            |v, limit| self.body.read_rest(v, limit),
+        )?;
+        if !complete {
+            return Err(too_long(url, max));
+        }
+        Ok(buf)
+    }
+}
+
+fn too_long(url: &str, max: u64) -> SourceError {
+    SourceError::BadAnswer {
+        url: url.to_string(),
+        message: format!("the server sent more than the {max} bytes asked for"),
     }
 }
 
@@ -263,7 +283,7 @@ pub fn fetch_range(
     range: Range<u64>,
     if_match: Option<&str>,
     total: u64,
-) -> Result<(Vec<u8>, Option<String>), SourceError> {
+) -> Result<(BlockBuf, Option<String>), SourceError> {
     let want = range.end - range.start;
     let resp = up.fetch(&FetchRequest {
         url,
@@ -288,7 +308,7 @@ pub fn fetch_range(
         }
     }
     let etag = resp.reply.etag.clone();
-    let buf = resp.read_to_vec(url, want)?;
+    let buf = resp.read_to_block(url, want)?;
     if buf.len() as u64 != want {
         return Err(SourceError::BadAnswer {
             url: url.to_string(),
