@@ -14,6 +14,7 @@ import argparse
 import http.client
 import http.server
 import json
+import mmap
 import multiprocessing
 import os
 import random
@@ -188,23 +189,48 @@ def serve(root, counters):
 
 # ---------------------------------------------------------------- workloads
 
+# MiB of memory `prefault` touches (set from the data size in main).
+PREFAULT_MB = 2048
+
+
 def drop_caches():
+    """Make the machine cold for the next system: drop the page cache, then `prefault`."""
     try:
         os.sync()
         with open("/proc/sys/vm/drop_caches", "w") as f:
             f.write("3\n")
-        return True
+        dropped = True
     except OSError:
-        return False
+        dropped = False
+    prefault()
+    return dropped
+
+
+def prefault():
+    """Touch PREFAULT_MB of fresh memory and free it again, just before a cold run.
+
+    A VM with free page reporting (virtio-balloon, as on this project's machine) hands free
+    memory back to its host a few seconds after it is freed, and the first touch of such a page
+    then costs a fault in the host (about 10 us per 4 KiB page here). A cold read fills the
+    page cache with fresh pages, so without this it would measure the host's faults, and by
+    chance: a 512 MB read took 1.0 s or 0.42 s depending on how long memory had been free.
+    Touched just before, the pages are the guest's again, for every system alike; on a machine
+    without a balloon this costs a fraction of a second and changes nothing."""
+    size = PREFAULT_MB << 20
+    m = mmap.mmap(-1, size)
+    for off in range(0, size, 4096):
+        m[off] = 1
+    m.close()
 
 
 def warm_upstream(data):
     """Read the served files into the page cache: "cold" means the system under test has
     nothing cached, not that the upstream server reads its disk (curl and raw HTTP get the
-    same warm server)."""
+    same warm server). Reading them takes fresh memory, so `prefault` comes after."""
     for root, _, files in os.walk(data):
         for name in files:
             _read_file(os.path.join(root, name))
+    prefault()
 
 
 def _read_file(path):
@@ -457,10 +483,13 @@ def main():
                     help="peers read this many files per epoch (some take a second per file)")
     a = ap.parse_args()
 
+    global PREFAULT_MB
     if a.small:
         n_files, kb, big_mb, dir_entries, peer_files = 1000, 20, 64, 2000, 200
     else:
         n_files, kb, big_mb, dir_entries, peer_files = 10000, 100, 512, 20000, 2000
+    # Room for the largest cold run's page cache (the epoch's images, or the large file) twice.
+    PREFAULT_MB = 2 * max(n_files * kb // 1000, big_mb)
     peer_files = a.peer_files or peer_files
     data = os.path.join(a.work, "data")
     os.makedirs(a.work, exist_ok=True)
@@ -513,7 +542,7 @@ def main():
     reset(); s, _ = seq_read(os.path.join(data, "big.bin")); record("local", "large file warm", s)
     warm_upstream(data)
     reset(); s, _ = raw_http_epoch(port, names); record("raw-http", "epoch", s, len(names))
-    reset(); s, r = timed(f"curl -s -o /dev/null http://127.0.0.1:{port}/big.bin")
+    prefault(); reset(); s, r = timed(f"curl -s -o /dev/null http://127.0.0.1:{port}/big.bin")
     record("curl", "large file", s)
 
     print("FUSE floor (libfuse passthrough_ll, cache=always)", flush=True)
@@ -529,6 +558,7 @@ def main():
                 reset(); s, _ = timed(f"find {mnt}/bigdir | wc -l"); record(name, "find warm", s)
                 # The large file with its source in RAM: what FUSE itself costs, no network.
                 _read_file(os.path.join(data, "big.bin"))
+                prefault()
                 s, _ = seq_read(os.path.join(mnt, "big.bin")); record(name, "large file cold (source in RAM)", s)
                 s, _ = seq_read(os.path.join(mnt, "big.bin")); record(name, "large file warm", s)
             finally:
@@ -552,7 +582,7 @@ def main():
     reset(); s, _ = timed(f"find {mbig} | wc -l"); record("medimg", "find warm", s)
     reset(); s, _ = timed(f"ls -l {mbig} > /dev/null"); record("medimg", "ls -l warm", s)
     bigf = os.path.join(m.mnt, "datasets", "big", "big.bin")
-    reset(); s, _ = seq_read(bigf); record("medimg", "large file cold", s)
+    prefault(); reset(); s, _ = seq_read(bigf); record("medimg", "large file cold", s)
     reset(); s, _ = seq_read(bigf); record("medimg", "large file warm", s)
     reset(); s, _ = timed(f"cp -r {root}/images/class_3 {a.work}/cp-medimg && rm -rf {a.work}/cp-medimg")
     record("medimg", "cp -r subtree (warm)", s)
@@ -566,7 +596,7 @@ def main():
     drop_caches(); reset()
     m.start()
     reset(); s, _ = epoch(root, names); record("medimg", "epoch after restart", s, len(names))
-    reset(); s, _ = timed(f"find {mbig} | wc -l"); record("medimg", "find after restart", s)
+    prefault(); reset(); s, _ = timed(f"find {mbig} | wc -l"); record("medimg", "find after restart", s)
     rss2 = m.stop()
     results[("medimg", "peak RSS kB")] = {"seconds": max(x or 0 for x in (rss1, rss2))}
     print(f"  medimg peak RSS {max(x or 0 for x in (rss1, rss2)) / 1024:.0f} MB", flush=True)
