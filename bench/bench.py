@@ -194,14 +194,19 @@ PREFAULT_MB = 2048
 
 
 def drop_caches():
-    """Make the machine cold for the next system: drop the page cache, then `prefault`."""
+    """Drop the page cache; False without permission."""
     try:
         os.sync()
         with open("/proc/sys/vm/drop_caches", "w") as f:
             f.write("3\n")
-        dropped = True
+        return True
     except OSError:
-        dropped = False
+        return False
+
+
+def cold():
+    """Make the machine cold for the next system: drop the page cache, then `prefault`."""
+    dropped = drop_caches()
     prefault()
     return dropped
 
@@ -226,11 +231,10 @@ def prefault():
 def warm_upstream(data):
     """Read the served files into the page cache: "cold" means the system under test has
     nothing cached, not that the upstream server reads its disk (curl and raw HTTP get the
-    same warm server). Reading them takes fresh memory, so `prefault` comes after."""
+    same warm server). Reading them takes fresh memory: `prefault` before a cold run after it."""
     for root, _, files in os.walk(data):
         for name in files:
             _read_file(os.path.join(root, name))
-    prefault()
 
 
 def _read_file(path):
@@ -530,14 +534,14 @@ def main():
     bigdir = os.path.join(data, "bigdir")
 
     print("baselines", flush=True)
-    drop_caches(); reset()
+    cold(); reset()
     s, _ = epoch(data, names); record("local", "epoch cold" + cold_note, s, len(names))
     reset(); s, _ = epoch(data, names); record("local", "epoch warm", s, len(names))
-    drop_caches(); reset()
+    cold(); reset()
     s, _ = timed(f"find {bigdir} | wc -l"); record("local", "find cold", s)
     reset(); s, _ = timed(f"find {bigdir} | wc -l"); record("local", "find warm", s)
     reset(); s, _ = timed(f"ls -l {bigdir} > /dev/null"); record("local", "ls -l warm", s)
-    drop_caches(); reset()
+    cold(); reset()
     s, _ = seq_read(os.path.join(data, "big.bin")); record("local", "large file cold", s)
     reset(); s, _ = seq_read(os.path.join(data, "big.bin")); record("local", "large file warm", s)
     warm_upstream(data)
@@ -552,7 +556,7 @@ def main():
             name = "floor" if variant == "plain" else "floor-noopen"
             mnt, proc = floor_mount(exe, name, a.work, data)
             try:
-                drop_caches(); reset()
+                cold(); reset()
                 s, _ = epoch(mnt, names); record(name, "epoch cold" + cold_note, s, len(names))
                 reset(); s, _ = epoch(mnt, names); record(name, "epoch warm", s, len(names))
                 reset(); s, _ = timed(f"find {mnt}/bigdir | wc -l"); record(name, "find warm", s)
@@ -571,6 +575,7 @@ def main():
     m.wipe()
     drop_caches()
     warm_upstream(data)
+    prefault()
     reset()
     first_ls = m.start(); record("medimg", "mount to first ls", first_ls)
     root = os.path.join(m.mnt, "datasets", "epoch")
@@ -593,7 +598,7 @@ def main():
     reset(); s, _ = epoch(loose, names); record("medimg-loose", "epoch after listing", s, len(names))
     reset(); s, _ = epoch(loose, names); record("medimg-loose", "epoch warm", s, len(names))
     rss1 = m.stop()
-    drop_caches(); reset()
+    cold(); reset()
     m.start()
     reset(); s, _ = epoch(root, names); record("medimg", "epoch after restart", s, len(names))
     prefault(); reset(); s, _ = timed(f"find {mbig} | wc -l"); record("medimg", "find after restart", s)
@@ -613,6 +618,7 @@ def main():
             try:
                 drop_caches()
                 warm_upstream(data)
+                prefault()
                 reset()
                 mnt, proc, proot = peer_mount(peer, a.work, port)
                 subset = random.Random(7).sample(names, min(peer_files, len(names)))
