@@ -7,7 +7,9 @@
 //! one transaction with its fingerprint, so it is either fully indexed or not at all, and a
 //! catalog change to its sources (another fingerprint) re-indexes it.
 //!
-//! Reads go through a small pool of connections (WAL lets them run beside the writer).
+//! Reads go through a small pool of read-only connections (WAL lets them run beside the writer).
+//! Closing drops them before the writer, which, closing last, moves the log into the database:
+//! a cleanly stopped daemon leaves `index.sqlite` as a single file.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -162,6 +164,17 @@ pub struct Index {
 impl std::fmt::Debug for Index {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Index").field("path", &self.path).finish()
+    }
+}
+
+impl Drop for Index {
+    fn drop(&mut self) {
+        // Readers first: the last connection to close moves the log into the database and
+        // deletes it, and a read-only connection cannot, so the writer must be the last.
+        self.readers
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 }
 
@@ -640,5 +653,35 @@ mod tests {
                 .len(),
             0
         );
+    }
+
+    #[test]
+    fn closing_leaves_one_database_file_without_a_log() {
+        use std::fs;
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("index.sqlite");
+        let wal = d.path().join("index.sqlite-wal");
+        let ix = Index::open(&path).unwrap();
+        let entries: Vec<NewEntry> = (0..500)
+            .map(|i| NewEntry {
+                parent: None,
+                name: format!("{i}.png"),
+                size: 5,
+                mtime: 7,
+                location: None,
+            })
+            .collect();
+        let root = ix.put_dataset("ds", "fp", 1, &[], &entries, &[]).unwrap();
+        // A read leaves a read-only connection in the pool, which cannot empty the log.
+        assert!(ix.lookup(root, "7.png").unwrap().is_some());
+        assert!(
+            fs::metadata(&wal).unwrap().len() > 0,
+            "the dataset went to the log first"
+        );
+        drop(ix);
+        assert!(!wal.exists(), "the log was left behind");
+        let again = Index::open(&path).unwrap();
+        assert_eq!(again.dataset_root("ds", "fp").unwrap(), Some(root));
+        assert_eq!(again.children(root, 0, 1000).unwrap().len(), 500);
     }
 }
