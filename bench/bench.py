@@ -7,7 +7,9 @@ figures and one of ratios. It reports; it never fails on timing. Run it through 
 
 Workloads: a shuffled epoch over every image with 8 reader processes (cold, warm, and warm after
 a daemon restart with the page cache dropped), `find | wc -l` and `ls -l` on a big directory,
-sequential read of one large file, and the time from `medimg mount` to the first `ls`.
+sequential read of one large file, and the time from `medimg mount` to the first `ls`. The cold
+comparisons (local disk, the FUSE floor, medimg after a restart) run again in alternating rounds
+and report medians: on a shared machine one pair can land on either side of a target.
 """
 
 import argparse
@@ -22,6 +24,7 @@ import shutil
 import signal
 import socket
 import socketserver
+import statistics
 import struct
 import subprocess
 import sys
@@ -490,8 +493,10 @@ def main():
     global PREFAULT_MB
     if a.small:
         n_files, kb, big_mb, dir_entries, peer_files = 1000, 20, 64, 2000, 200
+        repeats = 2
     else:
         n_files, kb, big_mb, dir_entries, peer_files = 10000, 100, 512, 20000, 2000
+        repeats = 4
     # Room for the largest cold run's page cache (the epoch's images, or the large file) twice.
     PREFAULT_MB = 2 * max(n_files * kb // 1000, big_mb)
     peer_files = a.peer_files or peer_files
@@ -513,18 +518,23 @@ def main():
     results = {}   # (system, workload) -> dict(seconds, requests, bytes, files)
 
     def record(system, workload, seconds, files=None, extra=None):
+        """Record one run; a workload run again keeps its samples and reports their median."""
         req, byt = counters.snapshot()
-        r = {"seconds": seconds, "requests": req, "bytes": byt}
+        prev = results.get((system, workload))
+        samples = (prev["samples"] if prev else []) + [seconds]
+        med = statistics.median(samples)
+        r = {"seconds": med, "samples": samples, "requests": req, "bytes": byt}
         if files:
-            r["files_per_s"] = files / seconds if seconds > 0 else None
+            r["files_per_s"] = files / med if med > 0 else None
             r["requests_per_file"] = req / files
             r["bytes_per_file"] = byt / files
         if extra:
             r.update(extra)
         results[(system, workload)] = r
-        fs = f"{r['files_per_s']:.0f} files/s" if files else ""
+        fs = f"{files / seconds:.0f} files/s" if files and seconds > 0 else ""
+        median = f"  (median of {len(samples)}: {med:.3f} s)" if len(samples) > 1 else ""
         print(f"  {system:12} {workload:28} {seconds:8.3f} s {fs:>14}  "
-              f"{req} req, {byt / 1e6:.1f} MB", flush=True)
+              f"{req} req, {byt / 1e6:.1f} MB{median}", flush=True)
 
     def reset():
         with counters.lock:
@@ -550,10 +560,12 @@ def main():
     record("curl", "large file", s)
 
     print("FUSE floor (libfuse passthrough_ll, cache=always)", flush=True)
+    floors = {}
+    floor_name = lambda variant: "floor" if variant == "plain" else "floor-noopen"  # noqa: E731
     try:
         floors = build_floor(a.work)
         for variant, exe in floors.items():
-            name = "floor" if variant == "plain" else "floor-noopen"
+            name = floor_name(variant)
             mnt, proc = floor_mount(exe, name, a.work, data)
             try:
                 cold(); reset()
@@ -603,6 +615,33 @@ def main():
     reset(); s, _ = epoch(root, names); record("medimg", "epoch after restart", s, len(names))
     prefault(); reset(); s, _ = timed(f"find {mbig} | wc -l"); record("medimg", "find after restart", s)
     rss2 = m.stop()
+
+    # The cold figures move by 15-40 % from one run to the next on this shared machine, more
+    # than some targets' margins, and a single pair can land on either side. Run the cold
+    # comparisons again in rounds that alternate the systems, and report medians.
+    print(f"cold comparisons again ({repeats} rounds, alternating; medians)", flush=True)
+    for _ in range(repeats):
+        cold(); reset()
+        s, _ = epoch(data, names); record("local", "epoch cold" + cold_note, s, len(names))
+        cold(); reset()
+        s, _ = timed(f"find {bigdir} | wc -l"); record("local", "find cold", s)
+        for variant, exe in floors.items():
+            name = floor_name(variant)
+            try:
+                mnt, proc = floor_mount(exe, name, a.work, data)
+            except Exception as e:  # noqa: BLE001 - reported; the round goes on without it
+                print(f"  {name}: FAILED: {e}", flush=True)
+                continue
+            try:
+                cold(); reset()
+                s, _ = epoch(mnt, names); record(name, "epoch cold" + cold_note, s, len(names))
+            finally:
+                unmount(mnt, proc)
+        cold(); reset()
+        m.start()
+        reset(); s, _ = epoch(root, names); record("medimg", "epoch after restart", s, len(names))
+        prefault(); reset(); s, _ = timed(f"find {mbig} | wc -l"); record("medimg", "find after restart", s)
+        rss2 = max(rss2 or 0, m.stop() or 0)
     results[("medimg", "peak RSS kB")] = {"seconds": max(x or 0 for x in (rss1, rss2))}
     print(f"  medimg peak RSS {max(x or 0 for x in (rss1, rss2)) / 1024:.0f} MB", flush=True)
 
@@ -648,7 +687,7 @@ def main():
         ("cold epoch: medimg / ratarmount", ratio(fps("medimg", "epoch cold"), fps("ratarmount", "epoch cold")), ""),
         ("warm epoch: medimg / local page cache", ratio(fps("medimg", "epoch warm"), fps("local", "epoch warm")), ""),
         ("warm epoch: medimg / best FUSE floor", ratio(fps("medimg", "epoch warm"), max(fps("floor", "epoch warm") or 0, fps("floor-noopen", "epoch warm") or 0)), ">= 0.95"),
-        ("after restart: medimg / FUSE floor cold", ratio(fps("medimg", "epoch after restart"), fps("floor", "epoch cold" + cold_note)), ">= 0.9"),
+        ("after restart: medimg / best FUSE floor cold", ratio(fps("medimg", "epoch after restart"), max(fps("floor", "epoch cold" + cold_note) or 0, fps("floor-noopen", "epoch cold" + cold_note) or 0)), ">= 0.9"),
         ("warm epoch: medimg / rclone", ratio(fps("medimg", "epoch warm"), fps("rclone", "epoch warm")), ">= 10"),
         ("warm epoch: medimg / httpdirfs", ratio(fps("medimg", "epoch warm"), fps("httpdirfs", "epoch warm")), ""),
         ("warm epoch: medimg / ratarmount", ratio(fps("medimg", "epoch warm"), fps("ratarmount", "epoch warm")), ""),
