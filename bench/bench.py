@@ -643,8 +643,8 @@ def main():
         reset(); s, _ = epoch(root, names); record("medimg", "epoch after restart", s, len(names))
         prefault(); reset(); s, _ = timed(f"find {mbig} | wc -l"); record("medimg", "find after restart", s)
         rss2 = max(rss2 or 0, m.stop() or 0)
-    # The large file: each system's page cache of it, cold then warm. Local disk's warm figure
-    # alone moved from 0.038 to 0.107 s between runs (the cold read's folio sizes vary).
+    # The large file, cold then warm, for each system. Local disk's warm figure alone moved
+    # from 0.038 to 0.107 s between two runs.
     big = os.path.join(data, "big.bin")
     floor_exe = floors.get("-noopen")
     for _ in range(repeats):
