@@ -51,6 +51,9 @@ pub struct MountArgs {
     /// FUSE worker threads [default: 16].
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// How long a reader waits for an upstream before it gets EIO, e.g. 30s, 2m [default: 30s].
+    #[arg(long, value_name = "DURATION")]
+    pub deadline: Option<String>,
     /// Let other users read the mount (shared servers; needs user_allow_other in
     /// /etc/fuse.conf unless run as root).
     #[arg(long)]
@@ -234,6 +237,19 @@ pub fn settings(a: &MountArgs) -> Result<Settings, CliError> {
             message: format!("{threads} is outside 1..256"),
         });
     }
+    let deadline = match (&a.deadline, &file.upstream.deadline) {
+        (Some(v), _) => {
+            config::parse_deadline(v).map_err(|message| CliError::Flag {
+                flag: "--deadline",
+                message,
+            })?
+        }
+        (None, Some(v)) => config::parse_deadline(v).map_err(|message| ConfigError::Invalid {
+            place: cfg_place("upstream.deadline"),
+            message,
+        })?,
+        (None, None) => crate::source::DEFAULT_DEADLINE,
+    };
     let host_limits = file
         .host
         .iter()
@@ -248,6 +264,7 @@ pub fn settings(a: &MountArgs) -> Result<Settings, CliError> {
         allow_other: a.allow_other || file.fuse.allow_other.unwrap_or(false),
         credentials_file: file.credentials.file,
         host_limits,
+        deadline,
     })
 }
 

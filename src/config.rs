@@ -6,6 +6,7 @@
 //! answers, such as redirects): the first rule whose `from` is a prefix of the URL wins.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -41,6 +42,8 @@ pub struct Settings {
     pub credentials_file: Option<PathBuf>,
     /// Per-host request budgets that replace the defaults.
     pub host_limits: std::collections::HashMap<String, HostLimit>,
+    /// How long a reader waits for an upstream before it gets EIO.
+    pub deadline: Duration,
 }
 
 /// A config file that cannot be used.
@@ -91,6 +94,33 @@ pub struct ConfigFile {
     /// `[[host]]`
     #[serde(default)]
     pub host: Vec<HostSection>,
+    /// `[upstream]`
+    #[serde(default)]
+    pub upstream: UpstreamSection,
+}
+
+/// `[upstream]` of the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSection {
+    /// How long a reader waits for an upstream, e.g. "30s".
+    pub deadline: Option<String>,
+}
+
+/// The longest deadline accepted: past it a reader is better told than kept waiting.
+pub const MAX_DEADLINE: Duration = Duration::from_secs(600);
+
+/// A deadline as written ("30s", "2m", "500ms"), between 1 s and [`MAX_DEADLINE`].
+pub fn parse_deadline(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("{text:?} is not a duration like \"30s\" or \"2m\": {e}"))?;
+    if !(Duration::from_secs(1)..=MAX_DEADLINE).contains(&d) {
+        return Err(format!(
+            "{text:?} is outside 1s..{}s",
+            MAX_DEADLINE.as_secs()
+        ));
+    }
+    Ok(d)
 }
 
 /// `[credentials]` of the config file.

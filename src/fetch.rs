@@ -9,20 +9,29 @@
 //! Transient failures (timeouts, 5xx, 429) are retried with exponential backoff; a changed
 //! upstream object is never mixed with cached bytes of its earlier version (`If-Match`, the total
 //! size and the part's cache key all pin the version).
+//!
+//! Misses go through one typed single flight per block ([`crate::flight`]): the first reader
+//! fetches, the others wait for its bytes (served from memory while they are written) or for
+//! its error, the same error: a refusal is a refusal for every waiter. Nobody waits past the
+//! fetcher's deadline: the request's own timeouts and retries stop at it, and a waiter whose
+//! leader is still at it gives up with [`FetchError::TimedOut`] while the fetch goes on for
+//! whoever asks next.
 
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use crate::archive::{ArchiveError, ReadAt};
 use crate::block::BlockBuf;
 use crate::cache::{BlobKey, BlockCache, BlockKey, CacheError, Check, Pinned};
+use crate::flight::{Flights, Join, Waited};
 use crate::index::{Blob, Part};
 use crate::source::{
-    Body, BodyStream, FetchRequest, Response, SourceError, Upstream, fetch_range, retry,
+    ATTEMPTS, Body, BodyStream, DEFAULT_DEADLINE, FetchRequest, Response, SourceError, Upstream,
+    fetch_range, retry,
 };
 
-use crate::source::ATTEMPTS;
 /// Whole downloads log their progress every this many bytes.
 const PROGRESS_EVERY: u64 = 256 << 20;
 
@@ -32,10 +41,69 @@ pub enum FetchError {
     /// The upstream failed.
     #[error(transparent)]
     Source(#[from] SourceError),
-    /// The cache failed (including the fetch error a waited-for flight reported).
+    /// The cache failed.
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// A host without Range support serves a file larger than the cache could hold whole.
+    #[error(
+        "{url}: the host does not serve byte ranges, so medimg must cache it whole, and it does \
+         not fit in the {limit}-byte cache; raise --cache-size"
+    )]
+    TooBigWhole {
+        /// The file.
+        url: String,
+        /// The cache's limit.
+        limit: u64,
+    },
+    /// Another reader's fetch of the same block is still going after the deadline.
+    #[error(
+        "{url}: no answer within the {}s deadline (the fetch goes on; raise `deadline` in the \
+         config or --deadline if the host is just slow)",
+        after.as_secs_f64()
+    )]
+    TimedOut {
+        /// What was being fetched.
+        url: String,
+        /// The deadline.
+        after: Duration,
+    },
+    /// The error of a fetch another reader led, shared by everyone who waited for it.
+    #[error(transparent)]
+    Shared(Arc<FetchError>),
 }
+
+impl FetchError {
+    /// The upstream's error behind this one, if it is one.
+    pub fn source_error(&self) -> Option<&SourceError> {
+        match self {
+            FetchError::Source(s) => Some(s),
+            FetchError::Shared(inner) => inner.source_error(),
+            _ => None,
+        }
+    }
+
+    /// True when the host refused access (401, 403).
+    pub fn is_denied(&self) -> bool {
+        self.source_error().is_some_and(SourceError::is_denied)
+    }
+
+    /// True when the object changed upstream since it was indexed.
+    pub fn is_changed(&self) -> bool {
+        matches!(self.source_error(), Some(SourceError::Changed { .. }))
+    }
+
+    /// True when the answer did not come within the deadline.
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            FetchError::TimedOut { .. } => true,
+            FetchError::Shared(inner) => inner.is_timeout(),
+            _ => matches!(self.source_error(), Some(SourceError::TimedOut { .. })),
+        }
+    }
+}
+
+/// What a block's flight hands its waiters: the bytes, or the leader's error.
+type BlockResult = Result<Arc<BlockBuf>, Arc<FetchError>>;
 
 /// Fetches blob ranges through the cache.
 pub struct Fetcher {
@@ -51,6 +119,10 @@ pub struct Fetcher {
     queued: Mutex<std::collections::HashSet<BlockKey>>,
     /// ETags first seen for parts indexed without one.
     learned: Mutex<std::collections::HashMap<BlobKey, String>>,
+    /// Block fetches in progress.
+    flights: Flights<BlockKey, BlockResult>,
+    /// How long a reader waits for an upstream.
+    deadline: Duration,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -81,7 +153,20 @@ impl Fetcher {
             prefetch: Mutex::new(None),
             queued: Mutex::new(Default::default()),
             learned: Mutex::new(std::collections::HashMap::new()),
+            flights: Flights::new(),
+            deadline: DEFAULT_DEADLINE,
         }
+    }
+
+    /// The same fetcher with readers waiting at most `deadline` for an upstream.
+    pub fn with_deadline(mut self, deadline: Duration) -> Fetcher {
+        self.deadline = deadline;
+        self
+    }
+
+    /// How long a reader waits for an upstream.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
     }
 
     /// The size of the blocks fetched and cached.
@@ -110,9 +195,7 @@ impl Fetcher {
                             blob: part.key,
                             index,
                         };
-                        let got = f.cache.ensure(key, Check::Length, &|| {
-                            f.fetch_block(&part, index).map_err(|e| e.to_string())
-                        });
+                        let got = f.pin_block(&part, index, Check::Length).map(drop);
                         lock(&f.queued).remove(&key);
                         if let Err(e) = got {
                             tracing::debug!("read-ahead of {} block {index}: {e}", part.url);
@@ -143,7 +226,10 @@ impl Fetcher {
                         blob: part.key,
                         index,
                     };
-                    if self.cache.present_or_coming(key) || !lock(&self.queued).insert(key) {
+                    if self.cache.present_or_writing(key)
+                        || self.flights.contains(&key)
+                        || !lock(&self.queued).insert(key)
+                    {
                         continue;
                     }
                     if tx.try_send((part.clone(), index)).is_err() {
@@ -184,7 +270,7 @@ impl Fetcher {
     /// the first block, which is kept; a host that answers with the whole object is downloaded
     /// whole into the cache now. Returns the part and its `Last-Modified` time.
     pub fn probe(&self, url: &str) -> Result<(Part, Option<i64>), FetchError> {
-        let resp = retry(|| {
+        let resp = retry(self.deadline, || {
             self.up.fetch(&FetchRequest {
                 url,
                 range: Some(0..self.block_size),
@@ -261,11 +347,9 @@ impl Fetcher {
         keep: Option<u64>,
     ) -> Result<(u64, Option<Vec<u8>>), FetchError> {
         let limit = self.cache.limit();
-        let too_big = || {
-            CacheError::Fetch(format!(
-                "{url}: the host does not serve byte ranges, so medimg must cache it whole, \
-                 and it does not fit in the {limit}-byte cache; raise --cache-size"
-            ))
+        let too_big = || FetchError::TooBigWhole {
+            url: url.to_string(),
+            limit,
         };
         let declared = match resp.reply.body {
             Body::Full { len } => len,
@@ -273,7 +357,7 @@ impl Fetcher {
         };
         // Earlier blocks of the download would be evicted to make room for later ones.
         if declared.is_some_and(|n| n > limit) {
-            return Err(too_big().into());
+            return Err(too_big());
         }
         let mut body = resp.body;
         let mut buf = Vec::with_capacity(self.block_size as usize);
@@ -287,7 +371,7 @@ impl Fetcher {
             };
             self.cache.insert(key, buf).map_err(|e| match e {
                 CacheError::Full { .. } => too_big(),
-                e => e,
+                e => e.into(),
             })?;
             if keep == Some(*index) {
                 kept = Some(std::mem::take(buf));
@@ -326,7 +410,7 @@ impl Fetcher {
             }
             total += chunk.len() as u64;
             if total > limit {
-                return Err(too_big().into());
+                return Err(too_big());
             }
             let mut rest = &chunk[..];
             while !rest.is_empty() {
@@ -448,22 +532,56 @@ impl Fetcher {
             blob: part.key,
             index,
         };
-        // The cache passes the error on as text; keep the typed one when this thread fetched,
-        // so that a refusal (403) reaches the caller as one.
-        let failure = Mutex::new(None);
-        let pinned = self.cache.ensure(key, check, &|| {
-            self.fetch_block(part, index).map_err(|e| {
-                let text = e.to_string();
-                if let FetchError::Source(s) = e {
-                    *lock(&failure) = Some(s);
+        let deadline = Instant::now() + self.deadline;
+        // Bounded: each round returns, or follows a flight whose block was evicted or whose
+        // leader went away before anyone pinned it.
+        for _ in 0..3 {
+            if let Some(p) = self.cache.pin(key, check)? {
+                return Ok(p);
+            }
+            match self.flights.join(key) {
+                Join::Lead(lead) => {
+                    // Another leader may have stored it between our look and our flight.
+                    match self.cache.pin(key, check) {
+                        Ok(Some(p)) => return Ok(p),
+                        Ok(None) => {}
+                        Err(e) => {
+                            let e = Arc::new(FetchError::from(e));
+                            lead.finish(Err(e.clone()));
+                            return Err(FetchError::Shared(e));
+                        }
+                    }
+                    return match self.fetch_block(part, index) {
+                        Ok(data) => {
+                            let staged = self.cache.stage(key, data);
+                            lead.finish(Ok(staged.bytes()));
+                            Ok(staged.commit())
+                        }
+                        Err(e) => {
+                            let e = Arc::new(e);
+                            lead.finish(Err(e.clone()));
+                            Err(FetchError::Shared(e))
+                        }
+                    };
                 }
-                text
-            })
-        });
-        pinned.map_err(|e| match lock(&failure).take() {
-            Some(s) => FetchError::Source(s),
-            None => e.into(),
-        })
+                Join::Follow(f) => match f.wait(Some(deadline)) {
+                    Waited::Done(Ok(bytes)) => return Ok(self.cache.hold(key, bytes)),
+                    Waited::Done(Err(e)) => return Err(FetchError::Shared(e)),
+                    Waited::Abandoned => continue,
+                    Waited::TimedOut => {
+                        return Err(FetchError::TimedOut {
+                            url: part.url.clone(),
+                            after: self.deadline,
+                        });
+                    }
+                },
+            }
+        }
+        Err(CacheError::Fetch(format!(
+            "block {index} of {} was evicted as soon as it was fetched; raise --cache-size",
+            part.url
+        ))
+        .into())
     }
 
     fn read_part(
@@ -526,8 +644,9 @@ impl Fetcher {
                 None => lock(&self.learned).get(&part.key).cloned(),
             };
             let tag = strong(&part.etag).or(learned.as_deref());
-            let (data, etag) =
-                retry(|| fetch_range(&*self.up, &part.url, start..end, tag, part.size))?;
+            let (data, etag) = retry(self.deadline, || {
+                fetch_range(&*self.up, &part.url, start..end, tag, part.size)
+            })?;
             if tag.is_none()
                 && let Some(e) = etag.filter(|e| !e.starts_with("W/"))
             {
@@ -541,10 +660,7 @@ impl Fetcher {
             blob: part.key,
             index,
         };
-        if self.cache.contains(key) {
-            let p = self
-                .cache
-                .ensure(key, Check::Length, &|| Err("evicted".into()))?;
+        if let Some(p) = self.cache.pin(key, Check::Length)? {
             return Ok(p.read(0, p.len())?.into());
         }
         tracing::info!(url = %part.url, "downloading whole (the host ignores Range)");
@@ -589,7 +705,7 @@ impl Fetcher {
 impl Fetcher {
     /// GET all of `part`, pinned to the version indexed, with retries.
     fn get_whole(&self, part: &Part) -> Result<Response<'_>, SourceError> {
-        retry(|| {
+        retry(self.deadline, || {
             self.up.fetch(&FetchRequest {
                 url: &part.url,
                 range: None,
@@ -707,7 +823,15 @@ pub struct BlobReader {
     pos: u64,
     buf: Vec<u8>,
     at: usize,
+    /// Where read-ahead stops (the end of the member being decoded), if it is on.
+    ahead_limit: Option<u64>,
+    /// The block end read-ahead was last asked from.
+    ahead_from: u64,
 }
+
+/// Blocks a [`BlobReader`] with read-ahead keeps coming ahead of itself: a decoder consumes
+/// one while the next ones arrive.
+const READER_AHEAD_BLOCKS: u64 = 4;
 
 /// The most a [`BlobReader`] holds: its memory, whatever the block size.
 pub const READER_CHUNK: u64 = 256 << 10;
@@ -721,7 +845,16 @@ impl BlobReader {
             pos: offset,
             buf: Vec::new(),
             at: 0,
+            ahead_limit: None,
+            ahead_from: 0,
         }
+    }
+
+    /// Have the blocks after the one being read fetched in the background, up to `limit`: a
+    /// decoder reading a large member sequentially then never waits for a block it reaches.
+    pub fn with_read_ahead(mut self, limit: u64) -> BlobReader {
+        self.ahead_limit = Some(limit.min(self.blob.size()));
+        self
     }
 }
 
@@ -745,6 +878,14 @@ impl std::io::BufRead for BlobReader {
             let bs = self.fetcher.block_size;
             let block_end = (self.pos - self.pos % bs + bs).min(self.blob.size());
             let end = block_end.min(self.pos + READER_CHUNK);
+            if let Some(limit) = self.ahead_limit
+                && block_end > self.ahead_from
+                && block_end < limit
+            {
+                let window = (READER_AHEAD_BLOCKS * bs).min(limit - block_end);
+                self.fetcher.prefetch(&self.blob, block_end, window);
+                self.ahead_from = block_end;
+            }
             self.buf = self
                 .fetcher
                 .read_at(&self.blob, self.pos, end - self.pos)
@@ -873,10 +1014,117 @@ mod tests {
         let blob = Blob::single(part);
         assert_eq!(f.read_at(&blob, 0, 5_500).unwrap(), bytes);
         assert_eq!(up.request_count(), 1);
+        assert_eq!(f.cache().used(), 5_500);
         // Lose one block: the whole object comes again, once, then everything is served.
         f.invalidate(&blob, 2_500, 1).unwrap();
         assert_eq!(f.read_at(&blob, 2_000, 1_000).unwrap(), bytes[2_000..3_000]);
         assert_eq!(up.request_count(), 2);
+        // The block the read asked for was stored by the download, and counted once.
+        assert_eq!(f.cache().used(), 5_500);
+        for _ in 0..3 {
+            f.invalidate(&blob, 2_500, 1).unwrap();
+            f.read_at(&blob, 2_000, 1_000).unwrap();
+        }
+        assert_eq!(f.cache().used(), 5_500, "no block counted twice per refetch");
+    }
+
+    /// A host that takes `delay` to answer every request with `status` (0: the bytes).
+    struct Slow {
+        delay: std::time::Duration,
+        status: u16,
+        data: Vec<u8>,
+        calls: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Upstream for Slow {
+        fn api(
+            &self,
+            req: &crate::source::ApiRequest<'_>,
+        ) -> Result<crate::source::ApiReply, SourceError> {
+            Err(SourceError::Status {
+                url: req.url.to_string(),
+                status: 404,
+            })
+        }
+
+        fn fetch(&self, req: &FetchRequest<'_>) -> Result<Response<'_>, SourceError> {
+            self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::thread::sleep(self.delay);
+            if self.status != 0 {
+                return Err(SourceError::Status {
+                    url: req.url.to_string(),
+                    status: self.status,
+                });
+            }
+            let r = req.range.clone().unwrap_or(0..self.data.len() as u64);
+            let body = self.data[r.start as usize..r.end as usize].to_vec();
+            struct Once(Option<Vec<u8>>);
+            impl BodyStream for Once {
+                fn chunk(&mut self) -> Result<Option<Vec<u8>>, SourceError> {
+                    Ok(self.0.take())
+                }
+            }
+            Ok(Response {
+                reply: crate::source::Reply {
+                    body: Body::Partial {
+                        total: self.data.len() as u64,
+                    },
+                    etag: Some("\"v1\"".into()),
+                    last_modified: None,
+                },
+                body: Box::new(Once(Some(body))),
+            })
+        }
+    }
+
+    fn slow(delay_ms: u64, status: u16) -> Arc<Slow> {
+        Arc::new(Slow {
+            delay: std::time::Duration::from_millis(delay_ms),
+            status,
+            data: data(3_000),
+            calls: Default::default(),
+        })
+    }
+
+    #[test]
+    fn every_waiter_of_a_refused_block_gets_the_refusal() {
+        let up = slow(200, 403);
+        let (_d, f) = setup(up.clone(), 1 << 20);
+        let blob = Blob::single(Fetcher::listed_part("http://h/a", 3_000, None, None));
+        let errors: Vec<FetchError> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| f.read_at(&blob, 1_000, 10).unwrap_err()))
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(up.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+        for e in errors {
+            assert!(e.is_denied(), "a waiter got {e}, not the refusal");
+            assert!(e.to_string().contains("403"), "{e}");
+        }
+        assert_eq!(f.cache().used(), 0);
+    }
+
+    #[test]
+    fn a_waiter_gives_up_at_the_deadline_and_the_fetch_serves_the_next_reader() {
+        let up = slow(1_500, 0);
+        let d = tempfile::tempdir().unwrap();
+        let cache = Arc::new(BlockCache::open(d.path(), 1 << 20).unwrap());
+        let f = Fetcher::new(up.clone(), cache, 1000)
+            .with_deadline(std::time::Duration::from_millis(300));
+        let blob = Blob::single(Fetcher::listed_part("http://h/a", 3_000, None, None));
+        std::thread::scope(|s| {
+            let leader = s.spawn(|| f.read_at(&blob, 1_000, 10));
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let t = std::time::Instant::now();
+            let e = f.read_at(&blob, 1_000, 10).unwrap_err();
+            assert!(e.is_timeout(), "{e}");
+            assert!(e.to_string().contains("http://h/a"), "{e}");
+            assert!(t.elapsed() < std::time::Duration::from_millis(1_200));
+            assert_eq!(leader.join().unwrap().unwrap(), data(3_000)[1_000..1_010]);
+        });
+        assert_eq!(f.read_at(&blob, 1_000, 10).unwrap(), data(3_000)[1_000..1_010]);
+        assert_eq!(up.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     /// A host that ignores Range from byte 0 (as some CDNs do for whole-object caching) but

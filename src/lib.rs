@@ -4,8 +4,10 @@
 //! Layers, each importing only those below it:
 //! - [`cli`] turns flags and the config file into [`config::Settings`];
 //! - [`fuse`] (the only module that sees fuser) adapts kernel requests to [`vfs`];
-//! - [`vfs`] is the filesystem core: the tree, indexing, member decoding and checks;
-//! - [`fetch`] reads byte ranges of blobs through [`cache`] from a [`source::Upstream`];
+//! - [`vfs`] is the filesystem core: the tree, listings, gating and indexing;
+//! - [`read`] is the read path: file contents, decoded and checked;
+//! - [`fetch`] reads byte ranges of blobs through [`cache`] from a [`source::Upstream`], one
+//!   fetch per block however many readers miss it ([`flight`]);
 //! - [`block`] holds one block's bytes, received once, then shared without copies;
 //! - [`index`] (SQLite) and [`archive`] (pure parsers) hold and produce the metadata;
 //! - [`resolve`] lists a source's files through its host's API, at index time;
@@ -22,8 +24,10 @@ pub mod cli;
 pub mod config;
 pub mod credentials;
 pub mod fetch;
+pub mod flight;
 pub mod fuse;
 pub mod index;
+pub mod read;
 pub mod render;
 pub mod resolve;
 pub mod source;

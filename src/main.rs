@@ -185,8 +185,11 @@ fn run_mount(a: &MountArgs) -> Result<(), Error> {
         settings.mirrors.clone(),
         credentials.clone(),
         limiter,
+        settings.deadline,
     )?);
-    let fetcher = Arc::new(Fetcher::new(upstream, cache.clone(), settings.block_size));
+    let fetcher = Arc::new(
+        Fetcher::new(upstream, cache.clone(), settings.block_size).with_deadline(settings.deadline),
+    );
     fetcher.start_prefetch(READ_AHEAD_WORKERS);
     let n = catalog.datasets.len();
     let vfs = Arc::new(Vfs::new(catalog, index, fetcher).with_credentials(credentials));

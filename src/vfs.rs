@@ -1,4 +1,5 @@
-//! The filesystem core: lookup, getattr, readdir, open, read on medimg's own types. No fuser.
+//! The filesystem core: the tree, listings, gating and indexing, on medimg's own types. No
+//! fuser.
 //!
 //! # The tree
 //! ```text
@@ -22,62 +23,39 @@
 //! have, or that the host refuses (401/403), is `EACCES` with a message saying what is
 //! missing; the refusal is recorded in the index for `medimg catalog` and `about/<id>.md`.
 //!
+//! # Reading
+//! File contents are the read path's ([`crate::read`]): this module finds the file an inode
+//! names and turns a host's refusal into the dataset's denial.
+//!
 //! # Invariants
 //! - Metadata never touches the network once a dataset is indexed: lookup, getattr and readdir
 //!   are answered from the in-memory tree and the SQLite index.
-//! - No byte of a whole file whose host published an md5 or sha256, up to [`INLINE_MAX`], is
-//!   returned before it matched.
-//! - No byte of a ZIP member up to [`INLINE_MAX`] is returned before the member's CRC-32
-//!   matched; a mismatch drops the blocks it came from and fetches them once more, and a second
-//!   mismatch is an error, so nothing bad stays cached. Larger members (volumes, slides) stream:
-//!   their first byte must not wait for the whole member, so their CRC is checked as their bytes
-//!   come in (in any order), and a mismatch fails the read that completes them and every read
-//!   after. tar and tar.gz members carry no checksum of their own: their blocks are checked
-//!   against the CRC recorded when they were cached, and a tar.gz stream's CRC is checked once,
-//!   in full, when it is indexed.
-//! - Large files are read ahead while read sequentially: a window of blocks that doubles with
-//!   each sequential read, through a fixed pool of workers, so read-ahead memory is bounded for
-//!   the daemon, not per open file.
+//! - One indexing per dataset at a time; whoever else enters the dataset meanwhile waits for
+//!   it up to the fetcher's deadline, then gets EIO saying it is still being indexed.
 
 use std::collections::HashMap;
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use bytes::Bytes;
 use lru::LruCache;
 
 use crate::archive::gzip::{Checkpoint, GzStream};
 use crate::archive::{ArchiveError, tar, zip};
-use crate::cache::Check;
 use crate::catalog::{Catalog, Dataset, Format, Locator, MODALITIES, ORGANS, Source};
 use crate::credentials::Credentials;
 use crate::fetch::{BlobBytes, BlobReader, FetchError, Fetcher};
 use crate::index::{Blob, Entry, Index, IndexError, Location, NewEntry, Part, Storage};
+use crate::flight::{Flights, TimedOut};
+use crate::read::{ReadError, Reader};
 use crate::resolve::{self, RemoteFile, ResolveError};
 use crate::source::SourceError;
 
-/// Members up to this size are decoded whole into memory and CRC-checked before the first byte
-/// is returned. 64 MiB covers every image format in the catalog (the largest single-frame
-/// DICOMs and PNGs are tens of MiB); larger members are volumes and slides.
-pub const INLINE_MAX: u64 = 64 << 20;
-/// Output between gzip checkpoints: reading a `.tar.gz` member inflates at most this much that
-/// it does not need, and the checkpoints' windows cost 32 KiB per span (0.8 %).
-const GZ_SPAN: u64 = 4 << 20;
-/// Most blocks read ahead of a sequential reader (32 MiB with 4 MiB blocks: enough to keep a
-/// 1 Gbit/s link busy while a reader consumes at disk speed).
-const MAX_AHEAD_BLOCKS: u64 = 8;
-/// Memory for decoded members shared between open files (LRU by bytes).
-const DECODED_BUDGET: u64 = 32 << 20;
+pub use crate::read::INLINE_MAX;
 /// Directories whose listing in progress keeps its unsent rest (one per concurrent `ls`).
 const LISTINGS_KEPT: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(64) {
-    Some(n) => n,
-    None => std::num::NonZeroUsize::MIN,
-};
-/// Per-inode handles kept in no-open mode: enough for a DataLoader's workers and a few
-/// sequential readers of volumes (a large deflated member's handle holds up to 8 MiB of
-/// recent output), few enough to bound that memory at 128 MiB.
-const INODE_HANDLES: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(16) {
     Some(n) => n,
     None => std::num::NonZeroUsize::MIN,
 };
@@ -192,20 +170,6 @@ pub enum VfsError {
         /// Why.
         source: Box<FetchError>,
     },
-    /// A member's bytes do not match its checksum, even after a fresh download.
-    #[error(
-        "dataset {dataset}: {member}: {message}; the upstream archive {url} is damaged or changed"
-    )]
-    Corrupt {
-        /// Dataset id.
-        dataset: String,
-        /// Member path.
-        member: String,
-        /// The blob's URL.
-        url: String,
-        /// What did not match.
-        message: String,
-    },
     /// The member uses something medimg cannot decode.
     #[error("dataset {dataset}: {member}: {message}")]
     Unreadable {
@@ -219,6 +183,24 @@ pub enum VfsError {
     /// The index failed.
     #[error(transparent)]
     Index(#[from] IndexError),
+    /// Reading a file failed.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// Another reader's indexing of the dataset is still going after the deadline.
+    #[error(
+        "dataset {dataset}: still being indexed after {}s (a large archive is read once, whole); \
+         try again in a moment",
+        waited.as_secs()
+    )]
+    StillIndexing {
+        /// Dataset id.
+        dataset: String,
+        /// How long this caller waited.
+        waited: std::time::Duration,
+    },
+    /// The error of an indexing another caller led, shared by everyone who waited for it.
+    #[error(transparent)]
+    Shared(Arc<VfsError>),
 }
 
 impl VfsError {
@@ -230,13 +212,16 @@ impl VfsError {
             VfsError::IsDir => libc::EISDIR,
             VfsError::BadHandle => libc::EBADF,
             VfsError::Denied { .. } => libc::EACCES,
+            VfsError::Fetch { source, .. } if source.is_changed() => libc::ESTALE,
+            VfsError::Read(e) => e.errno(),
+            VfsError::Shared(e) => e.errno(),
             _ => libc::EIO,
         }
     }
 
     /// Whether the failure is worth a log line (the user's tools only see an errno).
     pub fn is_loggable(&self) -> bool {
-        matches!(self.errno(), libc::EIO | libc::EACCES)
+        matches!(self.errno(), libc::EIO | libc::EACCES | libc::ESTALE)
     }
 }
 
@@ -288,9 +273,6 @@ fn file_ino(row: i64) -> u64 {
     FILE_BIT | row as u64
 }
 
-/// Decoded members by entry id, and their total bytes.
-type Decoded = (LruCache<i64, Bytes>, u64);
-
 /// A view: its top directory, the outer and inner vocabularies, and membership tests.
 type View = (
     &'static str,
@@ -301,137 +283,19 @@ type View = (
 );
 type Has = fn(&Dataset, &str) -> bool;
 
-/// An open file.
-#[derive(Debug)]
-struct Handle {
-    entry: Entry,
-    dataset: usize,
-    /// The decoded, checked content, for members up to [`INLINE_MAX`]. Reads answer with
-    /// slices of it, which share its memory.
-    content: Mutex<Option<Bytes>>,
-    /// The decoder of a large gzip-stored member, where the last read left it.
-    gzip: Mutex<Option<GzCursor>>,
-    /// The sequential state of a large ZIP member: CRC so far, decoder.
-    stream: Mutex<Option<MemberStream>>,
-    /// Sequential-read detection for read-ahead.
-    ahead: Mutex<ReadAhead>,
-    /// The member's blob, once looked up.
-    blob: std::sync::OnceLock<Blob>,
-    /// Whether `content` may hold the decoded member: true for a handle of one `open`, which
-    /// `release` ends; false for the shared per-inode handles of no-open mode, which live in
-    /// an LRU and must not pin 64 MiB each (the shared decoded cache still serves them).
-    keep_content: bool,
-}
-
-/// What has been checked of a large ZIP member, and its decoder.
-#[derive(Default)]
-struct MemberStream {
-    /// Stored members: CRCs of the disjoint ranges read so far, by start (end, CRC).
-    ranges: std::collections::BTreeMap<u64, (u64, crc32fast::Hasher)>,
-    /// Deflated members: the decoder, how much it has produced, its CRC so far, and the last
-    /// output (from `recent_start`) for reads that arrive after the decoder passed them.
-    inflater: Option<Box<dyn Read + Send>>,
-    pos: u64,
-    crc: crc32fast::Hasher,
-    recent: Vec<u8>,
-    recent_start: u64,
-}
-
-/// Decoded output kept behind a large deflated member's decoder: more than the kernel's
-/// read-ahead window, so parallel reads that arrive out of order need no restart.
-const RECENT_MAX: usize = 8 << 20;
-
-impl MemberStream {
-    /// Record the CRC of `data` read at `offset`; the member's CRC once the ranges cover `size`.
-    fn note_range(&mut self, offset: u64, data: &[u8], size: u64) -> Option<u32> {
-        let end = offset + data.len() as u64;
-        let overlaps = self
-            .ranges
-            .range(..end)
-            .next_back()
-            .is_some_and(|(_, (e, _))| *e > offset);
-        if data.is_empty() || overlaps {
-            return None;
-        }
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(data);
-        let (mut start, mut end) = (offset, end);
-        // Join with the range that ends where this one starts, then with the one after.
-        if let Some((&s, (e, _))) = self.ranges.range(..start).next_back()
-            && *e == start
-            && let Some((_, mut before)) = self.ranges.remove(&s)
-        {
-            before.combine(&crc);
-            crc = before;
-            start = s;
-        }
-        if let Some((after_end, after)) = self.ranges.remove(&end) {
-            crc.combine(&after);
-            end = after_end;
-        }
-        if start == 0 && end == size {
-            self.ranges.clear();
-            return Some(crc.finalize());
-        }
-        self.ranges.insert(start, (end, crc));
-        None
-    }
-
-    /// Decode the next piece; the member's CRC once the decoder reaches `size`.
-    fn decode_more(&mut self, size: u64) -> std::io::Result<Option<u32>> {
-        let Some(inflater) = self.inflater.as_mut() else {
-            return Err(std::io::Error::other("no decoder"));
-        };
-        let mut buf = vec![0u8; (256usize << 10).min((size - self.pos) as usize)];
-        if buf.is_empty() {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "read past the member's end",
-            ));
-        }
-        inflater.read_exact(&mut buf)?;
-        self.crc.update(&buf);
-        self.pos += buf.len() as u64;
-        self.recent.extend_from_slice(&buf);
-        if self.recent.len() > RECENT_MAX {
-            let drop = self.recent.len() - RECENT_MAX;
-            self.recent.drain(..drop);
-            self.recent_start += drop as u64;
-        }
-        Ok((self.pos == size).then(|| self.crc.clone().finalize()))
-    }
-}
-
-impl std::fmt::Debug for MemberStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemberStream")
-            .field("pos", &self.pos)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Read-ahead of one open file: the window doubles while reads follow each other and falls
-/// back to one block on a seek.
-#[derive(Debug, Default)]
-struct ReadAhead {
-    next: u64,
-    blocks: u64,
-}
-
 /// Members of a tar blob, the names of members skipped, and (tar.gz) decompression checkpoints.
 type TarListing = (Vec<tar::TarEntry>, Vec<String>, Vec<Checkpoint>);
 
 /// A part of a listed file, with its `Last-Modified` when it was probed.
 type ProbedPart = (Part, Option<i64>);
 
-/// A decoder over a blob's compressed bytes.
-type GzCursor = GzStream<BlobReader>;
-
 /// The filesystem core.
 pub struct Vfs {
     catalog: Catalog,
-    index: Index,
+    index: Arc<Index>,
     fetcher: Arc<Fetcher>,
+    /// The read path: file contents, checked.
+    reader: Reader,
     /// Inodes of `about/<id>.md`, by dataset.
     about: Vec<u64>,
     /// Which hosts have credentials (to say what is missing before asking).
@@ -444,17 +308,10 @@ pub struct Vfs {
     paths_per_dataset: Vec<u32>,
     dataset_by_id: HashMap<String, usize>,
     roots: RwLock<HashMap<usize, i64>>,
-    indexing: Mutex<HashMap<usize, Arc<Mutex<()>>>>,
-    decoded: Mutex<Decoded>,
-    data_offsets: Mutex<HashMap<i64, u64>>,
-    handles: Mutex<HashMap<u64, Arc<Handle>>>,
-    /// Per-inode handles for reads that come without one (no-open mode).
-    inode_handles: Mutex<LruCache<u64, Arc<Handle>>>,
+    /// Indexings in progress: one per dataset, its result shared by whoever waited.
+    indexing: Flights<usize, std::result::Result<i64, Arc<VfsError>>>,
     /// Rests of listings a reply had no room for, by (directory, cookie).
     listings: Mutex<LruCache<(u64, u64), Vec<DirItem>>>,
-    /// Large members found damaged since start, with what did not match.
-    damaged: Mutex<HashMap<i64, String>>,
-    next_fh: AtomicU64,
     started: i64,
 }
 
@@ -587,8 +444,10 @@ impl Vfs {
             .enumerate()
             .map(|(i, d)| (d.id.clone(), i))
             .collect();
+        let index = Arc::new(index);
         let mut vfs = Vfs {
             catalog,
+            reader: Reader::new(index.clone(), fetcher.clone()),
             index,
             fetcher,
             about,
@@ -598,14 +457,8 @@ impl Vfs {
             paths_per_dataset,
             dataset_by_id,
             roots: RwLock::new(HashMap::new()),
-            indexing: Mutex::new(HashMap::new()),
-            decoded: Mutex::new((LruCache::unbounded(), 0)),
-            data_offsets: Mutex::new(HashMap::new()),
-            handles: Mutex::new(HashMap::new()),
+            indexing: Flights::new(),
             listings: Mutex::new(LruCache::new(LISTINGS_KEPT)),
-            inode_handles: Mutex::new(LruCache::new(INODE_HANDLES)),
-            damaged: Mutex::new(HashMap::new()),
-            next_fh: AtomicU64::new(1),
             started: now(),
         };
         vfs.rebuild_about();
@@ -861,21 +714,33 @@ impl Vfs {
                 message,
             });
         }
-        let gate = lock(&self.indexing).entry(d).or_default().clone();
-        let _g = lock(&gate);
-        if let Some(r) = self.roots.read().unwrap_or_else(|p| p.into_inner()).get(&d) {
-            return Ok(*r);
+        // Whoever comes while another indexes waits for it, up to the deadline: a host that
+        // never answers fails the indexer by then too (its requests time out).
+        let deadline = Instant::now() + self.fetcher.deadline();
+        let indexed = self.indexing.run(d, Some(deadline), || {
+            if let Some(r) = self.roots.read().unwrap_or_else(|p| p.into_inner()).get(&d) {
+                return Ok(*r);
+            }
+            let fp = ds.fingerprint();
+            let root = match self.index.dataset_root(&ds.id, &fp) {
+                Ok(Some(r)) => r,
+                Ok(None) => self.index_dataset(ds, &fp).map_err(Arc::new)?,
+                Err(e) => return Err(Arc::new(e.into())),
+            };
+            self.roots
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(d, root);
+            Ok(root)
+        });
+        match indexed {
+            Ok(Ok(root)) => Ok(root),
+            Ok(Err(e)) => Err(VfsError::Shared(e)),
+            Err(TimedOut) => Err(VfsError::StillIndexing {
+                dataset: ds.id.clone(),
+                waited: self.fetcher.deadline(),
+            }),
         }
-        let fp = ds.fingerprint();
-        let root = match self.index.dataset_root(&ds.id, &fp)? {
-            Some(r) => r,
-            None => self.index_dataset(ds, &fp)?,
-        };
-        self.roots
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(d, root);
-        Ok(root)
     }
 
     fn index_dataset(&self, ds: &Dataset, fingerprint: &str) -> Result<i64> {
@@ -1124,7 +989,9 @@ impl Vfs {
     /// An archive that cannot be listed; a refusal by its host is a denial.
     fn listing_failure(&self, ds: &Dataset, url: &str, source: ArchiveError) -> VfsError {
         if let ArchiveError::Read(inner) = &source
-            && let Some(FetchError::Source(s)) = inner.downcast_ref::<FetchError>()
+            && let Some(s) = inner
+                .downcast_ref::<FetchError>()
+                .and_then(FetchError::source_error)
             && s.is_denied()
         {
             return self.denied(ds, s);
@@ -1137,8 +1004,8 @@ impl Vfs {
     }
 
     fn fetch_failure(&self, ds: &Dataset, what: String, source: FetchError) -> VfsError {
-        match &source {
-            FetchError::Source(s) if s.is_denied() => self.denied(ds, s),
+        match source.source_error() {
+            Some(s) if s.is_denied() => self.denied(ds, s),
             _ => VfsError::Fetch {
                 dataset: ds.id.clone(),
                 what,
@@ -1188,7 +1055,7 @@ impl Vfs {
             let (members, skipped) = tar::list(input)?;
             return Ok((members, skipped, Vec::new()));
         }
-        let mut gz = GzStream::indexing(input, GZ_SPAN);
+        let mut gz = GzStream::indexing(input, crate::read::GZ_SPAN);
         let (members, skipped) = tar::list(&mut gz)?;
         // The rest of the stream (end-of-archive padding) still has to pass its CRC check.
         std::io::copy(&mut gz, &mut std::io::sink())
@@ -1198,512 +1065,51 @@ impl Vfs {
 
     /// Open file `ino`; returns a handle for [`Vfs::read`].
     pub fn open(&self, ino: u64) -> Result<u64> {
-        let row = match decode(ino) {
-            Ino::Syn(_) => {
-                return match self.syn_attr(ino).ok_or(VfsError::NotFound)?.kind {
-                    Kind::File => Ok(0),
-                    Kind::Dir => Err(VfsError::IsDir),
-                };
-            }
-            Ino::Dir { .. } => return Err(VfsError::IsDir),
-            Ino::File(row) => row,
-        };
-        let handle = self.new_handle(row, true)?;
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        lock(&self.handles).insert(fh, Arc::new(handle));
-        Ok(fh)
-    }
-
-    fn new_handle(&self, row: i64, keep_content: bool) -> Result<Handle> {
-        let entry = self.index.entry(row)?.ok_or(VfsError::NotFound)?;
-        let dataset = self.dataset_of_entry(&entry).ok_or(VfsError::NotFound)?;
-        Ok(Handle {
-            entry,
-            dataset,
-            content: Mutex::new(None),
-            gzip: Mutex::new(None),
-            stream: Mutex::new(None),
-            ahead: Mutex::new(ReadAhead::default()),
-            blob: std::sync::OnceLock::new(),
-            keep_content,
-        })
-    }
-
-    /// The handle a read without one (`fh` 0: the kernel skips `open` in no-open mode) uses:
-    /// one per inode, shared by every reader of the file, kept in a small LRU.
-    fn inode_handle(&self, ino: u64) -> Result<Arc<Handle>> {
-        let Ino::File(row) = decode(ino) else {
-            return Err(VfsError::IsDir);
-        };
-        if let Some(h) = lock(&self.inode_handles).get(&ino) {
-            return Ok(h.clone());
+        match decode(ino) {
+            Ino::Syn(_) => match self.syn_attr(ino).ok_or(VfsError::NotFound)?.kind {
+                Kind::File => Ok(0),
+                Kind::Dir => Err(VfsError::IsDir),
+            },
+            Ino::Dir { .. } => Err(VfsError::IsDir),
+            Ino::File(row) => Ok(self.reader.open(row)?),
         }
-        let h = Arc::new(self.new_handle(row, false)?);
-        Ok(lock(&self.inode_handles).get_or_insert(ino, || h).clone())
     }
 
     /// Forget handle `fh`.
     pub fn release(&self, fh: u64) {
-        lock(&self.handles).remove(&fh);
+        self.reader.release(fh);
     }
 
     /// Up to `size` bytes of file `ino` at `offset`, through handle `fh` from [`Vfs::open`], or
     /// 0 when the kernel did not open the file (no-open mode).
     pub fn read(&self, ino: u64, fh: u64, offset: u64, size: u32) -> Result<Bytes> {
-        if let Ino::Syn(i) = decode(ino) {
-            return match &self.syn.get(i).ok_or(VfsError::NotFound)?.content {
+        match decode(ino) {
+            Ino::Syn(i) => match &self.syn.get(i).ok_or(VfsError::NotFound)?.content {
                 SynContent::File(b) => Ok(slice(b, offset, size).into()),
                 SynContent::Dir(_) => Err(VfsError::IsDir),
-            };
-        }
-        let h = if fh == 0 {
-            self.inode_handle(ino)?
-        } else {
-            lock(&self.handles)
-                .get(&fh)
-                .cloned()
-                .ok_or(VfsError::BadHandle)?
-        };
-        let e = &h.entry;
-        let Some(loc) = e.location else {
-            return Err(VfsError::IsDir);
-        };
-        if offset >= e.size {
-            return Ok(Bytes::new());
-        }
-        let len = (size as u64).min(e.size - offset);
-        match loc.storage {
-            // A whole file whose host published its checksum: checked before any byte is served.
-            Storage::Raw if e.size <= INLINE_MAX && self.blob(&h, loc.blob)?.checksum.is_some() => {
-                let content = self.member_content(&h)?;
-                Ok(share(&content, offset, len))
-            }
-            Storage::Raw => {
-                let blob = self.blob(&h, loc.blob)?;
-                self.read_ahead(&h, &blob, loc.offset + offset, len, loc.offset + e.size);
-                self.fetcher
-                    .read_bytes(&blob, loc.offset + offset, len, Check::Crc)
-                    .map_err(|source| self.fetch_err(&h, source))
-            }
-            Storage::Zip { .. } | Storage::Gzip if e.size <= INLINE_MAX => {
-                let content = self.member_content(&h)?;
-                Ok(share(&content, offset, len))
-            }
-            Storage::Gzip => self.read_gzip(&h, offset, len).map(Bytes::from),
-            Storage::Zip { .. } => {
-                if let Some(message) = lock(&self.damaged).get(&e.id).cloned() {
-                    return Err(VfsError::Corrupt {
-                        dataset: self.dataset_id(&h),
-                        member: self.member_path(&h),
-                        url: self.blob(&h, loc.blob)?.url().to_string(),
-                        message,
-                    });
-                }
-                self.read_large_zip(&h, offset, len)
-            }
-        }
-    }
-
-    /// A range of a ZIP member over [`INLINE_MAX`]: the first byte must not wait for the whole
-    /// member. Stored members are read by range, and the CRC-32 of the ranges read is combined
-    /// as they join up (the kernel's parallel reads arrive out of order); deflated ones go
-    /// through one decoder per open file that continues forward, with the last few MiB of output
-    /// kept for reads that arrive late. When the bytes checked cover the whole member, a CRC
-    /// mismatch fails that read and drops the member's cached blocks.
-    fn read_large_zip(&self, h: &Handle, offset: u64, len: u64) -> Result<Bytes> {
-        let (blob, method, compressed_size, crc32) = self.zip_member(h)?;
-        let start = self.data_offset(h, &blob)?;
-        let mut slot = lock(&h.stream);
-        let st = slot.get_or_insert_with(MemberStream::default);
-        let (data, whole_crc) = match method {
-            zip::METHOD_STORED => {
-                self.read_ahead(h, &blob, start + offset, len, start + compressed_size);
-                let data = self
-                    .fetcher
-                    .read_bytes(&blob, start + offset, len, Check::Length)
-                    .map_err(|source| self.fetch_err(h, source))?;
-                let whole = st.note_range(offset, &data, h.entry.size);
-                (data, whole)
-            }
-            zip::METHOD_DEFLATED => {
-                if offset < st.recent_start || st.inflater.is_none() {
-                    *st = MemberStream::default();
-                    let input = BlobReader::new(self.fetcher.clone(), blob.clone(), start);
-                    st.inflater = Some(Box::new(flate2::bufread::DeflateDecoder::new(
-                        std::io::BufReader::new(input.take(compressed_size)),
-                    )));
-                }
-                let mut whole = None;
-                while st.pos < offset + len {
-                    whole = st
-                        .decode_more(h.entry.size)
-                        .map_err(|e| self.gzip_err(h, e))?;
-                }
-                let from = (offset - st.recent_start) as usize;
-                (
-                    Bytes::copy_from_slice(&st.recent[from..from + len as usize]),
-                    whole,
-                )
-            }
-            m => return Err(self.unsupported_method(h, m)),
-        };
-        if let Some(got) = whole_crc
-            && got != crc32
-        {
-            *slot = None;
-            let _ = self.fetcher.invalidate(&blob, start, compressed_size);
-            let message = format!("CRC-32 {got:08x}, expected {crc32:08x}");
-            // Every later read fails too: the kernel retries a failed read-ahead page by page,
-            // and those retries must not succeed.
-            lock(&self.damaged).insert(h.entry.id, message.clone());
-            return Err(VfsError::Corrupt {
-                dataset: self.dataset_id(h),
-                member: self.member_path(h),
-                url: blob.url().to_string(),
-                message,
-            });
-        }
-        Ok(data)
-    }
-
-    /// Note a read of `[at, at + len)` of `blob` and, while reads are sequential, have the
-    /// following blocks up to `limit` (the file's end) fetched in the background: 1, 2, 4, ...
-    /// up to [`MAX_AHEAD_BLOCKS`] blocks; a seek starts again from none.
-    fn read_ahead(&self, h: &Handle, blob: &Blob, at: u64, len: u64, limit: u64) {
-        let bs = self.fetcher.block_size();
-        let mut ra = lock(&h.ahead);
-        // The kernel's own read-ahead sends several reads at once and worker threads answer
-        // them in any order, so "sequential" means near where the reader has got to, not equal.
-        let near = at.abs_diff(ra.next) <= bs.max(ra.blocks * bs);
-        if near {
-            ra.blocks = (ra.blocks * 2).clamp(1, MAX_AHEAD_BLOCKS);
-            ra.next = ra.next.max(at + len);
-        } else {
-            ra.blocks = 0;
-            ra.next = at + len;
-        }
-        if ra.blocks > 0 && ra.next < limit {
-            let window = (ra.blocks * bs).min(limit - ra.next);
-            self.fetcher.prefetch(blob, ra.next, window);
-        }
-    }
-
-    fn dataset_id(&self, h: &Handle) -> String {
-        self.catalog.datasets[h.dataset].id.clone()
-    }
-
-    fn member_path(&self, h: &Handle) -> String {
-        let mut parts = vec![h.entry.name.clone()];
-        let mut p = h.entry.parent;
-        while let Ok(Some(e)) = self.index.entry(p) {
-            if e.parent == 0 {
-                break;
-            }
-            parts.push(e.name);
-            p = e.parent;
-        }
-        parts.reverse();
-        parts.join("/")
-    }
-
-    fn fetch_err(&self, h: &Handle, source: FetchError) -> VfsError {
-        if let FetchError::Source(s) = &source
-            && s.is_denied()
-            && let Some(ds) = self.catalog.datasets.get(h.dataset)
-        {
-            return self.denied(ds, s);
-        }
-        VfsError::Fetch {
-            dataset: self.dataset_id(h),
-            what: format!("reading {}", self.member_path(h)),
-            source: Box::new(source),
-        }
-    }
-
-    /// The blob of an open file's member (looked up once per open file, not per read).
-    fn blob(&self, h: &Handle, id: i64) -> Result<Blob> {
-        if let Some(b) = h.blob.get() {
-            return Ok(b.clone());
-        }
-        let b = self.index.blob(id)?.ok_or_else(|| VfsError::Unreadable {
-            dataset: self.dataset_id(h),
-            member: h.entry.name.clone(),
-            message: "its archive is no longer in the index".into(),
-        })?;
-        Ok(h.blob.get_or_init(|| b).clone())
-    }
-
-    /// Where a ZIP member's data starts, from its local header (remembered).
-    fn data_offset(&self, h: &Handle, blob: &Blob) -> Result<u64> {
-        let id = h.entry.id;
-        if let Some(o) = lock(&self.data_offsets).get(&id) {
-            return Ok(*o);
-        }
-        let Some(loc) = h.entry.location else {
-            return Err(VfsError::IsDir);
-        };
-        let header = self
-            .fetcher
-            .read_at_checked(blob, loc.offset, zip::LOCAL_HEADER_LEN, Check::Length)
-            .map_err(|source| self.fetch_err(h, source))?;
-        let rel = zip::local_data_offset(&header).map_err(|e| VfsError::Corrupt {
-            dataset: self.dataset_id(h),
-            member: self.member_path(h),
-            url: blob.url().to_string(),
-            message: e.to_string(),
-        })?;
-        let start = loc.offset + rel;
-        lock(&self.data_offsets).insert(id, start);
-        Ok(start)
-    }
-
-    /// The decoded, CRC-checked content of a member up to [`INLINE_MAX`] bytes.
-    fn member_content(&self, h: &Handle) -> Result<Bytes> {
-        if let Some(c) = lock(&h.content).as_ref() {
-            return Ok(c.clone());
-        }
-        if let Some(c) = lock(&self.decoded).0.get(&h.entry.id) {
-            let c = c.clone();
-            if h.keep_content {
-                *lock(&h.content) = Some(c.clone());
-            }
-            return Ok(c);
-        }
-        let content = Bytes::from(match h.entry.location.map(|l| l.storage) {
-            Some(Storage::Gzip) => {
-                let mut cursor = self.gzip_cursor(h, 0)?;
-                let mut out = vec![0u8; h.entry.size as usize];
-                cursor
-                    .read_exact(&mut out)
-                    .map_err(|e| self.gzip_err(h, e))?;
-                out
-            }
-            Some(Storage::Raw) => self.raw_checked(h)?,
-            _ => self.decode_checked(h)?,
-        });
-        {
-            let mut d = lock(&self.decoded);
-            d.1 += content.len() as u64;
-            d.0.put(h.entry.id, content.clone());
-            while d.1 > DECODED_BUDGET {
-                match d.0.pop_lru() {
-                    Some((_, old)) => d.1 -= old.len() as u64,
-                    None => break,
-                }
-            }
-        }
-        if h.keep_content {
-            *lock(&h.content) = Some(content.clone());
-        }
-        Ok(content)
-    }
-
-    /// A decoder positioned at byte `offset` of a gzip-stored member, started from the nearest
-    /// checkpoint before it.
-    fn gzip_cursor(&self, h: &Handle, offset: u64) -> Result<GzCursor> {
-        let Some(loc) = h.entry.location else {
-            return Err(VfsError::IsDir);
-        };
-        let blob = self.blob(h, loc.blob)?;
-        let target = loc.offset + offset;
-        let cp = self
-            .index
-            .checkpoint_before(blob.id, target)?
-            .ok_or_else(|| VfsError::Unreadable {
-                dataset: self.dataset_id(h),
-                member: self.member_path(h),
-                message: "its archive has no decompression checkpoints in the index".into(),
-            })?;
-        let input = BlobReader::new(self.fetcher.clone(), blob, cp.input);
-        let mut cursor = GzStream::resume(input, &cp);
-        cursor.skip_to(target).map_err(|e| self.gzip_err(h, e))?;
-        Ok(cursor)
-    }
-
-    fn gzip_err(&self, h: &Handle, e: std::io::Error) -> VfsError {
-        let dataset = self.dataset_id(h);
-        let member = self.member_path(h);
-        match e.into_inner().map(|inner| inner.downcast::<FetchError>()) {
-            Some(Ok(source)) => VfsError::Fetch {
-                dataset,
-                what: format!("reading {member}"),
-                source,
             },
-            Some(Err(inner)) => VfsError::Unreadable {
-                dataset,
-                member,
-                message: format!("decompressing: {inner}"),
-            },
-            None => VfsError::Unreadable {
-                dataset,
-                member,
-                message: "decompressing failed".into(),
-            },
+            Ino::Dir { .. } => Err(VfsError::IsDir),
+            Ino::File(row) => self.reader.read(row, fh, offset, size).map_err(|e| {
+                // A refusal is the dataset's: say what is missing, and remember it.
+                let denied = match e.fetch_error().and_then(FetchError::source_error) {
+                    Some(s) if s.is_denied() => self
+                        .index
+                        .entry(row)
+                        .ok()
+                        .flatten()
+                        .and_then(|entry| self.dataset_by_id.get(&entry.dataset).copied())
+                        .map(|d| self.denied(&self.catalog.datasets[d], s)),
+                    _ => None,
+                };
+                denied.unwrap_or(VfsError::Read(e))
+            }),
         }
-    }
-
-    /// A range of a large gzip-stored member: sequential reads continue one decoder; a seek
-    /// further than one checkpoint span starts again from the nearest checkpoint.
-    fn read_gzip(&self, h: &Handle, offset: u64, len: u64) -> Result<Vec<u8>> {
-        let Some(loc) = h.entry.location else {
-            return Err(VfsError::IsDir);
-        };
-        let target = loc.offset + offset;
-        let mut slot = lock(&h.gzip);
-        let reusable = slot
-            .as_ref()
-            .is_some_and(|c| c.position() <= target && target - c.position() <= GZ_SPAN);
-        if !reusable {
-            *slot = Some(self.gzip_cursor(h, offset)?);
-        }
-        let Some(cursor) = slot.as_mut() else {
-            return Err(VfsError::BadHandle);
-        };
-        let input_at = cursor.input_position();
-        cursor.skip_to(target).map_err(|e| self.gzip_err(h, e))?;
-        let mut out = vec![0u8; len as usize];
-        if let Err(e) = cursor.read_exact(&mut out) {
-            *slot = None;
-            return Err(self.gzip_err(h, e));
-        }
-        // Read ahead in the compressed stream, where the decoder goes next.
-        let input_now = cursor.input_position();
-        drop(slot);
-        let blob = self.blob(h, loc.blob)?;
-        self.read_ahead(h, &blob, input_at, input_now - input_at, blob.size());
-        Ok(out)
-    }
-
-    /// The blob, method, compressed size and CRC-32 of a ZIP member.
-    fn zip_member(&self, h: &Handle) -> Result<(Blob, u16, u64, u32)> {
-        let Some(Location {
-            blob,
-            storage:
-                Storage::Zip {
-                    method,
-                    compressed_size,
-                    crc32,
-                },
-            ..
-        }) = h.entry.location
-        else {
-            return Err(VfsError::IsDir);
-        };
-        Ok((self.blob(h, blob)?, method, compressed_size, crc32))
-    }
-
-    fn unsupported_method(&self, h: &Handle, method: u16) -> VfsError {
-        VfsError::Unreadable {
-            dataset: self.dataset_id(h),
-            member: self.member_path(h),
-            message: format!(
-                "compression method {method} is not supported (only stored and deflate)"
-            ),
-        }
-    }
-
-    fn decode_checked(&self, h: &Handle) -> Result<Vec<u8>> {
-        let (blob, method, compressed_size, crc32) = self.zip_member(h)?;
-        let mut last = String::new();
-        // Second round: after dropping the blocks, in case the damage was in our cache.
-        for round in 0..2 {
-            let start = self.data_offset(h, &blob)?;
-            let packed = self
-                .fetcher
-                .read_at_checked(&blob, start, compressed_size, Check::Length)
-                .map_err(|source| self.fetch_err(h, source))?;
-            let content = match method {
-                zip::METHOD_STORED => Ok(packed),
-                zip::METHOD_DEFLATED => zip::inflate(&packed, h.entry.size),
-                m => return Err(self.unsupported_method(h, m)),
-            };
-            match content {
-                Ok(c) if c.len() as u64 == h.entry.size && crc32fast::hash(&c) == crc32 => {
-                    return Ok(c);
-                }
-                Ok(c) => {
-                    last = format!(
-                        "CRC-32 {:08x} over {} bytes, expected {crc32:08x} over {}",
-                        crc32fast::hash(&c),
-                        c.len(),
-                        h.entry.size
-                    )
-                }
-                Err(e) => last = e,
-            }
-            let Some(loc) = h.entry.location else { break };
-            tracing::warn!(
-                dataset = %self.dataset_id(h),
-                member = %self.member_path(h),
-                round,
-                "member failed its check ({last}); dropping its cached blocks"
-            );
-            let _ =
-                self.fetcher
-                    .invalidate(&blob, loc.offset, start - loc.offset + compressed_size);
-            lock(&self.data_offsets).remove(&h.entry.id);
-        }
-        Err(VfsError::Corrupt {
-            dataset: self.dataset_id(h),
-            member: self.member_path(h),
-            url: blob.url().to_string(),
-            message: last,
-        })
-    }
-
-    /// A whole file checked against its host's checksum; a mismatch drops its blocks and
-    /// fetches them once more, and a second mismatch is an error.
-    fn raw_checked(&self, h: &Handle) -> Result<Vec<u8>> {
-        let Some(loc) = h.entry.location else {
-            return Err(VfsError::IsDir);
-        };
-        let blob = self.blob(h, loc.blob)?;
-        let want = blob.checksum.clone().unwrap_or_default();
-        let mut last = String::new();
-        for round in 0..2 {
-            let data = self
-                .fetcher
-                .read_at_checked(&blob, loc.offset, h.entry.size, Check::Length)
-                .map_err(|source| self.fetch_err(h, source))?;
-            let got = digest(&want, &data);
-            if got.as_deref() == Some(want.as_str()) {
-                return Ok(data);
-            }
-            last = match got {
-                Some(g) => format!("checksum {g}, the host published {want}"),
-                None => format!("the host published {want:?}, which medimg cannot check"),
-            };
-            tracing::warn!(
-                dataset = %self.dataset_id(h),
-                member = %self.member_path(h),
-                round,
-                "file failed its check ({last}); dropping its cached blocks"
-            );
-            let _ = self.fetcher.invalidate(&blob, loc.offset, h.entry.size);
-        }
-        Err(VfsError::Corrupt {
-            dataset: self.dataset_id(h),
-            member: self.member_path(h),
-            url: blob.url().to_string(),
-            message: last,
-        })
     }
 
     /// Totals for statfs: (bytes of the cache limit, bytes used).
     pub fn cache_usage(&self) -> (u64, u64) {
         let c = self.fetcher.cache();
         (c.limit(), c.used())
-    }
-}
-
-/// `data`'s digest in the algorithm `want` names (`md5:…`, `sha256:…`), in the same form.
-fn digest(want: &str, data: &[u8]) -> Option<String> {
-    use sha2::Digest;
-    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
-    match want.split_once(':')?.0 {
-        "md5" => Some(format!("md5:{}", hex(&md5::Md5::digest(data)))),
-        "sha256" => Some(format!("sha256:{}", hex(&sha2::Sha256::digest(data)))),
-        _ => None,
     }
 }
 
@@ -1715,22 +1121,12 @@ fn has_organ(d: &Dataset, v: &str) -> bool {
     d.organ.iter().any(|o| o == v)
 }
 
-/// `len` bytes of `b` at `offset` (fewer at its end), sharing its memory.
-fn share(b: &Bytes, offset: u64, len: u64) -> Bytes {
-    let start = usize::try_from(offset).unwrap_or(usize::MAX).min(b.len());
-    let end = start
-        .saturating_add(usize::try_from(len).unwrap_or(usize::MAX))
-        .min(b.len());
-    b.slice(start..end)
-}
-
 fn slice(b: &[u8], offset: u64, size: u32) -> Vec<u8> {
     let start = (offset as usize).min(b.len());
     let end = start.saturating_add(size as usize).min(b.len());
     b[start..end].to_vec()
 }
 
-/// Inflate raw deflate data that must decode to exactly `size` bytes; never allocates more.
 /// What indexing a dataset gathers before it is written in one transaction.
 #[derive(Default)]
 struct Listing {
@@ -1882,10 +1278,14 @@ unsupported = "no pinned download source yet"
         }
 
         fn vfs(&self, up: Arc<dyn Upstream>, limit: u64) -> Vfs {
-            let catalog = Catalog::parse(CATALOG, "test").unwrap();
+            self.vfs_with(CATALOG, up, limit, 4096)
+        }
+
+        fn vfs_with(&self, catalog: &str, up: Arc<dyn Upstream>, limit: u64, block: u64) -> Vfs {
+            let catalog = Catalog::parse(catalog, "test").unwrap();
             let cache = Arc::new(BlockCache::open(self.dir.path(), limit).unwrap());
             let index = Index::open(&self.dir.path().join("index.sqlite")).unwrap();
-            Vfs::new(catalog, index, Arc::new(Fetcher::new(up, cache, 4096)))
+            Vfs::new(catalog, index, Arc::new(Fetcher::new(up, cache, block)))
         }
     }
 
@@ -2060,13 +1460,8 @@ unsupported = "no pinned download source yet"
         for w in chunks.windows(2) {
             assert_eq!(w[0].as_ptr().wrapping_add(w[0].len()), w[1].as_ptr());
         }
-        assert_eq!(lock(&vfs.inode_handles).len(), 1, "four reads, one handle");
-        assert!(
-            lock(&vfs.inode_handles)
-                .peek(&a.ino)
-                .is_some_and(|h| lock(&h.content).is_none()),
-            "a shared handle does not pin the decoded member"
-        );
+        // Read in pieces: kept while it is read, dropped once every byte was served.
+        assert_eq!(vfs.reader.decoded_usage(), (0, 0));
         let d = walk(&vfs, "datasets/cxr/train").unwrap();
         assert!(matches!(vfs.read(d.ino, 0, 0, 10), Err(VfsError::IsDir)));
     }
@@ -2146,6 +1541,75 @@ unsupported = "no pinned download source yet"
         }));
     }
 
+    /// Bytes that deflate barely shrinks (a xorshift stream), like compressed image data.
+    fn noise(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn members_of_every_size_cost_one_request_per_block_read_in_kernel_sized_pieces() {
+        // The sizes around the old cliff: a member between the decoded budget (32 MiB) and the
+        // size decoded whole (64 MiB) evicted itself and was fetched and inflated again for
+        // every 1 MiB read. With a member larger than the cache and the blocks kept in memory
+        // (48 MiB), each redo is a refetch.
+        const MIB: usize = 1 << 20;
+        let sizes = [3 * MIB, 12 * MIB, 20 * MIB, 60 * MIB];
+        let files: Vec<(String, Vec<u8>)> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (format!("m{i}.bin"), noise(n, i as u64 + 1)))
+            .collect();
+        let mut w = ::zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        for (name, data) in &files {
+            let opts = ::zip::write::SimpleFileOptions::default()
+                .compression_method(::zip::CompressionMethod::Deflated)
+                .large_file(data.len() > 32 * MIB);
+            w.start_file(name.as_str(), opts).unwrap();
+            w.write_all(data).unwrap();
+        }
+        let up = Arc::new(MockUpstream::new());
+        up.put("http://up/big.zip", w.finish().unwrap().into_inner());
+        let catalog = r#"
+[[dataset]]
+id = "big"
+title = "Large members"
+modality = ["CT"]
+organ = ["lung"]
+access = "open"
+[[dataset.source]]
+type = "http"
+url = "http://up/big.zip"
+"#;
+        let f = Fixture::new();
+        let vfs = f.vfs_with(catalog, up.clone(), 8 << 20, 1 << 20);
+        for (name, data) in &files {
+            let a = walk(&vfs, &format!("datasets/big/{name}")).unwrap();
+            let before = up.request_count();
+            let mut got = Vec::with_capacity(data.len());
+            while got.len() < data.len() {
+                let chunk = vfs.read(a.ino, 0, got.len() as u64, MIB as u32).unwrap();
+                assert!(!chunk.is_empty());
+                got.extend_from_slice(&chunk);
+            }
+            assert!(got == *data, "{name}: bytes differ");
+            let blocks = data.len().div_ceil(MIB) + 2;
+            let requests = up.request_count() - before;
+            assert!(
+                requests <= blocks,
+                "{name}: {requests} requests for {blocks} blocks"
+            );
+            assert_eq!(vfs.reader.decoded_usage(), (0, 0), "{name}: kept after it was read");
+        }
+    }
+
     #[test]
     fn unsupported_dataset_is_visible_but_reading_it_says_why() {
         let f = Fixture::new();
@@ -2179,26 +1643,6 @@ unsupported = "no pinned download source yet"
         });
         let spans = up.request_count() - before;
         assert!((1..=2).contains(&spans), "{spans}");
-    }
-
-    #[test]
-    fn crcs_of_ranges_read_out_of_order_combine_into_the_member_crc() {
-        let data: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
-        let mut st = MemberStream::default();
-        let size = data.len() as u64;
-        for (a, b) in [
-            (4000, 6000),
-            (0, 1000),
-            (8000, 10_000),
-            (1000, 4000),
-            (4500, 5000),
-        ] {
-            assert_eq!(st.note_range(a, &data[a as usize..b as usize], size), None);
-        }
-        assert_eq!(
-            st.note_range(6000, &data[6000..8000], size),
-            Some(crc32fast::hash(&data))
-        );
     }
 
     /// Lets a test keep a handle on the mock inside a wrapper.

@@ -86,7 +86,7 @@ impl<'a> Api<'a> {
 
     /// GET `url`, retrying transient failures.
     pub fn get(&self, url: &str) -> Result<ApiReply, ResolveError> {
-        Ok(retry(|| {
+        Ok(retry(self.up.deadline(), || {
             self.up.api(&ApiRequest {
                 url,
                 post_json: None,
@@ -109,7 +109,7 @@ impl<'a> Api<'a> {
     /// POST `body` (JSON) to `url`, and parse the answer as JSON.
     pub fn post(&self, url: &str, body: &Value) -> Result<Value, ResolveError> {
         let text = body.to_string();
-        let reply = retry(|| {
+        let reply = retry(self.up.deadline(), || {
             self.up.api(&ApiRequest {
                 url,
                 post_json: Some(&text),

@@ -72,6 +72,8 @@ pub struct HttpUpstream {
     limiter: Limiter,
     /// Where a URL's redirects led (a signed object-store URL), and until when to reuse it.
     resolved: Mutex<HashMap<String, (String, SystemTime)>>,
+    /// How long a request may go without an answer or a byte of one.
+    deadline: Duration,
 }
 
 impl std::fmt::Debug for HttpUpstream {
@@ -97,6 +99,7 @@ impl HttpUpstream {
         mirrors: Mirrors,
         credentials: Credentials,
         limiter: Limiter,
+        deadline: Duration,
     ) -> std::io::Result<HttpUpstream> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             // Two workers drive all sockets; the FUSE threads block on their own requests.
@@ -107,9 +110,10 @@ impl HttpUpstream {
         let client = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(30))
-            // A stalled transfer fails after this long without a byte, and is retried above.
-            .read_timeout(Duration::from_secs(60))
+            .connect_timeout(deadline.min(Duration::from_secs(30)))
+            // A stalled transfer (or a host that accepted the connection and never answers)
+            // fails after this long without a byte; retries stop at the same deadline.
+            .read_timeout(deadline)
             .pool_max_idle_per_host(32)
             .build()
             .map_err(std::io::Error::other)?;
@@ -120,6 +124,7 @@ impl HttpUpstream {
             credentials,
             limiter,
             resolved: Mutex::new(HashMap::new()),
+            deadline,
         })
     }
 
@@ -170,10 +175,7 @@ impl HttpUpstream {
             if let Some(tag) = if_match {
                 rb = rb.header(IF_MATCH, tag);
             }
-            let resp = rb.send().await.map_err(|e| SourceError::Network {
-                url: shown.clone(),
-                message: redact(&error_chain(&e)),
-            })?;
+            let resp = rb.send().await.map_err(|e| net_error(shown.clone(), &e, self.deadline))?;
             self.obey_limits(&host, resp.status(), resp.headers(), &shown)?;
             if !resp.status().is_redirection() || resp.status() == StatusCode::NOT_MODIFIED {
                 return Ok(Sent {
@@ -252,7 +254,8 @@ impl HttpUpstream {
         let Some(secs) = wait else { return Ok(()) };
         let refused =
             status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE;
-        if refused && Duration::from_secs(secs) > MAX_WAIT {
+        // A refusal that asks for longer than a reader may wait fails now, not after the pause.
+        if refused && Duration::from_secs(secs) > MAX_WAIT.min(self.deadline) {
             return Err(SourceError::Throttled {
                 url: url.to_string(),
                 wait_secs: secs,
@@ -356,6 +359,7 @@ impl HttpUpstream {
                 url,
                 declared,
                 got: 0,
+                deadline: self.deadline,
                 _permit: permit,
             },
             redirected_to,
@@ -387,6 +391,7 @@ struct HttpBody<'a> {
     url: String,
     declared: Option<u64>,
     got: u64,
+    deadline: Duration,
     /// The request keeps its place in the host's budget until its body is read or dropped.
     _permit: Permit,
 }
@@ -417,10 +422,7 @@ impl BodyStream for HttpBody<'_> {
             }
             Ok::<_, reqwest::Error>((!buf.is_empty()).then_some(buf))
         });
-        let next = next.map_err(|e| SourceError::Network {
-            url: self.url.clone(),
-            message: redact(&error_chain(&e)),
-        })?;
+        let next = next.map_err(|e| net_error(self.url.clone(), &e, self.deadline))?;
         match next {
             Some(c) => {
                 self.got += c.len() as u64;
@@ -443,10 +445,7 @@ impl BodyStream for HttpBody<'_> {
             Ok::<_, reqwest::Error>(true)
         });
         self.got += (out.len() - start) as u64;
-        let fits = fits.map_err(|e| SourceError::Network {
-            url: self.url.clone(),
-            message: redact(&error_chain(&e)),
-        })?;
+        let fits = fits.map_err(|e| net_error(self.url.clone(), &e, self.deadline))?;
         if fits {
             self.ended()?;
         }
@@ -467,7 +466,26 @@ impl HttpBody<'_> {
     }
 }
 
+/// A client error as the caller sees it: a timeout names the deadline, anything else the cause.
+fn net_error(url: impl Into<String>, e: &reqwest::Error, deadline: Duration) -> SourceError {
+    if e.is_timeout() {
+        SourceError::TimedOut {
+            url: url.into(),
+            after: deadline,
+        }
+    } else {
+        SourceError::Network {
+            url: url.into(),
+            message: redact(&error_chain(e)),
+        }
+    }
+}
+
 impl Upstream for HttpUpstream {
+    fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
     fn fetch(&self, req: &FetchRequest<'_>) -> Result<Response<'_>, SourceError> {
         if let Some(to) = self.reuse(req.url) {
             match self.runtime.block_on(self.send_bytes(req, &to)) {
@@ -528,10 +546,7 @@ impl Upstream for HttpUpstream {
                 .find_map(link_next);
             let mut body = Vec::new();
             let mut resp = resp;
-            while let Some(c) = resp.chunk().await.map_err(|e| SourceError::Network {
-                url: url.clone(),
-                message: redact(&error_chain(&e)),
-            })? {
+            while let Some(c) = resp.chunk().await.map_err(|e| net_error(url.clone(), &e, self.deadline))? {
                 if body.len() as u64 + c.len() as u64 > API_MAX {
                     return Err(SourceError::BadAnswer {
                         url,

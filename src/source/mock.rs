@@ -217,6 +217,10 @@ impl<U> Faulty<U> {
 }
 
 impl<U: Upstream> Upstream for Faulty<U> {
+    fn deadline(&self) -> std::time::Duration {
+        self.inner.deadline()
+    }
+
     fn api(&self, req: &ApiRequest<'_>) -> Result<ApiReply, SourceError> {
         match self.hit(req.url) {
             (_, Some(e)) => Err(e),

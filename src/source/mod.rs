@@ -28,15 +28,27 @@ pub const ATTEMPTS: u32 = 4;
 /// do not retry together.
 const BACKOFF: Duration = Duration::from_millis(250);
 
-/// Run `f` until it succeeds, fails for good, or has failed [`ATTEMPTS`] times with transient
-/// errors (waiting a jittered, doubling delay between tries; a host that asked for a pause is
-/// waited for by the upstream itself).
-pub fn retry<T>(mut f: impl FnMut() -> Result<T, SourceError>) -> Result<T, SourceError> {
+/// How long a reader waits for an upstream unless the config says otherwise: a host that
+/// accepts a connection and never answers fails a `stat` or a `read` after this long.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Run `f` until it succeeds, fails for good, has failed [`ATTEMPTS`] times with transient
+/// errors, or would retry past `deadline` from now (waiting a jittered, doubling delay between
+/// tries; a host that asked for a pause is waited for by the upstream itself).
+pub fn retry<T>(
+    deadline: Duration,
+    mut f: impl FnMut() -> Result<T, SourceError>,
+) -> Result<T, SourceError> {
+    let started = std::time::Instant::now();
     let mut delay = BACKOFF;
     let mut attempt = 1;
     loop {
         match f() {
-            Err(e) if e.is_transient() && attempt < ATTEMPTS => {
+            Err(e)
+                if e.is_transient()
+                    && attempt < ATTEMPTS
+                    && started.elapsed() + delay < deadline =>
+            {
                 let wait = delay.mul_f64(0.5 + jitter());
                 tracing::warn!("{e}; retrying in {wait:?}");
                 std::thread::sleep(wait);
@@ -187,7 +199,19 @@ pub enum SourceError {
         /// URL requested.
         url: String,
     },
-    /// The connection failed or timed out.
+    /// No answer (or no byte of one) within the deadline.
+    #[error(
+        "{url}: no answer within {}s; the host may be down or overloaded (raise `deadline` in \
+         the config or --deadline if it is just slow)",
+        after.as_secs_f64()
+    )]
+    TimedOut {
+        /// URL requested.
+        url: String,
+        /// The deadline.
+        after: Duration,
+    },
+    /// The connection failed.
     #[error("{url}: {message}")]
     Network {
         /// URL requested.
@@ -220,7 +244,7 @@ impl SourceError {
     pub fn is_transient(&self) -> bool {
         match self {
             SourceError::Status { status, .. } => *status == 429 || *status >= 500,
-            SourceError::Network { .. } => true,
+            SourceError::Network { .. } | SourceError::TimedOut { .. } => true,
             _ => false,
         }
     }
@@ -273,6 +297,11 @@ pub trait Upstream: Send + Sync {
     /// redirects, and return the whole answer (at most [`API_MAX`] bytes). HTML is allowed here
     /// (directory listings are HTML); the caller parses what it expects.
     fn api(&self, req: &ApiRequest<'_>) -> Result<ApiReply, SourceError>;
+
+    /// How long a caller waits for this upstream before giving up (retries stop at it).
+    fn deadline(&self) -> Duration {
+        DEFAULT_DEADLINE
+    }
 }
 
 /// Fetch exactly `range` of `url` into memory, checking the object's total size. Returns the

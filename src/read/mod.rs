@@ -1,0 +1,372 @@
+//! The read path: bytes of an indexed file, checked, from the cache or the upstream.
+//!
+//! [`Reader::read`] finds the file's state (one per inode, shared by every reader of it, in a
+//! small LRU: the kernel skips `open` in no-open mode, so reads come without a handle) and
+//! hands the read to the source for its storage kind:
+//! - a raw file or a tar member ([`raw`]): by range, with read-ahead; a file whose host
+//!   published a checksum and that is at most [`INLINE_MAX`] is checked whole first;
+//! - a ZIP member up to [`INLINE_MAX`] ([`zip`]): decoded whole and CRC-checked before its
+//!   first byte, then answered with slices of the decoded copy ([`decoded`]);
+//! - a larger ZIP member ([`zip`]): streamed, its first byte does not wait for the rest; its
+//!   CRC is checked as its bytes are read;
+//! - a gzip-stored (tar.gz) member ([`gzip`]): decoded from the nearest checkpoint.
+//!
+//! # Invariants
+//! - Bytes served are the upstream's bytes or an error: no byte of a member up to
+//!   [`INLINE_MAX`] (or of a whole file with a published checksum) is returned before it
+//!   matched; a mismatch drops the blocks it came from and fetches them once more, and a second
+//!   mismatch is [`ReadError::Corrupt`]. A larger ZIP member's CRC mismatch fails the read that
+//!   completes it and every read after.
+//! - Errors keep their type up to [`ReadError::errno`]: every reader of a refused block gets
+//!   EACCES, a file that changed upstream under its pinned version ESTALE, a reader past its
+//!   deadline EIO; a full cache slows reads down and never fails them.
+//! - Memory is bounded whatever the number of open files: per-file state lives in an LRU of
+//!   [`FILE_STATES`], decoded members in a byte budget ([`decoded::DECODED_BUDGET`]), and a
+//!   streamed member keeps at most [`zip::RECENT_MAX`] of recent output.
+
+mod ahead;
+mod decoded;
+mod gzip;
+mod raw;
+mod zip;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+use bytes::Bytes;
+use lru::LruCache;
+
+use crate::fetch::{FetchError, Fetcher};
+use crate::index::{Blob, Entry, Index, IndexError, Location, Storage};
+
+pub use ahead::{MAX_AHEAD_BLOCKS, ReadAhead};
+pub use decoded::DECODED_BUDGET;
+pub use gzip::GZ_SPAN;
+
+/// Members (and checksummed files) up to this size are decoded whole into memory and checked
+/// before the first byte is returned: every image format of the catalog but the largest
+/// single-frame DICOMs. Larger ones (volumes, slides) stream, and their first byte does not
+/// wait for the rest.
+pub const INLINE_MAX: u64 = 16 << 20;
+
+/// Per-file states kept: enough for a DataLoader's workers and a few sequential readers of
+/// volumes (a large deflated member's state holds up to [`zip::RECENT_MAX`] of recent output),
+/// few enough to bound that memory at 128 MiB.
+const FILE_STATES: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(16) {
+    Some(n) => n,
+    None => std::num::NonZeroUsize::MIN,
+};
+
+/// Why a read failed. [`ReadError::errno`] is the one mapping to errno values.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// No such file.
+    #[error("no such file or directory")]
+    NotFound,
+    /// A read of a directory.
+    #[error("is a directory")]
+    IsDir,
+    /// The file handle is unknown.
+    #[error("bad file handle")]
+    BadHandle,
+    /// The bytes could not be had from the cache or the upstream.
+    #[error("dataset {dataset}: reading {member}: {source}")]
+    Fetch {
+        /// Dataset id.
+        dataset: String,
+        /// Member path.
+        member: String,
+        /// Why.
+        source: Box<FetchError>,
+    },
+    /// A member's bytes do not match its checksum, even after a fresh download.
+    #[error(
+        "dataset {dataset}: {member}: {message}; the upstream archive {url} is damaged or changed"
+    )]
+    Corrupt {
+        /// Dataset id.
+        dataset: String,
+        /// Member path.
+        member: String,
+        /// The blob's URL.
+        url: String,
+        /// What did not match.
+        message: String,
+    },
+    /// The member uses something medimg cannot decode.
+    #[error("dataset {dataset}: {member}: {message}")]
+    Unreadable {
+        /// Dataset id.
+        dataset: String,
+        /// Member path.
+        member: String,
+        /// Why.
+        message: String,
+    },
+    /// The index failed.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// The error of a decode another reader led.
+    #[error(transparent)]
+    Shared(Arc<ReadError>),
+}
+
+impl ReadError {
+    /// The errno a system call gets for this error.
+    pub fn errno(&self) -> i32 {
+        match self {
+            ReadError::NotFound => libc::ENOENT,
+            ReadError::IsDir => libc::EISDIR,
+            ReadError::BadHandle => libc::EBADF,
+            ReadError::Fetch { source, .. } if source.is_denied() => libc::EACCES,
+            ReadError::Fetch { source, .. } if source.is_changed() => libc::ESTALE,
+            ReadError::Shared(inner) => inner.errno(),
+            _ => libc::EIO,
+        }
+    }
+
+    /// The fetch error behind this one, if any.
+    pub fn fetch_error(&self) -> Option<&FetchError> {
+        match self {
+            ReadError::Fetch { source, .. } => Some(source),
+            ReadError::Shared(inner) => inner.fetch_error(),
+            _ => None,
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, ReadError>;
+
+/// What the read path keeps of one file between reads.
+#[derive(Debug)]
+struct FileState {
+    entry: Entry,
+    location: Location,
+    blob: Blob,
+    /// Where a ZIP member's data starts (read from its local header once).
+    data_offset: OnceLock<u64>,
+    /// The decoder of a large gzip-stored member, where the last read left it.
+    gzip: Mutex<Option<gzip::GzCursor>>,
+    /// The sequential state of a large ZIP member: CRC so far, decoder.
+    stream: Mutex<Option<zip::MemberStream>>,
+    ahead: Mutex<ReadAhead>,
+}
+
+/// The read path. Share it with an `Arc`.
+pub struct Reader {
+    index: Arc<Index>,
+    fetcher: Arc<Fetcher>,
+    files: Mutex<LruCache<i64, Arc<FileState>>>,
+    /// Open handles (`open` outside no-open mode): the file each one reads.
+    handles: Mutex<HashMap<u64, i64>>,
+    next_fh: AtomicU64,
+    decoded: decoded::Decoded,
+    /// Large members found damaged since start, with what did not match.
+    damaged: Mutex<HashMap<i64, String>>,
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader")
+            .field("decoded", &self.decoded)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Reader {
+    /// A read path over the files of `index`, fetched through `fetcher`.
+    pub fn new(index: Arc<Index>, fetcher: Arc<Fetcher>) -> Reader {
+        Reader {
+            index,
+            fetcher,
+            files: Mutex::new(LruCache::new(FILE_STATES)),
+            handles: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            decoded: decoded::Decoded::new(DECODED_BUDGET),
+            damaged: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The fetcher.
+    pub fn fetcher(&self) -> &Fetcher {
+        &self.fetcher
+    }
+
+    /// Open the file of index row `row`; returns a handle for [`Reader::read`].
+    pub fn open(&self, row: i64) -> Result<u64> {
+        self.state(row)?;
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        lock(&self.handles).insert(fh, row);
+        Ok(fh)
+    }
+
+    /// Forget handle `fh`.
+    pub fn release(&self, fh: u64) {
+        lock(&self.handles).remove(&fh);
+    }
+
+    /// Up to `size` bytes at `offset` of the file of index row `row`, through handle `fh`
+    /// from [`Reader::open`], or 0 when the kernel did not open the file (no-open mode).
+    pub fn read(&self, row: i64, fh: u64, offset: u64, size: u32) -> Result<Bytes> {
+        if fh != 0 && lock(&self.handles).get(&fh) != Some(&row) {
+            return Err(ReadError::BadHandle);
+        }
+        let f = self.state(row)?;
+        let e = &f.entry;
+        if offset >= e.size {
+            return Ok(Bytes::new());
+        }
+        let len = (size as u64).min(e.size - offset);
+        let inline = e.size <= INLINE_MAX;
+        match f.location.storage {
+            Storage::Raw if inline && f.blob.checksum.is_some() => {
+                self.inline(&f, offset, len, || self.raw_checked(&f))
+            }
+            Storage::Raw => self.read_raw(&f, offset, len),
+            Storage::Zip { .. } if inline => {
+                self.inline(&f, offset, len, || self.zip_checked(&f))
+            }
+            Storage::Zip { .. } => self.read_large_zip(&f, offset, len),
+            Storage::Gzip if inline => self.inline(&f, offset, len, || self.gzip_whole(&f)),
+            Storage::Gzip => self.read_gzip(&f, offset, len),
+        }
+    }
+
+    /// A range of a file decoded and checked whole (`decode`), from the shared decoded copy.
+    fn inline(
+        &self,
+        f: &FileState,
+        offset: u64,
+        len: u64,
+        decode: impl FnOnce() -> Result<Vec<u8>>,
+    ) -> Result<Bytes> {
+        let size = f.entry.size;
+        // A file read whole in one request (most images: the kernel asks for up to 1 MiB at a
+        // time) needs no copy kept for the reads after it.
+        let keep = !(offset == 0 && len == size);
+        let deadline = Instant::now() + self.fetcher.deadline();
+        let content = self.decoded.get_or_decode(
+            f.entry.id,
+            keep,
+            deadline,
+            || decode().map(Bytes::from),
+            || self.fetch_err(f, self.timed_out(f)),
+        )?;
+        self.decoded.served(f.entry.id, len, size);
+        Ok(share(&content, offset, len))
+    }
+
+    fn timed_out(&self, f: &FileState) -> FetchError {
+        FetchError::TimedOut {
+            url: f.blob.url().to_string(),
+            after: self.fetcher.deadline(),
+        }
+    }
+
+    /// The state of the file at index row `row`, from the LRU or made now.
+    fn state(&self, row: i64) -> Result<Arc<FileState>> {
+        if let Some(f) = lock(&self.files).get(&row) {
+            return Ok(f.clone());
+        }
+        let entry = self.index.entry(row)?.ok_or(ReadError::NotFound)?;
+        let Some(location) = entry.location else {
+            return Err(ReadError::IsDir);
+        };
+        let blob = self
+            .index
+            .blob(location.blob)?
+            .ok_or_else(|| ReadError::Unreadable {
+                dataset: entry.dataset.clone(),
+                member: entry.name.clone(),
+                message: "its archive is no longer in the index".into(),
+            })?;
+        let f = Arc::new(FileState {
+            entry,
+            location,
+            blob,
+            data_offset: OnceLock::new(),
+            gzip: Mutex::new(None),
+            stream: Mutex::new(None),
+            ahead: Mutex::new(ReadAhead::default()),
+        });
+        Ok(lock(&self.files).get_or_insert(row, || f).clone())
+    }
+
+    /// Note a read of `[at, at + len)` of the file's blob and, while reads are sequential,
+    /// have the blocks after it up to `limit` fetched in the background.
+    fn read_ahead(&self, f: &FileState, at: u64, len: u64, limit: u64) {
+        let window = lock(&f.ahead).note(at, len, self.fetcher.block_size(), limit);
+        if let Some((start, len)) = window {
+            self.fetcher.prefetch(&f.blob, start, len);
+        }
+    }
+
+    /// The file's path inside its dataset, for messages.
+    fn member_path(&self, f: &FileState) -> String {
+        let mut parts = vec![f.entry.name.clone()];
+        let mut p = f.entry.parent;
+        while let Ok(Some(e)) = self.index.entry(p) {
+            if e.parent == 0 {
+                break;
+            }
+            parts.push(e.name);
+            p = e.parent;
+        }
+        parts.reverse();
+        parts.join("/")
+    }
+
+    fn fetch_err(&self, f: &FileState, source: FetchError) -> ReadError {
+        ReadError::Fetch {
+            dataset: f.entry.dataset.clone(),
+            member: self.member_path(f),
+            source: Box::new(source),
+        }
+    }
+
+    fn corrupt(&self, f: &FileState, message: String) -> ReadError {
+        ReadError::Corrupt {
+            dataset: f.entry.dataset.clone(),
+            member: self.member_path(f),
+            url: f.blob.url().to_string(),
+            message,
+        }
+    }
+
+    fn unreadable(&self, f: &FileState, message: String) -> ReadError {
+        ReadError::Unreadable {
+            dataset: f.entry.dataset.clone(),
+            member: self.member_path(f),
+            message,
+        }
+    }
+
+    /// A decoder's I/O error: the fetch error inside it keeps its type.
+    fn decode_err(&self, f: &FileState, e: std::io::Error) -> ReadError {
+        match e.into_inner().map(|inner| inner.downcast::<FetchError>()) {
+            Some(Ok(source)) => self.fetch_err(f, *source),
+            Some(Err(inner)) => self.unreadable(f, format!("decompressing: {inner}")),
+            None => self.unreadable(f, "decompressing failed".into()),
+        }
+    }
+
+    /// Decoded members held in memory, and their bytes (for tests and statistics).
+    pub fn decoded_usage(&self) -> (usize, u64) {
+        (self.decoded.members(), self.decoded.bytes())
+    }
+}
+
+/// `len` bytes of `b` at `offset` (fewer at its end), sharing its memory.
+fn share(b: &Bytes, offset: u64, len: u64) -> Bytes {
+    let start = usize::try_from(offset).unwrap_or(usize::MAX).min(b.len());
+    let end = start
+        .saturating_add(usize::try_from(len).unwrap_or(usize::MAX))
+        .min(b.len());
+    b.slice(start..end)
+}
