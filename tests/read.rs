@@ -1,0 +1,214 @@
+//! The read path through real mounts: what the kernel asks besides reads is answered quietly,
+//! a host that never answers holds a reader no longer than the deadline, and a file that
+//! changed upstream under its pinned version is its own error.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const BLOCK: &[&str] = &["--block-size", "64KiB"];
+
+fn chest(up: &Upstream, n: usize, kb: u32) -> Vec<(String, Vec<u8>, bool)> {
+    let files = image_folder(n, kb);
+    up.put("/chest_xray.zip", zip(&files), true);
+    files
+}
+
+fn chest_catalog() -> String {
+    catalog(&[("chest-xray", "X-ray", "lung", &[("chest_xray.zip", "zip")])])
+}
+
+/// Lines of the daemon's log, for counting what a step added.
+fn log_lines(m: &Mount) -> Vec<String> {
+    m.log_text().lines().map(str::to_string).collect()
+}
+
+#[test]
+fn python_open_with_default_buffering_reads_every_byte_without_a_log_line() {
+    let up = Upstream::start();
+    let files = chest(&up, 30, 20);
+    let fx = Fixture::new(&up, &chest_catalog(), "");
+    let m = fx.mount(BLOCK);
+    let dir = m.mnt.join("datasets/chest-xray");
+    // What training code does: open() with default buffering (it asks isatty(), an ioctl),
+    // read, close; and the extended attributes `ls -l` and `cp -a` look at.
+    let script = r#"
+import hashlib, os, sys
+root = sys.argv[1]
+out = []
+for dirpath, _, names in sorted(os.walk(root)):
+    for n in sorted(names):
+        p = os.path.join(dirpath, n)
+        with open(p, "rb") as f:
+            data = f.read()
+            assert not f.isatty()
+        try:
+            os.getxattr(p, "user.medimg")
+        except OSError as e:
+            assert e.errno in (61, 95), e
+        try:
+            os.listxattr(p)
+        except OSError as e:
+            assert e.errno == 95, e
+        out.append(f"{os.path.relpath(p, root)} {hashlib.sha256(data).hexdigest()}")
+print("\n".join(out))
+"#;
+    let run = || {
+        let out = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let want: Vec<String> = {
+        let mut v: Vec<String> = files
+            .iter()
+            .map(|(n, d, _)| {
+                let mut h = std::process::Command::new("sha256sum")
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                use std::io::Write;
+                h.stdin.take().unwrap().write_all(d).unwrap();
+                let o = h.wait_with_output().unwrap();
+                let sum = String::from_utf8(o.stdout).unwrap();
+                format!("{n} {}", sum.split_whitespace().next().unwrap())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let first = run();
+    let mut got: Vec<&str> = first.lines().collect();
+    got.sort();
+    assert_eq!(got, want);
+    // Cold: the dataset's indexing says so in a line or two; nothing per request.
+    let cold = log_lines(&m);
+    assert!(
+        !cold
+            .iter()
+            .any(|l| l.contains("Not Implemented") || l.contains("WARN")),
+        "{}",
+        cold.join("\n")
+    );
+    // Warm, three more passes: not one line.
+    for _ in 0..3 {
+        assert_eq!(run(), first);
+    }
+    let warm = log_lines(&m);
+    assert_eq!(
+        warm.len(),
+        cold.len(),
+        "new log lines: {}",
+        warm[cold.len()..].join("\n")
+    );
+}
+
+/// A host that accepts connections and never answers them; returns its port.
+fn silent_host() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in l.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    port
+}
+
+#[test]
+fn a_host_that_never_answers_holds_a_stat_no_longer_than_the_deadline() {
+    let up = Upstream::start();
+    let port = silent_host();
+    let cat = format!(
+        "{}{}",
+        chest_catalog(),
+        dataset_entry(
+            "silent-ct",
+            "",
+            "[[dataset.source]]\ntype = \"http\"\nurl = \"https://silent.example.org/ct.zip\"\n"
+        )
+    );
+    let fx = Fixture::new(
+        &up,
+        &cat,
+        &format!(
+            "[[mirror]]\nfrom = \"https://silent.example.org/\"\nto = \"http://127.0.0.1:{port}/\"\n"
+        ),
+    );
+    let m = fx.mount(&["--deadline", "2s"]);
+    let t = Instant::now();
+    let e = std::fs::metadata(m.mnt.join("datasets/silent-ct/ct")).unwrap_err();
+    let waited = t.elapsed();
+    assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+    // 2 s for the request, then no retry past the deadline (it was 4 tries of 60 s).
+    assert!(waited < Duration::from_secs(15), "waited {waited:?}");
+    let log = m.log_text();
+    assert!(
+        log.contains("silent-ct") && log.contains(&format!("127.0.0.1:{port}/ct.zip"))
+            && log.contains("no answer within 2s"),
+        "{log}"
+    );
+    // The other dataset is unaffected.
+    assert!(
+        std::fs::read_dir(m.mnt.join("datasets/chest-xray"))
+            .unwrap()
+            .count()
+            > 0
+    );
+}
+
+#[test]
+fn a_read_waits_for_a_stalled_upstream_no_longer_than_the_deadline() {
+    let up = Upstream::start();
+    let files = chest(&up, 30, 20);
+    let fx = Fixture::new(&up, &chest_catalog(), "[upstream]\ndeadline = \"2s\"\n");
+    let m = fx.mount(BLOCK);
+    let dir = m.mnt.join("datasets/chest-xray");
+    assert_eq!(std::fs::read(dir.join(&files[0].0)).unwrap(), files[0].1);
+    up.set_delay(Duration::from_secs(30));
+    let t = Instant::now();
+    let e = std::fs::read(dir.join(&files[25].0)).unwrap_err();
+    let waited = t.elapsed();
+    assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+    assert!(waited < Duration::from_secs(15), "waited {waited:?}");
+    let log = m.log_text();
+    assert!(
+        log.contains("chest-xray") && log.contains("chest_xray.zip") && log.contains("2s"),
+        "{log}"
+    );
+    up.set_delay(Duration::ZERO);
+}
+
+#[test]
+fn a_file_changed_upstream_under_its_pinned_version_is_estale_not_mixed() {
+    let up = Upstream::start();
+    let files = chest(&up, 30, 20);
+    let fx = Fixture::new(&up, &chest_catalog(), "");
+    let m = fx.mount(BLOCK);
+    let dir = m.mnt.join("datasets/chest-xray");
+    assert_eq!(std::fs::read(dir.join(&files[0].0)).unwrap(), files[0].1);
+    // The host now serves another archive under the same URL.
+    let other = image_folder(31, 20);
+    up.put("/chest_xray.zip", zip(&other), true);
+    let e = std::fs::read(dir.join(&files[25].0)).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ESTALE), "{e}");
+    let log = m.log_text();
+    assert!(
+        log.contains("chest-xray") && log.contains("changed upstream"),
+        "{log}"
+    );
+    // What was read before the change is still served: it was checked then.
+    assert_eq!(std::fs::read(dir.join(&files[0].0)).unwrap(), files[0].1);
+}
