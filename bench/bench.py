@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """medimg benchmark: medimg against local disk, raw HTTP and peer tools, in one run, as ratios.
 
-Builds synthetic data, serves it from a loopback-only HTTP server that answers Range and counts
-requests and bytes, mounts each system over it, runs the workloads and prints a table of
-figures and one of ratios. It reports; it never fails on timing. Run it through `bench/run`.
+Builds synthetic data, serves it from nginx on 127.0.0.1 (a production server: Range, sendfile,
+kept-alive connections, `autoindex` listings; its access log counts requests and bytes), mounts
+each system over it, runs the workloads and prints a table of figures and one of ratios. It
+reports; it never fails on timing. Run it through `bench/run`.
 
 Workloads: a shuffled epoch over every image with 8 reader processes (cold, warm, and warm after
 a daemon restart with the page cache dropped), `find | wc -l` and `ls -l` on a big directory,
@@ -14,6 +15,8 @@ side of a target.
 """
 
 import argparse
+import atexit
+import ctypes
 import http.client
 import http.server
 import json
@@ -191,6 +194,140 @@ def serve(root, counters):
     return srv
 
 
+class PythonServer:
+    """The upstream as Python's http.server (above): `--server python`, or without nginx."""
+
+    name = "Python http.server"
+
+    def __init__(self, root):
+        self.counters = Counters()
+        self.srv = serve(root, self.counters)
+        self.port = self.srv.server_address[1]
+
+    def snapshot(self):
+        return self.counters.snapshot()
+
+    def reset(self):
+        with self.counters.lock:
+            self.counters.requests = self.counters.bytes = 0
+
+    def stop(self):
+        self.srv.shutdown()
+
+
+NGINX_CONF = """\
+{user}worker_processes 2;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    log_format bench '$status $body_bytes_sent "$request"';
+    access_log {dir}/access.log bench;
+{temp_paths}
+    types {{ }}
+    default_type application/octet-stream;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_timeout 300s;
+    keepalive_requests 100000;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+        autoindex on;
+    }}
+}}
+"""
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def die_with_parent():
+    """In a child before exec: be sent SIGTERM when the benchmark dies, however it dies."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class Nginx:
+    """The distribution's nginx as the upstream, in the foreground with its own config, logs and
+    temp paths in `work`/nginx. Every request is a line of its access log (status, body bytes,
+    request line); `snapshot` counts the lines written since the last `reset`."""
+
+    name = "nginx"
+
+    def __init__(self, work, root):
+        exe = shutil.which("nginx") or "/usr/sbin/nginx"
+        self.dir = os.path.join(work, "nginx")
+        os.makedirs(os.path.join(self.dir, "tmp"), exist_ok=True)
+        self.access = os.path.join(self.dir, "access.log")
+        built = subprocess.run([exe, "-V"], capture_output=True, text=True).stderr
+        temp_paths = "\n".join(
+            f"    {m}_temp_path {self.dir}/tmp/{m};" for m in
+            ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+            if f"--without-http_{m}_module" not in built)
+        # As root, workers run as root too: the work directory may not be readable by nobody.
+        user = "user root;\n" if os.geteuid() == 0 else ""
+        conf = os.path.join(self.dir, "nginx.conf")
+        for _ in range(3):  # a free port can be taken before nginx binds it
+            self.port = free_port()
+            with open(conf, "w") as f:
+                f.write(NGINX_CONF.format(user=user, dir=self.dir, temp_paths=temp_paths,
+                                          port=self.port, root=root))
+            open(self.access, "w").close()
+            self.mark = 0
+            self.proc = subprocess.Popen(
+                [exe, "-p", self.dir + "/", "-c", conf, "-e", os.path.join(self.dir, "error.log"),
+                 "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                preexec_fn=die_with_parent)
+            t = time.monotonic()
+            while self.proc.poll() is None and time.monotonic() - t < 10:
+                try:
+                    socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                    atexit.register(self.stop)
+                    return
+                except OSError:
+                    time.sleep(0.02)
+            self.stop()
+        with open(os.path.join(self.dir, "error.log")) as f:
+            raise RuntimeError("nginx did not start: " + " | ".join(f.read().splitlines()[-3:]))
+
+    def snapshot(self):
+        """(requests, body bytes) logged since the last reset."""
+        size = -1
+        while size != os.path.getsize(self.access):  # a line lands just after its answer
+            size = os.path.getsize(self.access)
+            time.sleep(0.01)
+        with open(self.access, "rb") as f:
+            f.seek(self.mark)
+            lines = f.read(size - self.mark).splitlines()
+        return len(lines), sum(int(line.split(b" ", 2)[1]) for line in lines)
+
+    def reset(self):
+        self.mark = os.path.getsize(self.access)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def upstream(kind, work, root):
+    """nginx, or Python's server when asked for or when nginx cannot start (reported)."""
+    if kind == "nginx":
+        try:
+            return Nginx(work, root)
+        except Exception as e:  # noqa: BLE001 - the run goes on with the fallback, said so
+            print(f"nginx: FAILED ({e}); serving with Python's http.server instead", flush=True)
+    return PythonServer(root)
+
+
 # ---------------------------------------------------------------- workloads
 
 # MiB of memory `prefault` touches (set from the data size in main).
@@ -291,8 +428,9 @@ def timed(cmd):
 
 
 def seq_read(path):
-    """Seconds to read `path` once, in 1 MiB reads, from a process of its own (the upstream
-    server runs in this one, and must not compete with the reader for the interpreter)."""
+    """Seconds to read `path` once, in 1 MiB reads, from a process of its own (with
+    `--server python` the upstream runs in this one, and must not compete with the reader for
+    the interpreter)."""
     t = time.monotonic()
     subprocess.run(["dd", f"if={path}", "of=/dev/null", "bs=1M"], check=True,
                    capture_output=True)
@@ -489,6 +627,8 @@ def main():
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--peer-files", type=int,
                     help="peers read this many files per epoch (some take a second per file)")
+    ap.add_argument("--server", choices=("nginx", "python"), default="nginx",
+                    help="the upstream HTTP server (python: the old in-process http.server)")
     a = ap.parse_args()
 
     global PREFAULT_MB
@@ -511,16 +651,16 @@ def main():
     with open(os.path.join(data, "names.json")) as f:
         names = json.load(f)
 
-    counters = Counters()
-    srv = serve(data, counters)
-    port = srv.server_address[1]
+    up = upstream(a.server, a.work, data)
+    port = up.port
+    print(f"upstream: {up.name} on 127.0.0.1:{port}", flush=True)
     dropped = drop_caches()
     cold_note = "" if dropped else " (page cache NOT dropped: no permission)"
     results = {}   # (system, workload) -> dict(seconds, requests, bytes, files)
 
     def record(system, workload, seconds, files=None, extra=None):
         """Record one run; a workload run again keeps its samples and reports their median."""
-        req, byt = counters.snapshot()
+        req, byt = up.snapshot()
         prev = results.get((system, workload))
         samples = (prev["samples"] if prev else []) + [seconds]
         med = statistics.median(samples)
@@ -537,9 +677,7 @@ def main():
         print(f"  {system:12} {workload:28} {seconds:8.3f} s {fs:>14}  "
               f"{req} req, {byt / 1e6:.1f} MB{median}", flush=True)
 
-    def reset():
-        with counters.lock:
-            counters.requests = counters.bytes = 0
+    reset = up.reset
 
     imgdir = os.path.join(data, "images")
     bigdir = os.path.join(data, "bigdir")
@@ -676,6 +814,7 @@ def main():
     print(f"  medimg peak RSS {max(x or 0 for x in (rss1, rss2)) / 1024:.0f} MB", flush=True)
 
     versions = {"medimg": tool_version(os.path.join(REPO, "target/release/medimg") + " --version"),
+                "upstream": tool_version("nginx -v") if up.name == "nginx" else up.name,
                 "curl": tool_version("curl --version")}
     if not a.no_peers:
         for peer, vcmd in [("rclone", "rclone version"), ("httpdirfs", "httpdirfs --version"),
@@ -700,7 +839,7 @@ def main():
             finally:
                 if mnt:
                     unmount(mnt, proc)
-    srv.shutdown()
+    up.stop()
 
     def get(system, workload, key="seconds"):
         r = results.get((system, workload))
@@ -711,7 +850,7 @@ def main():
 
     fps = lambda s, w: get(s, w, "files_per_s")  # noqa: E731
     rows = [
-        ("cold epoch: medimg / raw HTTP (files/s)", ratio(fps("medimg", "epoch cold"), fps("raw-http", "epoch")), ">= 0.8"),
+        (f"cold epoch: medimg / raw HTTP from {up.name} (files/s)", ratio(fps("medimg", "epoch cold"), fps("raw-http", "epoch")), ">= 0.8"),
         ("cold epoch: medimg / rclone", ratio(fps("medimg", "epoch cold"), fps("rclone", "epoch cold")), ">= 4"),
         ("cold epoch: medimg / httpdirfs", ratio(fps("medimg", "epoch cold"), fps("httpdirfs", "epoch cold")), ""),
         ("cold epoch: medimg / ratarmount", ratio(fps("medimg", "epoch cold"), fps("ratarmount", "epoch cold")), ""),

@@ -2,7 +2,7 @@
 """medimg at the real collection's scale: 2,000,000 files in 105 datasets.
 
 Builds 105 stored zips on the fly (one holds a directory of 100,000 entries; the others about
-18,300 files each in 20 directories), serves them from the bench's loopback Range server, and
+18,300 files each in 20 directories), serves them from the bench's nginx on 127.0.0.1, and
 measures: indexing every dataset from cold (requests and time), `medimg mount` to a working
 `ls` with the index built, `ls -l` of the 100,000-entry directory after a restart with the page
 cache dropped and again warm, `find` over all 2,000,000 files, the daemon's resident memory
@@ -17,7 +17,7 @@ import time
 import zipfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bench  # noqa: E402  (the server, mounts and timers of the main benchmark)
+import bench  # noqa: E402  (the upstream, mounts and timers of the main benchmark)
 
 TOTAL = 2_000_000
 DATASETS = 105
@@ -61,6 +61,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", default="/tmp/medimg-scale")
     ap.add_argument("--files", type=int, default=TOTAL)
+    ap.add_argument("--server", choices=("nginx", "python"), default="nginx")
     a = ap.parse_args()
     data = os.path.join(a.work, "data")
     os.makedirs(a.work, exist_ok=True)
@@ -70,10 +71,8 @@ def main():
     make_zips(data, a.files, DATASETS, BIG_DIR)
     print(f"zips ready in {time.monotonic() - t:.1f} s", flush=True)
 
-    counters = bench.Counters()
-    srv = bench.serve(data, counters)
-    port = srv.server_address[1]
-    m = bench.Medimg(a.work, port, "4MiB")
+    up = bench.upstream(a.server, a.work, data)
+    m = bench.Medimg(a.work, up.port, "4MiB")
     with open(m.catalog, "w") as f:
         for d in range(DATASETS):
             f.write(f'[[dataset]]\nid = "s{d:03d}"\ntitle = "scale {d}"\n'
@@ -89,7 +88,7 @@ def main():
     for d in range(DATASETS):
         os.listdir(os.path.join(m.mnt, "datasets", f"s{d:03d}"))
     index_s = time.monotonic() - t
-    req, byt = counters.snapshot()
+    req, byt = up.snapshot()
     print(f"  indexed {DATASETS} datasets in {index_s:.1f} s: {req} requests, "
           f"{byt / 1e6:.1f} MB", flush=True)
     m.stop()
@@ -112,13 +111,14 @@ def main():
     now_kb, peak_kb = rss_kb(pid, "VmRSS"), rss_kb(pid, "VmHWM")
     print(f"  daemon RSS after listing everything: {now_kb / 1024:.0f} MB "
           f"(peak {peak_kb / 1024:.0f} MB; target < 256 MB)", flush=True)
-    req2, _ = counters.snapshot()
+    req2, _ = up.snapshot()
     print(f"  upstream requests since the restart: {req2 - req}", flush=True)
     m.stop()
     idx = [os.path.join(m.cache, n) for n in ("index.sqlite", "index.sqlite-wal")]
     size = sum(os.path.getsize(p) for p in idx if os.path.exists(p))
     print(f"  index on disk: {size / 1e6:.0f} MB ({size / a.files:.0f} bytes per file)",
           flush=True)
+    up.stop()
 
 
 if __name__ == "__main__":
