@@ -9,10 +9,11 @@ reports; it never fails on timing. Run it through `bench/run`.
 Workloads: a shuffled epoch over every image with 8 reader processes that open each file as
 training code does (`open(path, "rb")`, default buffering) and read it (cold, warm, and warm
 after a daemon restart with the page cache dropped), the same epoch decoding every PNG with
-Pillow, `find | wc -l` and `ls -l` on a big directory, sequential read of one large file, and
-the time from `medimg mount` to the first `ls`. The cold comparisons (local disk, the FUSE
-floor, medimg after a restart) and the large-file reads run again in alternating rounds and
-report medians: on a shared machine one pair can land on either side of a target.
+Pillow, `find | wc -l` and `ls -l` on a big directory, sequential read of one large file,
+deflated zip members of 8 to 400 MiB read whole (against `unzip -p` from local disk), and the
+time from `medimg mount` to the first `ls`. The cold comparisons (local disk, the FUSE floor,
+medimg after a restart), the large-file reads and the deflated members run again in alternating
+rounds and report medians: on a shared machine one pair can land on either side of a target.
 """
 
 import argparse
@@ -97,6 +98,41 @@ def make_data(root, n_files, kb, big_mb, dir_entries):
             z.writestr(name, str(i))
     with open(os.path.join(root, "names.json"), "w") as f:
         json.dump(names, f)
+    open(stamp, "w").close()
+
+
+def volume_slice(rnd, k):
+    """One 512 x 512 slice of 16-bit little-endian pixels, like a raw scan volume: a band of
+    background rows (zeros) above and below the body, whose pixels have a noisy low byte
+    (7 bits) and a high byte that keeps to a few values per slice. Deflate finds both long
+    matches and literals in it and packs it about 1.9 times."""
+    side = 512
+    buf = bytearray(side * side * 2)
+    a, b = 64 * side * 2, (side - 64) * side * 2
+    n = (b - a) // 2
+    low = rnd.randbytes(n).translate(bytes(x & 0x7F for x in range(256)))
+    high = rnd.randbytes(n).translate(bytes((x & 0x03) | ((k % 32) << 2) for x in range(256)))
+    buf[a:b:2] = low
+    buf[a + 1:b:2] = high
+    return buf
+
+
+def volume_name(mib):
+    return f"vol_{mib:03d}MiB.raw"
+
+
+def make_volumes(root, sizes_mib):
+    """volumes.zip: one deflated member of each size (MiB), written as zip -6 would."""
+    stamp = os.path.join(root, ".made-volumes-" + "-".join(map(str, sizes_mib)))
+    if os.path.exists(stamp):
+        return
+    path = os.path.join(root, "volumes.zip")
+    rnd = random.Random(3)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as z:
+        for mib in sizes_mib:
+            with z.open(volume_name(mib), "w") as w:
+                for k in range(mib * 2):  # a slice is 512 KiB
+                    w.write(volume_slice(rnd, k))
     open(stamp, "w").close()
 
 
@@ -522,7 +558,8 @@ class Medimg:
         self.log = open(os.path.join(work, "medimg.log"), "a")
         # "loose" is the unpacked tree as loose files behind the server's HTML listings.
         ds = [("epoch", "images.zip", "zip", ""), ("big", "big.bin", "file", ""),
-              ("bigdir", "bigdir.zip", "zip", ""), ("loose", "images/", "dir", 'into = "images"\n')]
+              ("bigdir", "bigdir.zip", "zip", ""), ("loose", "images/", "dir", 'into = "images"\n'),
+              ("volumes", "volumes.zip", "zip", "")]
         with open(self.catalog, "w") as f:
             for id_, path, fmt, extra in ds:
                 f.write(f'[[dataset]]\nid = "{id_}"\ntitle = "bench {id_}"\nmodality = ["X-ray"]\n'
@@ -667,9 +704,11 @@ def main():
     global PREFAULT_MB
     if a.small:
         n_files, kb, big_mb, dir_entries, peer_files = 1000, 20, 64, 2000, 200
+        volumes = [8, 40]
         repeats = 2
     else:
         n_files, kb, big_mb, dir_entries, peer_files = 10000, 100, 512, 20000, 2000
+        volumes = [8, 40, 64, 100, 400]
         repeats = 4
     # Room for the largest cold run's page cache (the epoch's images, or the large file) twice.
     PREFAULT_MB = 2 * max(n_files * kb // 1000, big_mb)
@@ -677,9 +716,11 @@ def main():
     data = os.path.join(a.work, "data")
     os.makedirs(a.work, exist_ok=True)
     print(f"# medimg benchmark ({'small' if a.small else 'full'}): {n_files} PNGs of ~{kb} KB, "
-          f"a {big_mb} MB file, a directory of {dir_entries} entries", flush=True)
+          f"a {big_mb} MB file, a directory of {dir_entries} entries, deflated members of "
+          f"{', '.join(map(str, volumes))} MiB", flush=True)
     t = time.monotonic()
     make_data(data, n_files, kb, big_mb, dir_entries)
+    make_volumes(data, volumes)
     print(f"data ready in {time.monotonic() - t:.1f} s", flush=True)
     with open(os.path.join(data, "names.json")) as f:
         names = json.load(f)
@@ -690,6 +731,9 @@ def main():
     decode = Image is not None
     if not decode:
         print("Pillow is missing: no decode epochs", flush=True)
+    unzip = shutil.which("unzip")
+    if not unzip:
+        print("unzip is missing: no local reference for the deflated members", flush=True)
     dropped = drop_caches()
     cold_note = "" if dropped else " (page cache NOT dropped: no permission)"
     results = {}   # (system, workload) -> dict(seconds, requests, bytes, files)
@@ -869,12 +913,36 @@ def main():
                 s, _ = seq_read(os.path.join(mnt, "big.bin")); record("floor-noopen", "large file warm", s)
             finally:
                 unmount(mnt, proc)
+    # Deflated members read whole: medimg from an empty cache (the zip indexed before the
+    # timing) against `unzip -p` of the same member from local disk, the zip in the page cache.
+    print(f"deflated zip members ({repeats} rounds, alternating; medians)", flush=True)
+    vzip = os.path.join(data, "volumes.zip")
+    vroot = os.path.join(m.mnt, "datasets", "volumes")
+    for _ in range(repeats):
+        m.wipe()
+        os.sync()
+        _read_file(vzip)
+        m.start()
+        os.listdir(vroot)
+        for mib in volumes:
+            member = volume_name(mib)
+            prefault(); reset()
+            s, _ = seq_read(os.path.join(vroot, member)); record("medimg", f"deflated {mib} MiB cold", s)
+            if unzip:
+                prefault(); reset()
+                s, r = timed(f"{unzip} -p {vzip} {member} > /dev/null")
+                if r.returncode == 0:
+                    record("unzip -p", f"deflated {mib} MiB", s)
+                else:
+                    print(f"  unzip -p {member}: FAILED: {r.stderr.strip()}", flush=True)
+        rss2 = max(rss2 or 0, m.stop() or 0)
     results[("medimg", "peak RSS kB")] = {"seconds": max(x or 0 for x in (rss1, rss2))}
     print(f"  medimg peak RSS {max(x or 0 for x in (rss1, rss2)) / 1024:.0f} MB", flush=True)
 
     versions = {"medimg": tool_version(os.path.join(REPO, "target/release/medimg") + " --version"),
                 "upstream": tool_version("nginx -v") if up.name == "nginx" else up.name,
                 "curl": tool_version("curl --version"),
+                "unzip": tool_version("unzip -v") if unzip else "missing",
                 "Pillow": Image.__version__ if decode else "missing"}
     if not a.no_peers:
         for peer, vcmd in [("rclone", "rclone version"), ("httpdirfs", "httpdirfs --version"),
@@ -939,6 +1007,11 @@ def main():
         ("loose files, upstream requests per file", get("medimg-loose", "first listing (probes)", "requests_per_file"), ""),
         ("medimg peak RSS (MB)", (get("medimg", "peak RSS kB") or 0) / 1024, "< 256"),
     ]
+    # The deflated members after the large file.
+    at = next(i for i, r in enumerate(rows) if r[0].startswith("upstream requests per file"))
+    rows[at:at] = [(f"deflated {mib} MiB member cold: medimg / unzip -p from local disk (speed)",
+                    ratio(get("unzip -p", f"deflated {mib} MiB"), get("medimg", f"deflated {mib} MiB cold")), ">= 0.8")
+                   for mib in volumes]
     print("\n## Ratios\n")
     print("| measure | value | target |\n|---|---|---|")
     for name, v, target in rows:
