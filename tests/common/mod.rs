@@ -3,12 +3,17 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+
+use hyper::body::Bytes;
 
 /// One request the upstream saw.
 #[derive(Debug, Clone)]
@@ -149,15 +154,22 @@ struct State {
     throttle: Duration,
 }
 
+/// What the server's tasks share with the [`Upstream`] handle.
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+    in_flight: AtomicUsize,
+    peak: AtomicUsize,
+}
+
 /// A loopback HTTP/1.1 upstream answering Range requests like a static file server or object
-/// store: a thread per connection, keep-alive, a request log. Written out here rather than taken
-/// from a crate so that every byte it sends (and when) is under the tests' control.
+/// store: hyper on a runtime of its own, keep-alive, a request log. The answers (status,
+/// headers, body, when each 16 KiB of it is handed over) are decided here; hyper only speaks
+/// HTTP/1.1. Dropping it closes the port and every connection.
 pub struct Upstream {
     pub port: u16,
-    state: Arc<Mutex<State>>,
-    in_flight: Arc<AtomicUsize>,
-    peak: Arc<AtomicUsize>,
-    stop: Arc<std::sync::atomic::AtomicBool>,
+    shared: Arc<Shared>,
+    rt: Option<tokio::runtime::Runtime>,
 }
 
 fn etag_of(data: &[u8]) -> String {
@@ -169,31 +181,28 @@ impl Upstream {
     pub fn start() -> Upstream {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         let port = listener.local_addr().unwrap().port();
-        let state = Arc::new(Mutex::new(State::default()));
-        let in_flight = Arc::new(AtomicUsize::new(0));
-        let peak = Arc::new(AtomicUsize::new(0));
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        {
-            let (state, in_flight, peak, stop) =
-                (state.clone(), in_flight.clone(), peak.clone(), stop.clone());
-            std::thread::spawn(move || {
-                for conn in listener.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(conn) = conn else { continue };
-                    let (state, in_flight, peak) = (state.clone(), in_flight.clone(), peak.clone());
-                    std::thread::spawn(move || serve_connection(conn, &state, &in_flight, &peak));
-                }
-            });
-        }
+        listener.set_nonblocking(true).unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("upstream")
+            .enable_all()
+            .build()
+            .expect("upstream runtime");
+        let listener = {
+            let _in = rt.enter();
+            tokio::net::TcpListener::from_std(listener).unwrap()
+        };
+        let shared = Arc::new(Shared::default());
+        rt.spawn(accept(listener, shared.clone()));
         Upstream {
             port,
-            state,
-            in_flight,
-            peak,
-            stop,
+            shared,
+            rt: Some(rt),
         }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.shared.state.lock().unwrap()
     }
 
     /// `http://127.0.0.1:PORT/`.
@@ -203,7 +212,7 @@ impl Upstream {
 
     /// Serve `data` at `/path`.
     pub fn put(&self, path: &str, data: Vec<u8>, ranged: bool) {
-        self.state.lock().unwrap().files.insert(
+        self.state().files.insert(
             path.to_string(),
             Served::Data {
                 data: Arc::new(data),
@@ -214,59 +223,133 @@ impl Upstream {
 
     /// Answer `/path` with a 302 to `location`.
     pub fn redirect(&self, path: &str, location: &str) {
-        self.state
-            .lock()
-            .unwrap()
+        self.state()
             .files
             .insert(path.to_string(), Served::Redirect(location.to_string()));
     }
 
     /// Answer requests with `route` first (routes added earlier are asked first).
     pub fn route(&self, route: impl Fn(&Req) -> Option<Answer> + Send + Sync + 'static) {
-        self.state.lock().unwrap().routes.push(Arc::new(route));
+        self.state().routes.push(Arc::new(route));
     }
 
-    /// Hold every answer this long (lets concurrent requests overlap visibly).
+    /// Hold every answer this long (lets concurrent requests overlap visibly). Requests already
+    /// waiting keep the delay they started with; `Duration::MAX` accepts and never answers.
     pub fn set_delay(&self, d: Duration) {
-        self.state.lock().unwrap().delay = d;
+        self.state().delay = d;
     }
 
     /// Send bodies 16 KiB at a time with this pause between pieces.
     pub fn set_throttle(&self, d: Duration) {
-        self.state.lock().unwrap().throttle = d;
+        self.state().throttle = d;
     }
 
     /// Every request so far.
     pub fn log(&self) -> Vec<Logged> {
-        self.state.lock().unwrap().log.clone()
+        self.state().log.clone()
     }
 
     /// Requests so far.
     pub fn count(&self) -> usize {
-        self.state.lock().unwrap().log.len()
+        self.state().log.len()
     }
 
     /// Body bytes sent so far.
     pub fn bytes(&self) -> u64 {
-        self.state.lock().unwrap().log.iter().map(|l| l.bytes).sum()
+        self.state().log.iter().map(|l| l.bytes).sum()
     }
 
     /// Requests being answered now.
     pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::SeqCst)
+        self.shared.in_flight.load(Ordering::SeqCst)
     }
 
     /// The most requests that were being answered at the same time.
     pub fn peak_concurrency(&self) -> usize {
-        self.peak.load(Ordering::SeqCst)
+        self.shared.peak.load(Ordering::SeqCst)
     }
 }
 
 impl Drop for Upstream {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop so that it sees the flag.
-        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+        // Drops the listener, every connection and every answer under way; waits a moment for
+        // a route that may be blocking.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_timeout(Duration::from_secs(1));
+        }
+    }
+}
+
+/// Accept connections until the runtime shuts down; each is served by its own task.
+async fn accept(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    // Keep idle connections as long as the client does, answer a client that has shut down its
+    // sending side, write each piece of a body before taking the next (see `Sending`), no Date.
+    http.header_read_timeout(None)
+        .half_close(true)
+        .max_buf_size(8192)
+        .auto_date_header(false);
+    loop {
+        let conn = match listener.accept().await {
+            Ok((conn, _)) => conn,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = conn.set_nodelay(true);
+        let shared = shared.clone();
+        let service = hyper::service::service_fn(move |req| handle(shared.clone(), req));
+        let serving = http.serve_connection(hyper_util::rt::TokioIo::new(conn), service);
+        tokio::spawn(async move {
+            let _ = serving.await;
+        });
+    }
+}
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// Read one request whole and answer it. An error closes the connection unlogged, as a request
+/// cut short does.
+async fn handle(
+    shared: Arc<Shared>,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> Result<hyper::Response<Sending>, Error> {
+    use http_body_util::BodyExt;
+    let (parts, body) = req.into_parts();
+    let body = body.collect().await?.to_bytes().to_vec();
+    let headers = parts
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+        .collect();
+    let req = Req {
+        method: parts.method.as_str().to_string(),
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().unwrap_or_default().to_string(),
+        headers,
+        body,
+    };
+    let ticket = InFlight::new(&shared);
+    // A task of its own, like the thread per request of a simple server: it runs to its end
+    // (the delay included) and is logged even when the client hangs up before that.
+    tokio::spawn(answer(req, ticket)).await?
+}
+
+/// One request being answered: counted in `in_flight` until dropped.
+struct InFlight(Arc<Shared>);
+
+impl InFlight {
+    fn new(shared: &Arc<Shared>) -> InFlight {
+        let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.peak.fetch_max(now, Ordering::SeqCst);
+        InFlight(shared.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -275,188 +358,177 @@ fn parse_range(h: &str, len: u64) -> Option<(u64, u64)> {
     let (a, b) = spec.split_once('-')?;
     let a: u64 = a.parse().ok()?;
     let b: u64 = if b.is_empty() {
-        len - 1
+        len.checked_sub(1)?
     } else {
         b.parse().ok()?
     };
-    (a < len && a <= b).then_some((a, b.min(len - 1)))
+    (a < len && a <= b).then(|| (a, b.min(len - 1)))
 }
 
-/// Answer requests on one connection until the client closes it.
-fn serve_connection(
-    conn: std::net::TcpStream,
-    state: &Mutex<State>,
-    in_flight: &AtomicUsize,
-    peak: &AtomicUsize,
-) {
-    use std::io::BufRead;
-    let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
-    let mut out = conn;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut words = line.split_whitespace();
-        let method = words.next().unwrap_or("GET").to_string();
-        let target = words.next().unwrap_or("/").to_string();
-        let mut headers = HashMap::new();
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-            }
-        }
-        let mut body = vec![
-            0u8;
-            headers
-                .get("content-length")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        ];
-        if std::io::Read::read_exact(&mut reader, &mut body).is_err() {
-            return;
-        }
-        let (path, query) = match target.split_once('?') {
-            Some((p, q)) => (p.to_string(), q.to_string()),
-            None => (target.clone(), String::new()),
-        };
-        let req = Req {
-            method,
-            path,
-            query,
-            headers,
-            body,
-        };
-        let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        peak.fetch_max(now, Ordering::SeqCst);
-        let ok = respond(state, &req, &mut out);
-        in_flight.fetch_sub(1, Ordering::SeqCst);
-        if !ok {
-            return;
-        }
-    }
-}
-
-/// Write the answer to one request and log it; false when the connection broke.
-fn respond(state: &Mutex<State>, req: &Req, out: &mut std::net::TcpStream) -> bool {
-    let headers = &req.headers;
-    let mut path = req.path.clone();
-    let range = headers.get("range").cloned();
-    let if_match = headers.get("if-match").cloned();
-    let user_agent = headers.get("user-agent").cloned().unwrap_or_default();
-    let routes = state.lock().unwrap().routes.clone();
-    let mut head = String::new();
-    let mut body: Vec<u8> = Vec::new();
-    let mut answered = false;
-    for r in routes {
-        match r(req) {
+/// The answer to one request: routes, then the stored files; held for the delay.
+async fn answer(req: Req, ticket: InFlight) -> Result<hyper::Response<Sending>, Error> {
+    let routes = ticket.0.state.lock().unwrap().routes.clone();
+    // Routes are plain closures that may block: they run off the runtime's workers.
+    let (req, routed) = tokio::task::spawn_blocking(move || {
+        let routed = routes.iter().find_map(|r| r(&req));
+        (req, routed)
+    })
+    .await?;
+    let path = match &routed {
+        Some(Answer::File(p)) => p,
+        _ => &req.path,
+    };
+    let (served, delay, throttle) = {
+        let st = ticket.0.state.lock().unwrap();
+        (st.files.get(path).cloned(), st.delay, st.throttle)
+    };
+    let range = req.header("range");
+    let (status, headers, body) = match (routed, served) {
+        (
             Some(Answer::Raw {
                 status,
-                headers: hs,
-                body: b,
-            }) => {
-                head.push_str(&format!("HTTP/1.1 {status} X\r\n"));
-                for (k, v) in hs {
-                    head.push_str(&format!("{k}: {v}\r\n"));
-                }
-                body = b;
-                answered = true;
-                break;
-            }
-            Some(Answer::File(p)) => {
-                path = p;
-                break;
-            }
-            None => {}
+                headers,
+                body,
+            }),
+            _,
+        ) => (status, headers, body.into()),
+        (_, None | Some(Served::Answered)) => (404, vec![], Bytes::new()),
+        (_, Some(Served::Redirect(to))) => (302, vec![("Location".into(), to)], Bytes::new()),
+        (_, Some(Served::Data { data, ranged })) => {
+            file_answer(&data, range.filter(|_| ranged), req.header("if-match"))
         }
-    }
-    let (served, delay, throttle) = {
-        let st = state.lock().unwrap();
-        (st.files.get(&path).cloned(), st.delay, st.throttle)
     };
-    std::thread::sleep(delay);
-    let served = if answered {
-        Some(Served::Answered)
-    } else {
-        served
-    };
-    match served {
-        Some(Served::Answered) => {}
-        None => head.push_str("HTTP/1.1 404 Not Found\r\n"),
-        Some(Served::Redirect(to)) => {
-            head.push_str(&format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\n"));
+    let mut resp = hyper::Response::builder().status(status);
+    for (k, v) in &headers {
+        resp = resp.header(k, v);
+    }
+    let resp = resp.body(Sending {
+        data: body,
+        handed: 0,
+        sent: 0,
+        throttle,
+        pause: None,
+        logged: Some(Logged {
+            method: req.method.clone(),
+            path: req.path.clone(),
+            query: req.query.clone(),
+            authorization: req.header("authorization").map(str::to_string),
+            status,
+            at: Instant::now(),
+            range: range.map(str::to_string),
+            user_agent: req.header("user-agent").unwrap_or_default().to_string(),
+            bytes: 0,
+        }),
+        ticket,
+    })?;
+    tokio::time::sleep(delay).await;
+    Ok(resp)
+}
+
+/// A stored file's answer: 412 when `If-Match` names another version, 206 for a satisfiable
+/// `Range` (`bytes=a-b`, `bytes=a-`), 416 for any other, 200 whole without one.
+fn file_answer(
+    data: &[u8],
+    range: Option<&str>,
+    if_match: Option<&str>,
+) -> (u16, Vec<(String, String)>, Bytes) {
+    let etag = etag_of(data);
+    let len = data.len() as u64;
+    if if_match.is_some_and(|m| m != etag) {
+        return (412, vec![], Bytes::new());
+    }
+    let h = |k: &str, v: String| (k.to_string(), v);
+    match range.map(|r| parse_range(r, len)) {
+        Some(Some((a, b))) => (
+            206,
+            vec![
+                h("Content-Range", format!("bytes {a}-{b}/{len}")),
+                h("ETag", etag),
+                h("Content-Type", "application/zip".into()),
+            ],
+            Bytes::copy_from_slice(&data[a as usize..=b as usize]),
+        ),
+        Some(None) => (
+            416,
+            vec![h("Content-Range", format!("bytes */{len}"))],
+            Bytes::new(),
+        ),
+        None => (
+            200,
+            vec![
+                h("ETag", etag),
+                h("Content-Type", "application/octet-stream".into()),
+            ],
+            Bytes::copy_from_slice(data),
+        ),
+    }
+}
+
+/// Bodies go out in pieces of this size.
+const PIECE: usize = 16 << 10;
+
+/// A body on its way out: 16 KiB pieces, `throttle` apart. A piece counts as sent once the
+/// connection asks for more: with its buffer held to 8 KiB, it asks only when it has written
+/// what it had; the last counts once handed over. Logged, and no longer in flight, when done or
+/// when the connection is gone.
+struct Sending {
+    data: Bytes,
+    /// Bytes handed to the connection.
+    handed: usize,
+    /// Bytes it has written.
+    sent: usize,
+    throttle: Duration,
+    pause: Option<Pin<Box<tokio::time::Sleep>>>,
+    logged: Option<Logged>,
+    ticket: InFlight,
+}
+
+impl hyper::body::Body for Sending {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        this.sent = this.handed;
+        if this.handed == this.data.len() {
+            return Poll::Ready(None);
         }
-        Some(Served::Data { data, ranged }) => {
-            let etag = etag_of(&data);
-            let len = data.len() as u64;
-            if if_match.as_ref().is_some_and(|m| *m != etag) {
-                head.push_str("HTTP/1.1 412 Precondition Failed\r\n");
-            } else {
-                match range
-                    .as_deref()
-                    .filter(|_| ranged)
-                    .map(|r| parse_range(r, len))
-                {
-                    Some(Some((a, b))) => {
-                        body = data[a as usize..=b as usize].to_vec();
-                        head.push_str(&format!(
-                            "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {a}-{b}/{len}\r\n\
-                             ETag: {etag}\r\nContent-Type: application/zip\r\n"
-                        ));
-                    }
-                    Some(None) => head.push_str(&format!(
-                        "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{len}\r\n"
-                    )),
-                    None => {
-                        body = data.to_vec();
-                        head.push_str(&format!(
-                            "HTTP/1.1 200 OK\r\nETag: {etag}\r\nContent-Type: application/octet-stream\r\n"
-                        ));
-                    }
-                }
+        if this.handed > 0 && !this.throttle.is_zero() {
+            let throttle = this.throttle;
+            let pause = this
+                .pause
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(throttle)));
+            if pause.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
             }
+            this.pause = None;
+        }
+        let end = (this.handed + PIECE).min(this.data.len());
+        let piece = this.data.slice(this.handed..end);
+        this.handed = end;
+        if end == this.data.len() {
+            // The connection asks no more once the length it announced is reached.
+            this.sent = end;
+        }
+        Poll::Ready(Some(Ok(hyper::body::Frame::data(piece))))
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact((self.data.len() - self.handed) as u64)
+    }
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        if let (Some(mut l), Ok(mut st)) = (self.logged.take(), self.ticket.0.state.lock()) {
+            l.at = Instant::now();
+            l.bytes = self.sent as u64;
+            st.log.push(l);
         }
     }
-    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-    let mut ok = out.write_all(head.as_bytes()).is_ok();
-    let mut sent = 0u64;
-    for piece in body.chunks(16 << 10) {
-        if !ok {
-            break;
-        }
-        if sent > 0 {
-            std::thread::sleep(throttle);
-        }
-        ok = out.write_all(piece).is_ok();
-        if ok {
-            sent += piece.len() as u64;
-        }
-    }
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    state.lock().unwrap().log.push(Logged {
-        method: req.method.clone(),
-        path: req.path.clone(),
-        query: req.query.clone(),
-        authorization: headers.get("authorization").cloned(),
-        status,
-        at: Instant::now(),
-        range,
-        user_agent,
-        bytes: sent,
-    });
-    ok
 }
 
 /// A real PNG of `w`×`h` RGB pixels; `seed` varies the content. Noisy pixels keep it from
