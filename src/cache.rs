@@ -320,7 +320,12 @@ pub struct Staged<'a> {
 
 impl fmt::Debug for Staged<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Staged({:?}, stored: {})", self.key, self.reserved.is_some())
+        write!(
+            f,
+            "Staged({:?}, stored: {})",
+            self.key,
+            self.reserved.is_some()
+        )
     }
 }
 

@@ -238,12 +238,10 @@ pub fn settings(a: &MountArgs) -> Result<Settings, CliError> {
         });
     }
     let deadline = match (&a.deadline, &file.upstream.deadline) {
-        (Some(v), _) => {
-            config::parse_deadline(v).map_err(|message| CliError::Flag {
-                flag: "--deadline",
-                message,
-            })?
-        }
+        (Some(v), _) => config::parse_deadline(v).map_err(|message| CliError::Flag {
+            flag: "--deadline",
+            message,
+        })?,
         (None, Some(v)) => config::parse_deadline(v).map_err(|message| ConfigError::Invalid {
             place: cfg_place("upstream.deadline"),
             message,

@@ -1025,7 +1025,11 @@ mod tests {
             f.invalidate(&blob, 2_500, 1).unwrap();
             f.read_at(&blob, 2_000, 1_000).unwrap();
         }
-        assert_eq!(f.cache().used(), 5_500, "no block counted twice per refetch");
+        assert_eq!(
+            f.cache().used(),
+            5_500,
+            "no block counted twice per refetch"
+        );
     }
 
     /// A host that takes `delay` to answer every request with `status` (0: the bytes).
@@ -1123,7 +1127,10 @@ mod tests {
             assert!(t.elapsed() < std::time::Duration::from_millis(1_200));
             assert_eq!(leader.join().unwrap().unwrap(), data(3_000)[1_000..1_010]);
         });
-        assert_eq!(f.read_at(&blob, 1_000, 10).unwrap(), data(3_000)[1_000..1_010]);
+        assert_eq!(
+            f.read_at(&blob, 1_000, 10).unwrap(),
+            data(3_000)[1_000..1_010]
+        );
         assert_eq!(up.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 

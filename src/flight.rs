@@ -161,7 +161,10 @@ impl<K: Hash + Eq + Clone, V: Clone> Lead<'_, K, V> {
         {
             let mut map = lock(&self.flights.map);
             // Only this flight's entry: a later flight of the same key is not ours to end.
-            if map.get(&self.key).is_some_and(|s| Arc::ptr_eq(s, &self.slot)) {
+            if map
+                .get(&self.key)
+                .is_some_and(|s| Arc::ptr_eq(s, &self.slot))
+            {
                 map.remove(&self.key);
             }
         }
@@ -254,7 +257,11 @@ mod tests {
             assert!(flights.contains(&1), "the leader still runs");
             lead.finish(5);
         });
-        assert_eq!(flights.run(1, None, || 9), Ok(9), "a new flight after the end");
+        assert_eq!(
+            flights.run(1, None, || 9),
+            Ok(9),
+            "a new flight after the end"
+        );
     }
 
     #[test]

@@ -47,8 +47,8 @@ use crate::archive::{ArchiveError, tar, zip};
 use crate::catalog::{Catalog, Dataset, Format, Locator, MODALITIES, ORGANS, Source};
 use crate::credentials::Credentials;
 use crate::fetch::{BlobBytes, BlobReader, FetchError, Fetcher};
-use crate::index::{Blob, Entry, Index, IndexError, Location, NewEntry, Part, Storage};
 use crate::flight::{Flights, TimedOut};
+use crate::index::{Blob, Entry, Index, IndexError, Location, NewEntry, Part, Storage};
 use crate::read::{ReadError, Reader};
 use crate::resolve::{self, RemoteFile, ResolveError};
 use crate::source::SourceError;
@@ -1606,7 +1606,11 @@ url = "http://up/big.zip"
                 requests <= blocks,
                 "{name}: {requests} requests for {blocks} blocks"
             );
-            assert_eq!(vfs.reader.decoded_usage(), (0, 0), "{name}: kept after it was read");
+            assert_eq!(
+                vfs.reader.decoded_usage(),
+                (0, 0),
+                "{name}: kept after it was read"
+            );
         }
     }
 

@@ -200,13 +200,25 @@ fn a_large_file_is_read_with_the_kernel_read_ahead_raised() {
         .unwrap()
         .to_string();
     let knob = format!("/sys/class/bdi/{dev}/read_ahead_kb");
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
-        assert_eq!(std::fs::read_to_string(&knob).unwrap().trim(), "8192");
-    } else {
-        let log = std::fs::read_to_string(&m.log).unwrap();
-        assert!(log.contains(&knob), "the log names {knob}:\n{log}");
+    // The daemon raises it right after the mount appears: give it a moment.
+    let raised = || {
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            std::fs::read_to_string(&knob).unwrap().trim() == "8192"
+        } else {
+            std::fs::read_to_string(&m.log).unwrap().contains(&knob)
+        }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !raised() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
     }
+    assert!(
+        raised(),
+        "{knob} reads {}; log:\n{}",
+        std::fs::read_to_string(&knob).unwrap_or_default(),
+        m.log_text()
+    );
     let before = up.count();
     let file = m.mnt.join("datasets/volumes/big.bin");
     assert_eq!(std::fs::read(&file).unwrap(), big);

@@ -156,7 +156,8 @@ fn a_host_that_never_answers_holds_a_stat_no_longer_than_the_deadline() {
     assert!(waited < Duration::from_secs(15), "waited {waited:?}");
     let log = m.log_text();
     assert!(
-        log.contains("silent-ct") && log.contains(&format!("127.0.0.1:{port}/ct.zip"))
+        log.contains("silent-ct")
+            && log.contains(&format!("127.0.0.1:{port}/ct.zip"))
             && log.contains("no answer within 2s"),
         "{log}"
     );

@@ -48,10 +48,25 @@ mod tests {
         }
         assert_eq!(
             windows,
-            [Some(100), Some(200), Some(400), Some(800), Some(800), Some(800)]
+            [
+                Some(100),
+                Some(200),
+                Some(400),
+                Some(800),
+                Some(800),
+                Some(800)
+            ]
         );
-        assert_eq!(ra.note(5_000, 100, 100, 10_000), None, "a seek starts again");
+        assert_eq!(
+            ra.note(5_000, 100, 100, 10_000),
+            None,
+            "a seek starts again"
+        );
         assert_eq!(ra.note(5_100, 100, 100, 10_000), Some((5_200, 100)));
-        assert_eq!(ra.note(9_900, 100, 100, 10_000), None, "nothing past the end");
+        assert_eq!(
+            ra.note(9_900, 100, 100, 10_000),
+            None,
+            "nothing past the end"
+        );
     }
 }

@@ -177,7 +177,11 @@ mod tests {
             let b = d.get_or_decode(1, true, far(), decode, timeout).unwrap();
             assert_eq!(b.len(), 900);
             d.served(1, 100, 900);
-            assert_eq!((d.members() == 0), k == 8, "dropped once every byte was served");
+            assert_eq!(
+                (d.members() == 0),
+                k == 8,
+                "dropped once every byte was served"
+            );
         }
         assert_eq!(decodes.load(Ordering::SeqCst), 1);
     }

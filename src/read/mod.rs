@@ -229,9 +229,7 @@ impl Reader {
                 self.inline(&f, offset, len, || self.raw_checked(&f))
             }
             Storage::Raw => self.read_raw(&f, offset, len),
-            Storage::Zip { .. } if inline => {
-                self.inline(&f, offset, len, || self.zip_checked(&f))
-            }
+            Storage::Zip { .. } if inline => self.inline(&f, offset, len, || self.zip_checked(&f)),
             Storage::Zip { .. } => self.read_large_zip(&f, offset, len),
             Storage::Gzip if inline => self.inline(&f, offset, len, || self.gzip_whole(&f)),
             Storage::Gzip => self.read_gzip(&f, offset, len),

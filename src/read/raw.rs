@@ -57,4 +57,3 @@ pub(super) fn digest(want: &str, data: &[u8]) -> Option<String> {
         _ => None,
     }
 }
-

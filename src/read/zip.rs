@@ -289,7 +289,9 @@ mod tests {
 
     #[test]
     fn recent_output_is_served_in_slices_and_copies_across_pieces() {
-        let data: Vec<u8> = (0..(3 * PIECE + 500) as u32).map(|i| (i % 251) as u8).collect();
+        let data: Vec<u8> = (0..(3 * PIECE + 500) as u32)
+            .map(|i| (i % 251) as u8)
+            .collect();
         let mut st = MemberStream {
             inflater: Some(Box::new(std::io::Cursor::new(data.clone()))),
             ..MemberStream::default()
@@ -303,7 +305,11 @@ mod tests {
         let p = PIECE as u64;
         let inside = st.recent_range(p + 10, 100);
         assert_eq!(&inside[..], &data[PIECE + 10..PIECE + 110]);
-        assert_eq!(inside.as_ptr(), st.recent[1][10..].as_ptr(), "a slice, not a copy");
+        assert_eq!(
+            inside.as_ptr(),
+            st.recent[1][10..].as_ptr(),
+            "a slice, not a copy"
+        );
         let across = st.recent_range(p - 5, 3 * p - (p - 5) + 500);
         assert_eq!(&across[..], &data[PIECE - 5..]);
     }

@@ -175,7 +175,10 @@ impl HttpUpstream {
             if let Some(tag) = if_match {
                 rb = rb.header(IF_MATCH, tag);
             }
-            let resp = rb.send().await.map_err(|e| net_error(shown.clone(), &e, self.deadline))?;
+            let resp = rb
+                .send()
+                .await
+                .map_err(|e| net_error(shown.clone(), &e, self.deadline))?;
             self.obey_limits(&host, resp.status(), resp.headers(), &shown)?;
             if !resp.status().is_redirection() || resp.status() == StatusCode::NOT_MODIFIED {
                 return Ok(Sent {
@@ -546,7 +549,11 @@ impl Upstream for HttpUpstream {
                 .find_map(link_next);
             let mut body = Vec::new();
             let mut resp = resp;
-            while let Some(c) = resp.chunk().await.map_err(|e| net_error(url.clone(), &e, self.deadline))? {
+            while let Some(c) = resp
+                .chunk()
+                .await
+                .map_err(|e| net_error(url.clone(), &e, self.deadline))?
+            {
                 if body.len() as u64 + c.len() as u64 > API_MAX {
                     return Err(SourceError::BadAnswer {
                         url,
