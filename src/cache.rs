@@ -509,9 +509,12 @@ impl BlockCache {
         self.lock_state().lru.contains(&key)
     }
 
-    /// Whether the block is present or being written.
+    /// Whether the block can be read without a fetch: present, being written, or among the
+    /// recent blocks kept in memory.
     pub fn present_or_writing(&self, key: BlockKey) -> bool {
-        self.contains(key) || lock(&self.writing).contains_key(&key)
+        self.contains(key)
+            || lock(&self.writing).contains_key(&key)
+            || lock(&self.recent).blocks.contains(&key)
     }
 
     fn lock_state(&self) -> MutexGuard<'_, State> {

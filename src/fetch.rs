@@ -242,6 +242,30 @@ impl Fetcher {
         }
     }
 
+    /// Whether every block of `[offset, offset + len)` of `blob` can be read without a fetch.
+    pub fn is_present(&self, blob: &Blob, offset: u64, len: u64) -> bool {
+        let end = offset.saturating_add(len).min(blob.size());
+        let mut part_start = 0;
+        for part in &blob.parts {
+            let part_end = part_start + part.size;
+            if part_end > offset && part_start < end {
+                let first = (offset.max(part_start) - part_start) / self.block_size;
+                let last = (end.min(part_end) - 1 - part_start) / self.block_size;
+                let all = (first..=last).all(|index| {
+                    self.cache.present_or_writing(BlockKey {
+                        blob: part.key,
+                        index,
+                    })
+                });
+                if !all {
+                    return false;
+                }
+            }
+            part_start = part_end;
+        }
+        true
+    }
+
     /// The upstream behind this fetcher (resolvers list sources through it).
     pub fn upstream(&self) -> &dyn Upstream {
         &*self.up

@@ -27,7 +27,8 @@ use fuser::{
     SessionACL, TimeOrNow, WriteFlags,
 };
 
-use crate::vfs::{Attr, DirItem, Kind, Vfs, VfsError};
+use crate::read::PageSink;
+use crate::vfs::{Attr, DirItem, Kind, Vfs, VfsError, file_ino};
 
 /// How long the kernel may trust names and attributes: the tree changes only with a new
 /// catalog, which needs a remount anyway.
@@ -95,7 +96,8 @@ pub fn mount(
     config.clone_fd = true;
     // Resolved before mounting: afterwards, resolving it would ask this very daemon.
     let resolved = mountpoint.canonicalize()?;
-    let session = fuser::spawn_mount(Adapter { vfs }, mountpoint, &config)?;
+    let session = fuser::spawn_mount(Adapter { vfs: vfs.clone() }, mountpoint, &config)?;
+    vfs.start_push(Arc::new(KernelPages(session.notifier())));
     raise_readahead(&resolved);
     Ok(Mounted { session })
 }
@@ -164,6 +166,21 @@ fn unescape_mountinfo(s: &str) -> String {
 
 struct Adapter {
     vfs: Arc<Vfs>,
+}
+
+/// The kernel's page cache of medimg's files, filled ahead of reads (FUSE notify-store).
+struct KernelPages(fuser::Notifier);
+
+impl PageSink for KernelPages {
+    fn store(&self, row: i64, data: &[u8]) -> bool {
+        match self.0.store(INodeNo(file_ino(row)), 0, data) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!("page-cache push of row {row}: {e}");
+                false
+            }
+        }
+    }
 }
 
 fn time(secs: i64) -> SystemTime {

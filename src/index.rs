@@ -333,6 +333,35 @@ impl Index {
         })
     }
 
+    /// The files of blob `blob` among rows `ids` whose bytes start in `[from, to)` of it, by
+    /// offset. An archive's members are indexed in the order of the archive, so the rows near
+    /// a member's are its neighbours in the blob: a range scan of the primary key, no index.
+    pub fn files_near(
+        &self,
+        ids: std::ops::RangeInclusive<i64>,
+        blob: i64,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Entry>, IndexError> {
+        self.read(|c| {
+            let mut q = c.prepare_cached(&format!(
+                "SELECT {ENTRY_COLUMNS} FROM entries WHERE id BETWEEN ?1 AND ?2 AND blob = ?3 \
+                 AND offset >= ?4 AND offset < ?5 ORDER BY offset"
+            ))?;
+            let rows = q.query_map(
+                params![
+                    ids.start(),
+                    ids.end(),
+                    blob,
+                    from.min(i64::MAX as u64) as i64,
+                    to.min(i64::MAX as u64) as i64
+                ],
+                entry_from_row,
+            )?;
+            rows.collect()
+        })
+    }
+
     /// The child of `parent` called `name`.
     pub fn lookup(&self, parent: i64, name: &str) -> Result<Option<Entry>, IndexError> {
         self.read(|c| {

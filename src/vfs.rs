@@ -49,7 +49,7 @@ use crate::credentials::Credentials;
 use crate::fetch::{BlobBytes, BlobReader, FetchError, Fetcher};
 use crate::flight::{Flights, TimedOut};
 use crate::index::{Blob, Entry, Index, IndexError, Location, NewEntry, Part, Storage};
-use crate::read::{ReadError, Reader};
+use crate::read::{PageSink, ReadError, Reader};
 use crate::resolve::{self, RemoteFile, ResolveError};
 use crate::source::SourceError;
 
@@ -269,7 +269,8 @@ fn dir_ino(instance: usize, row: i64) -> u64 {
     ((instance as u64) << INSTANCE_SHIFT) | row as u64
 }
 
-fn file_ino(row: i64) -> u64 {
+/// The inode of the file at index row `row` (the same from every path to it).
+pub fn file_ino(row: i64) -> u64 {
     FILE_BIT | row as u64
 }
 
@@ -295,7 +296,7 @@ pub struct Vfs {
     index: Arc<Index>,
     fetcher: Arc<Fetcher>,
     /// The read path: file contents, checked.
-    reader: Reader,
+    reader: Arc<Reader>,
     /// Inodes of `about/<id>.md`, by dataset.
     about: Vec<u64>,
     /// Which hosts have credentials (to say what is missing before asking).
@@ -447,7 +448,7 @@ impl Vfs {
         let index = Arc::new(index);
         let mut vfs = Vfs {
             catalog,
-            reader: Reader::new(index.clone(), fetcher.clone()),
+            reader: Arc::new(Reader::new(index.clone(), fetcher.clone())),
             index,
             fetcher,
             about,
@@ -499,6 +500,12 @@ impl Vfs {
         self.credentials = credentials;
         self.rebuild_about();
         self
+    }
+
+    /// From now on, hand the checked bytes of files near each cold-read small file to `sink`
+    /// (the kernel's page cache; see [`crate::read`]).
+    pub fn start_push(&self, sink: Arc<dyn PageSink>) {
+        self.reader.start_push(sink);
     }
 
     /// The fetcher (for cache statistics).

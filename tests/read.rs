@@ -213,3 +213,46 @@ fn a_file_changed_upstream_under_its_pinned_version_is_estale_not_mixed() {
     // What was read before the change is still served: it was checked then.
     assert_eq!(std::fs::read(dir.join(&files[0].0)).unwrap(), files[0].1);
 }
+
+/// Pages of `path` in the kernel's page cache, as `fincore` (util-linux) counts them.
+fn resident_pages(path: &std::path::Path) -> u64 {
+    let out = std::process::Command::new("fincore")
+        .args(["--noheadings", "--output", "PAGES"])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+}
+
+#[test]
+fn a_cold_read_fills_the_page_cache_of_its_neighbours_with_their_checked_bytes() {
+    let up = Upstream::start();
+    let files = chest(&up, 40, 20);
+    let fx = Fixture::new(&up, &chest_catalog(), "");
+    let m = fx.mount(&["--block-size", "1MiB"]);
+    let dir = m.mnt.join("datasets/chest-xray");
+    // A training script lists its folders first: the kernel knows every file.
+    let (code, _, err) = sh(&format!("find {} -type f > /dev/null", dir.display()));
+    assert_eq!(code, 0, "{err}");
+    let indexed = up.count();
+    assert_eq!(std::fs::read(dir.join(&files[0].0)).unwrap(), files[0].1);
+    // The other files of the archive's first block arrive in the page cache unasked.
+    let neighbours = &files[1..20];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let resident = || {
+        neighbours
+            .iter()
+            .filter(|(n, _, _)| resident_pages(&dir.join(n)) > 0)
+            .count()
+    };
+    while resident() < neighbours.len() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(resident(), neighbours.len(), "neighbours in the page cache");
+    // They hold the upstream's bytes, and reading every file costs no more than the archive's
+    // blocks (under 1 MiB in all: one or two).
+    for (name, data, _) in &files {
+        assert_eq!(std::fs::read(dir.join(name)).unwrap(), *data, "{name}");
+    }
+    assert!(up.count() - indexed <= 2, "{} requests", up.count() - indexed);
+}

@@ -11,6 +11,10 @@
 //!   CRC is checked as its bytes are read;
 //! - a gzip-stored (tar.gz) member ([`gzip`]): decoded from the nearest checkpoint.
 //!
+//! After the first decode of a small file, the checked files around it whose blocks the cache
+//! holds are pushed into the kernel's page cache ([`push`]): a shuffled epoch then finds most
+//! files there, as a warm one does.
+//!
 //! # Invariants
 //! - Bytes served are the upstream's bytes or an error: no byte of a member up to
 //!   [`INLINE_MAX`] (or of a whole file with a published checksum) is returned before it
@@ -27,6 +31,7 @@
 mod ahead;
 mod decoded;
 mod gzip;
+mod push;
 mod raw;
 mod zip;
 
@@ -44,6 +49,7 @@ use crate::index::{Blob, Entry, Index, IndexError, Location, Storage};
 pub use ahead::{MAX_AHEAD_BLOCKS, ReadAhead};
 pub use decoded::DECODED_BUDGET;
 pub use gzip::GZ_SPAN;
+pub use push::PageSink;
 
 /// Members (and checksummed files) up to this size are decoded whole into memory and checked
 /// before the first byte is returned: every image format of the catalog but the largest
@@ -154,6 +160,20 @@ struct FileState {
     ahead: Mutex<ReadAhead>,
 }
 
+impl FileState {
+    fn new(entry: Entry, location: Location, blob: Blob) -> FileState {
+        FileState {
+            entry,
+            location,
+            blob,
+            data_offset: OnceLock::new(),
+            gzip: Mutex::new(None),
+            stream: Mutex::new(None),
+            ahead: Mutex::new(ReadAhead::default()),
+        }
+    }
+}
+
 /// The read path. Share it with an `Arc`.
 pub struct Reader {
     index: Arc<Index>,
@@ -165,6 +185,8 @@ pub struct Reader {
     decoded: decoded::Decoded,
     /// Large members found damaged since start, with what did not match.
     damaged: Mutex<HashMap<i64, String>>,
+    /// Pushes checked neighbours of cold reads into the kernel's page cache, once started.
+    pusher: OnceLock<push::Pusher>,
 }
 
 impl std::fmt::Debug for Reader {
@@ -190,7 +212,15 @@ impl Reader {
             next_fh: AtomicU64::new(1),
             decoded: decoded::Decoded::new(DECODED_BUDGET),
             damaged: Mutex::new(HashMap::new()),
+            pusher: OnceLock::new(),
         }
+    }
+
+    /// Hand the checked bytes of files near each cold-read small file to `sink` from now on
+    /// (see [`push`]).
+    pub fn start_push(self: &Arc<Self>, sink: Arc<dyn PageSink>) {
+        let pusher = push::Pusher::start(Arc::downgrade(self), sink);
+        let _ = self.pusher.set(pusher);
     }
 
     /// The fetcher.
@@ -226,12 +256,14 @@ impl Reader {
         let inline = e.size <= INLINE_MAX;
         match f.location.storage {
             Storage::Raw if inline && f.blob.checksum.is_some() => {
-                self.inline(&f, offset, len, || self.raw_checked(&f))
+                self.inline(&f, offset, len, || self.raw_checked(&f).map(Bytes::from))
             }
             Storage::Raw => self.read_raw(&f, offset, len),
             Storage::Zip { .. } if inline => self.inline(&f, offset, len, || self.zip_checked(&f)),
             Storage::Zip { .. } => self.read_large_zip(&f, offset, len),
-            Storage::Gzip if inline => self.inline(&f, offset, len, || self.gzip_whole(&f)),
+            Storage::Gzip if inline => {
+                self.inline(&f, offset, len, || self.gzip_whole(&f).map(Bytes::from))
+            }
             Storage::Gzip => self.read_gzip(&f, offset, len),
         }
     }
@@ -239,10 +271,10 @@ impl Reader {
     /// A range of a file decoded and checked whole (`decode`), from the shared decoded copy.
     fn inline(
         &self,
-        f: &FileState,
+        f: &Arc<FileState>,
         offset: u64,
         len: u64,
-        decode: impl FnOnce() -> Result<Vec<u8>>,
+        decode: impl FnOnce() -> Result<Bytes>,
     ) -> Result<Bytes> {
         let size = f.entry.size;
         // A file read whole in one request (most images: the kernel asks for up to 1 MiB at a
@@ -253,7 +285,14 @@ impl Reader {
             f.entry.id,
             keep,
             deadline,
-            || decode().map(Bytes::from),
+            || {
+                let content = decode()?;
+                // Its block is in hand now: so are its neighbours.
+                if let Some(p) = self.pusher.get() {
+                    p.offer(f.clone());
+                }
+                Ok(content)
+            },
             || self.fetch_err(f, self.timed_out(f)),
         )?;
         self.decoded.served(f.entry.id, len, size);
@@ -284,15 +323,7 @@ impl Reader {
                 member: entry.name.clone(),
                 message: "its archive is no longer in the index".into(),
             })?;
-        let f = Arc::new(FileState {
-            entry,
-            location,
-            blob,
-            data_offset: OnceLock::new(),
-            gzip: Mutex::new(None),
-            stream: Mutex::new(None),
-            ahead: Mutex::new(ReadAhead::default()),
-        });
+        let f = Arc::new(FileState::new(entry, location, blob));
         Ok(lock(&self.files).get_or_insert(row, || f).clone())
     }
 

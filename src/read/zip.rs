@@ -175,20 +175,21 @@ impl Reader {
     /// The decoded, CRC-checked content of a member up to [`super::INLINE_MAX`]. A mismatch
     /// drops its blocks and fetches them once more (the damage may be in our cache); a second
     /// one is an error.
-    pub(super) fn zip_checked(&self, f: &FileState) -> Result<Vec<u8>> {
+    pub(super) fn zip_checked(&self, f: &FileState) -> Result<Bytes> {
         let Some((method, compressed_size, crc32)) = member(f) else {
             return Err(super::ReadError::IsDir);
         };
         let mut last = String::new();
         for round in 0..2 {
             let start = self.data_offset(f)?;
+            // A stored member inside one block in memory is a slice of it, not a copy.
             let packed = self
                 .fetcher
-                .read_at_checked(&f.blob, start, compressed_size, Check::Length)
+                .read_bytes(&f.blob, start, compressed_size, Check::Length)
                 .map_err(|source| self.fetch_err(f, source))?;
             let content = match method {
                 zip::METHOD_STORED => Ok(packed),
-                zip::METHOD_DEFLATED => zip::inflate(&packed, f.entry.size),
+                zip::METHOD_DEFLATED => zip::inflate(&packed, f.entry.size).map(Bytes::from),
                 m => return Err(self.unsupported_method(f, m)),
             };
             match content {
