@@ -205,13 +205,18 @@ fn run_mount(a: &MountArgs) -> Result<(), Error> {
         }
     });
 
-    let mounted = medimg::fuse::mount(vfs, &mountpoint, settings.threads, settings.allow_other)
-        .map_err(|e| {
-            format!(
-                "cannot mount at {}: {e} (is /dev/fuse present and fuse3's fusermount3 installed?)",
-                mountpoint.display()
-            )
-        })?;
+    let mounted = medimg::fuse::mount(
+        vfs.clone(),
+        &mountpoint,
+        settings.threads,
+        settings.allow_other,
+    )
+    .map_err(|e| {
+        format!(
+            "cannot mount at {}: {e} (is /dev/fuse present and fuse3's fusermount3 installed?)",
+            mountpoint.display()
+        )
+    })?;
     tracing::info!(
         "mounted {n} datasets at {} (cache {}, limit {}, blocks of {}); Ctrl-C or `fusermount3 -u` unmounts",
         mountpoint.display(),
@@ -234,5 +239,6 @@ fn run_mount(a: &MountArgs) -> Result<(), Error> {
     }
     mounted.unmount()?;
     cache.flush()?;
+    tracing::info!("since start: {}", vfs.read_stats());
     Ok(())
 }

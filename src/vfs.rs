@@ -508,6 +508,11 @@ impl Vfs {
         self.reader.start_push(sink);
     }
 
+    /// What the read path has done since start.
+    pub fn read_stats(&self) -> crate::read::ReadStats {
+        self.reader.stats()
+    }
+
     /// The fetcher (for cache statistics).
     pub fn fetcher(&self) -> &Fetcher {
         &self.fetcher

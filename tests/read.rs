@@ -221,7 +221,10 @@ fn resident_pages(path: &std::path::Path) -> u64 {
         .arg(path)
         .output()
         .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
 }
 
 #[test]
@@ -254,5 +257,24 @@ fn a_cold_read_fills_the_page_cache_of_its_neighbours_with_their_checked_bytes()
     for (name, data, _) in &files {
         assert_eq!(std::fs::read(dir.join(name)).unwrap(), *data, "{name}");
     }
-    assert!(up.count() - indexed <= 2, "{} requests", up.count() - indexed);
+    assert!(
+        up.count() - indexed <= 2,
+        "{} requests",
+        up.count() - indexed
+    );
+    // The daemon says what it did in one line at unmount: the neighbours were pushed.
+    let log = m.log.clone();
+    assert!(m.stop().success());
+    let log = std::fs::read_to_string(log).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("since start:"))
+        .unwrap_or_else(|| panic!("{log}"));
+    let pushed: u64 = line
+        .split(" files decoded, ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(pushed >= neighbours.len() as u64, "{line}");
 }

@@ -145,6 +145,45 @@ impl ReadError {
 
 type Result<T> = std::result::Result<T, ReadError>;
 
+/// What the read path has done since start; [`Reader::stats`] reads it.
+#[derive(Debug, Default)]
+struct Counters {
+    reads: AtomicU64,
+    bytes: AtomicU64,
+    decodes: AtomicU64,
+    pushed_files: AtomicU64,
+    pushed_bytes: AtomicU64,
+}
+
+/// A snapshot of the read path's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadStats {
+    /// Read requests answered (the kernel's, each up to 1 MiB).
+    pub reads: u64,
+    /// Bytes they returned.
+    pub bytes: u64,
+    /// Files decoded and checked whole for a read.
+    pub decodes: u64,
+    /// Files pushed into the kernel's page cache ahead of their reads.
+    pub pushed_files: u64,
+    /// Their bytes.
+    pub pushed_bytes: u64,
+}
+
+impl std::fmt::Display for ReadStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} reads ({} MiB), {} files decoded, {} pushed into the page cache ({} MiB)",
+            self.reads,
+            self.bytes >> 20,
+            self.decodes,
+            self.pushed_files,
+            self.pushed_bytes >> 20
+        )
+    }
+}
+
 /// What the read path keeps of one file between reads.
 #[derive(Debug)]
 struct FileState {
@@ -187,6 +226,7 @@ pub struct Reader {
     damaged: Mutex<HashMap<i64, String>>,
     /// Pushes checked neighbours of cold reads into the kernel's page cache, once started.
     pusher: OnceLock<push::Pusher>,
+    counters: Counters,
 }
 
 impl std::fmt::Debug for Reader {
@@ -213,6 +253,19 @@ impl Reader {
             decoded: decoded::Decoded::new(DECODED_BUDGET),
             damaged: Mutex::new(HashMap::new()),
             pusher: OnceLock::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    /// What the read path has done since start.
+    pub fn stats(&self) -> ReadStats {
+        let c = &self.counters;
+        ReadStats {
+            reads: c.reads.load(Ordering::Relaxed),
+            bytes: c.bytes.load(Ordering::Relaxed),
+            decodes: c.decodes.load(Ordering::Relaxed),
+            pushed_files: c.pushed_files.load(Ordering::Relaxed),
+            pushed_bytes: c.pushed_bytes.load(Ordering::Relaxed),
         }
     }
 
@@ -253,6 +306,8 @@ impl Reader {
             return Ok(Bytes::new());
         }
         let len = (size as u64).min(e.size - offset);
+        self.counters.reads.fetch_add(1, Ordering::Relaxed);
+        self.counters.bytes.fetch_add(len, Ordering::Relaxed);
         let inline = e.size <= INLINE_MAX;
         match f.location.storage {
             Storage::Raw if inline && f.blob.checksum.is_some() => {
@@ -287,9 +342,10 @@ impl Reader {
             deadline,
             || {
                 let content = decode()?;
+                self.counters.decodes.fetch_add(1, Ordering::Relaxed);
                 // Its block is in hand now: so are its neighbours.
                 if let Some(p) = self.pusher.get() {
-                    p.offer(f.clone());
+                    p.offer(f.clone(), self.fetcher.block_size());
                 }
                 Ok(content)
             },

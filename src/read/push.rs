@@ -14,8 +14,9 @@
 //!   checksum, or the blocks' own CRC) are pushed; nothing is fetched for a push.
 //! - A push is a hint: a full queue drops it, a file the kernel does not know is skipped, and
 //!   a file is pushed at most once per [`PUSHED_KEPT`] files.
-//! - The work is off the reader's path: one thread, a bounded queue.
+//! - The work is off the reader's path: [`PUSHERS`] threads, a bounded queue of blocks.
 
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -41,6 +42,8 @@ pub const PUSHED_KEPT: std::num::NonZeroUsize = match std::num::NonZeroUsize::ne
     Some(n) => n,
     None => std::num::NonZeroUsize::MIN,
 };
+/// Threads pushing: the work is decoding and copying, so one per core of a small machine.
+const PUSHERS: usize = 2;
 /// Room past a ZIP member's local header for its name and extra fields, when checking that
 /// the blocks it needs are present.
 const HEADER_ROOM: u64 = 30 + 1024;
@@ -48,36 +51,56 @@ const HEADER_ROOM: u64 = 30 + 1024;
 /// The pusher: its queue and what it has pushed.
 pub(super) struct Pusher {
     tx: SyncSender<Arc<FileState>>,
+    /// Files pushed or read (the kernel has their pages either way).
     pushed: Mutex<LruCache<i64, ()>>,
+    /// Blocks whose files were pushed or are queued, by blob row and block number.
+    blocks: Mutex<LruCache<(i64, u64), ()>>,
     sink: Arc<dyn PageSink>,
 }
 
 impl Pusher {
     /// Start the thread; it stops when the reader goes.
     pub(super) fn start(reader: Weak<Reader>, sink: Arc<dyn PageSink>) -> Pusher {
-        // A few DataLoader workers' worth of cold files; more are dropped (a push is a hint).
+        // A few DataLoader workers' worth of cold blocks; more are dropped (a push is a hint).
         let (tx, rx) = sync_channel::<Arc<FileState>>(64);
-        let spawned = std::thread::Builder::new()
-            .name("medimg-push".into())
-            .spawn(move || {
-                while let Ok(f) = rx.recv() {
-                    let Some(r) = reader.upgrade() else { break };
-                    r.push_neighbours(&f);
-                }
-            });
-        if let Err(e) = spawned {
-            tracing::warn!("no page-cache pusher: {e}");
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..PUSHERS {
+            let (rx, reader) = (rx.clone(), reader.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("medimg-push-{i}"))
+                .spawn(move || {
+                    loop {
+                        let job = lock(&rx).recv();
+                        let (Ok(f), Some(r)) = (job, reader.upgrade()) else {
+                            break;
+                        };
+                        r.push_neighbours(&f);
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::warn!("no page-cache pusher: {e}");
+            }
         }
         Pusher {
             tx,
             pushed: Mutex::new(LruCache::new(PUSHED_KEPT)),
+            blocks: Mutex::new(LruCache::new(PUSHED_KEPT)),
             sink,
         }
     }
 
-    /// Ask for the neighbours of `f`, just decoded, to be pushed.
-    pub(super) fn offer(&self, f: Arc<FileState>) {
-        let _ = self.tx.try_send(f);
+    /// `f` was just decoded for a read: its own pages are the kernel's now, and its
+    /// neighbours are pushed unless its block's already were.
+    pub(super) fn offer(&self, f: Arc<FileState>, block_size: u64) {
+        lock(&self.pushed).put(f.entry.id, ());
+        let block = (f.location.blob, f.location.offset / block_size);
+        if lock(&self.blocks).put(block, ()).is_some() {
+            return;
+        }
+        if self.tx.try_send(f).is_err() {
+            // Dropped (a push is a hint): a later read in the block offers it again.
+            lock(&self.blocks).pop(&block);
+        }
     }
 }
 
@@ -112,6 +135,10 @@ impl Reader {
             };
             if pusher.sink.store(content.0, &content.1) {
                 lock(&pusher.pushed).put(content.0, ());
+                let c = &self.counters;
+                c.pushed_files.fetch_add(1, Ordering::Relaxed);
+                c.pushed_bytes
+                    .fetch_add(content.1.len() as u64, Ordering::Relaxed);
             }
         }
     }

@@ -19,9 +19,14 @@ use crate::cache::Check;
 use crate::fetch::BlobReader;
 use crate::index::Storage;
 
-/// Decoded output kept behind a large deflated member's decoder: the kernel's read-ahead
-/// window, so parallel reads that arrive out of order need no restart.
+/// Decoded output kept behind a large deflated member's decoder once served: the kernel's
+/// read-ahead window, so a read the kernel repeats needs no restart.
 pub const RECENT_MAX: usize = 8 << 20;
+/// Output not served yet is kept up to this much behind the decoder: the kernel sends a
+/// window's reads at once and threads answer them in any order, so the decoder may pass a
+/// read's offset by two windows before that read arrives; a restart from the member's start
+/// costs all the output before it (400 MiB read in 5.1-5.4 s instead of 2.3-2.4 s).
+pub const RECENT_HARD_MAX: usize = 32 << 20;
 
 /// What has been checked of a large ZIP member, and its decoder.
 #[derive(Default)]
@@ -33,9 +38,10 @@ pub(super) struct MemberStream {
     inflater: Option<Box<dyn Read + Send>>,
     pos: u64,
     crc: crc32fast::Hasher,
-    /// Output in pieces of [`PIECE`] (the last may be shorter), oldest first: dropping the
-    /// oldest moves no bytes, and a read inside one piece is a slice of it.
-    recent: VecDeque<Bytes>,
+    /// Output in pieces of [`PIECE`] (the last may be shorter), oldest first, with the bytes
+    /// of each served so far: dropping the oldest moves no bytes, and a read inside one piece
+    /// is a slice of it.
+    recent: VecDeque<(Bytes, usize)>,
     recent_start: u64,
     recent_len: usize,
 }
@@ -104,37 +110,50 @@ impl MemberStream {
         self.crc.update(&buf);
         self.pos += buf.len() as u64;
         self.recent_len += buf.len();
-        self.recent.push_back(buf.into());
-        while let Some(oldest) = self.recent.front()
-            && self.recent_len - oldest.len() >= RECENT_MAX
-        {
+        self.recent.push_back((buf.into(), 0));
+        self.trim();
+        Ok((self.pos == size).then(|| self.crc.clone().finalize()))
+    }
+
+    /// Drop the oldest output: served and [`RECENT_MAX`] behind, or [`RECENT_HARD_MAX`] behind.
+    fn trim(&mut self) {
+        while let Some((oldest, served)) = self.recent.front() {
+            let behind = self.recent_len - oldest.len();
+            let done = *served >= oldest.len();
+            if !(behind >= RECENT_HARD_MAX || (done && behind >= RECENT_MAX)) {
+                break;
+            }
             self.recent_start += oldest.len() as u64;
             self.recent_len -= oldest.len();
             self.recent.pop_front();
         }
-        Ok((self.pos == size).then(|| self.crc.clone().finalize()))
     }
 
     /// `len` bytes of recent output at member offset `offset` (which the caller made sure
-    /// are held): a slice of one piece, or a copy across several.
-    fn recent_range(&self, offset: u64, len: u64) -> Bytes {
+    /// are held), counted as served: a slice of one piece, or a copy across several.
+    fn recent_range(&mut self, offset: u64, len: u64) -> Bytes {
         let mut at = self.recent_start;
         let mut out: Option<Vec<u8>> = None;
+        let mut slice = None;
         let end = offset + len;
-        for piece in &self.recent {
+        for (piece, served) in &mut self.recent {
             let piece_end = at + piece.len() as u64;
             if piece_end > offset && at < end {
                 let from = (offset.max(at) - at) as usize;
                 let to = (end.min(piece_end) - at) as usize;
+                *served += to - from;
                 if out.is_none() && at <= offset && end <= piece_end {
-                    return piece.slice(from..to);
+                    slice = Some(piece.slice(from..to));
+                } else {
+                    out.get_or_insert_with(|| Vec::with_capacity(len as usize))
+                        .extend_from_slice(&piece[from..to]);
                 }
-                out.get_or_insert_with(|| Vec::with_capacity(len as usize))
-                    .extend_from_slice(&piece[from..to]);
             }
             at = piece_end;
         }
-        out.unwrap_or_default().into()
+        let data = slice.unwrap_or_else(|| out.unwrap_or_default().into());
+        self.trim();
+        data
     }
 }
 
@@ -243,6 +262,14 @@ impl Reader {
             }
             zip::METHOD_DEFLATED => {
                 if offset < st.recent_start || st.inflater.is_none() {
+                    if st.inflater.is_some() {
+                        tracing::debug!(
+                            member = %f.entry.name,
+                            offset,
+                            decoded = st.pos,
+                            "a read behind the kept output restarts the member's decoder"
+                        );
+                    }
                     *st = MemberStream::default();
                     let input = BlobReader::new(self.fetcher.clone(), f.blob.clone(), start)
                         .with_read_ahead(start + compressed_size);
@@ -308,11 +335,45 @@ mod tests {
         assert_eq!(&inside[..], &data[PIECE + 10..PIECE + 110]);
         assert_eq!(
             inside.as_ptr(),
-            st.recent[1][10..].as_ptr(),
+            st.recent[1].0[10..].as_ptr(),
             "a slice, not a copy"
         );
         let across = st.recent_range(p - 5, 3 * p - (p - 5) + 500);
         assert_eq!(&across[..], &data[PIECE - 5..]);
+    }
+
+    #[test]
+    fn output_not_yet_served_is_kept_up_to_the_hard_limit() {
+        let total = 48 * PIECE;
+        let data: Vec<u8> = (0..total as u32).map(|i| (i % 253) as u8).collect();
+        let mut st = MemberStream {
+            inflater: Some(Box::new(std::io::Cursor::new(data.clone()))),
+            ..MemberStream::default()
+        };
+        let size = total as u64;
+        let p = PIECE as u64;
+        // The kernel's later reads came first: 20 MiB decoded, nothing served, all kept.
+        while st.pos < 20 * p {
+            st.decode_more(size).unwrap();
+        }
+        assert_eq!(st.recent_start, 0);
+        // The early reads arrive: served, then dropped down to RECENT_MAX behind.
+        for k in 0..20 {
+            assert_eq!(
+                &st.recent_range(k * p, p)[..],
+                &data[(k * p) as usize..][..PIECE]
+            );
+        }
+        assert_eq!(st.recent_len, RECENT_MAX);
+        // A reader that skipped ahead leaves output unserved: kept no more than the hard limit.
+        while st.pos < size {
+            st.decode_more(size).unwrap();
+        }
+        assert!(
+            st.recent_len <= RECENT_HARD_MAX + PIECE,
+            "{}",
+            st.recent_len
+        );
     }
 
     #[test]
