@@ -266,6 +266,27 @@ impl Fetcher {
         true
     }
 
+    /// The block of `blob` holding byte `offset`, when its bytes are in memory (just fetched,
+    /// or among the last fetched): where it starts in the blob, and its bytes, shared.
+    pub fn block_in_memory(&self, blob: &Blob, offset: u64) -> Option<(u64, Bytes)> {
+        let mut part_start = 0;
+        for part in &blob.parts {
+            let part_end = part_start + part.size;
+            if (part_start..part_end).contains(&offset) {
+                let index = (offset - part_start) / self.block_size;
+                let key = BlockKey {
+                    blob: part.key,
+                    index,
+                };
+                let pinned = self.cache.pin(key, Check::Length).ok()??;
+                let bytes = pinned.share(0, pinned.len())?;
+                return Some((part_start + index * self.block_size, bytes));
+            }
+            part_start = part_end;
+        }
+        None
+    }
+
     /// The upstream behind this fetcher (resolvers list sources through it).
     pub fn upstream(&self) -> &dyn Upstream {
         &*self.up

@@ -278,3 +278,53 @@ fn a_cold_read_fills_the_page_cache_of_its_neighbours_with_their_checked_bytes()
         .unwrap_or_else(|| panic!("{line}"));
     assert!(pushed >= neighbours.len() as u64, "{line}");
 }
+
+#[test]
+fn a_neighbour_that_fails_its_crc_is_never_pushed_and_its_read_fails() {
+    const MIB: u64 = 1 << 20;
+    let up = Upstream::start();
+    let files = image_folder(90, 20);
+    let mut z = zip(&files);
+    // Where each member's data lies in the archive.
+    let starts: Vec<u64> = {
+        let mut a = ::zip::ZipArchive::new(std::io::Cursor::new(z.clone())).unwrap();
+        (0..files.len())
+            .map(|i| a.by_index(i).unwrap().data_start().unwrap())
+            .collect()
+    };
+    let in_block_1 = |i: usize| starts[i] >= MIB + 4096 && starts[i + 1] < 2 * MIB;
+    // In the archive's second block (the first came with the probe, from its file): the file
+    // read, a stored one damaged after it, and a sound one after that.
+    let first = (0..files.len() - 1).find(|&i| in_block_1(i)).unwrap();
+    let bad = (first + 1..files.len() - 1)
+        .find(|&i| in_block_1(i) && i % 3 == 0)
+        .unwrap();
+    let ok = bad + 1;
+    assert!(in_block_1(ok));
+    z[(starts[bad] + files[bad].1.len() as u64 / 2) as usize] ^= 0x40;
+    up.put("/chest_xray.zip", z, true);
+    let fx = Fixture::new(&up, &chest_catalog(), "");
+    let m = fx.mount(&["--block-size", "1MiB"]);
+    let dir = m.mnt.join("datasets/chest-xray");
+    let (code, _, err) = sh(&format!("find {} -type f > /dev/null", dir.display()));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        std::fs::read(dir.join(&files[first].0)).unwrap(),
+        files[first].1
+    );
+    let (ok, bad) = (dir.join(&files[ok].0), dir.join(&files[bad].0));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while resident_pages(&ok) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        resident_pages(&ok) > 0,
+        "the sound neighbour was pushed: {}",
+        m.log_text()
+    );
+    assert_eq!(resident_pages(&bad), 0, "the damaged one was not");
+    // Its read finds the damage: dropped, fetched again, and an I/O error.
+    let e = std::fs::read(&bad).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+    assert!(m.log_text().contains("CRC"), "{}", m.log_text());
+}

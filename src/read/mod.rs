@@ -345,7 +345,7 @@ impl Reader {
                 self.counters.decodes.fetch_add(1, Ordering::Relaxed);
                 // Its block is in hand now: so are its neighbours.
                 if let Some(p) = self.pusher.get() {
-                    p.offer(f.clone(), self.fetcher.block_size());
+                    p.offer(f.clone(), &self.fetcher);
                 }
                 Ok(content)
             },

@@ -24,7 +24,9 @@ use bytes::Bytes;
 use lru::LruCache;
 
 use super::{FileState, INLINE_MAX, Reader, lock};
+use crate::archive::zip;
 use crate::cache::Check;
+use crate::fetch::Fetcher;
 use crate::index::{Entry, Storage};
 
 /// Where checked bytes of whole files can be handed to the kernel ahead of their reads.
@@ -42,15 +44,23 @@ pub const PUSHED_KEPT: std::num::NonZeroUsize = match std::num::NonZeroUsize::ne
     Some(n) => n,
     None => std::num::NonZeroUsize::MIN,
 };
+/// Blocks queued for the pushers at most.
+const QUEUED: usize = 16;
 /// Threads pushing: the work is decoding and copying, so one per core of a small machine.
 const PUSHERS: usize = 2;
 /// Room past a ZIP member's local header for its name and extra fields, when checking that
 /// the blocks it needs are present.
 const HEADER_ROOM: u64 = 30 + 1024;
 
+/// A file just decoded, and the block it came from when that is in memory (where it starts in
+/// the blob, its bytes): the neighbours inside it are decoded from those bytes, without a pin
+/// or a read of the block's file each (by the time a queued block is worked on, newer blocks
+/// may have pushed it out of the cache's memory).
+type Job = (Arc<FileState>, Option<(u64, Bytes)>);
+
 /// The pusher: its queue and what it has pushed.
 pub(super) struct Pusher {
-    tx: SyncSender<Arc<FileState>>,
+    tx: SyncSender<Job>,
     /// Files pushed or read (the kernel has their pages either way).
     pushed: Mutex<LruCache<i64, ()>>,
     /// Blocks whose files were pushed or are queued, by blob row and block number.
@@ -61,8 +71,9 @@ pub(super) struct Pusher {
 impl Pusher {
     /// Start the thread; it stops when the reader goes.
     pub(super) fn start(reader: Weak<Reader>, sink: Arc<dyn PageSink>) -> Pusher {
-        // A few DataLoader workers' worth of cold blocks; more are dropped (a push is a hint).
-        let (tx, rx) = sync_channel::<Arc<FileState>>(64);
+        // A few DataLoader workers' worth of cold blocks, each holding its block's bytes (at
+        // most 16 blocks of memory); more are dropped (a push is a hint).
+        let (tx, rx) = sync_channel::<Job>(QUEUED);
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..PUSHERS {
             let (rx, reader) = (rx.clone(), reader.clone());
@@ -71,10 +82,10 @@ impl Pusher {
                 .spawn(move || {
                     loop {
                         let job = lock(&rx).recv();
-                        let (Ok(f), Some(r)) = (job, reader.upgrade()) else {
+                        let (Ok((f, block)), Some(r)) = (job, reader.upgrade()) else {
                             break;
                         };
-                        r.push_neighbours(&f);
+                        r.push_neighbours(&f, block);
                     }
                 });
             if let Err(e) = spawned {
@@ -91,13 +102,14 @@ impl Pusher {
 
     /// `f` was just decoded for a read: its own pages are the kernel's now, and its
     /// neighbours are pushed unless its block's already were.
-    pub(super) fn offer(&self, f: Arc<FileState>, block_size: u64) {
+    pub(super) fn offer(&self, f: Arc<FileState>, fetcher: &Fetcher) {
         lock(&self.pushed).put(f.entry.id, ());
-        let block = (f.location.blob, f.location.offset / block_size);
+        let block = (f.location.blob, f.location.offset / fetcher.block_size());
         if lock(&self.blocks).put(block, ()).is_some() {
             return;
         }
-        if self.tx.try_send(f).is_err() {
+        let bytes = fetcher.block_in_memory(&f.blob, f.location.offset);
+        if self.tx.try_send((f, bytes)).is_err() {
             // Dropped (a push is a hint): a later read in the block offers it again.
             lock(&self.blocks).pop(&block);
         }
@@ -106,7 +118,7 @@ impl Pusher {
 
 impl Reader {
     /// Push the checked bytes of the files around `f` whose blocks the cache holds.
-    fn push_neighbours(&self, f: &FileState) {
+    fn push_neighbours(&self, f: &FileState, block: Option<(u64, Bytes)>) {
         let Some(pusher) = self.pusher.get() else {
             return;
         };
@@ -130,7 +142,8 @@ impl Reader {
             if lock(&pusher.pushed).get(&e.id).is_some() {
                 continue;
             }
-            let Some(content) = self.checked_if_present(f, e) else {
+            let from_block = block.as_ref().and_then(|b| self.checked_in(f, &e, b));
+            let Some(content) = from_block.or_else(|| self.checked_if_present(f, e)) else {
                 continue;
             };
             if pusher.sink.store(content.0, &content.1) {
@@ -141,6 +154,40 @@ impl Reader {
                     .fetch_add(content.1.len() as u64, Ordering::Relaxed);
             }
         }
+    }
+
+    /// The checked content of `e` (a file of `f`'s blob) when it lies wholly in `block` (where
+    /// it starts in the blob, its bytes): decoded from those bytes, checked as a read would
+    /// check them. `None` sends it the way of [`Reader::checked_if_present`].
+    fn checked_in(&self, f: &FileState, e: &Entry, block: &(u64, Bytes)) -> Option<(i64, Bytes)> {
+        let (start, bytes) = block;
+        let location = e.location?;
+        let within = |at: u64, len: u64| {
+            let from = usize::try_from(at.checked_sub(*start)?).ok()?;
+            let to = from.checked_add(usize::try_from(len).ok()?)?;
+            (to <= bytes.len()).then(|| bytes.slice(from..to))
+        };
+        let content = match location.storage {
+            Storage::Zip {
+                method,
+                compressed_size,
+                crc32,
+            } => {
+                let header = within(location.offset, zip::LOCAL_HEADER_LEN)?;
+                let rel = zip::local_data_offset(&header).ok()?;
+                let packed = within(location.offset + rel, compressed_size)?;
+                let c = match method {
+                    zip::METHOD_STORED => packed,
+                    zip::METHOD_DEFLATED => Bytes::from(zip::inflate(&packed, e.size).ok()?),
+                    _ => return None,
+                };
+                // A mismatch is left to the read, which refetches and reports it.
+                (c.len() as u64 == e.size && crc32fast::hash(&c) == crc32).then_some(c)?
+            }
+            Storage::Raw if f.blob.checksum.is_none() => within(location.offset, e.size)?,
+            Storage::Raw | Storage::Gzip => return None,
+        };
+        Some((e.id, content))
     }
 
     /// The checked content of `e` (a file of `f`'s blob), if every block it needs is present.
@@ -159,15 +206,17 @@ impl Reader {
         }
         let row = e.id;
         let g = FileState::new(e, location, f.blob.clone());
+        // One decode, no retry: a mismatch is left to the read, which drops the blocks,
+        // fetches them again and reports it.
         let content = match location.storage {
-            Storage::Zip { .. } => self.zip_checked(&g),
-            Storage::Raw if g.blob.checksum.is_some() => self.raw_checked(&g).map(Bytes::from),
+            Storage::Zip { .. } => self.zip_decode(&g).ok()?.ok()?,
+            Storage::Raw if g.blob.checksum.is_some() => self.raw_decode(&g).ok()?.ok()?.into(),
             Storage::Raw => self
                 .fetcher
                 .read_bytes(&g.blob, location.offset, g.entry.size, Check::Crc)
-                .map_err(|e| self.fetch_err(&g, e)),
+                .ok()?,
             Storage::Gzip => return None,
         };
-        content.ok().map(|c| (row, c))
+        Some((row, content))
     }
 }

@@ -19,31 +19,40 @@ impl Reader {
     /// A whole file checked against its host's checksum; a mismatch drops its blocks and
     /// fetches them once more, and a second mismatch is an error.
     pub(super) fn raw_checked(&self, f: &FileState) -> Result<Vec<u8>> {
-        let want = f.blob.checksum.clone().unwrap_or_default();
-        let (start, size) = (f.location.offset, f.entry.size);
         let mut last = String::new();
         for round in 0..2 {
-            let data = self
-                .fetcher
-                .read_at_checked(&f.blob, start, size, Check::Length)
-                .map_err(|source| self.fetch_err(f, source))?;
-            let got = digest(&want, &data);
-            if got.as_deref() == Some(want.as_str()) {
-                return Ok(data);
+            match self.raw_decode(f)? {
+                Ok(data) => return Ok(data),
+                Err(mismatch) => last = mismatch,
             }
-            last = match got {
-                Some(g) => format!("checksum {g}, the host published {want}"),
-                None => format!("the host published {want:?}, which medimg cannot check"),
-            };
             tracing::warn!(
                 dataset = %f.entry.dataset,
                 member = %self.member_path(f),
                 round,
                 "file failed its check ({last}); dropping its cached blocks"
             );
-            let _ = self.fetcher.invalidate(&f.blob, start, size);
+            let _ = self
+                .fetcher
+                .invalidate(&f.blob, f.location.offset, f.entry.size);
         }
         Err(self.corrupt(f, last))
+    }
+
+    /// One read of a whole file: its bytes if they matched the host's checksum, or what did
+    /// not match.
+    pub(super) fn raw_decode(&self, f: &FileState) -> Result<std::result::Result<Vec<u8>, String>> {
+        let want = f.blob.checksum.clone().unwrap_or_default();
+        let data = self
+            .fetcher
+            .read_at_checked(&f.blob, f.location.offset, f.entry.size, Check::Length)
+            .map_err(|source| self.fetch_err(f, source))?;
+        Ok(match digest(&want, &data) {
+            Some(g) if g == want => Ok(data),
+            Some(g) => Err(format!("checksum {g}, the host published {want}")),
+            None => Err(format!(
+                "the host published {want:?}, which medimg cannot check"
+            )),
+        })
     }
 }
 

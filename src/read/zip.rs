@@ -195,35 +195,11 @@ impl Reader {
     /// drops its blocks and fetches them once more (the damage may be in our cache); a second
     /// one is an error.
     pub(super) fn zip_checked(&self, f: &FileState) -> Result<Bytes> {
-        let Some((method, compressed_size, crc32)) = member(f) else {
-            return Err(super::ReadError::IsDir);
-        };
         let mut last = String::new();
         for round in 0..2 {
-            let start = self.data_offset(f)?;
-            // A stored member inside one block in memory is a slice of it, not a copy.
-            let packed = self
-                .fetcher
-                .read_bytes(&f.blob, start, compressed_size, Check::Length)
-                .map_err(|source| self.fetch_err(f, source))?;
-            let content = match method {
-                zip::METHOD_STORED => Ok(packed),
-                zip::METHOD_DEFLATED => zip::inflate(&packed, f.entry.size).map(Bytes::from),
-                m => return Err(self.unsupported_method(f, m)),
-            };
-            match content {
-                Ok(c) if c.len() as u64 == f.entry.size && crc32fast::hash(&c) == crc32 => {
-                    return Ok(c);
-                }
-                Ok(c) => {
-                    last = format!(
-                        "CRC-32 {:08x} over {} bytes, expected {crc32:08x} over {}",
-                        crc32fast::hash(&c),
-                        c.len(),
-                        f.entry.size
-                    )
-                }
-                Err(e) => last = e,
+            match self.zip_decode(f)? {
+                Ok(c) => return Ok(c),
+                Err(mismatch) => last = mismatch,
             }
             tracing::warn!(
                 dataset = %f.entry.dataset,
@@ -231,12 +207,43 @@ impl Reader {
                 round,
                 "member failed its check ({last}); dropping its cached blocks"
             );
-            let at = f.location.offset;
-            let _ = self
-                .fetcher
-                .invalidate(&f.blob, at, start - at + compressed_size);
+            if let (Ok(start), Some((_, compressed_size, _))) = (self.data_offset(f), member(f)) {
+                let at = f.location.offset;
+                let _ = self
+                    .fetcher
+                    .invalidate(&f.blob, at, start - at + compressed_size);
+            }
         }
         Err(self.corrupt(f, last))
+    }
+
+    /// One decode of a small member: its content if it matched its CRC-32, or what did not
+    /// match.
+    pub(super) fn zip_decode(&self, f: &FileState) -> Result<std::result::Result<Bytes, String>> {
+        let Some((method, compressed_size, crc32)) = member(f) else {
+            return Err(super::ReadError::IsDir);
+        };
+        let start = self.data_offset(f)?;
+        // A stored member inside one block in memory is a slice of it, not a copy.
+        let packed = self
+            .fetcher
+            .read_bytes(&f.blob, start, compressed_size, Check::Length)
+            .map_err(|source| self.fetch_err(f, source))?;
+        let content = match method {
+            zip::METHOD_STORED => Ok(packed),
+            zip::METHOD_DEFLATED => zip::inflate(&packed, f.entry.size).map(Bytes::from),
+            m => return Err(self.unsupported_method(f, m)),
+        };
+        Ok(match content {
+            Ok(c) if c.len() as u64 == f.entry.size && crc32fast::hash(&c) == crc32 => Ok(c),
+            Ok(c) => Err(format!(
+                "CRC-32 {:08x} over {} bytes, expected {crc32:08x} over {}",
+                crc32fast::hash(&c),
+                c.len(),
+                f.entry.size
+            )),
+            Err(e) => Err(e),
+        })
     }
 
     /// A range of a ZIP member over [`super::INLINE_MAX`]; see the module notes.
