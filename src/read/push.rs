@@ -2,9 +2,10 @@
 //! (4 MiB: some forty images of 100 KB), and the files around it are served from there
 //! without a round trip each.
 //!
-//! After the first decode of a small file, a pusher thread takes the files whose bytes start
-//! in the same blocks and lie wholly in blocks the cache holds (it never fetches), decodes and
-//! checks each exactly as a read would, and hands the checked bytes to a [`PageSink`] (the FUSE
+//! After the first decode of a small file, the pusher threads take the files whose bytes start
+//! in the same blocks and lie wholly in blocks the cache holds (from the block's bytes in
+//! memory where they can; they never ask for a block the cache lacks), decode and check each
+//! exactly as a read would, and hand the checked bytes to a [`PageSink`] (the FUSE
 //! adapter's notify-store, which fills the kernel's page cache of that file). A DataLoader
 //! that reads a dataset in shuffled order then finds most files in the page cache: the kernel
 //! answers them itself, as it does for a warm epoch.
@@ -69,7 +70,7 @@ pub(super) struct Pusher {
 }
 
 impl Pusher {
-    /// Start the thread; it stops when the reader goes.
+    /// Start the threads; they stop when the reader goes.
     pub(super) fn start(reader: Weak<Reader>, sink: Arc<dyn PageSink>) -> Pusher {
         // A few DataLoader workers' worth of cold blocks, each holding its block's bytes (at
         // most 16 blocks of memory); more are dropped (a push is a hint).
