@@ -441,6 +441,33 @@ impl Reader {
         }
     }
 
+    /// A file's content from `decode` (its content, or what did not match its check); a
+    /// mismatch is logged, `drop_blocks` drops the cached blocks it came from (the damage may
+    /// be in our cache) and it is decoded once more; a second mismatch is
+    /// [`ReadError::Corrupt`].
+    fn checked_twice<T>(
+        &self,
+        f: &FileState,
+        decode: impl Fn() -> Result<std::result::Result<T, String>>,
+        drop_blocks: impl Fn(),
+    ) -> Result<T> {
+        let mut last = String::new();
+        for round in 0..2 {
+            match decode()? {
+                Ok(content) => return Ok(content),
+                Err(mismatch) => last = mismatch,
+            }
+            tracing::warn!(
+                dataset = %f.entry.dataset,
+                member = %self.member_path(f),
+                round,
+                "file failed its check ({last}); dropping its cached blocks"
+            );
+            drop_blocks();
+        }
+        Err(self.corrupt(f, last))
+    }
+
     /// Decoded members held in memory, and their bytes (for tests and statistics).
     pub fn decoded_usage(&self) -> (usize, u64) {
         (self.decoded.members(), self.decoded.bytes())

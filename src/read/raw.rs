@@ -19,23 +19,15 @@ impl Reader {
     /// A whole file checked against its host's checksum; a mismatch drops its blocks and
     /// fetches them once more, and a second mismatch is an error.
     pub(super) fn raw_checked(&self, f: &FileState) -> Result<Vec<u8>> {
-        let mut last = String::new();
-        for round in 0..2 {
-            match self.raw_decode(f)? {
-                Ok(data) => return Ok(data),
-                Err(mismatch) => last = mismatch,
-            }
-            tracing::warn!(
-                dataset = %f.entry.dataset,
-                member = %self.member_path(f),
-                round,
-                "file failed its check ({last}); dropping its cached blocks"
-            );
-            let _ = self
-                .fetcher
-                .invalidate(&f.blob, f.location.offset, f.entry.size);
-        }
-        Err(self.corrupt(f, last))
+        self.checked_twice(
+            f,
+            || self.raw_decode(f),
+            || {
+                let _ = self
+                    .fetcher
+                    .invalidate(&f.blob, f.location.offset, f.entry.size);
+            },
+        )
     }
 
     /// One read of a whole file: its bytes if they matched the host's checksum, or what did

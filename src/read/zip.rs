@@ -195,26 +195,19 @@ impl Reader {
     /// drops its blocks and fetches them once more (the damage may be in our cache); a second
     /// one is an error.
     pub(super) fn zip_checked(&self, f: &FileState) -> Result<Bytes> {
-        let mut last = String::new();
-        for round in 0..2 {
-            match self.zip_decode(f)? {
-                Ok(c) => return Ok(c),
-                Err(mismatch) => last = mismatch,
-            }
-            tracing::warn!(
-                dataset = %f.entry.dataset,
-                member = %self.member_path(f),
-                round,
-                "member failed its check ({last}); dropping its cached blocks"
-            );
-            if let (Ok(start), Some((_, compressed_size, _))) = (self.data_offset(f), member(f)) {
-                let at = f.location.offset;
-                let _ = self
-                    .fetcher
-                    .invalidate(&f.blob, at, start - at + compressed_size);
-            }
-        }
-        Err(self.corrupt(f, last))
+        self.checked_twice(
+            f,
+            || self.zip_decode(f),
+            || {
+                if let (Ok(start), Some((_, compressed_size, _))) = (self.data_offset(f), member(f))
+                {
+                    let at = f.location.offset;
+                    let _ = self
+                        .fetcher
+                        .invalidate(&f.blob, at, start - at + compressed_size);
+                }
+            },
+        )
     }
 
     /// One decode of a small member: its content if it matched its CRC-32, or what did not
