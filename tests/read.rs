@@ -73,16 +73,12 @@ print("\n".join(out))
         let mut v: Vec<String> = files
             .iter()
             .map(|(n, d, _)| {
-                let mut h = std::process::Command::new("sha256sum")
-                    .stdin(std::process::Stdio::piped())
-                    .stdout(std::process::Stdio::piped())
-                    .spawn()
-                    .unwrap();
-                use std::io::Write;
-                h.stdin.take().unwrap().write_all(d).unwrap();
-                let o = h.wait_with_output().unwrap();
-                let sum = String::from_utf8(o.stdout).unwrap();
-                format!("{n} {}", sum.split_whitespace().next().unwrap())
+                use sha2::Digest;
+                let sum: String = sha2::Sha256::digest(d)
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                format!("{n} {sum}")
             })
             .collect();
         v.sort();

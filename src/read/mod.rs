@@ -46,7 +46,7 @@ use lru::LruCache;
 use crate::fetch::{FetchError, Fetcher};
 use crate::index::{Blob, Entry, Index, IndexError, Location, Storage};
 
-pub use ahead::{MAX_AHEAD_BLOCKS, ReadAhead};
+use ahead::ReadAhead;
 pub use decoded::DECODED_BUDGET;
 pub use gzip::GZ_SPAN;
 pub use push::PageSink;
@@ -274,11 +274,6 @@ impl Reader {
     pub fn start_push(self: &Arc<Self>, sink: Arc<dyn PageSink>) {
         let pusher = push::Pusher::start(Arc::downgrade(self), sink);
         let _ = self.pusher.set(pusher);
-    }
-
-    /// The fetcher.
-    pub fn fetcher(&self) -> &Fetcher {
-        &self.fetcher
     }
 
     /// Open the file of index row `row`; returns a handle for [`Reader::read`].
