@@ -357,27 +357,88 @@ impl Fetcher {
                     ranged: true,
                 }
             }
-            Body::Full { len } => {
-                // Small files (single DICOM instances) come whole routinely; say so quietly.
-                if len.is_some_and(|n| n <= self.block_size) {
-                    tracing::debug!(url, "the host ignores Range requests; fetched whole");
-                } else {
-                    tracing::info!(
-                        url,
-                        "the host ignores Range requests; downloading it whole, once"
-                    );
+            Body::Full { len } => self.keep_whole(url, resp, len, &validator)?,
+        };
+        Ok((part, reply.last_modified))
+    }
+
+    /// Store an answer that came whole (its host ignores Range) into the cache: the unranged
+    /// part it is.
+    fn keep_whole(
+        &self,
+        url: &str,
+        resp: Response<'_>,
+        len: Option<u64>,
+        validator: &str,
+    ) -> Result<Part, FetchError> {
+        // Small files (single DICOM instances) come whole routinely; say so quietly.
+        if len.is_some_and(|n| n <= self.block_size) {
+            tracing::debug!(url, "the host ignores Range requests; fetched whole");
+        } else {
+            tracing::info!(
+                url,
+                "the host ignores Range requests; downloading it whole, once"
+            );
+        }
+        let etag = resp.reply.etag.clone();
+        let key = BlobKey::derive(url, len.unwrap_or(0), validator);
+        let _whole = self.whole.lock().unwrap_or_else(|p| p.into_inner());
+        let size = self.store_whole(key, resp, url, None)?.0;
+        Ok(Part {
+            key,
+            url: url.to_string(),
+            size,
+            etag,
+            ranged: false,
+        })
+    }
+
+    /// Learn the size of the object at `url` without its bytes: a zero-length probe
+    /// (`Range: bytes=0-0`, whose `Content-Range` names the size). A host that ignores Range
+    /// and announces a `Content-Length` over a block is believed without reading the body
+    /// (its part is marked unranged, so a read downloads it whole, once); a smaller answer,
+    /// or one that announces no length, is kept whole now, as [`Fetcher::probe`] keeps it.
+    /// Returns the part and its `Last-Modified` time.
+    pub fn size_probe(&self, url: &str) -> Result<(Part, Option<i64>), FetchError> {
+        let resp = retry(self.deadline, || {
+            self.up.fetch(&FetchRequest {
+                url,
+                range: Some(0..1),
+                if_match: None,
+            })
+        })?;
+        let reply = resp.reply.clone();
+        let validator = reply
+            .etag
+            .clone()
+            .or(reply.last_modified.map(|t| t.to_string()))
+            .unwrap_or_default();
+        let (size, ranged) = match reply.body {
+            Body::Partial { total } => {
+                let got = resp.read_to_vec(url, 1)?;
+                if got.len() as u64 != total.min(1) {
+                    return Err(SourceError::BadAnswer {
+                        url: url.to_string(),
+                        message: format!("a one-byte probe got {} bytes", got.len()),
+                    }
+                    .into());
                 }
-                let key = BlobKey::derive(url, len.unwrap_or(0), &validator);
-                let _whole = self.whole.lock().unwrap_or_else(|p| p.into_inner());
-                let size = self.store_whole(key, resp, url, None)?.0;
-                Part {
-                    key,
-                    url: url.to_string(),
-                    size,
-                    etag: reply.etag.clone(),
-                    ranged: false,
-                }
+                (total, true)
             }
+            // A large body is not read (dropping the answer closes its connection); a small
+            // one is on its way anyway, and is kept, as the probe of a whole file keeps it.
+            Body::Full { len: Some(len) } if len > self.block_size => (len, false),
+            Body::Full { len } => {
+                let part = self.keep_whole(url, resp, len, &validator)?;
+                return Ok((part, reply.last_modified));
+            }
+        };
+        let part = Part {
+            key: BlobKey::derive(url, size, &validator),
+            url: url.to_string(),
+            size,
+            etag: reply.etag.clone(),
+            ranged,
         };
         Ok((part, reply.last_modified))
     }

@@ -384,11 +384,13 @@ impl Filesystem for Adapter {
         match self.vfs.readdir(ino.0, offset, READDIR_BATCH) {
             Ok(mut items) => {
                 for (k, it) in items.iter().enumerate() {
+                    // A provisional entry's size is not known: the kernel must ask again.
+                    let ttl = if it.provisional { Duration::ZERO } else { TTL };
                     let full = reply.add(
                         INodeNo(it.attr.ino),
                         it.next,
                         &it.name,
-                        &TTL,
+                        &ttl,
                         &file_attr(&it.attr),
                         Generation(0),
                     );

@@ -34,6 +34,21 @@ pub struct Part {
     pub ranged: bool,
 }
 
+impl Part {
+    /// The placeholder part of a file whose listing gave no size: no byte is ever read through
+    /// it (its entry's size is `None` until [`Index::set_size`] puts the probed part in its
+    /// place), and its key names no other file's blocks.
+    pub fn placeholder(url: &str) -> Part {
+        Part {
+            key: BlobKey::derive(url, 0, "size not known yet"),
+            url: url.to_string(),
+            size: 0,
+            etag: None,
+            ranged: true,
+        }
+    }
+}
+
 /// The bytes a dataset's files live in: one upstream object, or the concatenation of the parts
 /// of a split archive.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,8 +126,9 @@ pub struct Entry {
     pub parent: i64,
     /// File name.
     pub name: String,
-    /// Size of the content (0 for directories).
-    pub size: u64,
+    /// Size of the content (0 for directories); `None` for a file whose listing gave no size
+    /// and whose size nobody has asked for yet ([`crate::sizes`]).
+    pub size: Option<u64>,
     /// Modification time, seconds since the epoch.
     pub mtime: i64,
     /// `None` for a directory.
@@ -135,8 +151,9 @@ pub struct NewEntry {
     pub parent: Option<usize>,
     /// File name.
     pub name: String,
-    /// Content size.
-    pub size: u64,
+    /// Content size; `None` for a raw file whose listing gave no size (its blob's one part is
+    /// then [`Part::placeholder`] until [`Index::set_size`]).
+    pub size: Option<u64>,
     /// Modification time.
     pub mtime: i64,
     /// `None` for a directory; `Location::blob` is an index into the blob list.
@@ -206,6 +223,9 @@ CREATE INDEX IF NOT EXISTS entries_by_parent ON entries (parent);
 /// Readers kept open; more are opened under load and closed again.
 const POOLED_READERS: usize = 8;
 
+/// `entries.size` of a file whose size is not known yet.
+const UNSIZED: i64 = -1;
+
 /// `entries.method` of a member of a gzip stream (ZIP methods are 0..=65535).
 const METHOD_GZIP: i64 = -1;
 
@@ -238,7 +258,7 @@ fn entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
         id: r.get(0)?,
         parent: r.get(1)?,
         name: r.get(2)?,
-        size: r.get::<_, i64>(3)? as u64,
+        size: u64::try_from(r.get::<_, i64>(3)?).ok(),
         mtime: r.get(4)?,
         location,
         dataset: r.get(10)?,
@@ -422,6 +442,56 @@ impl Index {
         }))
     }
 
+    /// Record the size learnt for the file stored as blob `blob` (one part, [`Part::placeholder`]
+    /// until now): its part and its entry's size, and its mtime when the host gave one, in one
+    /// transaction. Returns the entry as it is now.
+    pub fn set_size(
+        &self,
+        blob: i64,
+        part: &Part,
+        mtime: Option<i64>,
+    ) -> Result<Option<Entry>, IndexError> {
+        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = w.transaction().map_err(|e| self.err(e))?;
+        let entry = (|| {
+            tx.execute(
+                "UPDATE parts SET key = ?2, size = ?3, etag = ?4, ranged = ?5
+                 WHERE blob = ?1 AND seq = 0",
+                params![
+                    blob,
+                    part.key.to_string(),
+                    part.size as i64,
+                    part.etag,
+                    part.ranged as i64
+                ],
+            )?;
+            tx.execute(
+                "UPDATE entries SET size = ?2, mtime = COALESCE(?3, mtime) WHERE blob = ?1",
+                params![blob, part.size as i64, mtime],
+            )?;
+            tx.prepare_cached(&format!(
+                "SELECT {ENTRY_COLUMNS} FROM entries WHERE blob = ?1"
+            ))?
+            .query_row([blob], entry_from_row)
+            .optional()
+        })()
+        .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(entry)
+    }
+
+    /// The files of directory `parent` whose size is not known yet, by name.
+    pub fn unsized_in(&self, parent: i64) -> Result<Vec<Entry>, IndexError> {
+        self.read(|c| {
+            let mut q = c.prepare_cached(&format!(
+                "SELECT {ENTRY_COLUMNS} FROM entries WHERE parent = ?1 AND size = {UNSIZED}
+                 ORDER BY name"
+            ))?;
+            let rows = q.query_map([parent], entry_from_row)?;
+            rows.collect()
+        })
+    }
+
     /// Record that a host refused `dataset` (shown by `medimg catalog` and `MNT/about/`).
     pub fn put_denial(&self, dataset: &str, message: &str, at: i64) -> Result<(), IndexError> {
         let w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
@@ -576,7 +646,7 @@ impl Index {
                         }
                     };
                     ins.execute(params![
-                        dataset, parent, e.name, e.size as i64, e.mtime, blob, offset, method, csize, crc
+                        dataset, parent, e.name, e.size.map_or(UNSIZED, |s| s as i64), e.mtime, blob, offset, method, csize, crc
                     ])?;
                     ids.push(tx.last_insert_rowid());
                 }
@@ -631,7 +701,7 @@ mod tests {
         let file = |parent, name: &str| NewEntry {
             parent,
             name: name.into(),
-            size: 5,
+            size: Some(5),
             mtime: 7,
             location: Some(Location {
                 blob: 0,
@@ -646,7 +716,7 @@ mod tests {
         let dir = NewEntry {
             parent: None,
             name: "train".into(),
-            size: 0,
+            size: Some(0),
             mtime: 7,
             location: None,
         };
@@ -695,7 +765,7 @@ mod tests {
             .map(|i| NewEntry {
                 parent: None,
                 name: format!("{i}.png"),
-                size: 5,
+                size: Some(5),
                 mtime: 7,
                 location: None,
             })

@@ -30,6 +30,7 @@ pub mod index;
 pub mod read;
 pub mod render;
 pub mod resolve;
+pub mod sizes;
 pub mod source;
 pub mod time;
 pub mod vfs;

@@ -239,6 +239,12 @@ fn run_mount(a: &MountArgs) -> Result<(), Error> {
     }
     mounted.unmount()?;
     cache.flush()?;
-    tracing::info!("since start: {}", vfs.read_stats());
+    let sizes = vfs.size_stats();
+    tracing::info!(
+        "since start: {}; {} sizes asked of hosts ({} directories probed in the background)",
+        vfs.read_stats(),
+        sizes.probes,
+        sizes.scans
+    );
     Ok(())
 }

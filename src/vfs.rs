@@ -19,7 +19,8 @@
 //! A dataset is indexed the first time a lookup or listing enters its directory: each source
 //! becomes blobs (a plain URL is probed; a host's locator is listed through its API by
 //! [`crate::resolve`], and files the listing gives sizes for need no request), and archives
-//! among them are expanded in place. A dataset whose host wants a credential medimg does not
+//! among them are expanded in place. A plain file whose listing gives no size is indexed
+//! without one and sized when a user first needs it ([`crate::sizes`]). A dataset whose host wants a credential medimg does not
 //! have, or that the host refuses (401/403), is `EACCES` with a message saying what is
 //! missing; the refusal is recorded in the index for `medimg catalog` and `about/<id>.md`.
 //!
@@ -29,7 +30,9 @@
 //!
 //! # Invariants
 //! - Metadata never touches the network once a dataset is indexed: lookup, getattr and readdir
-//!   are answered from the in-memory tree and the SQLite index.
+//!   are answered from the in-memory tree and the SQLite index. The one exception is the
+//!   first lookup of a file whose listing gave no size: one zero-length probe, whose answer
+//!   the index keeps ([`crate::sizes`]); listing names never asks it.
 //! - One indexing per dataset at a time; whoever else enters the dataset meanwhile waits for
 //!   it up to the fetcher's deadline, then gets EIO saying it is still being indexed.
 
@@ -51,6 +54,7 @@ use crate::flight::{Flights, TimedOut};
 use crate::index::{Blob, Entry, Index, IndexError, Location, NewEntry, Part, Storage};
 use crate::read::{PageSink, ReadError, Reader};
 use crate::resolve::{self, RemoteFile, ResolveError};
+use crate::sizes::{SizeError, Sizer};
 use crate::source::SourceError;
 
 pub use crate::read::INLINE_MAX;
@@ -101,6 +105,9 @@ pub struct DirItem {
     pub name: String,
     /// Attributes (for readdirplus).
     pub attr: Attr,
+    /// The size in `attr` is not known yet (it says 0): give the entry and its attributes no
+    /// time to live, so the kernel looks it up (and medimg sizes it) before anything uses it.
+    pub provisional: bool,
     /// Cookie to continue the listing after this entry.
     pub next: u64,
 }
@@ -297,6 +304,8 @@ pub struct Vfs {
     fetcher: Arc<Fetcher>,
     /// The read path: file contents, checked.
     reader: Arc<Reader>,
+    /// Sizes the listings did not give.
+    sizer: Arc<Sizer>,
     /// Inodes of `about/<id>.md`, by dataset.
     about: Vec<u64>,
     /// Which hosts have credentials (to say what is missing before asking).
@@ -449,6 +458,7 @@ impl Vfs {
         let mut vfs = Vfs {
             catalog,
             reader: Arc::new(Reader::new(index.clone(), fetcher.clone())),
+            sizer: Sizer::new(index.clone(), fetcher.clone()),
             index,
             fetcher,
             about,
@@ -513,6 +523,11 @@ impl Vfs {
         self.reader.stats()
     }
 
+    /// What sizing has done since start.
+    pub fn size_stats(&self) -> crate::sizes::SizeStats {
+        self.sizer.stats()
+    }
+
     /// The fetcher (for cache statistics).
     pub fn fetcher(&self) -> &Fetcher {
         &self.fetcher
@@ -550,7 +565,8 @@ impl Vfs {
             Some(_) => Attr {
                 ino: file_ino(e.id),
                 kind: Kind::File,
-                size: e.size,
+                // Unknown only in a provisional listing item (see `DirItem::provisional`).
+                size: e.size.unwrap_or(0),
                 perm: 0o444,
                 nlink: self
                     .dataset_of_entry(e)
@@ -588,9 +604,34 @@ impl Vfs {
             }
             Ino::File(row) => {
                 let e = self.index.entry(row)?.ok_or(VfsError::NotFound)?;
+                let e = self.sized(e)?;
                 Ok(self.entry_attr(0, &e))
             }
         }
+    }
+
+    /// `e` with its size, asking the host for it if the listing did not give it.
+    fn sized(&self, e: Entry) -> Result<Entry> {
+        if e.size.is_some() {
+            return Ok(e);
+        }
+        let (name, dataset) = (e.name.clone(), e.dataset.clone());
+        self.sizer.sized(e).map_err(|err| match err {
+            SizeError::Fetch(f) => match self.dataset_by_id.get(&dataset) {
+                Some(&d) => self.fetch_failure(
+                    &self.catalog.datasets[d],
+                    format!("asking the size of {name}"),
+                    FetchError::Shared(f),
+                ),
+                None => VfsError::NotFound,
+            },
+            SizeError::Gone => VfsError::NotFound,
+            e => VfsError::Unreadable {
+                dataset,
+                member: name,
+                message: format!("cannot record its size: {e}"),
+            },
+        })
     }
 
     /// The child `name` of directory `parent`. Indexes the dataset on first entry into it.
@@ -612,6 +653,7 @@ impl Vfs {
                     .index
                     .lookup(parent_row, name)?
                     .ok_or(VfsError::NotFound)?;
+                let e = self.sized(e)?;
                 Ok(self.entry_attr(instance, &e))
             }
             Ino::File(_) => Err(VfsError::NotDir),
@@ -665,6 +707,7 @@ impl Vfs {
             out.push(DirItem {
                 name: ".".into(),
                 attr: self_attr,
+                provisional: false,
                 next: 1,
             });
         }
@@ -672,6 +715,7 @@ impl Vfs {
             out.push(DirItem {
                 name: "..".into(),
                 attr: self.getattr(parent_ino).unwrap_or(self_attr),
+                provisional: false,
                 next: 2,
             });
         }
@@ -683,6 +727,7 @@ impl Vfs {
                         out.push(DirItem {
                             name: name.clone(),
                             attr: self.getattr(*child)?,
+                            provisional: false,
                             next: k as u64 + 3,
                         });
                     }
@@ -697,6 +742,7 @@ impl Vfs {
                     out.push(DirItem {
                         name: e.name.clone(),
                         attr: self.entry_attr(instance, &e),
+                        provisional: e.size.is_none() && !e.is_dir(),
                         next: e.id as u64 + 2,
                     });
                 }
@@ -793,10 +839,8 @@ impl Vfs {
             let Locator::Http { urls, format } = &src.locator else {
                 let files = resolve::list(src, self.fetcher.upstream())
                     .map_err(|e| self.resolve_failure(ds, src, e))?;
-                let parts = self
-                    .parts_of(&files)
-                    .map_err(|(url, e)| fetch_err(format!("probing {url}"), e))?;
-                for (f, (part, lm)) in files.iter().zip(parts) {
+                let mut kept = Vec::with_capacity(files.len());
+                for f in files {
                     let mut path = match crate::archive::normalize_member_path(&f.path) {
                         Ok((p, false)) if !p.is_empty() => p,
                         Ok(_) => continue,
@@ -811,13 +855,39 @@ impl Vfs {
                     } else {
                         Format::File
                     };
-                    let dir = [into.clone(), path].concat();
+                    kept.push((f, [into.clone(), path].concat(), name, format));
+                }
+                // An archive is read now, so it needs its size now; a plain file of unknown
+                // size waits until a user asks for it (see `crate::sizes`).
+                let now: Vec<RemoteFile> = kept
+                    .iter()
+                    .filter(|(f, .., format)| f.size.is_some() || *format != Format::File)
+                    .map(|(f, ..)| f.clone())
+                    .collect();
+                let mut parts = self
+                    .parts_of(&now)
+                    .map_err(|(url, e)| fetch_err(format!("probing {url}"), e))?
+                    .into_iter();
+                for (f, dir, name, format) in kept {
+                    let later = f.size.is_none() && format == Format::File;
+                    let (part, lm) = if later {
+                        (Part::placeholder(&f.url), None)
+                    } else {
+                        match parts.next() {
+                            Some(p) => p,
+                            None => continue,
+                        }
+                    };
                     let blob = Blob {
                         id: 0,
                         parts: vec![part],
-                        checksum: f.checksum.clone(),
+                        checksum: f.checksum,
                     };
-                    self.add_blob(ds, &mut acc, blob, format, dir, name, lm)?;
+                    if later {
+                        acc.unsized_file(blob, dir, name, self.started);
+                    } else {
+                        self.add_blob(ds, &mut acc, blob, format, dir, name, lm)?;
+                    }
                 }
                 continue;
             };
@@ -940,7 +1010,7 @@ impl Vfs {
                     storage: Storage::Raw,
                 };
                 acc.tree
-                    .file(under(vec![name]), blob.size(), mtime, location);
+                    .file(under(vec![name]), Some(blob.size()), mtime, location);
             }
             Format::Zip => {
                 let members = zip::list_parts(
@@ -1101,21 +1171,33 @@ impl Vfs {
                 SynContent::Dir(_) => Err(VfsError::IsDir),
             },
             Ino::Dir { .. } => Err(VfsError::IsDir),
-            Ino::File(row) => self.reader.read(row, fh, offset, size).map_err(|e| {
-                // A refusal is the dataset's: say what is missing, and remember it.
-                let denied = match e.fetch_error().and_then(FetchError::source_error) {
-                    Some(s) if s.is_denied() => self
-                        .index
-                        .entry(row)
-                        .ok()
-                        .flatten()
-                        .and_then(|entry| self.dataset_by_id.get(&entry.dataset).copied())
-                        .map(|d| self.denied(&self.catalog.datasets[d], s)),
-                    _ => None,
-                };
-                denied.unwrap_or(VfsError::Read(e))
-            }),
+            Ino::File(row) => self.read_file(row, fh, offset, size),
         }
+    }
+
+    fn read_file(&self, row: i64, fh: u64, offset: u64, size: u32) -> Result<Bytes> {
+        let mut result = self.reader.read(row, fh, offset, size);
+        if let Err(ReadError::NotSized) = result {
+            // The kernel looks a file up (which sizes it) before reading it; this is for a
+            // read that comes some other way.
+            let e = self.index.entry(row)?.ok_or(VfsError::NotFound)?;
+            self.sized(e)?;
+            result = self.reader.read(row, fh, offset, size);
+        }
+        result.map_err(|e| {
+            // A refusal is the dataset's: say what is missing, and remember it.
+            let denied = match e.fetch_error().and_then(FetchError::source_error) {
+                Some(s) if s.is_denied() => self
+                    .index
+                    .entry(row)
+                    .ok()
+                    .flatten()
+                    .and_then(|entry| self.dataset_by_id.get(&entry.dataset).copied())
+                    .map(|d| self.denied(&self.catalog.datasets[d], s)),
+                _ => None,
+            };
+            denied.unwrap_or(VfsError::Read(e))
+        })
     }
 
     /// Totals for statfs: (bytes of the cache limit, bytes used).
@@ -1147,6 +1229,21 @@ struct Listing {
     tree: TreeAcc,
 }
 
+impl Listing {
+    /// A plain file whose size the listing did not give: its blob is [`Part::placeholder`]
+    /// until a user asks for the size.
+    fn unsized_file(&mut self, blob: Blob, dir: Vec<String>, name: String, mtime: i64) {
+        let location = Location {
+            blob: self.blobs.len() as i64,
+            offset: 0,
+            storage: Storage::Raw,
+        };
+        self.blobs.push(blob);
+        self.tree
+            .file([dir, vec![name]].concat(), None, mtime, location);
+    }
+}
+
 /// Collects entries of one dataset, creating parent directories as needed.
 #[derive(Default)]
 struct TreeAcc {
@@ -1176,7 +1273,7 @@ impl TreeAcc {
         self.entries.push(NewEntry {
             parent,
             name: path[path.len() - 1].clone(),
-            size: 0,
+            size: Some(0),
             mtime,
             location: None,
         });
@@ -1196,11 +1293,11 @@ impl TreeAcc {
         if is_dir {
             self.dir(&path, mtime);
         } else {
-            self.file(path, size, mtime, location);
+            self.file(path, Some(size), mtime, location);
         }
     }
 
-    fn file(&mut self, path: Vec<String>, size: u64, mtime: i64, location: Location) {
+    fn file(&mut self, path: Vec<String>, size: Option<u64>, mtime: i64, location: Location) {
         if self.dirs.contains_key(&path) || self.files.contains(&path) {
             self.skipped.push(format!(
                 "{} appears twice; keeping the first",

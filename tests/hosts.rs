@@ -862,6 +862,11 @@ fn an_html_directory_listing_is_walked_within_its_root() {
     let b = vec![9u8; 5000];
     up.put("/data.example.org/pub/set/train/a.png", a.clone(), true);
     up.put("/data.example.org/pub/set/labels%20v2.csv", b.clone(), true);
+    up.put(
+        "/data.example.org/pub/set/train/empty.txt",
+        Vec::new(),
+        true,
+    );
     up.route(|r| {
         let page = match r.path.as_str() {
             "/data.example.org/pub/set/" => {
@@ -870,7 +875,7 @@ fn an_html_directory_listing_is_walked_within_its_root() {
                  <a href=\"labels%20v2.csv\">labels v2.csv</a><a href=\"https://other.org/x\">x</a></body></html>"
             }
             "/data.example.org/pub/set/train/" => {
-                "<html><a href=\"../\">../</a><a href=\"a.png\">a.png</a></html>"
+                "<html><a href=\"../\">../</a><a href=\"a.png\">a.png</a><a href=\"empty.txt\">empty.txt</a></html>"
             }
             _ => return None,
         };
@@ -893,20 +898,32 @@ fn an_html_directory_listing_is_walked_within_its_root() {
         ls(&m, "datasets/loose").unwrap(),
         ["labels v2.csv", "train"]
     );
+    // Listing names costs the two pages: no file is asked anything yet.
+    let pages = up.log();
+    assert_eq!(pages.len(), 2, "{pages:?}");
+    assert!(pages.iter().all(|l| l.path.ends_with('/')), "{pages:?}");
+    // The page prints no sizes: a stat asks for the size, not the bytes.
     assert_eq!(
         std::fs::metadata(m.mnt.join("datasets/loose/labels v2.csv"))
             .unwrap()
             .len(),
         5000
     );
-    let before = up.count();
+    let log = up.log();
+    assert_eq!(log.len(), 3, "{log:?}");
+    assert_eq!(log[2].range.as_deref(), Some("bytes=0-0"));
+    assert_eq!(log[2].bytes, 1);
+    // a.png: its size (looked up before it is read), then its bytes; the CSV: its bytes.
     assert_eq!(read(&m, "datasets/loose/train/a.png").unwrap(), a);
     assert_eq!(read(&m, "datasets/loose/labels v2.csv").unwrap(), b);
-    assert_eq!(
-        up.count(),
-        before,
-        "small files came whole with their probe"
-    );
+    assert_eq!(up.count(), 6, "{:?}", up.log());
+    // An empty file has no byte 0: the host answers 416 with `bytes */0`, which is its size.
+    let empty = m.mnt.join("datasets/loose/train/empty.txt");
+    assert_eq!(std::fs::metadata(&empty).unwrap().len(), 0);
+    assert_eq!(std::fs::read(&empty).unwrap(), b"");
+    let log = up.log();
+    assert_eq!(log.len(), 7, "{log:?}");
+    assert_eq!(log[6].status, 416);
     assert!(
         up.log()
             .iter()
@@ -1099,11 +1116,17 @@ fn tcia_collection_is_listed_through_nbia_and_its_instances_fetched_whole() {
     let m = fx.mount(&[]);
     let dir = "datasets/pct/PANCREAS_0001/1.2.2/CT_1.2.3.1";
     assert_eq!(ls(&m, dir).unwrap(), ["1.2.3.1.1.dcm", "1.2.3.1.2.dcm"]);
-    let before = up.count();
+    let instances = || {
+        up.log()
+            .iter()
+            .filter(|l| l.path.ends_with("/getSingleImage"))
+            .count()
+    };
+    assert_eq!(instances(), 0, "listing asks no instance anything");
     assert_eq!(read(&m, &format!("{dir}/1.2.3.1.2.dcm")).unwrap(), inst(2));
     assert_eq!(
-        up.count(),
-        before,
-        "each instance came whole with its probe"
+        instances(),
+        1,
+        "the instance came whole with the probe of its size (NBIA ignores Range)"
     );
 }

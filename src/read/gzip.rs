@@ -46,7 +46,7 @@ impl Reader {
     /// The whole of a member up to [`super::INLINE_MAX`].
     pub(super) fn gzip_whole(&self, f: &FileState) -> Result<Vec<u8>> {
         let mut cursor = self.gzip_cursor(f, 0, false)?;
-        let mut out = vec![0u8; f.entry.size as usize];
+        let mut out = vec![0u8; f.size as usize];
         cursor
             .read_exact(&mut out)
             .map_err(|e| self.decode_err(f, e))?;

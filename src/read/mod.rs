@@ -77,6 +77,9 @@ pub enum ReadError {
     /// The file handle is unknown.
     #[error("bad file handle")]
     BadHandle,
+    /// The file's size is not known yet: [`crate::sizes`] learns it, then the read goes on.
+    #[error("the file's size is not known yet")]
+    NotSized,
     /// The bytes could not be had from the cache or the upstream.
     #[error("dataset {dataset}: reading {member}: {source}")]
     Fetch {
@@ -188,6 +191,8 @@ impl std::fmt::Display for ReadStats {
 #[derive(Debug)]
 struct FileState {
     entry: Entry,
+    /// The entry's size (a file reaches the read path only once its size is known).
+    size: u64,
     location: Location,
     blob: Blob,
     /// Where a ZIP member's data starts (read from its local header once).
@@ -200,9 +205,10 @@ struct FileState {
 }
 
 impl FileState {
-    fn new(entry: Entry, location: Location, blob: Blob) -> FileState {
+    fn new(entry: Entry, size: u64, location: Location, blob: Blob) -> FileState {
         FileState {
             entry,
+            size,
             location,
             blob,
             data_offset: OnceLock::new(),
@@ -296,14 +302,13 @@ impl Reader {
             return Err(ReadError::BadHandle);
         }
         let f = self.state(row)?;
-        let e = &f.entry;
-        if offset >= e.size {
+        if offset >= f.size {
             return Ok(Bytes::new());
         }
-        let len = (size as u64).min(e.size - offset);
+        let len = (size as u64).min(f.size - offset);
         self.counters.reads.fetch_add(1, Ordering::Relaxed);
         self.counters.bytes.fetch_add(len, Ordering::Relaxed);
-        let inline = e.size <= INLINE_MAX;
+        let inline = f.size <= INLINE_MAX;
         match f.location.storage {
             Storage::Raw if inline && f.blob.checksum.is_some() => {
                 self.inline(&f, offset, len, || self.raw_checked(&f).map(Bytes::from))
@@ -326,7 +331,7 @@ impl Reader {
         len: u64,
         decode: impl FnOnce() -> Result<Bytes>,
     ) -> Result<Bytes> {
-        let size = f.entry.size;
+        let size = f.size;
         // A file read whole in one request (most images: the kernel asks for up to 1 MiB at a
         // time) needs no copy kept for the reads after it.
         let keep = !(offset == 0 && len == size);
@@ -366,6 +371,9 @@ impl Reader {
         let Some(location) = entry.location else {
             return Err(ReadError::IsDir);
         };
+        let Some(size) = entry.size else {
+            return Err(ReadError::NotSized);
+        };
         let blob = self
             .index
             .blob(location.blob)?
@@ -374,7 +382,7 @@ impl Reader {
                 member: entry.name.clone(),
                 message: "its archive is no longer in the index".into(),
             })?;
-        let f = Arc::new(FileState::new(entry, location, blob));
+        let f = Arc::new(FileState::new(entry, size, location, blob));
         Ok(lock(&self.files).get_or_insert(row, || f).clone())
     }
 

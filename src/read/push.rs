@@ -126,7 +126,7 @@ impl Reader {
         let bs = self.fetcher.block_size();
         let at = f.location.offset;
         let from = at - at % bs;
-        let to = (at + f.entry.size.max(1)).div_ceil(bs) * bs;
+        let to = (at + f.size.max(1)).div_ceil(bs) * bs;
         let id = f.entry.id;
         let Ok(near) = self.index.files_near(
             id.saturating_sub(ROWS_AROUND)..=id.saturating_add(ROWS_AROUND),
@@ -137,14 +137,17 @@ impl Reader {
             return;
         };
         for e in near {
-            if e.id == id || e.size == 0 || e.size > INLINE_MAX {
+            let Some(size) = e.size.filter(|&s| s > 0 && s <= INLINE_MAX) else {
+                continue;
+            };
+            if e.id == id {
                 continue;
             }
             if lock(&pusher.pushed).get(&e.id).is_some() {
                 continue;
             }
-            let from_block = block.as_ref().and_then(|b| self.checked_in(f, &e, b));
-            let Some(content) = from_block.or_else(|| self.checked_if_present(f, e)) else {
+            let from_block = block.as_ref().and_then(|b| self.checked_in(f, &e, size, b));
+            let Some(content) = from_block.or_else(|| self.checked_if_present(f, e, size)) else {
                 continue;
             };
             if pusher.sink.store(content.0, &content.1) {
@@ -160,7 +163,13 @@ impl Reader {
     /// The checked content of `e` (a file of `f`'s blob) when it lies wholly in `block` (where
     /// it starts in the blob, its bytes): decoded from those bytes, checked as a read would
     /// check them. `None` sends it the way of [`Reader::checked_if_present`].
-    fn checked_in(&self, f: &FileState, e: &Entry, block: &(u64, Bytes)) -> Option<(i64, Bytes)> {
+    fn checked_in(
+        &self,
+        f: &FileState,
+        e: &Entry,
+        size: u64,
+        block: &(u64, Bytes),
+    ) -> Option<(i64, Bytes)> {
         let (start, bytes) = block;
         let location = e.location?;
         let within = |at: u64, len: u64| {
@@ -179,26 +188,26 @@ impl Reader {
                 let packed = within(location.offset + rel, compressed_size)?;
                 let c = match method {
                     zip::METHOD_STORED => packed,
-                    zip::METHOD_DEFLATED => Bytes::from(zip::inflate(&packed, e.size).ok()?),
+                    zip::METHOD_DEFLATED => Bytes::from(zip::inflate(&packed, size).ok()?),
                     _ => return None,
                 };
                 // A mismatch is left to the read, which refetches and reports it.
-                (c.len() as u64 == e.size && crc32fast::hash(&c) == crc32).then_some(c)?
+                (c.len() as u64 == size && crc32fast::hash(&c) == crc32).then_some(c)?
             }
-            Storage::Raw if f.blob.checksum.is_none() => within(location.offset, e.size)?,
+            Storage::Raw if f.blob.checksum.is_none() => within(location.offset, size)?,
             Storage::Raw | Storage::Gzip => return None,
         };
         Some((e.id, content))
     }
 
     /// The checked content of `e` (a file of `f`'s blob), if every block it needs is present.
-    fn checked_if_present(&self, f: &FileState, e: Entry) -> Option<(i64, Bytes)> {
+    fn checked_if_present(&self, f: &FileState, e: Entry, size: u64) -> Option<(i64, Bytes)> {
         let location = e.location?;
         let need = match location.storage {
             Storage::Zip {
                 compressed_size, ..
             } => HEADER_ROOM + compressed_size,
-            Storage::Raw => e.size,
+            Storage::Raw => size,
             Storage::Gzip => return None,
         };
         let need = need.min(f.blob.size() - location.offset.min(f.blob.size()));
@@ -206,7 +215,7 @@ impl Reader {
             return None;
         }
         let row = e.id;
-        let g = FileState::new(e, location, f.blob.clone());
+        let g = FileState::new(e, size, location, f.blob.clone());
         // One decode, no retry: a mismatch is left to the read, which drops the blocks,
         // fetches them again and reports it.
         let content = match location.storage {
@@ -214,7 +223,7 @@ impl Reader {
             Storage::Raw if g.blob.checksum.is_some() => self.raw_decode(&g).ok()?.ok()?.into(),
             Storage::Raw => self
                 .fetcher
-                .read_bytes(&g.blob, location.offset, g.entry.size, Check::Crc)
+                .read_bytes(&g.blob, location.offset, g.size, Check::Crc)
                 .ok()?,
             Storage::Gzip => return None,
         };

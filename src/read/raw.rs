@@ -10,7 +10,7 @@ impl Reader {
     /// recorded when they were cached.
     pub(super) fn read_raw(&self, f: &FileState, offset: u64, len: u64) -> Result<bytes::Bytes> {
         let start = f.location.offset;
-        self.read_ahead(f, start + offset, len, start + f.entry.size);
+        self.read_ahead(f, start + offset, len, start + f.size);
         self.fetcher
             .read_bytes(&f.blob, start + offset, len, Check::Crc)
             .map_err(|source| self.fetch_err(f, source))
@@ -23,9 +23,7 @@ impl Reader {
             f,
             || self.raw_decode(f),
             || {
-                let _ = self
-                    .fetcher
-                    .invalidate(&f.blob, f.location.offset, f.entry.size);
+                let _ = self.fetcher.invalidate(&f.blob, f.location.offset, f.size);
             },
         )
     }
@@ -36,7 +34,7 @@ impl Reader {
         let want = f.blob.checksum.clone().unwrap_or_default();
         let data = self
             .fetcher
-            .read_at_checked(&f.blob, f.location.offset, f.entry.size, Check::Length)
+            .read_at_checked(&f.blob, f.location.offset, f.size, Check::Length)
             .map_err(|source| self.fetch_err(f, source))?;
         Ok(match digest(&want, &data) {
             Some(g) if g == want => Ok(data),

@@ -224,16 +224,16 @@ impl Reader {
             .map_err(|source| self.fetch_err(f, source))?;
         let content = match method {
             zip::METHOD_STORED => Ok(packed),
-            zip::METHOD_DEFLATED => zip::inflate(&packed, f.entry.size).map(Bytes::from),
+            zip::METHOD_DEFLATED => zip::inflate(&packed, f.size).map(Bytes::from),
             m => return Err(self.unsupported_method(f, m)),
         };
         Ok(match content {
-            Ok(c) if c.len() as u64 == f.entry.size && crc32fast::hash(&c) == crc32 => Ok(c),
+            Ok(c) if c.len() as u64 == f.size && crc32fast::hash(&c) == crc32 => Ok(c),
             Ok(c) => Err(format!(
                 "CRC-32 {:08x} over {} bytes, expected {crc32:08x} over {}",
                 crc32fast::hash(&c),
                 c.len(),
-                f.entry.size
+                f.size
             )),
             Err(e) => Err(e),
         })
@@ -257,7 +257,7 @@ impl Reader {
                     .fetcher
                     .read_bytes(&f.blob, start + offset, len, Check::Length)
                     .map_err(|source| self.fetch_err(f, source))?;
-                let whole = st.note_range(offset, &data, f.entry.size);
+                let whole = st.note_range(offset, &data, f.size);
                 (data, whole)
             }
             zip::METHOD_DEFLATED => {
@@ -279,7 +279,7 @@ impl Reader {
                 }
                 let mut whole = None;
                 while st.pos < offset + len {
-                    match st.decode_more(f.entry.size) {
+                    match st.decode_more(f.size) {
                         Ok(w) => whole = w,
                         Err(e) => {
                             *st = MemberStream::default();

@@ -39,7 +39,8 @@ pub struct RemoteFile {
     pub path: String,
     /// Where its bytes are (before mirror rules; redirects are followed when it is read).
     pub url: String,
-    /// Size, when the listing gives it (otherwise the file is probed).
+    /// Size, when the listing gives it exactly (otherwise an archive is probed when indexed,
+    /// and a plain file when a user first needs its size: [`crate::sizes`]).
     pub size: Option<u64>,
     /// `md5:<hex>` or `sha256:<hex>` of the whole file, when the host gives one.
     pub checksum: Option<String>,

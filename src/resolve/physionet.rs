@@ -1,5 +1,6 @@
 //! PhysioNet: every published project version has `SHA256SUMS.txt` at its root, listing each
-//! file's path and SHA-256 (not its size: files are probed when indexed). Bytes come from
+//! file's path and SHA-256 (not its size: a file is sized when a user first needs it, see
+//! [`crate::sizes`]). Bytes come from
 //! `https://physionet.org/files/{project}/{version}/{path}`, which serves Range; credentialed
 //! projects want HTTP Basic with a PhysioNet account that has signed the project's agreement.
 

@@ -2,8 +2,9 @@
 //! DICOM collections IDC does not mirror: `GET getSeries?Collection=C` lists the series
 //! (`SeriesInstanceUID`, `StudyInstanceUID`, `PatientID`, `Modality`), `GET
 //! getSOPInstanceUIDs?SeriesInstanceUID=S` a series' instances, and `getSingleImage` serves one
-//! instance. NBIA lists no per-instance sizes, so each instance is probed (fetched, as it is
-//! small) when the collection is indexed; prefer `idc` where IDC has the collection.
+//! instance. NBIA lists no per-instance sizes, so an instance is sized when a user first
+//! needs it (NBIA ignores Range: the probe brings the small instance whole, and it is kept;
+//! see [`crate::sizes`]); prefer `idc` where IDC has the collection.
 
 use super::{Api, Fields, RemoteFile, ResolveError, encode_query};
 

@@ -318,6 +318,33 @@ impl HttpUpstream {
             }
             StatusCode::OK => Body::Full { len: None },
             StatusCode::PRECONDITION_FAILED => return Err(SourceError::Changed { url }),
+            // An empty object satisfies no range; `Content-Range: bytes */0` says it is one.
+            StatusCode::RANGE_NOT_SATISFIABLE
+                if req.range.as_ref().is_some_and(|r| r.start == 0)
+                    && h.get(CONTENT_RANGE)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(unsatisfied_total)
+                        == Some(0) =>
+            {
+                return Ok((
+                    Reply {
+                        body: Body::Full { len: Some(0) },
+                        etag: None,
+                        last_modified: None,
+                    },
+                    HttpBody {
+                        runtime: &self.runtime,
+                        resp,
+                        url,
+                        declared: Some(0),
+                        got: 0,
+                        deadline: self.deadline,
+                        empty: true,
+                        _permit: permit,
+                    },
+                    redirected_to,
+                ));
+            }
             StatusCode::RANGE_NOT_SATISFIABLE => return Err(SourceError::Changed { url }),
             s => {
                 return Err(SourceError::Status {
@@ -363,6 +390,7 @@ impl HttpUpstream {
                 declared,
                 got: 0,
                 deadline: self.deadline,
+                empty: false,
                 _permit: permit,
             },
             redirected_to,
@@ -395,12 +423,17 @@ struct HttpBody<'a> {
     declared: Option<u64>,
     got: u64,
     deadline: Duration,
+    /// The answer stands for an empty object whatever its body says (a 416 page).
+    empty: bool,
     /// The request keeps its place in the host's budget until its body is read or dropped.
     _permit: Permit,
 }
 
 impl BodyStream for HttpBody<'_> {
     fn chunk(&mut self) -> Result<Option<Vec<u8>>, SourceError> {
+        if self.empty {
+            return Ok(None);
+        }
         let want = self
             .declared
             .map_or(BATCH, |n| (n.saturating_sub(self.got) as usize).min(BATCH))
@@ -436,6 +469,9 @@ impl BodyStream for HttpBody<'_> {
     }
 
     fn read_rest(&mut self, out: &mut Vec<u8>, max: usize) -> Result<bool, SourceError> {
+        if self.empty {
+            return Ok(true);
+        }
         let (resp, start) = (&mut self.resp, out.len());
         // The whole rest in one trip into the runtime, straight into `out`.
         let fits = self.runtime.block_on(async {
@@ -671,6 +707,17 @@ fn parse_content_range(v: &str) -> Option<(u64, u64, u64)> {
         b.trim().parse().ok()?,
         total.trim().parse().ok()?,
     ))
+}
+
+/// The size in an unsatisfied range's `Content-Range: bytes */<size>`.
+fn unsatisfied_total(v: &str) -> Option<u64> {
+    v.trim()
+        .strip_prefix("bytes")?
+        .trim_start()
+        .strip_prefix("*/")?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) as seconds since the epoch.

@@ -653,13 +653,17 @@ pub struct Fixture {
 impl Fixture {
     /// Write `catalog` and a config whose mirror rule sends the fake host to `up`.
     pub fn new(up: &Upstream, catalog: &str, extra_config: &str) -> Fixture {
+        Fixture::mirrored_to(&up.base(), catalog, extra_config)
+    }
+
+    /// Write `catalog` and a config whose mirror rule sends the fake host to `base`.
+    pub fn mirrored_to(base: &str, catalog: &str, extra_config: &str) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("catalog.toml"), catalog).unwrap();
         std::fs::write(
             dir.path().join("medimg.toml"),
             format!(
-                "{extra_config}\n[[mirror]]\nfrom = \"https://data.example.org/\"\nto = \"{}\"\n",
-                up.base()
+                "{extra_config}\n[[mirror]]\nfrom = \"https://data.example.org/\"\nto = \"{base}\"\n",
             ),
         )
         .unwrap();
@@ -849,4 +853,139 @@ pub fn sh(cmd: &str) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// One request nginx logged.
+#[derive(Debug, Clone)]
+pub struct NginxLogged {
+    /// Status answered.
+    pub status: u16,
+    /// Body bytes sent.
+    pub bytes: u64,
+    /// `Range` header, if any.
+    pub range: Option<String>,
+    /// Request URI as sent.
+    pub uri: String,
+}
+
+/// Debian's nginx on a loopback port over `root`, configured as a lab's or a university's
+/// file server is: `autoindex` listings, Range, kept-alive connections. Under `/rounded/`
+/// listings print rounded sizes (`autoindex_exact_size off`), under `/xml/` and `/json/` they
+/// come in nginx's XML and JSON formats. Every request is a line of its access log.
+pub struct Nginx {
+    dir: tempfile::TempDir,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    child: Child,
+}
+
+impl Nginx {
+    /// Start nginx over `root`; panics with what to install when it cannot.
+    pub fn start(root: &Path) -> Nginx {
+        let exe = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("nginx is not installed: apt-get install nginx-light (.ci/run does)");
+        let dir = tempfile::tempdir().unwrap();
+        let built = Command::new(exe).arg("-V").output().unwrap();
+        let built = String::from_utf8_lossy(&built.stderr).into_owned();
+        let temp_paths: String = ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"]
+            .iter()
+            .filter(|m| !built.contains(&format!("--without-http_{m}_module")))
+            .map(|m| format!("    {m}_temp_path {}/{m};\n", dir.path().display()))
+            .collect();
+        // As root, workers run as root too: a test's temporary tree is not nobody's to read.
+        let user = if unsafe { libc::geteuid() } == 0 {
+            "user root;"
+        } else {
+            ""
+        };
+        for _ in 0..3 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let d = dir.path().display();
+            let conf = format!(
+                "{user}\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+                 events {{ worker_connections 256; }}\n\
+                 http {{\n    log_format t '$status $body_bytes_sent \"$http_range\" $request_uri';\n\
+                 access_log {d}/access.log t;\n{temp_paths}    types {{ }}\n\
+                 default_type application/octet-stream;\n    sendfile on;\n\
+                 keepalive_requests 100000;\n    server {{\n\
+                 listen 127.0.0.1:{port};\n        root {root};\n        autoindex on;\n\
+                 location /rounded/ {{ autoindex_exact_size off; }}\n\
+                 location /xml/ {{ autoindex_format xml; }}\n\
+                 location /json/ {{ autoindex_format json; }}\n    }}\n}}\n",
+                root = root.display()
+            );
+            std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+            std::fs::write(dir.path().join("access.log"), "").unwrap();
+            let mut child = Command::new(exe)
+                .arg("-p")
+                .arg(dir.path())
+                .arg("-c")
+                .arg(dir.path().join("nginx.conf"))
+                .arg("-e")
+                .arg(dir.path().join("error.log"))
+                .args(["-g", "daemon off;"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Nginx { dir, port, child };
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!(
+            "nginx did not start: {}",
+            std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
+        );
+    }
+
+    /// `http://127.0.0.1:PORT/`.
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+
+    /// Every request so far (a line lands just after its answer: wait for the log to settle).
+    pub fn log(&self) -> Vec<NginxLogged> {
+        let path = self.dir.path().join("access.log");
+        let mut text = String::new();
+        for _ in 0..100 {
+            std::thread::sleep(Duration::from_millis(20));
+            let now = std::fs::read_to_string(&path).unwrap();
+            if now == text {
+                break;
+            }
+            text = now;
+        }
+        text.lines()
+            .map(|l| {
+                let (status, rest) = l.split_once(' ').unwrap();
+                let (bytes, rest) = rest.split_once(' ').unwrap();
+                let (range, uri) = rest[1..].split_once("\" ").unwrap();
+                NginxLogged {
+                    status: status.parse().unwrap(),
+                    bytes: bytes.parse().unwrap(),
+                    range: (!range.is_empty() && range != "-").then(|| range.to_string()),
+                    uri: uri.to_string(),
+                }
+            })
+            .collect()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
