@@ -443,41 +443,56 @@ impl Index {
     }
 
     /// Record the size learnt for the file stored as blob `blob` (one part, [`Part::placeholder`]
-    /// until now): its part and its entry's size, and its mtime when the host gave one, in one
-    /// transaction. Returns the entry as it is now.
+    /// until now): its part and its entry's size, and its mtime when the host gave one. Returns
+    /// the entry as it is now (a size already recorded is kept: it is written once).
     pub fn set_size(
         &self,
         blob: i64,
         part: &Part,
         mtime: Option<i64>,
     ) -> Result<Option<Entry>, IndexError> {
-        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = w.transaction().map_err(|e| self.err(e))?;
-        let entry = (|| {
-            tx.execute(
-                "UPDATE parts SET key = ?2, size = ?3, etag = ?4, ranged = ?5
-                 WHERE blob = ?1 AND seq = 0",
-                params![
-                    blob,
-                    part.key.to_string(),
-                    part.size as i64,
-                    part.etag,
-                    part.ranged as i64
-                ],
-            )?;
-            tx.execute(
-                "UPDATE entries SET size = ?2, mtime = COALESCE(?3, mtime) WHERE blob = ?1",
-                params![blob, part.size as i64, mtime],
-            )?;
-            tx.prepare_cached(&format!(
+        self.set_sizes(&[(blob, part.clone(), mtime)])?;
+        self.read(|c| {
+            c.prepare_cached(&format!(
                 "SELECT {ENTRY_COLUMNS} FROM entries WHERE blob = ?1"
             ))?
             .query_row([blob], entry_from_row)
             .optional()
+        })
+    }
+
+    /// [`Index::set_size`] of many files, in one transaction.
+    pub fn set_sizes(&self, sized: &[(i64, Part, Option<i64>)]) -> Result<(), IndexError> {
+        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = w.transaction().map_err(|e| self.err(e))?;
+        (|| {
+            for (blob, part, mtime) in sized {
+                let changed = tx.execute(
+                    &format!(
+                        "UPDATE entries SET size = ?2, mtime = COALESCE(?3, mtime)
+                         WHERE blob = ?1 AND size = {UNSIZED}"
+                    ),
+                    params![blob, part.size as i64, mtime],
+                )?;
+                if changed == 0 {
+                    continue;
+                }
+                tx.execute(
+                    "UPDATE parts SET key = ?2, size = ?3, etag = ?4, ranged = ?5
+                     WHERE blob = ?1 AND seq = 0",
+                    params![
+                        blob,
+                        part.key.to_string(),
+                        part.size as i64,
+                        part.etag,
+                        part.ranged as i64
+                    ],
+                )?;
+            }
+            Ok(())
         })()
         .map_err(|e| self.err(e))?;
-        tx.commit().map_err(|e| self.err(e))?;
-        Ok(entry)
+        tx.commit().map_err(|e| self.err(e))
     }
 
     /// The files of directory `parent` whose size is not known yet, by name.

@@ -241,9 +241,11 @@ fn run_mount(a: &MountArgs) -> Result<(), Error> {
     cache.flush()?;
     let sizes = vfs.size_stats();
     tracing::info!(
-        "since start: {}; {} sizes asked of hosts ({} directories probed in the background)",
+        "since start: {}; sizes asked of hosts: {} probes, {} listing pages, {} folders probed \
+         in the background",
         vfs.read_stats(),
         sizes.probes,
+        sizes.pages,
         sizes.scans
     );
     Ok(())

@@ -14,12 +14,15 @@
 //!   `Content-Range: bytes 0-0/<size>`), or the `Content-Length` of a host that ignores Range
 //!   ([`crate::fetch::Fetcher::size_probe`]). The answer goes into the index: asked once, ever.
 //! - A directory whose files are statted one after another (`ls -l`, `du`, `rsync`): once
-//!   [`SCAN_AFTER`] sizes have been asked in it, the rest of its unknown sizes are probed in
-//!   the background, [`PROBE_WORKERS`] at a time (each request within the host's own budget),
-//!   so `ls -l` waits a round trip per few files, not one per file. A lookup of a file being
-//!   probed joins that probe; one the queue has not reached probes at once, never waiting
-//!   behind the queue. A user reading one or two files of a large directory never sets this
-//!   off.
+//!   [`SCAN_AFTER`] sizes have been asked in it, the rest of it is sized at once. Where the
+//!   host serves a page listing the directory with exact sizes that its file list lacked
+//!   (PhysioNet: `SHA256SUMS.txt` has no sizes, its `/files/` pages do), that one page sizes
+//!   the folder, and lookups in it wait for the page rather than probe. Elsewhere the rest
+//!   of its unknown sizes are probed in the background, [`PROBE_WORKERS`] at a time (each
+//!   request within the host's own budget), so `ls -l` waits a round trip per few files, not
+//!   one per file; a lookup of a file being probed joins that probe, and one the queue has not
+//!   reached probes at once, never waiting behind the queue. A user reading one or two files
+//!   of a large directory never sets this off.
 //!
 //! # Invariants
 //! - No size is ever shown that the host did not give: an entry of unknown size reaches the
@@ -36,6 +39,7 @@ use std::time::Instant;
 use crate::fetch::{FetchError, Fetcher};
 use crate::flight::{Flights, TimedOut};
 use crate::index::{Entry, Index, IndexError};
+use crate::resolve::ResolveError;
 
 /// Sizes asked in one directory before the rest of it is probed in the background.
 pub const SCAN_AFTER: u32 = 4;
@@ -51,6 +55,9 @@ pub enum SizeError {
     /// The index could not be read or written.
     #[error(transparent)]
     Index(Arc<IndexError>),
+    /// The page listing the file's folder could not be read.
+    #[error(transparent)]
+    Page(Arc<ResolveError>),
     /// The entry is not a file of the index any more (its dataset was re-indexed).
     #[error("it is no longer in the index; list its directory again")]
     Gone,
@@ -75,6 +82,21 @@ pub struct SizeStats {
     pub probes: u64,
     /// Directories whose remaining sizes were queued for the background.
     pub scans: u64,
+    /// Listing pages read to size a folder at once.
+    pub pages: u64,
+}
+
+/// Where a directory stands.
+#[derive(Debug, Clone)]
+enum Dir {
+    /// Sizes asked in it so far.
+    Asked(u32),
+    /// Its remaining sizes are queued for the background probers.
+    Probing,
+    /// Its sizes come from this listing page.
+    Page(String),
+    /// Its page has been read: what it did not size is probed file by file.
+    Paged,
 }
 
 /// Learns sizes; share it with an `Arc`.
@@ -83,13 +105,16 @@ pub struct Sizer {
     fetcher: Arc<Fetcher>,
     /// Probes in progress, by blob row.
     flights: Flights<i64, Result<Entry, SizeError>>,
-    /// Sizes asked per directory row; `u32::MAX` once its rest is queued.
-    asked: Mutex<HashMap<i64, u32>>,
+    /// Where each directory (by row) stands.
+    dirs: Mutex<HashMap<i64, Dir>>,
+    /// Listing pages being read, by directory row.
+    pages: Flights<i64, Result<(), SizeError>>,
     queue: Mutex<VecDeque<Entry>>,
     queued: Condvar,
     workers: std::sync::Once,
     probes: AtomicU64,
     scans: AtomicU64,
+    pages_read: AtomicU64,
 }
 
 impl std::fmt::Debug for Sizer {
@@ -109,21 +134,41 @@ impl Sizer {
             index,
             fetcher,
             flights: Flights::new(),
-            asked: Mutex::new(HashMap::new()),
+            dirs: Mutex::new(HashMap::new()),
+            pages: Flights::new(),
             queue: Mutex::new(VecDeque::new()),
             queued: Condvar::new(),
             workers: std::sync::Once::new(),
             probes: AtomicU64::new(0),
             scans: AtomicU64::new(0),
+            pages_read: AtomicU64::new(0),
         })
     }
 
     /// `e` with its size: as it is when known, learnt from the host now when not.
     pub fn sized(self: &Arc<Self>, e: Entry) -> Result<Entry, SizeError> {
-        if e.size.is_some() || e.location.is_none() {
+        let Some(location) = e.location.filter(|_| e.size.is_none()) else {
             return Ok(e);
+        };
+        let url = self
+            .index
+            .blob(location.blob)?
+            .ok_or(SizeError::Gone)?
+            .url()
+            .to_string();
+        if let Some(page) = self.note_asked(e.parent, &url) {
+            let deadline = Instant::now() + self.fetcher.deadline();
+            let paged = self.pages.run(e.parent, Some(deadline), || {
+                self.size_from_page(e.parent, &page)
+            });
+            if let Ok(Err(err)) = paged {
+                tracing::warn!(page, "cannot size a folder from its listing page: {err}");
+            }
+            let now = self.index.entry(e.id)?.ok_or(SizeError::Gone)?;
+            if now.size.is_some() {
+                return Ok(now);
+            }
         }
-        self.note_asked(e.parent);
         self.probe(&e)
     }
 
@@ -132,42 +177,45 @@ impl Sizer {
         SizeStats {
             probes: self.probes.load(Ordering::Relaxed),
             scans: self.scans.load(Ordering::Relaxed),
+            pages: self.pages_read.load(Ordering::Relaxed),
         }
     }
 
-    /// Count a size asked in directory `parent`; at [`SCAN_AFTER`], queue the rest of it.
-    fn note_asked(self: &Arc<Self>, parent: i64) {
-        let scan = {
-            let mut asked = lock(&self.asked);
-            let n = asked.entry(parent).or_insert(0);
-            if *n == u32::MAX {
-                return;
+    /// Count a size asked in directory `parent` (for file `url`); at [`SCAN_AFTER`], size the
+    /// rest of it: the listing page to read, when there is one, or probes in the background.
+    fn note_asked(self: &Arc<Self>, parent: i64, url: &str) -> Option<String> {
+        {
+            let mut dirs = lock(&self.dirs);
+            let dir = dirs.entry(parent).or_insert(Dir::Asked(0));
+            match dir {
+                Dir::Page(page) => return Some(page.clone()),
+                Dir::Probing | Dir::Paged => return None,
+                Dir::Asked(n) if *n + 1 < SCAN_AFTER => {
+                    *n += 1;
+                    return None;
+                }
+                Dir::Asked(_) => {}
             }
-            *n += 1;
-            if *n >= SCAN_AFTER {
-                *n = u32::MAX;
-                true
-            } else {
-                false
+            if let Some(page) = crate::resolve::sizes_page(url) {
+                *dir = Dir::Page(page.clone());
+                return Some(page);
             }
-        };
-        if !scan {
-            return;
+            *dir = Dir::Probing;
         }
         let rest = match self.index.unsized_in(parent) {
             Ok(rest) => rest,
             Err(e) => {
                 tracing::warn!("{e}");
-                return;
+                return None;
             }
         };
         if rest.is_empty() {
-            return;
+            return None;
         }
         self.scans.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
             files = rest.len(),
-            "sizes asked one after another in a directory: probing the rest of it in the background"
+            "sizes asked one after another in a folder: probing the rest of it in the background"
         );
         lock(&self.queue).extend(rest);
         self.workers.call_once(|| {
@@ -182,6 +230,45 @@ impl Sizer {
             }
         });
         self.queued.notify_all();
+        None
+    }
+
+    /// Size what directory `parent` still lacks from listing page `page`, once.
+    fn size_from_page(&self, parent: i64, page: &str) -> Result<(), SizeError> {
+        let done = || {
+            lock(&self.dirs).insert(parent, Dir::Paged);
+        };
+        if matches!(lock(&self.dirs).get(&parent), Some(Dir::Paged)) {
+            return Ok(());
+        }
+        self.pages_read.fetch_add(1, Ordering::Relaxed);
+        let sizes = match crate::resolve::sizes_on_page(self.fetcher.upstream(), page) {
+            Ok(s) => s,
+            Err(e) => {
+                done();
+                return Err(SizeError::Page(Arc::new(e)));
+            }
+        };
+        let mut sized = Vec::new();
+        for e in self.index.unsized_in(parent)? {
+            let Some(location) = e.location else { continue };
+            let Some(blob) = self.index.blob(location.blob)? else {
+                continue;
+            };
+            let url = blob.url();
+            if let Some(&size) = sizes.get(&crate::catalog::percent_decode(url)) {
+                let part = Fetcher::listed_part(url, size, None, blob.checksum.as_deref());
+                sized.push((location.blob, part, None));
+            }
+        }
+        self.index.set_sizes(&sized)?;
+        tracing::info!(
+            page,
+            files = sized.len(),
+            "sized a folder from its listing page"
+        );
+        done();
+        Ok(())
     }
 
     /// A background prober: take the next queued file, size it, forever.

@@ -191,3 +191,85 @@ fn without_exact_sizes_ls_asks_nothing_and_ls_l_asks_each_size_once_with_no_byte
         b""
     );
 }
+
+/// A PhysioNet project as physionet.org serves it: `SHA256SUMS.txt` names every file (no
+/// sizes), and `/files/` folders are nginx `autoindex` pages with exact sizes.
+#[test]
+fn a_physionet_project_lists_with_one_request_and_sizes_a_folder_with_its_page() {
+    use sha2::Digest;
+    let data = tempfile::tempdir().unwrap();
+    let project = data.path().join("physionet.org/files/demo/1.0.0");
+    let mut sums = String::new();
+    let mut files = BTreeMap::new();
+    for dir in ["records", "more"] {
+        std::fs::create_dir_all(project.join(dir)).unwrap();
+        for i in 0..40usize {
+            let name = format!("{dir}/r{i:03}.dat");
+            let data: Vec<u8> = (0..20_000 + i * 37).map(|k| (k * 13 + i) as u8).collect();
+            let hex: String = sha2::Sha256::digest(&data)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            sums.push_str(&format!("{hex}  {name}\n"));
+            std::fs::write(project.join(&name), &data).unwrap();
+            files.insert(name, data.len() as u64);
+        }
+    }
+    std::fs::write(project.join("SHA256SUMS.txt"), sums).unwrap();
+    let nginx = Nginx::start(data.path());
+    let catalog = dataset_entry(
+        "demo",
+        "",
+        "[[dataset.source]]\ntype = \"physionet\"\nproject = \"demo\"\nversion = \"1.0.0\"\n",
+    );
+    let fx = Fixture::mirrored_to(
+        &nginx.base(),
+        &catalog,
+        &format!(
+            "[[mirror]]\nfrom = \"https://physionet.org/\"\nto = \"{}physionet.org/\"\n",
+            nginx.base()
+        ),
+    );
+    let m = fx.mount(&[]);
+    let root = m.mnt.join("datasets/demo");
+    assert_eq!(names(&m, &root), ["more", "records"]);
+    assert_eq!(names(&m, &root.join("records")).len(), 40);
+    let log = nginx.log();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert!(log[0].uri.ends_with("/SHA256SUMS.txt"), "{log:?}");
+
+    // One stat: one zero-length probe.
+    let one = root.join("more/r005.dat");
+    assert_eq!(
+        std::fs::metadata(&one).unwrap().len(),
+        files["more/r005.dat"]
+    );
+    let log = nginx.log();
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert_eq!(log[1].range.as_deref(), Some("bytes=0-0"));
+
+    // A folder statted file by file: a few probes, then its page sizes the rest at once.
+    let want: BTreeMap<String, u64> = files
+        .iter()
+        .filter_map(|(p, n)| Some((p.strip_prefix("records/")?.to_string(), *n)))
+        .collect();
+    assert_eq!(sizes_seen(&root.join("records")), want);
+    let log = nginx.log()[2..].to_vec();
+    let pages: Vec<_> = log.iter().filter(|l| l.uri.ends_with('/')).collect();
+    assert_eq!(pages.len(), 1, "{log:?}");
+    assert!(
+        pages[0].uri.ends_with("/files/demo/1.0.0/records/"),
+        "{log:?}"
+    );
+    let probes = log.iter().filter(|l| l.range.is_some()).count();
+    assert_eq!(probes + 1, log.len(), "{log:?}");
+    assert_eq!(probes, medimg::sizes::SCAN_AFTER as usize - 1, "{log:?}");
+
+    // A read costs one request, and its bytes match the published SHA-256.
+    let before = nginx.log().len();
+    assert_eq!(
+        std::fs::read(root.join("records/r017.dat")).unwrap(),
+        std::fs::read(project.join("records/r017.dat")).unwrap()
+    );
+    assert_eq!(nginx.log().len(), before + 1);
+}

@@ -9,7 +9,7 @@
 //! user first asks for it (see [`crate::sizes`]). Pages are tokenized by `html5gum` (entities
 //! decoded as browsers do) and `quick-xml`, never searched as strings.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::{Api, RemoteFile, ResolveError};
 
@@ -37,34 +37,7 @@ fn walk(
     if depth > MAX_DEPTH || !seen.insert(dir.to_string()) {
         return Ok(());
     }
-    let reply = api.get(dir)?;
-    let base = reqwest::Url::parse(dir).map_err(|e| ResolveError::Shape {
-        url: dir.to_string(),
-        message: format!("not a URL ({e})"),
-    })?;
-    let entries = entries(&reply.body, reply.content_type.as_deref()).map_err(|message| {
-        ResolveError::Shape {
-            url: dir.to_string(),
-            message,
-        }
-    })?;
-    for Listed { href, size } in entries {
-        let Ok(target) = base.join(&href) else {
-            continue;
-        };
-        let mut t = target.to_string();
-        if let Some(i) = t.find(['?', '#']) {
-            if t[i..].len() > 1 {
-                continue; // sort links and anchors
-            }
-            t.truncate(i);
-        }
-        let Some(rel) = t.strip_prefix(dir).filter(|r| !r.is_empty()) else {
-            continue; // the parent, or another place
-        };
-        if rel.trim_end_matches('/').contains('/') {
-            continue; // a link deeper down is listed by its own directory
-        }
+    for (t, size) in page(api, dir)? {
         if t.ends_with('/') {
             walk(api, root, &t, depth + 1, out, seen)?;
         } else {
@@ -85,6 +58,52 @@ fn walk(
         }
     }
     Ok(())
+}
+
+/// The exact sizes the listing page of directory `dir` (ending in `/`) prints, by file URL.
+/// Files whose size it rounds or omits are not in the map.
+pub fn sizes_on_page(api: &Api<'_>, dir: &str) -> Result<HashMap<String, u64>, ResolveError> {
+    Ok(page(api, dir)?
+        .into_iter()
+        .filter_map(|(url, size)| Some((url, size?)))
+        .collect())
+}
+
+/// The entries of the listing page of `dir` directly below it: absolute URLs (a directory's
+/// ending in `/`) and exact sizes where printed.
+fn page(api: &Api<'_>, dir: &str) -> Result<Vec<(String, Option<u64>)>, ResolveError> {
+    let reply = api.get(dir)?;
+    let base = reqwest::Url::parse(dir).map_err(|e| ResolveError::Shape {
+        url: dir.to_string(),
+        message: format!("not a URL ({e})"),
+    })?;
+    let entries = entries(&reply.body, reply.content_type.as_deref()).map_err(|message| {
+        ResolveError::Shape {
+            url: dir.to_string(),
+            message,
+        }
+    })?;
+    let mut out = Vec::new();
+    for Listed { href, size } in entries {
+        let Ok(target) = base.join(&href) else {
+            continue;
+        };
+        let mut t = target.to_string();
+        if let Some(i) = t.find(['?', '#']) {
+            if t[i..].len() > 1 {
+                continue; // sort links and anchors
+            }
+            t.truncate(i);
+        }
+        let Some(rel) = t.strip_prefix(dir).filter(|r| !r.is_empty()) else {
+            continue; // the parent, or another place
+        };
+        if rel.trim_end_matches('/').contains('/') {
+            continue; // a link deeper down is listed by its own directory
+        }
+        out.push((t, size));
+    }
+    Ok(out)
 }
 
 /// One link of a listing page, and its size where the page prints it in exact bytes.

@@ -178,6 +178,23 @@ impl<'v> Fields<'v> {
     }
 }
 
+/// The listing page that prints the exact size of file `url` and of the files beside it, where
+/// its host is known to serve one (PhysioNet); `None` elsewhere.
+pub fn sizes_page(url: &str) -> Option<String> {
+    physionet::sizes_page(url)
+}
+
+/// The exact sizes listing page `page` prints, by percent-decoded file URL.
+pub fn sizes_on_page(
+    up: &dyn Upstream,
+    page: &str,
+) -> Result<std::collections::HashMap<String, u64>, ResolveError> {
+    Ok(dir::sizes_on_page(&Api::new(up), page)?
+        .into_iter()
+        .map(|(url, size)| (crate::catalog::percent_decode(&url), size))
+        .collect())
+}
+
 /// List the files of `src` (any kind but a plain `http` URL), keeping those its `files`
 /// patterns select.
 pub fn list(src: &Source, up: &dyn Upstream) -> Result<Vec<RemoteFile>, ResolveError> {

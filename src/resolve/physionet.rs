@@ -9,6 +9,14 @@ use super::{Api, RemoteFile, ResolveError, checksum, encode_path};
 /// PhysioNet's file server.
 pub const BASE: &str = "https://physionet.org/files";
 
+/// The page that lists the directory of file `url` with exact sizes: PhysioNet's `/files/`
+/// pages are nginx's `autoindex` (exact sizes, its default), so one request sizes a folder.
+pub fn sizes_page(url: &str) -> Option<String> {
+    let rest = url.strip_prefix(BASE)?.strip_prefix('/')?;
+    let cut = rest.rfind('/')?;
+    Some(format!("{BASE}/{}", &rest[..=cut]))
+}
+
 /// The files of `project` at `version`.
 pub fn list(api: &Api<'_>, project: &str, version: &str) -> Result<Vec<RemoteFile>, ResolveError> {
     let url = format!("{BASE}/{project}/{version}/SHA256SUMS.txt");
