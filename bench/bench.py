@@ -280,6 +280,11 @@ http {{
         listen 127.0.0.1:{port};
         root {root};
         autoindex on;
+        # The same tree, its listings with sizes rounded ("98K"), as Apache prints them.
+        location /rounded/ {{
+            alias {root}/;
+            autoindex_exact_size off;
+        }}
     }}
 }}
 """
@@ -571,9 +576,11 @@ class Medimg:
         self.config = os.path.join(work, "medimg.toml")
         self.proc = None
         self.log = open(os.path.join(work, "medimg.log"), "a")
-        # "loose" is the unpacked tree as loose files behind the server's HTML listings.
+        # "loose" is the unpacked tree as loose files behind the server's HTML listings, which
+        # print exact sizes; "loose-rounded" the same tree, its listings rounding sizes.
         ds = [("epoch", "images.zip", "zip", ""), ("big", "big.bin", "file", ""),
               ("bigdir", "bigdir.zip", "zip", ""), ("loose", "images/", "dir", 'into = "images"\n'),
+              ("loose-rounded", "rounded/images/", "dir", 'into = "images"\n'),
               ("volumes", "volumes.zip", "zip", "")]
         with open(self.catalog, "w") as f:
             for id_, path, fmt, extra in ds:
@@ -852,10 +859,16 @@ def main():
     reset(); s, _ = seq_read(bigf); record("medimg", "large file warm", s)
     reset(); s, _ = timed(f"cp -r {root}/images/class_3 {a.work}/cp-medimg && rm -rf {a.work}/cp-medimg")
     record("medimg", "cp -r subtree (warm)", s)
-    # Loose files: an HTML listing gives no sizes, so the first listing probes every file,
-    # and a probe of a small file brings it whole: listing is the cold read.
+    # Loose files behind nginx's listings: the first listing of every folder (names, as
+    # ImageFolder lists them), then `ls -l` of every folder, then epochs. With exact sizes
+    # in the pages, sizes cost nothing; with rounded ones, a zero-length probe per file.
+    for ds in ("loose", "loose-rounded"):
+        loose = os.path.join(m.mnt, "datasets", ds)
+        reset(); s, _ = timed(f"ls -R {loose} > /dev/null")
+        record(f"medimg-{ds}", "first listing", s, len(names))
+        reset(); s, _ = timed(f"ls -lR {loose} > /dev/null")
+        record(f"medimg-{ds}", "ls -l after listing", s, len(names))
     loose = os.path.join(m.mnt, "datasets", "loose")
-    reset(); s, _ = timed(f"ls {loose}"); record("medimg-loose", "first listing (probes)", s, len(names))
     reset(); s, _ = epoch(loose, names); record("medimg-loose", "epoch after listing", s, len(names))
     reset(); s, _ = epoch(loose, names); record("medimg-loose", "epoch warm", s, len(names))
     rss1 = m.stop()
@@ -975,6 +988,18 @@ def main():
                 "curl": tool_version("curl --version"),
                 "unzip": tool_version("unzip -v") if unzip else "missing",
                 "Pillow": Image.__version__ if decode else "missing"}
+    if not a.no_peers and shutil.which("rclone"):
+        # rclone's HTTP backend on the same two loose trees: names (`lsf -R`) and sizes (`ls`),
+        # which it learns with a HEAD request per file.
+        print("rclone lsf / ls", flush=True)
+        for ds, path in (("loose", "images/"), ("loose-rounded", "rounded/images/")):
+            url = f"http://127.0.0.1:{port}/{path}"
+            for what, cmd in (("first listing", "lsf -R"), ("ls -l after listing", "ls")):
+                reset(); s, r = timed(f"rclone {cmd} :http: --http-url {url} > /dev/null")
+                if r.returncode == 0:
+                    record(f"rclone-{ds}", what, s, len(names))
+                else:
+                    print(f"  rclone {cmd}: FAILED: {r.stderr.strip()[-200:]}", flush=True)
     if not a.no_peers:
         for peer, vcmd in [("rclone", "rclone version"), ("httpdirfs", "httpdirfs --version"),
                            ("ratarmount", "ratarmount --version")]:
@@ -1033,9 +1058,22 @@ def main():
         ("large file: FUSE floor with its source in RAM / curl (speed)", ratio(get("curl", "large file"), get("floor-noopen", "large file cold (source in RAM)")), ""),
         ("large file: FUSE floor warm / local warm (speed)", ratio(get("local", "large file warm"), get("floor-noopen", "large file warm")), ""),
         ("upstream requests per file, cold epoch", get("medimg", "epoch cold", "requests_per_file"), "<= 0.05"),
-        ("loose files, listing + epoch: medimg / raw HTTP (files/s)", ratio(len(names) / ((get("medimg-loose", "first listing (probes)") or 0) + (get("medimg-loose", "epoch after listing") or 0) or 1e-9), fps("raw-http", "epoch")), ""),
+        ("loose files, listing + epoch: medimg / raw HTTP (files/s)", ratio(len(names) / ((get("medimg-loose", "first listing") or 0) + (get("medimg-loose", "epoch after listing") or 0) or 1e-9), fps("raw-http", "epoch")), ""),
         ("loose files, warm epoch: medimg / best FUSE floor", ratio(fps("medimg-loose", "epoch warm"), best_floor("epoch warm")), ""),
-        ("loose files, upstream requests per file", get("medimg-loose", "first listing (probes)", "requests_per_file"), ""),
+        ("loose files, upstream requests per file read (epoch after listing)", get("medimg-loose", "epoch after listing", "requests_per_file"), ""),
+    ]
+    # First listings of the loose tree: requests, MB and seconds, medimg and rclone.
+    for ds, sizes in (("loose", "exact sizes"), ("loose-rounded", "rounded sizes")):
+        for what, peer_cmd in (("first listing", "lsf -R"), ("ls -l after listing", "ls")):
+            label = f"loose files, {sizes} in the pages, {what}"
+            rows += [
+                (f"{label}: medimg upstream requests", get(f"medimg-{ds}", what, "requests"), ""),
+                (f"{label}: medimg upstream MB", (get(f"medimg-{ds}", what, "bytes") or 0) / 1e6, ""),
+                (f"{label}: medimg seconds", get(f"medimg-{ds}", what), ""),
+                (f"{label}: rclone {peer_cmd} upstream requests", get(f"rclone-{ds}", what, "requests"), ""),
+                (f"{label}: medimg / rclone {peer_cmd} (time)", ratio(get(f"medimg-{ds}", what), get(f"rclone-{ds}", what)), ""),
+            ]
+    rows += [
         ("medimg peak RSS (MB)", (get("medimg", "peak RSS kB") or 0) / 1024, "< 256"),
     ]
     # The deflated members after the large file.
