@@ -8,7 +8,10 @@
 //!   `ImageFolder` scan) asks nothing. readdir carries names and types; readdirplus carries
 //!   such an entry as *provisional* ([`crate::vfs::DirItem::provisional`]): size 0 with a zero
 //!   time to live for the entry and its attributes, so the kernel asks again (a lookup, which
-//!   sizes it) before any `stat`, `open` or read uses it, and no tool ever sees the 0.
+//!   sizes it) before any `stat`, `open` or read uses it, and no tool ever sees the 0. (The
+//!   protocol's other way, an entry with node id 0, "no attributes", is not open to us: fuser
+//!   writes the attributes' inode as the node id and as `d_ino`, and some C libraries skip
+//!   directory entries whose `d_ino` is 0.)
 //! - The first lookup or getattr that needs a size (`stat`, `ls -l`, `open`) asks the host
 //!   for the size, not the bytes: a zero-length probe (`Range: bytes=0-0`, answered with
 //!   `Content-Range: bytes 0-0/<size>`), or the `Content-Length` of a host that ignores Range
@@ -43,7 +46,8 @@ use crate::resolve::ResolveError;
 
 /// Sizes asked in one directory before the rest of it is probed in the background.
 pub const SCAN_AFTER: u32 = 4;
-/// Background probes at once (the host's limits apply to each as to any request).
+/// Background probes at once: half of a host's default budget of requests in flight, so a
+/// reader's request always finds room beside them (the host's limits apply to each).
 pub const PROBE_WORKERS: usize = 8;
 
 /// Why a size could not be learnt. Clone: every waiter of a probe gets its leader's error.
