@@ -262,7 +262,7 @@ impl Sizer {
             let url = blob.url();
             if let Some(&size) = sizes.get(&crate::catalog::percent_decode(url)) {
                 let part = Fetcher::listed_part(url, size, None, blob.checksum.as_deref());
-                sized.push((location.blob, part, None));
+                sized.push((e.id, location.blob, part, None));
             }
         }
         self.index.set_sizes(&sized)?;
@@ -328,7 +328,7 @@ impl Sizer {
         self.probes.fetch_add(1, Ordering::Relaxed);
         let (part, last_modified) = self.fetcher.size_probe(blob.url())?;
         self.index
-            .set_size(location.blob, &part, last_modified)?
+            .set_size(e.id, location.blob, &part, last_modified)?
             .ok_or(SizeError::Gone)
     }
 }
