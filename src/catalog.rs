@@ -285,6 +285,11 @@ impl Source {
     }
 }
 
+/// The source types the catalog accepts (`type = ...`).
+pub fn source_type_names() -> Vec<&'static str> {
+    SOURCE_TYPES.iter().map(|t| t.0).collect()
+}
+
 /// Source types the catalog accepts, with their required and optional fields (besides the
 /// common `files`, `into` and `extract`).
 const SOURCE_TYPES: &[(&str, &[&str], &[&str])] = &[

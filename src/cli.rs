@@ -104,6 +104,79 @@ pub enum CliError {
     },
 }
 
+/// Options of an `/etc/fstab` line (or `mount -o`) that only concern `mount` itself.
+const MOUNT_ONLY_OPTIONS: &[&str] = &[
+    "ro", "rw", "defaults", "auto", "noauto", "nofail", "_netdev", "user", "users", "nouser",
+    "dev", "nodev", "suid", "nosuid", "exec", "noexec", "atime", "noatime", "relatime",
+];
+
+/// The `medimg mount` arguments for a mount helper's command line, as mount(8) runs
+/// `mount.fuse.medimg SOURCE MOUNTPOINT [-sfnv] [-o OPTIONS]` for an fstab line such as
+/// `medimg /srv/medimg fuse.medimg allow_other,cache_dir=/var/cache/medimg 0 0`. Options
+/// name the flags of `medimg mount` with `_` for `-` (`cache_dir=DIR`, `config=FILE`,
+/// `catalog=FILE`, `cache_size=SIZE`, `block_size=SIZE`, `threads=N`, `deadline=30s`,
+/// `allow_other`); mount's own (`nofail`, `_netdev`, `x-systemd.*`, ...) are left to it.
+pub fn helper_args(args: &[String]) -> Result<Vec<String>, CliError> {
+    let bad = |message: String| CliError::Flag {
+        flag: "mount helper",
+        message,
+    };
+    let mut positional = Vec::new();
+    let mut options = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-o" => options.extend(
+                it.next()
+                    .ok_or_else(|| bad("-o without options".into()))?
+                    .split(',')
+                    .map(str::to_string),
+            ),
+            // Sloppy, fake, no-mtab and verbose: nothing to do for them.
+            "-s" | "-f" | "-n" | "-v" => {}
+            "-t" | "-N" => {
+                it.next();
+            }
+            o if o.starts_with("-o") => options.extend(o[2..].split(',').map(str::to_string)),
+            o if o.starts_with('-') => return Err(bad(format!("unknown flag {o}"))),
+            p => positional.push(p.to_string()),
+        }
+    }
+    let [_source, mountpoint] = positional.as_slice() else {
+        return Err(bad(format!(
+            "expected SOURCE MOUNTPOINT [-o OPTIONS], got {positional:?}"
+        )));
+    };
+    let mut out = vec!["mount".to_string(), mountpoint.clone()];
+    for o in options.iter().filter(|o| !o.is_empty()) {
+        let (key, value) = match o.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (o.as_str(), None),
+        };
+        if MOUNT_ONLY_OPTIONS.contains(&key) || key.starts_with("x-") || key == "comment" {
+            continue;
+        }
+        match (key, value) {
+            ("allow_other", None) => out.push("--allow-other".into()),
+            (
+                "cache_dir" | "config" | "catalog" | "cache_size" | "block_size" | "threads"
+                | "deadline",
+                Some(v),
+            ) if !v.is_empty() => {
+                out.push(format!("--{}", key.replace('_', "-")));
+                out.push(v.to_string());
+            }
+            _ => {
+                return Err(bad(format!(
+                    "unknown option {o:?}; medimg takes allow_other, cache_dir=, config=, \
+                     catalog=, cache_size=, block_size=, threads= and deadline="
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The catalog named by `--catalog`, or the built-in one.
 pub fn load_catalog(path: Option<&Path>) -> Result<Catalog, CliError> {
     Ok(match path {
@@ -263,12 +336,33 @@ pub fn settings(a: &MountArgs) -> Result<Settings, CliError> {
         credentials_file: file.credentials.file,
         host_limits,
         deadline,
+        access: file.access,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_fstab_line_becomes_mount_flags() {
+        let v = |s: &str| s.split(' ').map(str::to_string).collect::<Vec<_>>();
+        assert_eq!(
+            helper_args(&v(
+                "medimg /srv/medimg -o rw,nofail,_netdev,x-systemd.automount,allow_other,cache_dir=/var/cache/medimg,deadline=45s"
+            ))
+            .unwrap(),
+            v("mount /srv/medimg --allow-other --cache-dir /var/cache/medimg --deadline 45s")
+        );
+        let e = helper_args(&v("medimg /srv/medimg -o allow_other,colour=blue"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("\"colour=blue\"") && e.contains("cache_dir="),
+            "{e}"
+        );
+        assert!(helper_args(&v("/srv/medimg")).is_err());
+    }
 
     fn args(extra: &[&str]) -> MountArgs {
         let mut v = vec!["medimg", "mount", "/tmp"];

@@ -44,6 +44,8 @@ pub struct Settings {
     pub host_limits: std::collections::HashMap<String, HostLimit>,
     /// How long a reader waits for an upstream before it gets EIO.
     pub deadline: Duration,
+    /// Which Unix group may read which dataset, as written (resolved against the catalog).
+    pub access: crate::access::AccessSection,
 }
 
 /// A config file that cannot be used.
@@ -97,6 +99,9 @@ pub struct ConfigFile {
     /// `[upstream]`
     #[serde(default)]
     pub upstream: UpstreamSection,
+    /// `[access]`
+    #[serde(default)]
+    pub access: crate::access::AccessSection,
 }
 
 /// `[upstream]` of the config file.

@@ -16,6 +16,7 @@
 use std::ffi::OsStr;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
@@ -49,6 +50,7 @@ const MAX_BACKGROUND: u16 = 64;
 /// A mounted filesystem; dropping it unmounts.
 pub struct Mounted {
     session: fuser::BackgroundSession,
+    busy: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for Mounted {
@@ -58,6 +60,12 @@ impl std::fmt::Debug for Mounted {
 }
 
 impl Mounted {
+    /// Kernel requests being answered now (lookups, listings and reads that may wait on an
+    /// upstream): a clean stop lets them finish before it unmounts.
+    pub fn busy(&self) -> usize {
+        self.busy.load(Ordering::Relaxed)
+    }
+
     /// Whether the kernel side has gone (unmounted from outside with `fusermount3 -u`).
     pub fn is_finished(&self) -> bool {
         self.session.guard.is_finished()
@@ -96,10 +104,15 @@ pub fn mount(
     config.clone_fd = true;
     // Resolved before mounting: afterwards, resolving it would ask this very daemon.
     let resolved = mountpoint.canonicalize()?;
-    let session = fuser::spawn_mount(Adapter { vfs: vfs.clone() }, mountpoint, &config)?;
+    let busy = Arc::new(AtomicUsize::new(0));
+    let adapter = Adapter {
+        vfs: vfs.clone(),
+        busy: busy.clone(),
+    };
+    let session = fuser::spawn_mount(adapter, mountpoint, &config)?;
     vfs.start_push(Arc::new(KernelPages(session.notifier())));
     raise_readahead(&resolved);
-    Ok(Mounted { session })
+    Ok(Mounted { session, busy })
 }
 
 /// Lift the mount's read-ahead from the kernel's 128 KiB to [`MAX_READAHEAD`].
@@ -142,6 +155,59 @@ fn mountinfo_device(info: &str, mountpoint: &str) -> Option<String> {
         .next_back()
 }
 
+/// Whether a medimg mount sits at `mountpoint` (absolute), from `/proc/self/mountinfo`.
+pub fn is_medimg_mount(mountpoint: &Path) -> bool {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    medimg_mount_in(&info, &mountpoint.to_string_lossy())
+}
+
+/// Whether mountinfo text has a medimg mount (FUSE, source `medimg`) at `point`.
+fn medimg_mount_in(info: &str, point: &str) -> bool {
+    info.lines().any(|line| {
+        let at = line.split(' ').nth(4).map(unescape_mountinfo);
+        let mut tail = line.split(" - ").nth(1).unwrap_or("").split(' ');
+        let (fstype, source) = (tail.next().unwrap_or(""), tail.next().unwrap_or(""));
+        at.as_deref() == Some(point) && fstype.starts_with("fuse") && source == "medimg"
+    })
+}
+
+/// Clean up a mount at `mountpoint` left by a medimg daemon that died ("Transport endpoint is
+/// not connected"), so that a restart mounts again. Returns whether there was one. A dead
+/// mount of another filesystem is left alone, with an error saying so.
+pub fn recover_dead_mount(mountpoint: &Path) -> Result<bool, String> {
+    match std::fs::metadata(mountpoint) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {}
+        _ => return Ok(false),
+    }
+    let abs = std::path::absolute(mountpoint).map_err(|e| e.to_string())?;
+    let point = abs.to_string_lossy();
+    if !is_medimg_mount(&abs) {
+        return Err(format!(
+            "{point} is a dead mount of another filesystem (\"Transport endpoint is not \
+             connected\"); unmount it first (fusermount3 -u {point})"
+        ));
+    }
+    let unmounted = std::process::Command::new("fusermount3")
+        .arg("-uz")
+        .arg(&abs)
+        .status()
+        .is_ok_and(|s| s.success());
+    // As root without fuse3's tools, unmount it directly (lazily: it answers nothing anyway).
+    let unmounted = unmounted || {
+        let c = std::ffi::CString::new(point.as_bytes()).map_err(|e| e.to_string())?;
+        // SAFETY: a valid C string; umount2 only acts on the mount table.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) == 0 }
+    };
+    if !unmounted {
+        return Err(format!(
+            "{point} was left mounted by a medimg daemon that died, and cannot be unmounted \
+             from here; run `fusermount3 -uz {point}` as the user who mounted it"
+        ));
+    }
+    tracing::info!("{point} was left mounted by a medimg daemon that died; unmounted it");
+    Ok(true)
+}
+
 fn unescape_mountinfo(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -166,6 +232,24 @@ fn unescape_mountinfo(s: &str) -> String {
 
 struct Adapter {
     vfs: Arc<Vfs>,
+    /// Requests in progress ([`Mounted::busy`]).
+    busy: Arc<AtomicUsize>,
+}
+
+/// Counts a request as in progress while it lives.
+struct Busy<'a>(&'a AtomicUsize);
+
+impl Busy<'_> {
+    fn start(n: &AtomicUsize) -> Busy<'_> {
+        n.fetch_add(1, Ordering::Relaxed);
+        Busy(n)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The kernel's page cache of medimg's files, filled ahead of reads (FUSE notify-store).
@@ -207,9 +291,8 @@ fn file_attr(a: &Attr) -> FileAttr {
         },
         perm: a.perm,
         nlink: a.nlink,
-        // SAFETY: getuid/getgid cannot fail.
-        uid: unsafe { libc::getuid() },
-        gid: unsafe { libc::getgid() },
+        uid: a.uid,
+        gid: a.gid,
         rdev: 0,
         blksize: 128 * 1024,
         flags: 0,
@@ -262,6 +345,7 @@ impl Filesystem for Adapter {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let _busy = Busy::start(&self.busy);
         let Some(name) = name_str(name) else {
             return reply.error(Errno::ENOENT);
         };
@@ -272,6 +356,7 @@ impl Filesystem for Adapter {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let _busy = Busy::start(&self.busy);
         match self.vfs.getattr(ino.0) {
             Ok(a) => reply.attr(&TTL, &file_attr(&a)),
             Err(e) => reply.error(errno("getattr", ino.0, &e)),
@@ -303,6 +388,7 @@ impl Filesystem for Adapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        let _busy = Busy::start(&self.busy);
         match self.vfs.read(ino.0, fh.0, offset, size) {
             Ok(data) => reply.data(&data),
             Err(e) => reply.error(errno("read", ino.0, &e)),
@@ -355,6 +441,7 @@ impl Filesystem for Adapter {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        let _busy = Busy::start(&self.busy);
         match self.vfs.readdir(ino.0, offset, READDIR_BATCH) {
             Ok(mut items) => {
                 for (k, it) in items.iter().enumerate() {
@@ -381,6 +468,7 @@ impl Filesystem for Adapter {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
+        let _busy = Busy::start(&self.busy);
         match self.vfs.readdir(ino.0, offset, READDIR_BATCH) {
             Ok(mut items) => {
                 for (k, it) in items.iter().enumerate() {

@@ -12,10 +12,12 @@
 //! - [`index`] (SQLite) and [`archive`] (pure parsers) hold and produce the metadata;
 //! - [`resolve`] lists a source's files through its host's API, at index time;
 //! - [`catalog`] is the validated list of datasets, [`render`] the text made from it;
-//! - [`credentials`] finds the tokens hosts want; [`source`] attaches them to their host only.
+//! - [`credentials`] finds the tokens hosts want; [`source`] attaches them to their host only;
+//!   [`access`] says which local users may read which dataset.
 
 #![warn(missing_docs, rust_2018_idioms)]
 
+pub mod access;
 pub mod archive;
 pub mod block;
 pub mod cache;
@@ -30,6 +32,7 @@ pub mod index;
 pub mod read;
 pub mod render;
 pub mod resolve;
+pub mod service;
 pub mod sizes;
 pub mod source;
 pub mod time;

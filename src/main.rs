@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use medimg::access::Policy;
 use medimg::cache::BlockCache;
 use medimg::cli::{self, CatalogArgs, Cli, Command, MountArgs};
 use medimg::config::human_size;
@@ -38,6 +39,16 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+    let argv: Vec<String> = std::env::args().collect();
+    let called = argv
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // mount(8) runs /sbin/mount.fuse.medimg (a link to this binary) for an fstab line.
+    if called.starts_with("mount.") {
+        return run_helper(&argv[1..]);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Mount(a) => run_mount(&a),
@@ -53,6 +64,102 @@ fn main() -> ExitCode {
 }
 
 type Error = Box<dyn std::error::Error>;
+
+/// How long the mount helper waits for the daemon it started to mount.
+const HELPER_WAIT: Duration = Duration::from_secs(60);
+
+/// The mount helper: start `medimg mount` in the background with the fstab line's options,
+/// its log appended to `medimg.log` in the cache directory, and return once it has mounted
+/// (0) or failed (32, mount's "mount failure", with the daemon's words).
+fn run_helper(args: &[String]) -> ExitCode {
+    let fail = |e: String| {
+        eprintln!("mount.medimg: {e}");
+        ExitCode::from(32)
+    };
+    let mount_args = match cli::helper_args(args) {
+        Ok(a) => a,
+        Err(e) => return fail(e.to_string()),
+    };
+    let parsed =
+        Cli::try_parse_from(std::iter::once("medimg".to_string()).chain(mount_args.clone()));
+    let a = match parsed.map(|c| c.command) {
+        Ok(Command::Mount(a)) => a,
+        Ok(_) => return fail("not a mount".into()),
+        Err(e) => return fail(e.to_string()),
+    };
+    // The settings are checked here too, so that a bad option fails the mount at once.
+    let settings = match cli::settings(&a) {
+        Ok(s) => s,
+        Err(e) => return fail(e.to_string()),
+    };
+    // SAFETY: umask only sets the process's file mode creation mask.
+    unsafe { libc::umask(0o077) };
+    if let Err(e) = std::fs::create_dir_all(&settings.cache_dir) {
+        return fail(format!(
+            "cannot create {}: {e}",
+            settings.cache_dir.display()
+        ));
+    }
+    let log_path = settings.cache_dir.join("medimg.log");
+    let log = match std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+    {
+        Ok(f) => f,
+        Err(e) => return fail(format!("cannot open {}: {e}", log_path.display())),
+    };
+    let start = log.metadata().map_or(0, |m| m.len());
+    let (Ok(out), Ok(err)) = (log.try_clone(), log.try_clone()) else {
+        return fail(format!("cannot share {}", log_path.display()));
+    };
+    let mut cmd = std::process::Command::new("/proc/self/exe");
+    cmd.args(&mount_args)
+        .stdin(std::process::Stdio::null())
+        .stdout(out)
+        .stderr(err);
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setsid is async-signal-safe; the daemon leaves mount's session and terminal.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return fail(format!("cannot start the daemon: {e}")),
+    };
+    let point = std::path::absolute(&a.mountpoint).unwrap_or(a.mountpoint.clone());
+    let deadline = std::time::Instant::now() + HELPER_WAIT;
+    loop {
+        if medimg::fuse::is_medimg_mount(&point) {
+            return ExitCode::SUCCESS;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let text = std::fs::read(&log_path).unwrap_or_default();
+            let said = String::from_utf8_lossy(text.get(start as usize..).unwrap_or_default());
+            let said = said
+                .lines()
+                .rev()
+                .find(|l| l.contains("error"))
+                .unwrap_or("")
+                .to_string();
+            return fail(format!(
+                "the daemon exited ({status}) before mounting: {said} (log: {})",
+                log_path.display()
+            ));
+        }
+        if std::time::Instant::now() > deadline {
+            return fail(format!(
+                "not mounted after {}s; the daemon goes on trying (log: {})",
+                HELPER_WAIT.as_secs(),
+                log_path.display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
 
 fn run_catalog(a: &CatalogArgs) -> Result<(), Error> {
     let catalog = cli::load_catalog(a.catalog.as_deref())?;
@@ -166,16 +273,56 @@ fn lock_cache_dir(dir: &std::path::Path) -> Result<std::fs::File, Error> {
     Ok(f)
 }
 
+/// Let the requests in progress finish (they may be waiting on an upstream) before
+/// unmounting, up to `deadline`: after it they would fail anyway.
+fn drain(mounted: &medimg::fuse::Mounted, deadline: Duration) {
+    let until = std::time::Instant::now() + deadline;
+    let busy = mounted.busy();
+    if busy == 0 {
+        return;
+    }
+    tracing::info!("letting {busy} requests in progress finish before unmounting");
+    while mounted.busy() > 0 && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn run_mount(a: &MountArgs) -> Result<(), Error> {
+    medimg::fuse::recover_dead_mount(&a.mountpoint)?;
     let mountpoint = cli::check_mountpoint(&a.mountpoint)?;
     let catalog = cli::load_catalog(a.catalog.as_deref())?;
     let settings = cli::settings(a)?;
+    let policy = if settings.access.is_empty() {
+        Policy::open()
+    } else {
+        Policy::resolve(&settings.access, &catalog, &medimg::access::system_group)?
+    };
+    if policy.restricts() && !settings.allow_other {
+        tracing::warn!(
+            "[access] names groups, but without allow_other only this user can use the mount; \
+             add --allow-other (or `allow_other = true` under [fuse]) for the groups to matter"
+        );
+    }
+    // Whatever the caller's umask, the cache (blocks, index) is the daemon's alone: another
+    // local user must not read a restricted dataset's bytes around the mount.
+    // SAFETY: umask only sets the process's file mode creation mask.
+    unsafe { libc::umask(0o077) };
     std::fs::create_dir_all(&settings.cache_dir).map_err(|e| {
         format!(
             "cannot create cache directory {}: {e}",
             settings.cache_dir.display()
         )
     })?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&settings.cache_dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| {
+                format!(
+                    "cannot make cache directory {} private (mode 0700): {e}",
+                    settings.cache_dir.display()
+                )
+            })?;
+    }
     let _lock = lock_cache_dir(&settings.cache_dir)?;
     let cache = Arc::new(BlockCache::open(&settings.cache_dir, settings.cache_size)?);
     let index = Index::open(&settings.cache_dir.join("index.sqlite"))?;
@@ -192,7 +339,11 @@ fn run_mount(a: &MountArgs) -> Result<(), Error> {
     );
     fetcher.start_prefetch(READ_AHEAD_WORKERS);
     let n = catalog.datasets.len();
-    let vfs = Arc::new(Vfs::new(catalog, index, fetcher).with_credentials(credentials));
+    let vfs = Arc::new(
+        Vfs::new(catalog, index, fetcher)
+            .with_credentials(credentials)
+            .with_access(policy),
+    );
 
     let (tx, rx) = std::sync::mpsc::channel();
     let mut signals = signal_hook::iterator::Signals::new([
@@ -224,9 +375,12 @@ fn run_mount(a: &MountArgs) -> Result<(), Error> {
         human_size(settings.cache_size),
         human_size(settings.block_size)
     );
+    medimg::service::announce(mountpoint.clone());
     loop {
         match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(sig) => {
+                medimg::service::stopping();
+                drain(&mounted, settings.deadline);
                 tracing::info!("signal {sig}: unmounting {}", mountpoint.display());
                 break;
             }

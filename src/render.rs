@@ -265,10 +265,12 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-/// `MNT/catalog.csv`: one row per dataset.
-pub fn catalog_csv(c: &Catalog) -> String {
-    let mut s = String::from("id,title,modality,organ,task,images,license,access,homepage,path\n");
-    for d in &c.datasets {
+/// `MNT/catalog.csv`: one row per dataset; `group` is the Unix group a dataset's files are
+/// restricted to on this server (empty: everyone reads it).
+pub fn catalog_csv(c: &Catalog, group: &dyn Fn(usize) -> Option<String>) -> String {
+    let mut s =
+        String::from("id,title,modality,organ,task,images,license,access,homepage,path,group\n");
+    for (i, d) in c.datasets.iter().enumerate() {
         let images = match &d.images_note {
             Some(unit) => format!("{} {unit}", d.images),
             None => d.images.to_string(),
@@ -284,6 +286,7 @@ pub fn catalog_csv(c: &Catalog) -> String {
             d.access.as_str().to_string(),
             d.homepage.clone(),
             format!("datasets/{}", d.id),
+            group(i).unwrap_or_default(),
         ];
         let line: Vec<String> = row.iter().map(|f| csv_field(f)).collect();
         s.push_str(&line.join(","));
@@ -299,7 +302,7 @@ mod tests {
     #[test]
     fn csv_has_a_row_per_dataset_and_quotes_commas() {
         let c = Catalog::builtin().unwrap();
-        let csv = catalog_csv(&c);
+        let csv = catalog_csv(&c, &|_| None);
         assert_eq!(csv.lines().count(), 1 + c.datasets.len());
         assert_eq!(csv_field("a, b"), "\"a, b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");

@@ -92,6 +92,10 @@ pub struct Attr {
     pub size: u64,
     /// Permission bits.
     pub perm: u16,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
     /// Number of paths to a file (1 for directories: "unknown", which `find` understands).
     pub nlink: u32,
     /// Modification time, seconds since the epoch.
@@ -308,8 +312,12 @@ pub struct Vfs {
     sizer: Arc<Sizer>,
     /// Inodes of `about/<id>.md`, by dataset.
     about: Vec<u64>,
+    /// Inode of `catalog.csv`.
+    csv: u64,
     /// Which hosts have credentials (to say what is missing before asking).
     credentials: Credentials,
+    /// Which local users may read which dataset.
+    access: crate::access::Policy,
     /// Generated nodes; index 0 is unused so that inode 1 is the root.
     syn: Vec<SynNode>,
     /// Instances; index 0 is unused (instance 0 would collide with generated inodes).
@@ -396,11 +404,8 @@ impl Vfs {
             "README.md",
             SynContent::File(Arc::new(crate::render::readme(&catalog).into_bytes())),
         );
-        t.add(
-            root,
-            "catalog.csv",
-            SynContent::File(Arc::new(crate::render::catalog_csv(&catalog).into_bytes())),
-        );
+        // Written with the access policy (`rebuild_about`).
+        let csv = t.add(root, "catalog.csv", SynContent::File(Arc::new(Vec::new())));
         let about_dir = t.dir(root, "about");
         let about: Vec<u64> = catalog
             .datasets
@@ -462,7 +467,9 @@ impl Vfs {
             index,
             fetcher,
             about,
+            csv,
             credentials: Credentials::none(),
+            access: crate::access::Policy::open(),
             syn: t.syn,
             instances: t.instances,
             paths_per_dataset,
@@ -491,18 +498,38 @@ impl Vfs {
             .unwrap_or_default()
             .into_iter()
             .collect();
-        for (d, &ino) in self.catalog.datasets.iter().zip(&self.about) {
+        for (i, (d, &ino)) in self.catalog.datasets.iter().zip(&self.about).enumerate() {
             let st = crate::render::state(
                 d,
                 &self.credentials,
                 denials.get(&d.id).map(String::as_str),
                 indexed.contains(&d.id),
             );
-            let text = crate::render::about(d, &st).into_bytes();
+            let mut text = crate::render::about(d, &st);
+            if let Some(g) = self.access.group(i) {
+                text.push_str(&format!(
+                    "\nOn this server its files are readable by members of the Unix group `{}` \
+                     only (ask the server's administrator to be added once you have access).\n",
+                    g.name
+                ));
+            }
             if let Some(node) = self.syn.get_mut(ino as usize) {
-                node.content = SynContent::File(Arc::new(text));
+                node.content = SynContent::File(Arc::new(text.into_bytes()));
             }
         }
+        let csv = crate::render::catalog_csv(&self.catalog, &|i| {
+            self.access.group(i).map(|g| g.name.clone())
+        });
+        if let Some(node) = self.syn.get_mut(self.csv as usize) {
+            node.content = SynContent::File(Arc::new(csv.into_bytes()));
+        }
+    }
+
+    /// Give each dataset's nodes the owner, group and modes `policy` says.
+    pub fn with_access(mut self, policy: crate::access::Policy) -> Vfs {
+        self.access = policy;
+        self.rebuild_about();
+        self
     }
 
     /// Use `credentials` to tell which datasets can be read (they are sent by the upstream).
@@ -536,41 +563,58 @@ impl Vfs {
     fn syn_attr(&self, ino: u64) -> Option<Attr> {
         let node = self.syn.get(ino as usize).filter(|_| ino != 0)?;
         Some(match &node.content {
-            SynContent::Dir(_) => self.dir_attr(ino, self.started),
-            SynContent::File(bytes) => Attr {
-                ino,
-                kind: Kind::File,
-                size: bytes.len() as u64,
-                perm: 0o444,
-                nlink: 1,
-                mtime: self.started,
-            },
+            SynContent::Dir(_) => self.dir_attr(ino, self.started, self.access.generated()),
+            SynContent::File(bytes) => {
+                let p = self.access.generated();
+                Attr {
+                    ino,
+                    kind: Kind::File,
+                    size: bytes.len() as u64,
+                    perm: p.file,
+                    uid: p.uid,
+                    gid: p.gid,
+                    nlink: 1,
+                    mtime: self.started,
+                }
+            }
         })
     }
 
-    fn dir_attr(&self, ino: u64, mtime: i64) -> Attr {
+    fn dir_attr(&self, ino: u64, mtime: i64, p: crate::access::Perms) -> Attr {
         Attr {
             ino,
             kind: Kind::Dir,
             size: 0,
-            perm: 0o555,
+            perm: p.dir,
+            uid: p.uid,
+            gid: p.gid,
             nlink: 1,
             mtime,
         }
     }
 
+    /// The owner, group and modes of dataset `d`'s nodes.
+    fn perms(&self, d: Option<usize>) -> crate::access::Perms {
+        match d {
+            Some(d) => self.access.dataset(d),
+            None => self.access.generated(),
+        }
+    }
+
     fn entry_attr(&self, instance: usize, e: &Entry) -> Attr {
+        let d = self.dataset_of_entry(e);
+        let p = self.perms(d);
         match e.location {
-            None => self.dir_attr(dir_ino(instance, e.id), e.mtime),
+            None => self.dir_attr(dir_ino(instance, e.id), e.mtime, p),
             Some(_) => Attr {
                 ino: file_ino(e.id),
                 kind: Kind::File,
                 // Unknown only in a provisional listing item (see `DirItem::provisional`).
                 size: e.size.unwrap_or(0),
-                perm: 0o444,
-                nlink: self
-                    .dataset_of_entry(e)
-                    .map_or(1, |d| self.paths_per_dataset[d]),
+                perm: p.file,
+                uid: p.uid,
+                gid: p.gid,
+                nlink: d.map_or(1, |d| self.paths_per_dataset[d]),
                 mtime: e.mtime,
             },
         }
@@ -592,8 +636,8 @@ impl Vfs {
         match decode(ino) {
             Ino::Syn(_) => self.syn_attr(ino).ok_or(VfsError::NotFound),
             Ino::Dir { instance, row: 0 } => {
-                self.instance(instance)?;
-                Ok(self.dir_attr(ino, self.started))
+                let d = self.instance(instance)?.dataset;
+                Ok(self.dir_attr(ino, self.started, self.access.dataset(d)))
             }
             Ino::Dir { instance, row } => {
                 let e = self.index.entry(row)?.ok_or(VfsError::NotFound)?;

@@ -1,0 +1,160 @@
+//! medimg as a lab server's service: the fstab mount helper, systemd's notify protocol
+//! (readiness, watchdog, stopping), a clean stop that lets reads in progress finish, and a
+//! restart after a crash that cleans up the dead mount it left.
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn one_zip(up: &Upstream) -> (String, Vec<(String, Vec<u8>, bool)>) {
+    let files = image_folder(8, 20);
+    up.put("/chest_xray.zip", zip(&files), true);
+    (
+        catalog(&[("chest-xray", "X-ray", "lung", &[("chest_xray.zip", "zip")])]),
+        files,
+    )
+}
+
+fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ok() {
+        assert!(Instant::now() < deadline, "{what}: not within 20 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn an_fstab_line_mounts_through_the_helper_and_umount_ends_the_daemon() {
+    let up = Upstream::start();
+    let (cat, files) = one_zip(&up);
+    let fx = Fixture::new(&up, &cat, "");
+    // mount(8) runs /sbin/mount.fuse.medimg for `fuse.medimg` lines: a link to the binary.
+    let helper = fx.dir.path().join("mount.fuse.medimg");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_medimg"), &helper).unwrap();
+    let d = fx.dir.path().display();
+    let (code, out, err) = sh(&format!(
+        "{} medimg {} -o rw,nofail,_netdev,allow_other,cache_dir={d}/cache,catalog={d}/catalog.toml,config={d}/medimg.toml",
+        helper.display(),
+        fx.mnt().display()
+    ));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        is_mounted(&fx.mnt()),
+        "the helper returned before the mount was there"
+    );
+    let name = &files[3].0;
+    assert_eq!(
+        std::fs::read(fx.mnt().join("datasets/chest-xray").join(name)).unwrap(),
+        files[3].1
+    );
+    let log = std::fs::read_to_string(fx.cache().join("medimg.log")).unwrap();
+    assert!(log.contains("mounted 1 datasets"), "{log}");
+    let (code, _, err) = sh(&format!("umount {}", fx.mnt().display()));
+    assert_eq!(code, 0, "{err}");
+    wait_until("the daemon logs its exit", || {
+        std::fs::read_to_string(fx.cache().join("medimg.log"))
+            .unwrap()
+            .contains("was unmounted")
+    });
+
+    // A bad option fails the mount at once, with mount's code for a failed mount.
+    let (code, _, err) = sh(&format!(
+        "{} medimg {} -o allow_other,colour=blue",
+        helper.display(),
+        fx.mnt().display()
+    ));
+    assert_eq!(code, 32, "{err}");
+    assert!(err.contains("colour=blue"), "{err}");
+    assert!(!is_mounted(&fx.mnt()));
+}
+
+#[test]
+fn systemd_hears_ready_once_the_mount_answers_then_the_watchdog_then_stopping() {
+    let up = Upstream::start();
+    let (cat, _) = one_zip(&up);
+    let fx = Fixture::new(&up, &cat, "");
+    let sock_path = fx.dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let m = fx.mount_env(
+        &[],
+        &[
+            ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "300000"),
+        ],
+    );
+    let mut said = Vec::new();
+    let mut buf = [0u8; 512];
+    let mut recv = |said: &mut Vec<String>| {
+        let n = sock.recv(&mut buf).expect("nothing from the daemon");
+        said.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    };
+    recv(&mut said);
+    assert!(said[0].contains("READY=1"), "{said:?}");
+    assert!(is_mounted(&m.mnt));
+    for _ in 0..2 {
+        recv(&mut said);
+        assert!(said.last().unwrap().contains("WATCHDOG=1"), "{said:?}");
+    }
+    let pid = m.child.as_ref().unwrap().id();
+    let status = m.stop();
+    assert_eq!(status.code(), Some(0));
+    loop {
+        recv(&mut said);
+        if said.last().unwrap().contains("STOPPING=1") {
+            break;
+        }
+    }
+    assert!(pid > 0);
+}
+
+#[test]
+fn sigterm_lets_a_read_in_progress_finish_unmounts_and_exits_zero() {
+    let up = Upstream::start();
+    let (cat, files) = one_zip(&up);
+    let fx = Fixture::new(&up, &cat, "");
+    let m = fx.mount(&[]);
+    let dir = m.mnt.join("datasets/chest-xray");
+    let _ = std::fs::read_dir(&dir).unwrap().count();
+    // The upstream now takes a second per answer: the read below is in progress when the
+    // daemon is told to stop.
+    up.set_delay(Duration::from_secs(1));
+    let path = dir.join(&files[5].0);
+    let reader = std::thread::spawn(move || std::fs::read(path));
+    std::thread::sleep(Duration::from_millis(300));
+    let status = m.stop();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(reader.join().unwrap().unwrap(), files[5].1);
+    assert!(!is_mounted(&fx.mnt()));
+}
+
+#[test]
+fn a_restart_after_a_crash_cleans_up_the_dead_mount_and_mounts() {
+    let up = Upstream::start();
+    let (cat, files) = one_zip(&up);
+    let fx = Fixture::new(&up, &cat, "");
+    let mut m = fx.mount(&[]);
+    let mut child = m.child.take().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let err = std::fs::metadata(fx.mnt()).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN), "{err}");
+    drop(m);
+    // The dead mount is still in the table, so wait for the new daemon's own word.
+    let m = fx.mount(&[]);
+    wait_until("the restart mounts", || {
+        m.log_text().contains("mounted 1 datasets")
+    });
+    assert!(
+        m.log_text()
+            .contains("left mounted by a medimg daemon that died")
+    );
+    assert_eq!(
+        std::fs::read(m.mnt.join("datasets/chest-xray").join(&files[0].0)).unwrap(),
+        files[0].1
+    );
+}
