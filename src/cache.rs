@@ -494,6 +494,16 @@ impl BlockCache {
         Ok(cache)
     }
 
+    /// Bytes of present blocks, by blob.
+    pub fn bytes_by_blob(&self) -> HashMap<BlobKey, u64> {
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: HashMap<BlobKey, u64> = HashMap::new();
+        for (k, m) in st.lru.iter() {
+            *out.entry(k.blob).or_default() += m.len;
+        }
+        out
+    }
+
     /// The configured limit in bytes.
     pub fn limit(&self) -> u64 {
         self.limit

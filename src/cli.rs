@@ -26,6 +26,34 @@ pub enum Command {
     Mount(MountArgs),
     /// Print the datasets of the catalog.
     Catalog(CatalogArgs),
+    /// Ask the running daemon what it is doing: cache, datasets, hosts, last failures.
+    Status(StatusArgs),
+}
+
+/// `medimg status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The daemon's cache directory [default: as `medimg mount` resolves it].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// The daemon's config file (for its `[cache] dir`).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the daemon's JSON answer as it is.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The cache directory of `medimg status`: the flag, the config's `[cache] dir`, the default.
+pub fn status_cache_dir(a: &StatusArgs) -> Result<PathBuf, CliError> {
+    let file = match &a.config {
+        Some(p) => ConfigFile::load(p)?,
+        None => ConfigFile::default(),
+    };
+    Ok(a.cache_dir
+        .clone()
+        .or(file.cache.dir)
+        .unwrap_or_else(config::default_cache_dir))
 }
 
 /// `medimg mount`.
@@ -369,7 +397,7 @@ mod tests {
         v.extend_from_slice(extra);
         match Cli::parse_from(v).command {
             Command::Mount(m) => m,
-            Command::Catalog(_) => unreachable!(),
+            Command::Catalog(_) | Command::Status(_) => unreachable!(),
         }
     }
 

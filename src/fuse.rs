@@ -66,6 +66,11 @@ impl Mounted {
         self.busy.load(Ordering::Relaxed)
     }
 
+    /// A handle on [`Mounted::busy`] for other threads (`medimg status`).
+    pub fn busy_counter(&self) -> Arc<AtomicUsize> {
+        self.busy.clone()
+    }
+
     /// Whether the kernel side has gone (unmounted from outside with `fusermount3 -u`).
     pub fn is_finished(&self) -> bool {
         self.session.guard.is_finished()
@@ -299,11 +304,16 @@ fn file_attr(a: &Attr) -> FileAttr {
     }
 }
 
-fn errno(op: &str, ino: u64, e: &VfsError) -> Errno {
-    if e.is_loggable() {
-        tracing::error!("{op} (inode {ino:#x}): {e}");
+impl Adapter {
+    /// The errno for `e`, with one log line (and an entry in `medimg status`) if it is worth one.
+    fn errno(&self, op: &str, ino: u64, e: &VfsError) -> Errno {
+        if e.is_loggable() {
+            let line = format!("{op} (inode {ino:#x}): {e}");
+            tracing::error!("{line}");
+            self.vfs.note_failure(line);
+        }
+        Errno::from_i32(e.errno())
     }
-    Errno::from_i32(e.errno())
 }
 
 fn name_str(name: &OsStr) -> Option<&str> {
@@ -351,7 +361,7 @@ impl Filesystem for Adapter {
         };
         match self.vfs.lookup(parent.0, name) {
             Ok(a) => reply.entry(&TTL, &file_attr(&a), Generation(0)),
-            Err(e) => reply.error(errno("lookup", parent.0, &e)),
+            Err(e) => reply.error(self.errno("lookup", parent.0, &e)),
         }
     }
 
@@ -359,7 +369,7 @@ impl Filesystem for Adapter {
         let _busy = Busy::start(&self.busy);
         match self.vfs.getattr(ino.0) {
             Ok(a) => reply.attr(&TTL, &file_attr(&a)),
-            Err(e) => reply.error(errno("getattr", ino.0, &e)),
+            Err(e) => reply.error(self.errno("getattr", ino.0, &e)),
         }
     }
 
@@ -373,7 +383,7 @@ impl Filesystem for Adapter {
         }
         match self.vfs.open(ino.0) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
-            Err(e) => reply.error(errno("open", ino.0, &e)),
+            Err(e) => reply.error(self.errno("open", ino.0, &e)),
         }
     }
 
@@ -391,7 +401,7 @@ impl Filesystem for Adapter {
         let _busy = Busy::start(&self.busy);
         match self.vfs.read(ino.0, fh.0, offset, size) {
             Ok(data) => reply.data(&data),
-            Err(e) => reply.error(errno("read", ino.0, &e)),
+            Err(e) => reply.error(self.errno("read", ino.0, &e)),
         }
     }
 
@@ -429,7 +439,7 @@ impl Filesystem for Adapter {
                 FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR,
             ),
             Ok(_) => reply.error(Errno::ENOTDIR),
-            Err(e) => reply.error(errno("opendir", ino.0, &e)),
+            Err(e) => reply.error(self.errno("opendir", ino.0, &e)),
         }
     }
 
@@ -456,7 +466,7 @@ impl Filesystem for Adapter {
                 }
                 reply.ok();
             }
-            Err(e) => reply.error(errno("readdir", ino.0, &e)),
+            Err(e) => reply.error(self.errno("readdir", ino.0, &e)),
         }
     }
 
@@ -489,7 +499,7 @@ impl Filesystem for Adapter {
                 }
                 reply.ok();
             }
-            Err(e) => reply.error(errno("readdirplus", ino.0, &e)),
+            Err(e) => reply.error(self.errno("readdirplus", ino.0, &e)),
         }
     }
 

@@ -506,6 +506,20 @@ impl Index {
         })
     }
 
+    /// The blob keys of every indexed dataset's parts, with the dataset's id.
+    pub fn blob_keys(&self) -> Result<Vec<(String, BlobKey)>, IndexError> {
+        self.read(|c| {
+            let mut q = c.prepare_cached(
+                "SELECT b.dataset, p.key FROM parts p JOIN blobs b ON p.blob = b.id",
+            )?;
+            let rows = q.query_map([], |r| {
+                let key: String = r.get(1)?;
+                Ok((r.get(0)?, BlobKey::parse(&key).unwrap_or(BlobKey(0))))
+            })?;
+            rows.collect()
+        })
+    }
+
     /// Record that a host refused `dataset` (shown by `medimg catalog` and `MNT/about/`).
     pub fn put_denial(&self, dataset: &str, message: &str, at: i64) -> Result<(), IndexError> {
         let w = self.writer.lock().unwrap_or_else(|p| p.into_inner());

@@ -24,6 +24,7 @@ pub mod cache;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod credentials;
 pub mod fetch;
 pub mod flight;

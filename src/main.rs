@@ -53,6 +53,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Mount(a) => run_mount(&a),
         Command::Catalog(a) => run_catalog(&a),
+        Command::Status(a) => run_status(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -159,6 +160,44 @@ fn run_helper(args: &[String]) -> ExitCode {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+fn run_status(a: &cli::StatusArgs) -> Result<(), Error> {
+    let dir = cli::status_cache_dir(a)?;
+    let status = medimg::control::ask_status(&dir)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print!("{}", render::daemon_status(&status));
+    }
+    Ok(())
+}
+
+/// What `medimg status` is answered with.
+fn status_json(
+    vfs: &Vfs,
+    busy: &std::sync::atomic::AtomicUsize,
+    started: std::time::SystemTime,
+    mountpoint: &std::path::Path,
+    cache_dir: &std::path::Path,
+) -> serde_json::Value {
+    let (limit, used) = vfs.cache_usage();
+    let datasets = vfs.dataset_status().unwrap_or_else(|e| {
+        tracing::warn!("status: {e}");
+        Vec::new()
+    });
+    serde_json::json!({
+        "mountpoint": mountpoint,
+        "pid": std::process::id(),
+        "uptime_s": started.elapsed().map_or(0, |d| d.as_secs()),
+        "cache": {"dir": cache_dir, "limit": limit, "used": used},
+        "in_progress": busy.load(std::sync::atomic::Ordering::Relaxed),
+        "datasets": datasets,
+        "hosts": vfs.fetcher().upstream().host_stats(),
+        "reads": vfs.read_stats(),
+        "sizes": vfs.size_stats(),
+        "failures": vfs.failures(),
+    })
 }
 
 fn run_catalog(a: &CatalogArgs) -> Result<(), Error> {
@@ -375,6 +414,20 @@ fn run_mount(a: &MountArgs) -> Result<(), Error> {
         human_size(settings.cache_size),
         human_size(settings.block_size)
     );
+    {
+        // Weak: the socket's thread must not keep the index open past the unmount (closing
+        // it last folds its write-ahead log into the database).
+        let (vfs, busy) = (Arc::downgrade(&vfs), mounted.busy_counter());
+        let started = std::time::SystemTime::now();
+        let (mp, dir) = (mountpoint.clone(), settings.cache_dir.clone());
+        let answer = Box::new(move || match vfs.upgrade() {
+            Some(vfs) => status_json(&vfs, &busy, started, &mp, &dir),
+            None => serde_json::json!({"stopping": true}),
+        });
+        if let Err(e) = medimg::control::serve(&settings.cache_dir, answer) {
+            tracing::warn!("no control socket ({e}); `medimg status` will not answer");
+        }
+    }
     medimg::service::announce(mountpoint.clone());
     loop {
         match rx.recv_timeout(Duration::from_millis(200)) {

@@ -265,6 +265,97 @@ fn csv_field(s: &str) -> String {
     }
 }
 
+/// `medimg status` for a terminal, from the daemon's JSON answer.
+pub fn daemon_status(v: &serde_json::Value) -> String {
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    let size = |v: &serde_json::Value| crate::config::human_size(n(v));
+    let mut s = String::new();
+    let up = n(&v["uptime_s"]);
+    let _ = writeln!(
+        s,
+        "medimg at {} (pid {}), up {}h {:02}m",
+        v["mountpoint"].as_str().unwrap_or("?"),
+        n(&v["pid"]),
+        up / 3600,
+        up % 3600 / 60
+    );
+    let c = &v["cache"];
+    let _ = writeln!(
+        s,
+        "cache {}: {} of {}",
+        c["dir"].as_str().unwrap_or("?"),
+        size(&c["used"]),
+        size(&c["limit"])
+    );
+    let _ = writeln!(s, "requests in progress: {}", n(&v["in_progress"]));
+    let r = &v["reads"];
+    let _ = writeln!(
+        s,
+        "reads: {} ({}), {} files pushed ahead; sizes asked of hosts: {}",
+        n(&r["reads"]),
+        size(&r["bytes"]),
+        n(&r["pushed_files"]),
+        n(&v["sizes"]["probes"]) + n(&v["sizes"]["pages"])
+    );
+    let datasets: Vec<&serde_json::Value> = v["datasets"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|d| d["indexed"].as_bool() == Some(true) || n(&d["cached_bytes"]) > 0)
+                .collect()
+        })
+        .unwrap_or_default();
+    let _ = writeln!(s, "\n{:32}  {:8}  CACHED", "DATASET", "INDEXED");
+    for d in &datasets {
+        let _ = writeln!(
+            s,
+            "{:32}  {:8}  {}",
+            d["id"].as_str().unwrap_or("?"),
+            if d["indexed"].as_bool() == Some(true) {
+                "yes"
+            } else {
+                "no"
+            },
+            size(&d["cached_bytes"])
+        );
+    }
+    let _ = writeln!(
+        s,
+        "({} of {} datasets indexed or cached)",
+        datasets.len(),
+        v["datasets"].as_array().map_or(0, Vec::len)
+    );
+    let _ = writeln!(
+        s,
+        "\n{:32}  {:>9}  {:>10}  {:>9}  {:>6}  {:>6}",
+        "HOST", "REQUESTS", "BYTES", "RETRIABLE", "ERRORS", "WAITS"
+    );
+    if let Some(hosts) = v["hosts"].as_object() {
+        for (h, c) in hosts {
+            let _ = writeln!(
+                s,
+                "{h:32}  {:>9}  {:>10}  {:>9}  {:>6}  {:>6}",
+                n(&c["requests"]),
+                size(&c["bytes"]),
+                n(&c["transient"]),
+                n(&c["errors"]),
+                n(&c["waits"])
+            );
+        }
+    }
+    if let Some(f) = v["failures"].as_array().filter(|f| !f.is_empty()) {
+        let _ = writeln!(s, "\nlast failures (newest last):");
+        for x in f {
+            let secs = x["at"].as_u64().unwrap_or(0);
+            let at = humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
+            );
+            let _ = writeln!(s, "  {at}  {}", x["message"].as_str().unwrap_or(""));
+        }
+    }
+    s
+}
+
 /// `MNT/catalog.csv`: one row per dataset; `group` is the Unix group a dataset's files are
 /// restricted to on this server (empty: everyone reads it).
 pub fn catalog_csv(c: &Catalog, group: &dyn Fn(usize) -> Option<String>) -> String {

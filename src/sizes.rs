@@ -46,6 +46,9 @@ use crate::resolve::ResolveError;
 
 /// Sizes asked in one directory before the rest of it is probed in the background.
 pub const SCAN_AFTER: u32 = 4;
+/// How often an idle background prober checks that the daemon still needs it.
+const IDLE_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Background probes at once: half of a host's default budget of requests in flight, so a
 /// reader's request always finds room beside them (the host's limits apply to each).
 pub const PROBE_WORKERS: usize = 8;
@@ -80,7 +83,7 @@ impl From<FetchError> for SizeError {
 }
 
 /// What sizing has done since start.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct SizeStats {
     /// Zero-length probes sent (foreground and background).
     pub probes: u64,
@@ -103,6 +106,13 @@ enum Dir {
     Paged,
 }
 
+/// Files queued for the background probers.
+#[derive(Default)]
+struct Queue {
+    files: Mutex<VecDeque<Entry>>,
+    ready: Condvar,
+}
+
 /// Learns sizes; share it with an `Arc`.
 pub struct Sizer {
     index: Arc<Index>,
@@ -113,8 +123,9 @@ pub struct Sizer {
     dirs: Mutex<HashMap<i64, Dir>>,
     /// Listing pages being read, by directory row.
     pages: Flights<i64, Result<(), SizeError>>,
-    queue: Mutex<VecDeque<Entry>>,
-    queued: Condvar,
+    /// Files waiting for a background prober (shared with the probers, which hold the sizer
+    /// itself only while they probe).
+    queue: Arc<Queue>,
     workers: std::sync::Once,
     probes: AtomicU64,
     scans: AtomicU64,
@@ -140,8 +151,7 @@ impl Sizer {
             flights: Flights::new(),
             dirs: Mutex::new(HashMap::new()),
             pages: Flights::new(),
-            queue: Mutex::new(VecDeque::new()),
-            queued: Condvar::new(),
+            queue: Arc::new(Queue::default()),
             workers: std::sync::Once::new(),
             probes: AtomicU64::new(0),
             scans: AtomicU64::new(0),
@@ -221,19 +231,19 @@ impl Sizer {
             files = rest.len(),
             "sizes asked one after another in a folder: probing the rest of it in the background"
         );
-        lock(&self.queue).extend(rest);
+        lock(&self.queue.files).extend(rest);
         self.workers.call_once(|| {
             for n in 0..PROBE_WORKERS {
-                let me = self.clone();
+                let (me, queue) = (Arc::downgrade(self), self.queue.clone());
                 let spawned = std::thread::Builder::new()
                     .name(format!("medimg-size-{n}"))
-                    .spawn(move || me.work());
+                    .spawn(move || Sizer::work(&me, &queue));
                 if let Err(e) = spawned {
                     tracing::warn!("cannot start a size prober: {e}");
                 }
             }
         });
-        self.queued.notify_all();
+        self.queue.ready.notify_all();
         None
     }
 
@@ -275,19 +285,21 @@ impl Sizer {
         Ok(())
     }
 
-    /// A background prober: take the next queued file, size it, forever.
-    fn work(&self) {
+    /// A background prober: take the next queued file and size it, until the sizer is gone
+    /// (a prober must not keep the index open past the daemon's end).
+    fn work(me: &std::sync::Weak<Sizer>, queue: &Queue) {
         loop {
-            let e = {
-                let mut q = lock(&self.queue);
-                loop {
-                    if let Some(e) = q.pop_front() {
-                        break e;
-                    }
-                    q = self.queued.wait(q).unwrap_or_else(|p| p.into_inner());
-                }
+            let next = {
+                let q = lock(&queue.files);
+                let (mut q, _) = queue
+                    .ready
+                    .wait_timeout_while(q, IDLE_CHECK, |q| q.is_empty())
+                    .unwrap_or_else(|p| p.into_inner());
+                q.pop_front()
             };
-            if let Err(err) = self.probe(&e) {
+            let Some(sizer) = me.upgrade() else { return };
+            let Some(e) = next else { continue };
+            if let Err(err) = sizer.probe(&e) {
                 // The reader who asks for it gets the error; the scan goes on.
                 tracing::debug!(file = %e.name, "background size probe: {err}");
             }

@@ -102,6 +102,29 @@ pub struct Attr {
     pub mtime: i64,
 }
 
+/// Failures kept for `medimg status`.
+const FAILURES_KEPT: usize = 20;
+
+/// A failure a user met: when, and what the log said.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Failure {
+    /// Seconds since the epoch.
+    pub at: i64,
+    /// The log line's text.
+    pub message: String,
+}
+
+/// One dataset as `medimg status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DatasetStatus {
+    /// Dataset id.
+    pub id: String,
+    /// Whether its file list is in the index.
+    pub indexed: bool,
+    /// Bytes of its blocks in the cache.
+    pub cached_bytes: u64,
+}
+
 /// One entry of a directory listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirItem {
@@ -330,6 +353,8 @@ pub struct Vfs {
     indexing: Flights<usize, std::result::Result<i64, Arc<VfsError>>>,
     /// Rests of listings a reply had no room for, by (directory, cookie).
     listings: Mutex<LruCache<(u64, u64), Vec<DirItem>>>,
+    /// The last failures users met, newest last (for `medimg status`).
+    failures: Mutex<std::collections::VecDeque<Failure>>,
     started: i64,
 }
 
@@ -477,6 +502,7 @@ impl Vfs {
             roots: RwLock::new(HashMap::new()),
             indexing: Flights::new(),
             listings: Mutex::new(LruCache::new(LISTINGS_KEPT)),
+            failures: Mutex::new(std::collections::VecDeque::new()),
             started: now(),
         };
         vfs.rebuild_about();
@@ -548,6 +574,43 @@ impl Vfs {
     /// What the read path has done since start.
     pub fn read_stats(&self) -> crate::read::ReadStats {
         self.reader.stats()
+    }
+
+    /// Remember a failure a user met (the last [`FAILURES_KEPT`] are kept).
+    pub fn note_failure(&self, message: String) {
+        let mut f = lock(&self.failures);
+        if f.len() == FAILURES_KEPT {
+            f.pop_front();
+        }
+        f.push_back(Failure { at: now(), message });
+    }
+
+    /// The last failures users met, oldest first.
+    pub fn failures(&self) -> Vec<Failure> {
+        lock(&self.failures).iter().cloned().collect()
+    }
+
+    /// Every dataset of the catalog: indexed or not, and the bytes of it the cache holds.
+    pub fn dataset_status(&self) -> Result<Vec<DatasetStatus>> {
+        let indexed: std::collections::HashSet<String> =
+            self.index.indexed_datasets()?.into_iter().collect();
+        let cached = self.fetcher.cache().bytes_by_blob();
+        let mut bytes: HashMap<String, u64> = HashMap::new();
+        for (dataset, key) in self.index.blob_keys()? {
+            if let Some(n) = cached.get(&key) {
+                *bytes.entry(dataset).or_default() += n;
+            }
+        }
+        Ok(self
+            .catalog
+            .datasets
+            .iter()
+            .map(|d| DatasetStatus {
+                id: d.id.clone(),
+                indexed: indexed.contains(&d.id),
+                cached_bytes: bytes.get(&d.id).copied().unwrap_or(0),
+            })
+            .collect())
     }
 
     /// What sizing has done since start.

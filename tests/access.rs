@@ -120,6 +120,16 @@ fn a_group_reads_its_dataset_under_every_view_and_nobody_else_reaches_it() {
         assert_ne!(code, 0, "{user} read the cache");
         assert!(err.contains("Permission denied"), "{err}");
     }
+    // Nor may they ask the daemon about it.
+    let (code, _, err) = as_user(
+        OUTSIDE,
+        &format!(
+            "{} status --cache-dir {cache}",
+            env!("CARGO_BIN_EXE_medimg")
+        ),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no medimg daemon answers"), "{err}");
     let mut stack = vec![fx.cache()];
     while let Some(p) = stack.pop() {
         let md = std::fs::metadata(&p).unwrap();

@@ -158,3 +158,98 @@ fn a_restart_after_a_crash_cleans_up_the_dead_mount_and_mounts() {
         files[0].1
     );
 }
+
+#[test]
+fn status_reports_a_scripted_workload_exactly() {
+    let up = Upstream::start();
+    let files = image_folder(12, 30);
+    up.put("/chest_xray.zip", zip(&files), true);
+    // A dataset whose archive is gone: a 404 with an empty body.
+    up.route(|r| {
+        (r.path == "/gone.zip").then(|| Answer::Raw {
+            status: 404,
+            headers: vec![],
+            body: vec![],
+        })
+    });
+    let cat = catalog(&[
+        ("chest-xray", "X-ray", "lung", &[("chest_xray.zip", "zip")]),
+        ("gone", "X-ray", "lung", &[("gone.zip", "zip")]),
+    ]);
+    let fx = Fixture::new(&up, &cat, "");
+    let m = fx.mount(&[]);
+    let dir = m.mnt.join("datasets/chest-xray");
+    for f in &files[..4] {
+        assert_eq!(std::fs::read(dir.join(&f.0)).unwrap(), f.1);
+    }
+    let (code, _, _) = sh(&format!("ls {}", m.mnt.join("datasets/gone").display()));
+    assert_ne!(code, 0);
+
+    let out = medimg()
+        .args(["status", "--json", "--cache-dir"])
+        .arg(fx.cache())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let host = &v["hosts"]["data.example.org"];
+    assert_eq!(host["requests"].as_u64(), Some(up.count() as u64), "{v}");
+    assert_eq!(host["bytes"].as_u64(), Some(up.bytes()), "{v}");
+    assert_eq!(host["errors"].as_u64(), Some(1), "{v}");
+    assert_eq!(host["transient"].as_u64(), Some(0), "{v}");
+    let ds = |id: &str| {
+        v["datasets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(ds("chest-xray")["indexed"], true);
+    assert_eq!(
+        ds("chest-xray")["cached_bytes"].as_u64(),
+        Some(fx.cached_bytes())
+    );
+    assert_eq!(ds("gone")["indexed"], false);
+    assert_eq!(v["cache"]["used"].as_u64(), Some(fx.cached_bytes()));
+    let failures = v["failures"].as_array().unwrap();
+    assert!(
+        failures
+            .iter()
+            .any(|f| f["message"].as_str().unwrap().contains("dataset gone")),
+        "{v}"
+    );
+    assert_eq!(
+        v["reads"]["bytes"].as_u64(),
+        Some(files[..4].iter().map(|f| f.1.len() as u64).sum())
+    );
+
+    // The same for a terminal.
+    let out = medimg()
+        .args(["status", "--cache-dir"])
+        .arg(fx.cache())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        text.contains("chest-xray") && text.contains("data.example.org"),
+        "{text}"
+    );
+    assert!(text.contains("last failures"), "{text}");
+    drop(m);
+
+    // No daemon: a clear error, exit 2.
+    let out = medimg()
+        .args(["status", "--cache-dir"])
+        .arg(fx.cache())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no medimg daemon answers"));
+}

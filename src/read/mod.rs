@@ -159,7 +159,7 @@ struct Counters {
 }
 
 /// A snapshot of the read path's counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ReadStats {
     /// Read requests answered (the kernel's, each up to 1 MiB).
     pub reads: u64,

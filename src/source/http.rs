@@ -25,6 +25,7 @@ use reqwest::header::{
 use reqwest::{Method, StatusCode};
 
 use super::limits::{Limiter, Permit};
+use super::stats::{HostCounters, HostStats};
 use super::{
     API_MAX, ApiReply, ApiRequest, Body, BodyStream, FetchRequest, Reply, Response, SourceError,
     Upstream,
@@ -74,6 +75,8 @@ pub struct HttpUpstream {
     resolved: Mutex<HashMap<String, (String, SystemTime)>>,
     /// How long a request may go without an answer or a byte of one.
     deadline: Duration,
+    /// What each host has been asked and has answered.
+    stats: HostStats,
 }
 
 impl std::fmt::Debug for HttpUpstream {
@@ -89,6 +92,8 @@ struct Sent {
     url: String,
     /// Where the redirects led, when there were any (before mirror rules).
     redirected_to: Option<String>,
+    /// The host that answered, as the catalog names it.
+    host: String,
     permit: Permit,
 }
 
@@ -125,6 +130,7 @@ impl HttpUpstream {
             limiter,
             resolved: Mutex::new(HashMap::new()),
             deadline,
+            stats: HostStats::default(),
         })
     }
 
@@ -150,7 +156,13 @@ impl HttpUpstream {
                 physical = format!("{physical}{sep}{name}={}", value.expose());
             }
             let shown = redact(&physical);
+            let asked = std::time::Instant::now();
             let permit = self.limiter.admit(&host).await;
+            let waited = asked.elapsed();
+            if waited >= Duration::from_millis(1) {
+                self.stats.waited(&host, waited);
+            }
+            self.stats.request(&host);
             let mut rb = self
                 .client
                 .request(method.clone(), &physical)
@@ -175,16 +187,22 @@ impl HttpUpstream {
             if let Some(tag) = if_match {
                 rb = rb.header(IF_MATCH, tag);
             }
-            let resp = rb
-                .send()
-                .await
-                .map_err(|e| net_error(shown.clone(), &e, self.deadline))?;
-            self.obey_limits(&host, resp.status(), resp.headers(), &shown)?;
-            if !resp.status().is_redirection() || resp.status() == StatusCode::NOT_MODIFIED {
+            let resp = rb.send().await.map_err(|e| {
+                self.stats.failed(&host, true);
+                net_error(shown.clone(), &e, self.deadline)
+            })?;
+            let status = resp.status();
+            if status.is_client_error() || status.is_server_error() {
+                let transient = status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
+                self.stats.failed(&host, transient);
+            }
+            self.obey_limits(&host, status, resp.headers(), &shown)?;
+            if !status.is_redirection() || status == StatusCode::NOT_MODIFIED {
                 return Ok(Sent {
                     resp,
                     url: shown,
                     redirected_to: (hops > 0).then_some(logical),
+                    host,
                     permit,
                 });
             }
@@ -287,6 +305,7 @@ impl HttpUpstream {
             resp,
             url,
             redirected_to,
+            host,
             permit,
         } = sent;
         let status = resp.status();
@@ -340,6 +359,8 @@ impl HttpUpstream {
                         got: 0,
                         deadline: self.deadline,
                         empty: true,
+                        stats: &self.stats,
+                        host,
                         _permit: permit,
                     },
                     redirected_to,
@@ -391,6 +412,8 @@ impl HttpUpstream {
                 got: 0,
                 deadline: self.deadline,
                 empty: false,
+                stats: &self.stats,
+                host,
                 _permit: permit,
             },
             redirected_to,
@@ -425,6 +448,9 @@ struct HttpBody<'a> {
     deadline: Duration,
     /// The answer stands for an empty object whatever its body says (a 416 page).
     empty: bool,
+    /// Where its bytes are counted.
+    stats: &'a HostStats,
+    host: String,
     /// The request keeps its place in the host's budget until its body is read or dropped.
     _permit: Permit,
 }
@@ -462,6 +488,7 @@ impl BodyStream for HttpBody<'_> {
         match next {
             Some(c) => {
                 self.got += c.len() as u64;
+                self.stats.bytes(&self.host, c.len() as u64);
                 Ok(Some(c))
             }
             None => self.ended().map(|()| None),
@@ -484,6 +511,7 @@ impl BodyStream for HttpBody<'_> {
             Ok::<_, reqwest::Error>(true)
         });
         self.got += (out.len() - start) as u64;
+        self.stats.bytes(&self.host, (out.len() - start) as u64);
         let fits = fits.map_err(|e| net_error(self.url.clone(), &e, self.deadline))?;
         if fits {
             self.ended()?;
@@ -523,6 +551,10 @@ fn net_error(url: impl Into<String>, e: &reqwest::Error, deadline: Duration) -> 
 impl Upstream for HttpUpstream {
     fn deadline(&self) -> Duration {
         self.deadline
+    }
+
+    fn host_stats(&self) -> std::collections::BTreeMap<String, HostCounters> {
+        self.stats.snapshot()
     }
 
     fn fetch(&self, req: &FetchRequest<'_>) -> Result<Response<'_>, SourceError> {
@@ -566,7 +598,9 @@ impl Upstream for HttpUpstream {
             let sent = self
                 .send_chain(req.url, method, req.post_json, None, None)
                 .await?;
-            let Sent { resp, url, .. } = sent;
+            let Sent {
+                resp, url, host, ..
+            } = sent;
             if !resp.status().is_success() {
                 return Err(SourceError::Status {
                     url,
@@ -598,6 +632,7 @@ impl Upstream for HttpUpstream {
                 }
                 body.extend_from_slice(&c);
             }
+            self.stats.bytes(&host, body.len() as u64);
             Ok(ApiReply {
                 body,
                 content_type,

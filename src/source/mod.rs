@@ -16,6 +16,7 @@
 pub mod http;
 pub mod limits;
 pub mod mock;
+pub mod stats;
 
 use std::ops::Range;
 use std::time::Duration;
@@ -301,6 +302,11 @@ pub trait Upstream: Send + Sync {
     /// How long a caller waits for this upstream before giving up (retries stop at it).
     fn deadline(&self) -> Duration {
         DEFAULT_DEADLINE
+    }
+
+    /// What each host has been asked and has answered since start (none kept by default).
+    fn host_stats(&self) -> std::collections::BTreeMap<String, stats::HostCounters> {
+        std::collections::BTreeMap::new()
     }
 }
 
