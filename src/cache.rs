@@ -207,6 +207,29 @@ pub struct BlockCache {
     direct: std::sync::atomic::AtomicBool,
     /// Aligned buffers for `O_DIRECT` writes, reused.
     direct_bufs: Mutex<Vec<Vec<u8>>>,
+    /// Lookups and evictions since start.
+    counters: Counters,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    evicted: AtomicU64,
+    evicted_bytes: AtomicU64,
+}
+
+/// What the cache has done since start.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct CacheStats {
+    /// Block lookups the cache answered (reads the kernel's page cache did not).
+    pub hits: u64,
+    /// Block lookups it could not: the block was fetched.
+    pub misses: u64,
+    /// Blocks evicted to make room.
+    pub evicted: u64,
+    /// Their bytes.
+    pub evicted_bytes: u64,
 }
 
 impl fmt::Debug for BlockCache {
@@ -480,6 +503,7 @@ impl BlockCache {
             writing: Mutex::new(HashMap::new()),
             recent: Mutex::new(Recent::default()),
             files: Mutex::new(LruCache::new(OPEN_FILES)),
+            counters: Counters::default(),
             tick: AtomicU64::new(max_tick + 1),
             tmp_seq: AtomicU64::new(0),
             direct: std::sync::atomic::AtomicBool::new(true),
@@ -597,6 +621,27 @@ impl BlockCache {
     /// The block, pinned, if it is present and sound; a block that fails its check is removed
     /// (and `None` returned, so the caller fetches it again).
     pub fn pin(&self, key: BlockKey, check: Check) -> Result<Option<Pinned<'_>>, CacheError> {
+        let pinned = self.pin_uncounted(key, check);
+        let counter = match &pinned {
+            Ok(Some(_)) => &self.counters.hits,
+            _ => &self.counters.misses,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        pinned
+    }
+
+    /// What the cache has done since start.
+    pub fn stats(&self) -> CacheStats {
+        let c = &self.counters;
+        CacheStats {
+            hits: c.hits.load(Ordering::Relaxed),
+            misses: c.misses.load(Ordering::Relaxed),
+            evicted: c.evicted.load(Ordering::Relaxed),
+            evicted_bytes: c.evicted_bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    fn pin_uncounted(&self, key: BlockKey, check: Check) -> Result<Option<Pinned<'_>>, CacheError> {
         let held = lock(&self.writing).get(&key).cloned();
         if let Some(bytes) = held.or_else(|| lock(&self.recent).blocks.get(&key).cloned()) {
             return Ok(Some(self.hold(key, bytes)));
@@ -723,6 +768,10 @@ impl BlockCache {
                 });
             };
             st.lru.pop(&k);
+            self.counters.evicted.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .evicted_bytes
+                .fetch_add(m.len, Ordering::Relaxed);
             st.verified.remove(&k);
             st.touched.remove(&k);
             st.used -= m.len;

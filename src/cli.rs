@@ -86,6 +86,10 @@ pub struct MountArgs {
     /// /etc/fuse.conf unless run as root).
     #[arg(long)]
     pub allow_other: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9464 (loopback only)
+    /// [default: off].
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
 }
 
 /// `medimg catalog`.
@@ -188,7 +192,7 @@ pub fn helper_args(args: &[String]) -> Result<Vec<String>, CliError> {
             ("allow_other", None) => out.push("--allow-other".into()),
             (
                 "cache_dir" | "config" | "catalog" | "cache_size" | "block_size" | "threads"
-                | "deadline",
+                | "deadline" | "metrics",
                 Some(v),
             ) if !v.is_empty() => {
                 out.push(format!("--{}", key.replace('_', "-")));
@@ -197,7 +201,7 @@ pub fn helper_args(args: &[String]) -> Result<Vec<String>, CliError> {
             _ => {
                 return Err(bad(format!(
                     "unknown option {o:?}; medimg takes allow_other, cache_dir=, config=, \
-                     catalog=, cache_size=, block_size=, threads= and deadline="
+                     catalog=, cache_size=, block_size=, threads=, deadline= and metrics="
                 )));
             }
         }
@@ -349,6 +353,23 @@ pub fn settings(a: &MountArgs) -> Result<Settings, CliError> {
         })?,
         (None, None) => crate::source::DEFAULT_DEADLINE,
     };
+    let metrics = match (&a.metrics, &file.metrics.listen) {
+        (Some(v), _) => Some(
+            config::parse_metrics_addr(v).map_err(|message| CliError::Flag {
+                flag: "--metrics",
+                message,
+            })?,
+        ),
+        (None, Some(v)) => {
+            Some(
+                config::parse_metrics_addr(v).map_err(|message| ConfigError::Invalid {
+                    place: cfg_place("[metrics] listen"),
+                    message,
+                })?,
+            )
+        }
+        (None, None) => None,
+    };
     let host_limits = file
         .host
         .iter()
@@ -365,6 +386,7 @@ pub fn settings(a: &MountArgs) -> Result<Settings, CliError> {
         host_limits,
         deadline,
         access: file.access,
+        metrics,
     })
 }
 

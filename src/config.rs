@@ -46,6 +46,8 @@ pub struct Settings {
     pub deadline: Duration,
     /// Which Unix group may read which dataset, as written (resolved against the catalog).
     pub access: crate::access::AccessSection,
+    /// Where the Prometheus endpoint listens, if anywhere.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// A config file that cannot be used.
@@ -102,6 +104,31 @@ pub struct ConfigFile {
     /// `[access]`
     #[serde(default)]
     pub access: crate::access::AccessSection,
+    /// `[metrics]`
+    #[serde(default)]
+    pub metrics: MetricsSection,
+}
+
+/// `[metrics]` of the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Loopback address and port of the Prometheus endpoint, e.g. "127.0.0.1:9464".
+    pub listen: Option<String>,
+}
+
+/// A metrics address as written: an IP and a port, on loopback only.
+pub fn parse_metrics_addr(text: &str) -> Result<std::net::SocketAddr, String> {
+    let addr: std::net::SocketAddr = text
+        .trim()
+        .parse()
+        .map_err(|e| format!("{text:?} is not an address like \"127.0.0.1:9464\" ({e})"))?;
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "{addr} is not a loopback address; metrics listen on 127.0.0.1 or [::1] only"
+        ));
+    }
+    Ok(addr)
 }
 
 /// `[upstream]` of the config file.

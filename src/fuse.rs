@@ -28,6 +28,7 @@ use fuser::{
     SessionACL, TimeOrNow, WriteFlags,
 };
 
+use crate::metrics::FuseTimes;
 use crate::read::PageSink;
 use crate::vfs::{Attr, DirItem, Kind, Vfs, VfsError, file_ino};
 
@@ -91,6 +92,7 @@ pub fn mount(
     mountpoint: &Path,
     threads: usize,
     allow_other: bool,
+    times: FuseTimes,
 ) -> std::io::Result<Mounted> {
     let mut config = Config::default();
     config.mount_options = vec![
@@ -113,6 +115,7 @@ pub fn mount(
     let adapter = Adapter {
         vfs: vfs.clone(),
         busy: busy.clone(),
+        times,
     };
     let session = fuser::spawn_mount(adapter, mountpoint, &config)?;
     vfs.start_push(Arc::new(KernelPages(session.notifier())));
@@ -239,21 +242,34 @@ struct Adapter {
     vfs: Arc<Vfs>,
     /// Requests in progress ([`Mounted::busy`]).
     busy: Arc<AtomicUsize>,
+    /// How long each operation takes (the metrics).
+    times: FuseTimes,
 }
 
-/// Counts a request as in progress while it lives.
-struct Busy<'a>(&'a AtomicUsize);
+/// Counts a request as in progress while it lives, and times it.
+struct Busy<'a> {
+    adapter: &'a Adapter,
+    op: &'static str,
+    started: std::time::Instant,
+}
 
-impl Busy<'_> {
-    fn start(n: &AtomicUsize) -> Busy<'_> {
-        n.fetch_add(1, Ordering::Relaxed);
-        Busy(n)
+impl Adapter {
+    fn begin(&self, op: &'static str) -> Busy<'_> {
+        self.busy.fetch_add(1, Ordering::Relaxed);
+        Busy {
+            adapter: self,
+            op,
+            started: std::time::Instant::now(),
+        }
     }
 }
 
 impl Drop for Busy<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.adapter.busy.fetch_sub(1, Ordering::Relaxed);
+        self.adapter
+            .times
+            .observe(self.op, self.started.elapsed().as_secs_f64());
     }
 }
 
@@ -355,7 +371,7 @@ impl Filesystem for Adapter {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let _busy = Busy::start(&self.busy);
+        let _busy = self.begin("lookup");
         let Some(name) = name_str(name) else {
             return reply.error(Errno::ENOENT);
         };
@@ -366,7 +382,7 @@ impl Filesystem for Adapter {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        let _busy = Busy::start(&self.busy);
+        let _busy = self.begin("getattr");
         match self.vfs.getattr(ino.0) {
             Ok(a) => reply.attr(&TTL, &file_attr(&a)),
             Err(e) => reply.error(self.errno("getattr", ino.0, &e)),
@@ -398,7 +414,7 @@ impl Filesystem for Adapter {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let _busy = Busy::start(&self.busy);
+        let _busy = self.begin("read");
         match self.vfs.read(ino.0, fh.0, offset, size) {
             Ok(data) => reply.data(&data),
             Err(e) => reply.error(self.errno("read", ino.0, &e)),
@@ -451,7 +467,7 @@ impl Filesystem for Adapter {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let _busy = Busy::start(&self.busy);
+        let _busy = self.begin("readdir");
         match self.vfs.readdir(ino.0, offset, READDIR_BATCH) {
             Ok(mut items) => {
                 for (k, it) in items.iter().enumerate() {
@@ -478,7 +494,7 @@ impl Filesystem for Adapter {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let _busy = Busy::start(&self.busy);
+        let _busy = self.begin("readdirplus");
         match self.vfs.readdir(ino.0, offset, READDIR_BATCH) {
             Ok(mut items) => {
                 for (k, it) in items.iter().enumerate() {

@@ -191,6 +191,7 @@ fn status_json(
         "pid": std::process::id(),
         "uptime_s": started.elapsed().map_or(0, |d| d.as_secs()),
         "cache": {"dir": cache_dir, "limit": limit, "used": used},
+        "cache_stats": vfs.fetcher().cache().stats(),
         "in_progress": busy.load(std::sync::atomic::Ordering::Relaxed),
         "datasets": datasets,
         "hosts": vfs.fetcher().upstream().host_stats(),
@@ -395,11 +396,13 @@ fn run_mount(a: &MountArgs) -> Result<(), Error> {
         }
     });
 
+    let times = medimg::metrics::FuseTimes::default();
     let mounted = medimg::fuse::mount(
         vfs.clone(),
         &mountpoint,
         settings.threads,
         settings.allow_other,
+        times.clone(),
     )
     .map_err(|e| {
         format!(
@@ -420,12 +423,21 @@ fn run_mount(a: &MountArgs) -> Result<(), Error> {
         let (vfs, busy) = (Arc::downgrade(&vfs), mounted.busy_counter());
         let started = std::time::SystemTime::now();
         let (mp, dir) = (mountpoint.clone(), settings.cache_dir.clone());
-        let answer = Box::new(move || match vfs.upgrade() {
+        let status = Arc::new(move || match vfs.upgrade() {
             Some(vfs) => status_json(&vfs, &busy, started, &mp, &dir),
             None => serde_json::json!({"stopping": true}),
         });
-        if let Err(e) = medimg::control::serve(&settings.cache_dir, answer) {
+        let answer = status.clone();
+        if let Err(e) = medimg::control::serve(&settings.cache_dir, Box::new(move || answer())) {
             tracing::warn!("no control socket ({e}); `medimg status` will not answer");
+        }
+        if let Some(addr) = settings.metrics {
+            let render = Arc::new(move || medimg::metrics::render(&times, &status()));
+            if let Err(e) = medimg::metrics::serve(addr, render) {
+                drop(mounted.unmount());
+                return Err(format!("cannot serve metrics at {addr}: {e}").into());
+            }
+            tracing::info!("metrics at http://{addr}/metrics");
         }
     }
     medimg::service::announce(mountpoint.clone());

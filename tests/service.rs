@@ -177,7 +177,12 @@ fn status_reports_a_scripted_workload_exactly() {
         ("gone", "X-ray", "lung", &[("gone.zip", "zip")]),
     ]);
     let fx = Fixture::new(&up, &cat, "");
-    let m = fx.mount(&[]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let m = fx.mount(&["--metrics", &format!("127.0.0.1:{port}")]);
     let dir = m.mnt.join("datasets/chest-xray");
     for f in &files[..4] {
         assert_eq!(std::fs::read(dir.join(&f.0)).unwrap(), f.1);
@@ -229,6 +234,26 @@ fn status_reports_a_scripted_workload_exactly() {
         Some(files[..4].iter().map(|f| f.1.len() as u64).sum())
     );
 
+    // The same counters for Prometheus.
+    let metrics = scrape(port);
+    let value = |line: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(line)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {line} in:\n{metrics}"))
+    };
+    assert_eq!(
+        value("medimg_upstream_requests_total{host=\"data.example.org\"}"),
+        up.count() as f64
+    );
+    assert_eq!(
+        value("medimg_upstream_bytes_total{host=\"data.example.org\"}"),
+        up.bytes() as f64
+    );
+    assert_eq!(value("medimg_cache_used_bytes"), fx.cached_bytes() as f64);
+    assert!(value("medimg_fuse_request_seconds_count{op=\"read\"}") >= 4.0);
+    assert!(metrics.trim_end().ends_with("# EOF"), "{metrics}");
+
     // The same for a terminal.
     let out = medimg()
         .args(["status", "--cache-dir"])
@@ -252,4 +277,42 @@ fn status_reports_a_scripted_workload_exactly() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no medimg daemon answers"));
+}
+
+/// `GET /metrics` on the loopback port, the body.
+fn scrape(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("openmetrics-text"), "{head}");
+    body.to_string()
+}
+
+#[test]
+fn metrics_listen_on_loopback_only() {
+    let up = Upstream::start();
+    let (cat, _) = one_zip(&up);
+    let fx = Fixture::new(&up, &cat, "");
+    let out = medimg()
+        .arg("mount")
+        .arg(fx.mnt())
+        .arg("--catalog")
+        .arg(fx.dir.path().join("catalog.toml"))
+        .arg("--cache-dir")
+        .arg(fx.cache())
+        .args(["--metrics", "0.0.0.0:9464"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--metrics") && err.contains("loopback"),
+        "{err}"
+    );
+    assert!(!is_mounted(&fx.mnt()));
 }

@@ -1,0 +1,285 @@
+//! Prometheus metrics on a loopback port, off by default (`--metrics 127.0.0.1:9464` or
+//! `[metrics] listen`), in the OpenMetrics text format (`prometheus-client`).
+//!
+//! Counters are the daemon's own, read at scrape time from the same snapshot `medimg status`
+//! answers with (one source of truth; nothing is counted twice): per host requests, body
+//! bytes, retriable and other failures, budget waits; cache use, block hits, misses and
+//! evictions; reads, bytes read, pushes; sizes asked; datasets' cached bytes; requests in
+//! progress. FUSE operations are timed as they are answered ([`FuseTimes`]), into a
+//! histogram per operation. The endpoint only listens on a loopback address: what datasets a
+//! lab reads is nobody else's business.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of a FUSE operation.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpLabel {
+    op: String,
+}
+
+/// Labels of a host.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HostLabel {
+    host: String,
+}
+
+/// Labels of a dataset.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DatasetLabel {
+    dataset: String,
+}
+
+type OpHistograms = Family<OpLabel, Histogram, fn() -> Histogram>;
+
+fn op_histogram() -> Histogram {
+    // 50 µs to about 100 s: a warm lookup to a cold read of a slow host.
+    Histogram::new(exponential_buckets(50e-6, 4.0, 11))
+}
+
+/// How long FUSE operations take, per operation, since start.
+#[derive(Debug, Clone)]
+pub struct FuseTimes(OpHistograms);
+
+impl Default for FuseTimes {
+    fn default() -> Self {
+        FuseTimes(Family::new_with_constructor(op_histogram))
+    }
+}
+
+impl FuseTimes {
+    /// One `op` answered after `seconds`.
+    pub fn observe(&self, op: &str, seconds: f64) {
+        self.0
+            .get_or_create(&OpLabel { op: op.to_string() })
+            .observe(seconds);
+    }
+}
+
+fn counter(registry: &mut Registry, name: &str, help: &str, v: u64) {
+    let c: Counter = Counter::default();
+    c.inc_by(v);
+    registry.register(name, help, c);
+}
+
+fn gauge(registry: &mut Registry, name: &str, help: &str, v: u64) {
+    let g: Gauge = Gauge::default();
+    g.set(i64::try_from(v).unwrap_or(i64::MAX));
+    registry.register(name, help, g);
+}
+
+/// The exposition of `status` (the JSON `medimg status` answers with) and the FUSE times.
+pub fn render(times: &FuseTimes, status: &serde_json::Value) -> String {
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    let mut r = Registry::with_prefix("medimg");
+    r.register(
+        "fuse_request_seconds",
+        "Time to answer a FUSE request, by operation",
+        times.0.clone(),
+    );
+    gauge(
+        &mut r,
+        "requests_in_progress",
+        "FUSE requests being answered now",
+        n(&status["in_progress"]),
+    );
+    let hosts = status["hosts"].as_object().cloned().unwrap_or_default();
+    for (name, help, key) in [
+        (
+            "upstream_requests",
+            "Requests sent to a host, each redirect hop counted",
+            "requests",
+        ),
+        ("upstream_bytes", "Body bytes received from a host", "bytes"),
+        (
+            "upstream_retriable_failures",
+            "Network errors, 429 and 5xx answers of a host",
+            "transient",
+        ),
+        (
+            "upstream_errors",
+            "Other failed answers of a host (4xx, refusals)",
+            "errors",
+        ),
+        (
+            "upstream_budget_waits",
+            "Requests that waited for a host's budget",
+            "waits",
+        ),
+    ] {
+        let family = Family::<HostLabel, Counter>::default();
+        for (host, c) in &hosts {
+            family
+                .get_or_create(&HostLabel { host: host.clone() })
+                .inc_by(n(&c[key]));
+        }
+        r.register(name, help, family);
+    }
+    let family = Family::<HostLabel, Counter<f64>>::default();
+    for (host, c) in &hosts {
+        family
+            .get_or_create(&HostLabel { host: host.clone() })
+            .inc_by(n(&c["wait_ms"]) as f64 / 1000.0);
+    }
+    r.register(
+        "upstream_budget_wait_seconds",
+        "Time requests waited for a host's budget",
+        family,
+    );
+    let cache = &status["cache"];
+    gauge(
+        &mut r,
+        "cache_used_bytes",
+        "Bytes of blocks in the cache",
+        n(&cache["used"]),
+    );
+    gauge(
+        &mut r,
+        "cache_limit_bytes",
+        "The cache's hard limit",
+        n(&cache["limit"]),
+    );
+    let cs = &status["cache_stats"];
+    counter(
+        &mut r,
+        "cache_block_hits",
+        "Block lookups the cache answered",
+        n(&cs["hits"]),
+    );
+    counter(
+        &mut r,
+        "cache_block_misses",
+        "Block lookups that fetched the block",
+        n(&cs["misses"]),
+    );
+    counter(
+        &mut r,
+        "cache_evicted_blocks",
+        "Blocks evicted to make room",
+        n(&cs["evicted"]),
+    );
+    counter(
+        &mut r,
+        "cache_evicted_bytes",
+        "Bytes evicted to make room",
+        n(&cs["evicted_bytes"]),
+    );
+    let reads = &status["reads"];
+    counter(
+        &mut r,
+        "reads",
+        "Read requests answered",
+        n(&reads["reads"]),
+    );
+    counter(
+        &mut r,
+        "read_bytes",
+        "Bytes read requests returned",
+        n(&reads["bytes"]),
+    );
+    counter(
+        &mut r,
+        "pushed_files",
+        "Files pushed into the kernel's page cache ahead of reads",
+        n(&reads["pushed_files"]),
+    );
+    counter(
+        &mut r,
+        "size_probes",
+        "Zero-length requests asking a file's size",
+        n(&status["sizes"]["probes"]),
+    );
+    let family = Family::<DatasetLabel, Gauge>::default();
+    for d in status["datasets"].as_array().into_iter().flatten() {
+        let bytes = n(&d["cached_bytes"]);
+        if bytes > 0 {
+            family
+                .get_or_create(&DatasetLabel {
+                    dataset: d["id"].as_str().unwrap_or("?").to_string(),
+                })
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
+    }
+    r.register(
+        "dataset_cached_bytes",
+        "Bytes of a dataset's blocks in the cache",
+        family,
+    );
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &r) {
+        tracing::warn!("metrics: {e}");
+    }
+    out
+}
+
+/// What a scrape answers with.
+pub type RenderFn = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// Serve `GET /metrics` on `addr` (a loopback address) from a thread of its own.
+pub fn serve(addr: SocketAddr, render: RenderFn) -> std::io::Result<()> {
+    if !addr.ip().is_loopback() {
+        return Err(std::io::Error::other(format!(
+            "{addr} is not a loopback address; metrics listen on 127.0.0.1 or ::1 only"
+        )));
+    }
+    let listener = std::net::TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("medimg-metrics".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let listener = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => l,
+                    Err(e) => return tracing::warn!("metrics: {e}"),
+                };
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let render = render.clone();
+                    tokio::spawn(async move {
+                        let service = hyper::service::service_fn(move |req| {
+                            let render = render.clone();
+                            async move { Ok::<_, std::convert::Infallible>(answer(&req, &render)) }
+                        });
+                        let io = hyper_util::rt::TokioIo::new(stream);
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(io, service)
+                            .await;
+                    });
+                }
+            })
+        })?;
+    Ok(())
+}
+
+fn answer(
+    req: &hyper::Request<hyper::body::Incoming>,
+    render: &RenderFn,
+) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
+    let (status, kind, body) = if req.uri().path() == "/metrics" {
+        (
+            200,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            render(),
+        )
+    } else {
+        (404, "text/plain", "metrics are at /metrics\n".to_string())
+    };
+    let mut resp = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
+    *resp.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or_default();
+    if let Ok(v) = hyper::header::HeaderValue::from_str(kind) {
+        resp.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    resp
+}
