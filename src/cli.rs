@@ -90,6 +90,9 @@ pub struct MountArgs {
     /// [default: off].
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<String>,
+    /// Serve only what the cache holds; ask no host anything (EIO for the rest).
+    #[arg(long)]
+    pub offline: bool,
 }
 
 /// `medimg catalog`.
@@ -190,6 +193,7 @@ pub fn helper_args(args: &[String]) -> Result<Vec<String>, CliError> {
         }
         match (key, value) {
             ("allow_other", None) => out.push("--allow-other".into()),
+            ("offline", None) => out.push("--offline".into()),
             (
                 "cache_dir" | "config" | "catalog" | "cache_size" | "block_size" | "threads"
                 | "deadline" | "metrics",
@@ -201,7 +205,7 @@ pub fn helper_args(args: &[String]) -> Result<Vec<String>, CliError> {
             _ => {
                 return Err(bad(format!(
                     "unknown option {o:?}; medimg takes allow_other, cache_dir=, config=, \
-                     catalog=, cache_size=, block_size=, threads=, deadline= and metrics="
+                     catalog=, cache_size=, block_size=, threads=, deadline=, metrics= and offline"
                 )));
             }
         }
@@ -387,6 +391,7 @@ pub fn settings(a: &MountArgs) -> Result<Settings, CliError> {
         deadline,
         access: file.access,
         metrics,
+        offline: a.offline,
     })
 }
 

@@ -48,6 +48,8 @@ pub struct Settings {
     pub access: crate::access::AccessSection,
     /// Where the Prometheus endpoint listens, if anywhere.
     pub metrics: Option<std::net::SocketAddr>,
+    /// Ask no host anything: serve the cache only.
+    pub offline: bool,
 }
 
 /// A config file that cannot be used.

@@ -368,12 +368,18 @@ fn run_mount(a: &MountArgs) -> Result<(), Error> {
     let index = Index::open(&settings.cache_dir.join("index.sqlite"))?;
     let credentials = gather_credentials(settings.credentials_file.as_deref())?;
     let limiter = Limiter::new(settings.host_limits.clone());
-    let upstream = Arc::new(HttpUpstream::new(
+    let upstream = HttpUpstream::new(
         settings.mirrors.clone(),
         credentials.clone(),
         limiter,
         settings.deadline,
-    )?);
+    )?;
+    let upstream = Arc::new(if settings.offline {
+        tracing::info!("--offline: serving what the cache holds; no host is asked anything");
+        upstream.offline()
+    } else {
+        upstream
+    });
     let fetcher = Arc::new(
         Fetcher::new(upstream, cache.clone(), settings.block_size).with_deadline(settings.deadline),
     );

@@ -316,3 +316,80 @@ fn metrics_listen_on_loopback_only() {
     );
     assert!(!is_mounted(&fx.mnt()));
 }
+
+const SMALL_BLOCKS: &[&str] = &["--block-size", "64KiB"];
+
+#[test]
+fn offline_serves_what_is_cached_and_asks_no_host_anything() {
+    let up = Upstream::start();
+    let files = image_folder(12, 30);
+    up.put("/chest_xray.zip", zip(&files), true);
+    up.put("/other.zip", zip(&image_folder(2, 5)), true);
+    let cat = catalog(&[
+        ("chest-xray", "X-ray", "lung", &[("chest_xray.zip", "zip")]),
+        ("other", "X-ray", "lung", &[("other.zip", "zip")]),
+    ]);
+    let fx = Fixture::new(&up, &cat, "");
+    let dir = |m: &Mount| m.mnt.join("datasets/chest-xray");
+    {
+        let m = fx.mount(SMALL_BLOCKS);
+        for f in &files[..2] {
+            assert_eq!(std::fs::read(dir(&m).join(&f.0)).unwrap(), f.1);
+        }
+    }
+    let before = up.count();
+    let m = fx.mount(&[SMALL_BLOCKS, &["--offline"]].concat());
+    for f in &files[..2] {
+        assert_eq!(std::fs::read(dir(&m).join(&f.0)).unwrap(), f.1);
+    }
+    // What the cache lacks: EIO, with the reason in the log.
+    let e = std::fs::read(dir(&m).join(&files[6].0)).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+    let (code, _, _) = sh(&format!("ls {}", m.mnt.join("datasets/other").display()));
+    assert_ne!(code, 0);
+    assert_eq!(
+        up.count(),
+        before,
+        "offline asked a host: {:?}",
+        &up.log()[before..]
+    );
+    assert!(m.log_text().contains("--offline"), "{}", m.log_text());
+}
+
+#[test]
+fn a_dead_network_fails_fast_serves_the_cache_and_recovers() {
+    let mut up = Upstream::start();
+    let files = image_folder(12, 30);
+    up.put("/chest_xray.zip", zip(&files), true);
+    let cat = catalog(&[("chest-xray", "X-ray", "lung", &[("chest_xray.zip", "zip")])]);
+    let fx = Fixture::new(&up, &cat, "");
+    let m = fx.mount(SMALL_BLOCKS);
+    let dir = m.mnt.join("datasets/chest-xray");
+    assert_eq!(std::fs::read(dir.join(&files[0].0)).unwrap(), files[0].1);
+
+    up.go_down();
+    // The first read that needs the host finds it gone; the next does not ask it at all.
+    for f in [&files[6], &files[7]] {
+        let e = std::fs::read(dir.join(&f.0)).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+    }
+    assert_eq!(std::fs::read(dir.join(&files[0].0)).unwrap(), files[0].1);
+    let log = m.log_text();
+    assert_eq!(log.matches("cannot reach the host").count(), 1, "{log}");
+    assert!(log.contains("not asking it again"), "{log}");
+
+    // Back: after the pause, reads fetch again.
+    up.come_back();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match std::fs::read(dir.join(&files[6].0)) {
+            Ok(d) => {
+                assert_eq!(d, files[6].1);
+                break;
+            }
+            Err(e) => assert!(Instant::now() < deadline, "no recovery: {e}"),
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(m.log_text().contains("the host answers again"));
+}

@@ -77,7 +77,27 @@ pub struct HttpUpstream {
     deadline: Duration,
     /// What each host has been asked and has answered.
     stats: HostStats,
+    /// Ask nothing of any host (`--offline`).
+    offline: bool,
+    /// Hosts found unreachable, and until when they are not asked again.
+    down: Mutex<HashMap<String, Down>>,
 }
+
+/// A host found unreachable.
+#[derive(Debug, Clone)]
+struct Down {
+    since: SystemTime,
+    until: SystemTime,
+    /// How long the next pause lasts if the trial after this one fails too.
+    next: Duration,
+    cause: String,
+}
+
+/// How long an unreachable host is left alone at first; each failed trial doubles it, up to
+/// [`DOWN_MAX`].
+const DOWN_FIRST: Duration = Duration::from_secs(10);
+/// The longest an unreachable host is left alone before it is tried again.
+const DOWN_MAX: Duration = Duration::from_secs(300);
 
 impl std::fmt::Debug for HttpUpstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -131,7 +151,15 @@ impl HttpUpstream {
             resolved: Mutex::new(HashMap::new()),
             deadline,
             stats: HostStats::default(),
+            offline: false,
+            down: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Ask nothing of any host: every fetch of what the cache lacks fails at once.
+    pub fn offline(mut self) -> HttpUpstream {
+        self.offline = true;
+        self
     }
 
     /// Send one request, following redirects: every hop goes through the mirror rules, waits
@@ -156,6 +184,10 @@ impl HttpUpstream {
                 physical = format!("{physical}{sep}{name}={}", value.expose());
             }
             let shown = redact(&physical);
+            if self.offline {
+                return Err(SourceError::Offline { url: shown });
+            }
+            self.check_reachable(&host, &shown)?;
             let asked = std::time::Instant::now();
             let permit = self.limiter.admit(&host).await;
             let waited = asked.elapsed();
@@ -189,8 +221,14 @@ impl HttpUpstream {
             }
             let resp = rb.send().await.map_err(|e| {
                 self.stats.failed(&host, true);
+                // No connection at all (refused, no route, no name, no answer to SYN): the
+                // network or the host is down; say so once and stop asking for a while.
+                if e.is_connect() {
+                    self.mark_down(&host, &e);
+                }
                 net_error(shown.clone(), &e, self.deadline)
             })?;
+            self.mark_up(&host);
             let status = resp.status();
             if status.is_client_error() || status.is_server_error() {
                 let transient = status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
@@ -418,6 +456,59 @@ impl HttpUpstream {
             },
             redirected_to,
         ))
+    }
+
+    /// An error if `host` was found unreachable and its pause has not ended.
+    fn check_reachable(&self, host: &str, url: &str) -> Result<(), SourceError> {
+        let down = self.down.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(d) = down.get(host) else {
+            return Ok(());
+        };
+        let now = SystemTime::now();
+        match d.until.duration_since(now) {
+            Ok(left) => Err(SourceError::Unreachable {
+                url: url.to_string(),
+                why: format!(
+                    "{host} could not be reached {}s ago ({}); not asking it again for {}s",
+                    now.duration_since(d.since).map_or(0, |s| s.as_secs()),
+                    d.cause,
+                    left.as_secs().max(1)
+                ),
+            }),
+            // The pause is over: this request is the trial.
+            Err(_) => Ok(()),
+        }
+    }
+
+    fn mark_down(&self, host: &str, e: &reqwest::Error) {
+        let mut down = self.down.lock().unwrap_or_else(|p| p.into_inner());
+        let now = SystemTime::now();
+        let (since, pause) = match down.get(host) {
+            Some(d) => (d.since, d.next),
+            None => (now, DOWN_FIRST),
+        };
+        let cause = std::error::Error::source(e).map_or_else(|| e.to_string(), |s| s.to_string());
+        tracing::warn!(
+            host,
+            "cannot reach the host ({cause}); serving what is cached, and asking it again in {}s",
+            pause.as_secs()
+        );
+        down.insert(
+            host.to_string(),
+            Down {
+                since,
+                until: now + pause,
+                next: (pause * 2).min(DOWN_MAX),
+                cause,
+            },
+        );
+    }
+
+    fn mark_up(&self, host: &str) {
+        let mut down = self.down.lock().unwrap_or_else(|p| p.into_inner());
+        if down.remove(host).is_some() {
+            tracing::info!(host, "the host answers again");
+        }
     }
 
     fn lock_resolved(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, SystemTime)>> {

@@ -238,6 +238,20 @@ pub enum SourceError {
         /// What was wrong (HTML page, wrong length, wrong Content-Range).
         message: String,
     },
+    /// The daemon runs `--offline`: nothing is asked of any host.
+    #[error("{url}: not in the cache, and medimg runs --offline (nothing is fetched)")]
+    Offline {
+        /// URL that would have been requested.
+        url: String,
+    },
+    /// The host could not be reached a moment ago, and is not asked again yet.
+    #[error("{url}: {why} (cached files still read)")]
+    Unreachable {
+        /// URL that would have been requested.
+        url: String,
+        /// Which host, since when, why, and when it is tried again.
+        why: String,
+    },
 }
 
 impl SourceError {

@@ -179,26 +179,27 @@ fn etag_of(data: &[u8]) -> String {
 impl Upstream {
     /// Start serving on 127.0.0.1.
     pub fn start() -> Upstream {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-        let port = listener.local_addr().unwrap().port();
-        listener.set_nonblocking(true).unwrap();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("upstream")
-            .enable_all()
-            .build()
-            .expect("upstream runtime");
-        let listener = {
-            let _in = rt.enter();
-            tokio::net::TcpListener::from_std(listener).unwrap()
-        };
         let shared = Arc::new(Shared::default());
-        rt.spawn(accept(listener, shared.clone()));
+        let (port, rt) = serve_on(0, shared.clone());
         Upstream {
             port,
             shared,
             rt: Some(rt),
         }
+    }
+
+    /// Close the port and every connection, as a dead network or host would (the files and
+    /// the log are kept).
+    pub fn go_down(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_timeout(Duration::from_secs(1));
+        }
+    }
+
+    /// Serve again on the same port after [`Upstream::go_down`].
+    pub fn come_back(&mut self) {
+        let (_, rt) = serve_on(self.port, self.shared.clone());
+        self.rt = Some(rt);
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -278,6 +279,25 @@ impl Drop for Upstream {
             rt.shutdown_timeout(Duration::from_secs(1));
         }
     }
+}
+
+/// A runtime accepting connections on 127.0.0.1:`port` (0: any free port) for `shared`.
+fn serve_on(port: u16, shared: Arc<Shared>) -> (u16, tokio::runtime::Runtime) {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind loopback");
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("upstream")
+        .enable_all()
+        .build()
+        .expect("upstream runtime");
+    let listener = {
+        let _in = rt.enter();
+        tokio::net::TcpListener::from_std(listener).unwrap()
+    };
+    rt.spawn(accept(listener, shared));
+    (port, rt)
 }
 
 /// Accept connections until the runtime shuts down; each is served by its own task.
