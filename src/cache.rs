@@ -693,6 +693,43 @@ impl BlockCache {
         Ok(None)
     }
 
+    /// Re-read every present block and check it against the CRC recorded when it was written;
+    /// a block that fails (or whose file is gone) is removed, to be fetched again when read.
+    /// Returns (blocks checked, blocks removed).
+    pub fn verify_all(&self) -> Result<(u64, u64), CacheError> {
+        let keys: Vec<BlockKey> = self.lock_state().lru.iter().map(|(k, _)| *k).collect();
+        let (mut checked, mut removed) = (0, 0);
+        for key in keys {
+            let meta = self.lock_state().lru.peek(&key).copied();
+            let Some(meta) = meta else { continue };
+            checked += 1;
+            let sound = fs::read(self.block_path(key))
+                .is_ok_and(|b| b.len() as u64 == meta.len && crc32fast::hash(&b) == meta.crc);
+            if !sound {
+                tracing::warn!(blob = %key.blob, block = key.index, "cached block is damaged; removed");
+                self.remove(key)?;
+                removed += 1;
+            }
+        }
+        Ok((checked, removed))
+    }
+
+    /// Remove every present block of the blobs `which` says yes to; returns blocks and bytes.
+    pub fn clear(&self, mut which: impl FnMut(&BlobKey) -> bool) -> Result<(u64, u64), CacheError> {
+        let keys: Vec<(BlockKey, u64)> = self
+            .lock_state()
+            .lru
+            .iter()
+            .filter(|(k, _)| which(&k.blob))
+            .map(|(k, m)| (*k, m.len))
+            .collect();
+        let bytes = keys.iter().map(|(_, n)| n).sum();
+        for (key, _) in &keys {
+            self.remove(*key)?;
+        }
+        Ok((keys.len() as u64, bytes))
+    }
+
     /// Store a block (replacing nothing: a present block is left as it is).
     pub fn insert(&self, key: BlockKey, data: &[u8]) -> Result<(), CacheError> {
         let len = data.len() as u64;

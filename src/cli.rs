@@ -28,6 +28,34 @@ pub enum Command {
     Catalog(CatalogArgs),
     /// Ask the running daemon what it is doing: cache, datasets, hosts, last failures.
     Status(StatusArgs),
+    /// Warm the cache: read every file below PATHs through the mount, in archive order.
+    Prefetch(PrefetchArgs),
+    /// Show what the running daemon's cache holds, verify it, or clear it.
+    Cache(CacheArgs),
+}
+
+/// `medimg cache`.
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    /// Which daemon.
+    #[command(flatten)]
+    pub daemon: StatusArgs,
+    /// Re-read every cached block and check it; damaged ones are removed.
+    #[arg(long)]
+    pub verify: bool,
+    /// Remove the cached blocks of DATASET, or of every dataset with `all`.
+    #[arg(long, value_name = "DATASET|all")]
+    pub clear: Option<String>,
+}
+
+/// `medimg prefetch`.
+#[derive(Debug, Args)]
+pub struct PrefetchArgs {
+    /// Datasets, folders or files inside a medimg mount.
+    pub paths: Vec<PathBuf>,
+    /// Also every path listed in FILE, one a line (e.g. the next epoch's files).
+    #[arg(long, value_name = "FILE")]
+    pub from_file: Option<PathBuf>,
 }
 
 /// `medimg status`.
@@ -424,7 +452,7 @@ mod tests {
         v.extend_from_slice(extra);
         match Cli::parse_from(v).command {
             Command::Mount(m) => m,
-            Command::Catalog(_) | Command::Status(_) => unreachable!(),
+            _ => unreachable!(),
         }
     }
 

@@ -3,7 +3,8 @@
 //!
 //! Who may ask is checked twice: the cache directory is the daemon's user's alone (0700), and
 //! the daemon reads each caller's credentials (`SO_PEERCRED`) and answers only its own user
-//! and root. The protocol is one line asked (`status`), one JSON document answered, then the
+//! and root. The protocol is one line asked (`status`, `cache verify`, `cache clear all`,
+//! `cache clear <dataset>`), one line answered (a JSON document, or `error: ...`), then the
 //! connection closes; a caller that says nothing for a few seconds is dropped.
 
 use std::io::{BufRead, BufReader, Write};
@@ -17,8 +18,8 @@ pub const SOCKET: &str = "control.sock";
 /// How long a caller may take to ask, and the daemon to answer.
 const PATIENCE: Duration = Duration::from_secs(5);
 
-/// What the daemon answers `status` with.
-pub type StatusFn = Box<dyn Fn() -> serde_json::Value + Send>;
+/// How the daemon answers a request line: a JSON document, or what is wrong.
+pub type Handler = Box<dyn Fn(&str) -> Result<serde_json::Value, String> + Send>;
 
 /// The socket of the daemon whose cache is `cache_dir`.
 pub fn socket_path(cache_dir: &Path) -> PathBuf {
@@ -27,7 +28,7 @@ pub fn socket_path(cache_dir: &Path) -> PathBuf {
 
 /// Answer on `cache_dir`'s socket from a thread of its own, for the daemon's lifetime. A
 /// socket left by a daemon that died is replaced (the cache lock says no other one runs).
-pub fn serve(cache_dir: &Path, status: StatusFn) -> std::io::Result<()> {
+pub fn serve(cache_dir: &Path, handler: Handler) -> std::io::Result<()> {
     let path = socket_path(cache_dir);
     match std::fs::remove_file(&path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
@@ -44,7 +45,7 @@ pub fn serve(cache_dir: &Path, status: StatusFn) -> std::io::Result<()> {
         .name("medimg-control".into())
         .spawn(move || {
             for stream in listener.incoming().flatten() {
-                if let Err(e) = answer(stream, me, &status) {
+                if let Err(e) = answer(stream, me, &handler) {
                     tracing::debug!("control socket: {e}");
                 }
             }
@@ -52,7 +53,7 @@ pub fn serve(cache_dir: &Path, status: StatusFn) -> std::io::Result<()> {
     Ok(())
 }
 
-fn answer(stream: UnixStream, me: u32, status: &StatusFn) -> std::io::Result<()> {
+fn answer(stream: UnixStream, me: u32, handler: &Handler) -> std::io::Result<()> {
     stream.set_read_timeout(Some(PATIENCE))?;
     stream.set_write_timeout(Some(PATIENCE))?;
     let uid = nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
@@ -68,14 +69,14 @@ fn answer(stream: UnixStream, me: u32, status: &StatusFn) -> std::io::Result<()>
     }
     let mut line = String::new();
     BufReader::new(&stream).read_line(&mut line)?;
-    match line.trim() {
-        "status" => writeln!(out, "{}", status()),
-        other => writeln!(out, "error: unknown request {other:?}; ask `status`"),
+    match handler(line.trim()) {
+        Ok(v) => writeln!(out, "{v}"),
+        Err(e) => writeln!(out, "error: {e}"),
     }
 }
 
-/// Ask the daemon whose cache is `cache_dir` for its status.
-pub fn ask_status(cache_dir: &Path) -> Result<serde_json::Value, String> {
+/// Ask the daemon whose cache is `cache_dir`: one request line, its JSON answer.
+pub fn ask(cache_dir: &Path, request: &str) -> Result<serde_json::Value, String> {
     let path = socket_path(cache_dir);
     let mut stream = UnixStream::connect(&path).map_err(|e| {
         format!(
@@ -85,8 +86,14 @@ pub fn ask_status(cache_dir: &Path) -> Result<serde_json::Value, String> {
         )
     })?;
     let io = |e: std::io::Error| format!("{}: {e}", path.display());
-    stream.set_read_timeout(Some(PATIENCE)).map_err(io)?;
-    writeln!(stream, "status").map_err(io)?;
+    // Verifying a large cache takes a while: wait for it.
+    let patience = if request.starts_with("cache") {
+        None
+    } else {
+        Some(PATIENCE)
+    };
+    stream.set_read_timeout(patience).map_err(io)?;
+    writeln!(stream, "{request}").map_err(io)?;
     let mut answer = String::new();
     BufReader::new(&stream).read_line(&mut answer).map_err(io)?;
     if let Some(e) = answer.strip_prefix("error: ") {

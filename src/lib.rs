@@ -31,6 +31,7 @@ pub mod flight;
 pub mod fuse;
 pub mod index;
 pub mod metrics;
+pub mod prefetch;
 pub mod read;
 pub mod render;
 pub mod resolve;

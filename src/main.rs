@@ -54,6 +54,8 @@ fn main() -> ExitCode {
         Command::Mount(a) => run_mount(&a),
         Command::Catalog(a) => run_catalog(&a),
         Command::Status(a) => run_status(&a),
+        Command::Prefetch(a) => run_prefetch(&a),
+        Command::Cache(a) => run_cache(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -162,15 +164,103 @@ fn run_helper(args: &[String]) -> ExitCode {
     }
 }
 
+fn run_prefetch(a: &cli::PrefetchArgs) -> Result<(), Error> {
+    let mut paths = a.paths.clone();
+    if let Some(list) = &a.from_file {
+        paths.extend(
+            medimg::prefetch::read_list(list)
+                .map_err(|e| format!("--from-file {}: {e}", list.display()))?,
+        );
+    }
+    if paths.is_empty() {
+        return Err("name datasets, folders or files of a medimg mount (or --from-file)".into());
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
+    let done = medimg::prefetch::run(&paths, stop)?;
+    if done.failed > 0 {
+        return Err(format!("{} files could not be read (named above)", done.failed).into());
+    }
+    if done.stopped {
+        // 130: interrupted, as a shell reports Ctrl-C.
+        std::process::exit(130);
+    }
+    Ok(())
+}
+
+fn run_cache(a: &cli::CacheArgs) -> Result<(), Error> {
+    let dir = cli::status_cache_dir(&a.daemon)?;
+    let ask = |request: &str| medimg::control::ask(&dir, request);
+    if a.verify {
+        let v = ask("cache verify")?;
+        println!(
+            "checked {} blocks; {} were damaged and removed (fetched again when read)",
+            v["checked"], v["removed"]
+        );
+    }
+    if let Some(which) = &a.clear {
+        let v = ask(&format!("cache clear {which}"))?;
+        println!(
+            "cleared {} blocks ({})",
+            v["blocks"],
+            human_size(v["bytes"].as_u64().unwrap_or(0))
+        );
+    }
+    let status = ask("status")?;
+    if a.daemon.json {
+        println!("{}", serde_json::to_string_pretty(&status["datasets"])?);
+    } else {
+        print!("{}", render::cache_report(&status));
+    }
+    Ok(())
+}
+
 fn run_status(a: &cli::StatusArgs) -> Result<(), Error> {
     let dir = cli::status_cache_dir(a)?;
-    let status = medimg::control::ask_status(&dir)?;
+    let status = medimg::control::ask(&dir, "status")?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {
         print!("{}", render::daemon_status(&status));
     }
     Ok(())
+}
+
+/// The answer to one control request.
+fn control_answer(
+    request: &str,
+    status: &dyn Fn() -> serde_json::Value,
+    vfs: &std::sync::Weak<Vfs>,
+) -> Result<serde_json::Value, String> {
+    let vfs = vfs.upgrade().ok_or("the daemon is stopping")?;
+    let words: Vec<&str> = request.split_whitespace().collect();
+    match words.as_slice() {
+        ["status"] => Ok(status()),
+        ["cache", "verify"] => {
+            let (checked, removed) = vfs
+                .fetcher()
+                .cache()
+                .verify_all()
+                .map_err(|e| e.to_string())?;
+            Ok(serde_json::json!({"checked": checked, "removed": removed}))
+        }
+        ["cache", "clear", which] => {
+            let id = (*which != "all").then_some(*which);
+            let (blocks, bytes) = vfs.clear_cache(id).map_err(|e| match e {
+                medimg::vfs::VfsError::NotFound => {
+                    format!("no dataset {which:?} in the catalog (`medimg catalog` lists them)")
+                }
+                e => e.to_string(),
+            })?;
+            tracing::info!(which, blocks, bytes, "cleared from the cache on request");
+            Ok(serde_json::json!({"blocks": blocks, "bytes": bytes}))
+        }
+        _ => Err(format!(
+            "unknown request {request:?}; ask status, cache verify, cache clear all or cache \
+             clear <dataset>"
+        )),
+    }
 }
 
 /// What `medimg status` is answered with.
@@ -426,15 +516,17 @@ fn run_mount(a: &MountArgs) -> Result<(), Error> {
     {
         // Weak: the socket's thread must not keep the index open past the unmount (closing
         // it last folds its write-ahead log into the database).
-        let (vfs, busy) = (Arc::downgrade(&vfs), mounted.busy_counter());
+        let (weak, busy) = (Arc::downgrade(&vfs), mounted.busy_counter());
         let started = std::time::SystemTime::now();
         let (mp, dir) = (mountpoint.clone(), settings.cache_dir.clone());
-        let status = Arc::new(move || match vfs.upgrade() {
+        let of = weak.clone();
+        let status = Arc::new(move || match of.upgrade() {
             Some(vfs) => status_json(&vfs, &busy, started, &mp, &dir),
             None => serde_json::json!({"stopping": true}),
         });
         let answer = status.clone();
-        if let Err(e) = medimg::control::serve(&settings.cache_dir, Box::new(move || answer())) {
+        let handler = Box::new(move |request: &str| control_answer(request, &*answer, &weak));
+        if let Err(e) = medimg::control::serve(&settings.cache_dir, handler) {
             tracing::warn!("no control socket ({e}); `medimg status` will not answer");
         }
         if let Some(addr) = settings.metrics {

@@ -356,6 +356,32 @@ pub fn daemon_status(v: &serde_json::Value) -> String {
     s
 }
 
+/// `medimg cache` for a terminal: what the cache holds, per dataset.
+pub fn cache_report(v: &serde_json::Value) -> String {
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    let size = |v: &serde_json::Value| crate::config::human_size(n(v));
+    let mut s = String::new();
+    let c = &v["cache"];
+    let _ = writeln!(
+        s,
+        "cache {}: {} of {}",
+        c["dir"].as_str().unwrap_or("?"),
+        size(&c["used"]),
+        size(&c["limit"])
+    );
+    for d in v["datasets"].as_array().into_iter().flatten() {
+        if n(&d["cached_bytes"]) > 0 {
+            let _ = writeln!(
+                s,
+                "{:32}  {}",
+                d["id"].as_str().unwrap_or("?"),
+                size(&d["cached_bytes"])
+            );
+        }
+    }
+    s
+}
+
 /// `MNT/catalog.csv`: one row per dataset; `group` is the Unix group a dataset's files are
 /// restricted to on this server (empty: everyone reads it).
 pub fn catalog_csv(c: &Catalog, group: &dyn Fn(usize) -> Option<String>) -> String {

@@ -613,6 +613,33 @@ impl Vfs {
             .collect())
     }
 
+    /// Remove the cached blocks of dataset `id` (all datasets for `None`); returns blocks and
+    /// bytes. Readers fetch them again as they need them.
+    pub fn clear_cache(&self, id: Option<&str>) -> Result<(u64, u64)> {
+        let cache = self.fetcher.cache();
+        let cleared = match id {
+            None => cache.clear(|_| true),
+            Some(id) => {
+                if !self.dataset_by_id.contains_key(id) {
+                    return Err(VfsError::NotFound);
+                }
+                let keys: std::collections::HashSet<crate::cache::BlobKey> = self
+                    .index
+                    .blob_keys()?
+                    .into_iter()
+                    .filter(|(d, _)| d == id)
+                    .map(|(_, k)| k)
+                    .collect();
+                cache.clear(|k| keys.contains(k))
+            }
+        };
+        cleared.map_err(|e| VfsError::Unreadable {
+            dataset: id.unwrap_or("*").to_string(),
+            member: "cache".into(),
+            message: e.to_string(),
+        })
+    }
+
     /// What sizing has done since start.
     pub fn size_stats(&self) -> crate::sizes::SizeStats {
         self.sizer.stats()

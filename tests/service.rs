@@ -393,3 +393,116 @@ fn a_dead_network_fails_fast_serves_the_cache_and_recovers() {
     }
     assert!(m.log_text().contains("the host answers again"));
 }
+
+#[test]
+fn prefetch_warms_a_folder_a_request_per_block_then_offline_reads_it_all() {
+    let up = Upstream::start();
+    let files = image_folder(40, 20);
+    let archive = zip(&files);
+    let blocks = (archive.len() as u64).div_ceil(64 << 10);
+    up.put("/chest_xray.zip", archive, true);
+    let cat = catalog(&[("chest-xray", "X-ray", "lung", &[("chest_xray.zip", "zip")])]);
+    let fx = Fixture::new(&up, &cat, "");
+    let m = fx.mount(SMALL_BLOCKS);
+    let root = m.mnt.join("datasets/chest-xray");
+    let _ = std::fs::read_dir(&root).unwrap().count();
+    let before = up.count();
+    let out = medimg().arg("prefetch").arg(&root).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("40/40 files"), "{err}");
+    let fetched = up.count() - before;
+    assert!(
+        fetched as u64 <= blocks,
+        "{fetched} requests for {blocks} blocks"
+    );
+    // Again: nothing is fetched twice. A list of files works the same.
+    let list = fx.dir.path().join("next-epoch.txt");
+    let paths: Vec<String> = files[..3]
+        .iter()
+        .map(|f| root.join(&f.0).display().to_string())
+        .collect();
+    std::fs::write(&list, paths.join("\n")).unwrap();
+    let before = up.count();
+    let out = medimg()
+        .arg("prefetch")
+        .arg(&root)
+        .arg("--from-file")
+        .arg(&list)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(up.count(), before);
+    drop(m);
+
+    let m = fx.mount(&[SMALL_BLOCKS, &["--offline"]].concat());
+    let root = m.mnt.join("datasets/chest-xray");
+    for f in &files {
+        assert_eq!(std::fs::read(root.join(&f.0)).unwrap(), f.1, "{}", f.0);
+    }
+    assert_eq!(up.count(), before, "offline asked a host");
+}
+
+#[test]
+fn medimg_cache_shows_verifies_and_clears_a_dataset() {
+    let up = Upstream::start();
+    let files = image_folder(20, 20);
+    up.put("/chest_xray.zip", zip(&files), true);
+    let cat = catalog(&[("chest-xray", "X-ray", "lung", &[("chest_xray.zip", "zip")])]);
+    let fx = Fixture::new(&up, &cat, "");
+    let m = fx.mount(SMALL_BLOCKS);
+    let root = m.mnt.join("datasets/chest-xray");
+    for f in &files {
+        assert_eq!(std::fs::read(root.join(&f.0)).unwrap(), f.1);
+    }
+    let cache = |args: &[&str]| {
+        let out = medimg()
+            .arg("cache")
+            .arg("--cache-dir")
+            .arg(fx.cache())
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = cache(&[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("chest-xray"), "{out}");
+
+    // Damage one block file: verify finds it, removes it, and a read fetches it again.
+    let blocks = fx.cache().join("blocks");
+    let blob = std::fs::read_dir(&blocks)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap();
+    std::fs::write(blob.path().join("0"), b"garbage").unwrap();
+    let (code, out, err) = cache(&["--verify"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("1 were damaged and removed"), "{out}");
+
+    let (code, out, err) = cache(&["--clear", "chest-xray"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("cleared"), "{out}");
+    assert_eq!(fx.cached_bytes(), 0);
+    let (_, out, _) = cache(&[]);
+    assert!(!out.contains("chest-xray"), "{out}");
+    // The kernel keeps the pages it has; the daemon fetches what it no longer holds.
+    let before = up.count();
+    let (code, _, _) = sh("echo 1 > /proc/sys/vm/drop_caches");
+    if code == 0 {
+        assert_eq!(std::fs::read(root.join(&files[3].0)).unwrap(), files[3].1);
+        assert!(
+            up.count() > before,
+            "a cleared block was read without a fetch"
+        );
+    }
+
+    let (code, _, err) = cache(&["--clear", "nope"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("\"nope\""), "{err}");
+}
