@@ -52,6 +52,7 @@ const MAX_BACKGROUND: u16 = 64;
 pub struct Mounted {
     session: fuser::BackgroundSession,
     busy: Arc<AtomicUsize>,
+    failures: Arc<crate::logs::Summarised>,
 }
 
 impl std::fmt::Debug for Mounted {
@@ -79,6 +80,7 @@ impl Mounted {
 
     /// Unmount (if still mounted) and wait for the worker threads.
     pub fn unmount(self) -> std::io::Result<()> {
+        self.failures.flush();
         if self.session.guard.is_finished() {
             return self.session.join();
         }
@@ -112,15 +114,21 @@ pub fn mount(
     // Resolved before mounting: afterwards, resolving it would ask this very daemon.
     let resolved = mountpoint.canonicalize()?;
     let busy = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(crate::logs::Summarised::default());
     let adapter = Adapter {
         vfs: vfs.clone(),
         busy: busy.clone(),
         times,
+        failures: failures.clone(),
     };
     let session = fuser::spawn_mount(adapter, mountpoint, &config)?;
     vfs.start_push(Arc::new(KernelPages(session.notifier())));
     raise_readahead(&resolved);
-    Ok(Mounted { session, busy })
+    Ok(Mounted {
+        session,
+        busy,
+        failures,
+    })
 }
 
 /// Lift the mount's read-ahead from the kernel's 128 KiB to [`MAX_READAHEAD`].
@@ -244,6 +252,8 @@ struct Adapter {
     busy: Arc<AtomicUsize>,
     /// How long each operation takes (the metrics).
     times: FuseTimes,
+    /// Failure lines, a repeated kind summarised.
+    failures: Arc<crate::logs::Summarised>,
 }
 
 /// Counts a request as in progress while it lives, and times it.
@@ -325,7 +335,8 @@ impl Adapter {
     fn errno(&self, op: &str, ino: u64, e: &VfsError) -> Errno {
         if e.is_loggable() {
             let line = format!("{op} (inode {ino:#x}): {e}");
-            tracing::error!("{line}");
+            let kind = format!("{}:{}", e.errno(), e.dataset().unwrap_or(""));
+            self.failures.error(&kind, &line);
             self.vfs.note_failure(line);
         }
         Errno::from_i32(e.errno())

@@ -30,6 +30,7 @@ pub mod fetch;
 pub mod flight;
 pub mod fuse;
 pub mod index;
+pub mod logs;
 pub mod metrics;
 pub mod prefetch;
 pub mod read;

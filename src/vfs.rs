@@ -253,6 +253,22 @@ impl VfsError {
         }
     }
 
+    /// The dataset it concerns, when it names one.
+    pub fn dataset(&self) -> Option<&str> {
+        match self {
+            VfsError::Unsupported { dataset, .. }
+            | VfsError::Denied { dataset, .. }
+            | VfsError::Resolve { dataset, .. }
+            | VfsError::Listing { dataset, .. }
+            | VfsError::Fetch { dataset, .. }
+            | VfsError::Unreadable { dataset, .. }
+            | VfsError::StillIndexing { dataset, .. } => Some(dataset),
+            VfsError::Read(e) => e.dataset(),
+            VfsError::Shared(e) => e.dataset(),
+            _ => None,
+        }
+    }
+
     /// Whether the failure is worth a log line (the user's tools only see an errno).
     pub fn is_loggable(&self) -> bool {
         matches!(self.errno(), libc::EIO | libc::EACCES | libc::ESTALE)

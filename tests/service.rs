@@ -342,9 +342,25 @@ fn offline_serves_what_is_cached_and_asks_no_host_anything() {
     for f in &files[..2] {
         assert_eq!(std::fs::read(dir(&m).join(&f.0)).unwrap(), f.1);
     }
-    // What the cache lacks: EIO, with the reason in the log.
-    let e = std::fs::read(dir(&m).join(&files[6].0)).unwrap_err();
-    assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+    // What the cache lacks: EIO, with the reason in the log, once however many reads fail.
+    // (Blocks read while indexing, the archive's first and last, hold some of them.)
+    let mut failed = 0;
+    for f in &files[2..] {
+        match std::fs::read(dir(&m).join(&f.0)) {
+            Ok(d) => assert_eq!(d, f.1),
+            Err(e) => {
+                assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+                failed += 1;
+            }
+        }
+    }
+    assert!(failed >= 3, "{failed}");
+    assert_eq!(
+        m.log_text().matches("runs --offline").count(),
+        1,
+        "{}",
+        m.log_text()
+    );
     let (code, _, _) = sh(&format!("ls {}", m.mnt.join("datasets/other").display()));
     assert_ne!(code, 0);
     assert_eq!(
@@ -353,7 +369,18 @@ fn offline_serves_what_is_cached_and_asks_no_host_anything() {
         "offline asked a host: {:?}",
         &up.log()[before..]
     );
-    assert!(m.log_text().contains("--offline"), "{}", m.log_text());
+    // At the end, the rest are counted in one line.
+    let log = m.log.clone();
+    assert_eq!(m.stop().code(), Some(0));
+    let log = std::fs::read_to_string(log).unwrap();
+    // (The kernel may ask a failed page again: at least one more read failed per file.)
+    let more: usize = log
+        .split(" more failures like")
+        .next()
+        .and_then(|head| head.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no summary line in:\n{log}"));
+    assert!(more >= failed - 1, "{more} < {failed} - 1");
+    assert!(!log.contains('\u{1b}'), "colours in a log file");
 }
 
 #[test]
@@ -376,7 +403,13 @@ fn a_dead_network_fails_fast_serves_the_cache_and_recovers() {
     assert_eq!(std::fs::read(dir.join(&files[0].0)).unwrap(), files[0].1);
     let log = m.log_text();
     assert_eq!(log.matches("cannot reach the host").count(), 1, "{log}");
-    assert!(log.contains("not asking it again"), "{log}");
+    let out = medimg()
+        .args(["status", "--json", "--cache-dir"])
+        .arg(fx.cache())
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(status.contains("not asking it again"), "{status}");
 
     // Back: after the pause, reads fetch again.
     up.come_back();

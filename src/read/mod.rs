@@ -136,6 +136,17 @@ impl ReadError {
         }
     }
 
+    /// The dataset it concerns, when it names one.
+    pub fn dataset(&self) -> Option<&str> {
+        match self {
+            ReadError::Fetch { dataset, .. }
+            | ReadError::Corrupt { dataset, .. }
+            | ReadError::Unreadable { dataset, .. } => Some(dataset),
+            ReadError::Shared(inner) => inner.dataset(),
+            _ => None,
+        }
+    }
+
     /// The fetch error behind this one, if any.
     pub fn fetch_error(&self) -> Option<&FetchError> {
         match self {
