@@ -227,7 +227,8 @@ impl Sizer {
             return None;
         }
         self.scans.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(
+        // Per folder, so debug: `ls -lR` of a large tree would otherwise log a line a folder.
+        tracing::debug!(
             files = rest.len(),
             "sizes asked one after another in a folder: probing the rest of it in the background"
         );
@@ -276,7 +277,7 @@ impl Sizer {
             }
         }
         self.index.set_sizes(&sized)?;
-        tracing::info!(
+        tracing::debug!(
             page,
             files = sized.len(),
             "sized a folder from its listing page"
