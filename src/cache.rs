@@ -630,6 +630,11 @@ impl BlockCache {
         pinned
     }
 
+    /// Bytes of fetched blocks being written now (in memory until their file is in place).
+    pub fn writing_bytes(&self) -> u64 {
+        lock(&self.writing).values().map(|b| b.len() as u64).sum()
+    }
+
     /// What the cache has done since start.
     pub fn stats(&self) -> CacheStats {
         let c = &self.counters;

@@ -283,7 +283,12 @@ fn status_json(
         "mountpoint": mountpoint,
         "pid": std::process::id(),
         "uptime_s": started.elapsed().map_or(0, |d| d.as_secs()),
-        "cache": {"dir": cache_dir, "limit": limit, "used": used},
+        "cache": {
+            "dir": cache_dir,
+            "limit": limit,
+            "used": used,
+            "writing": vfs.fetcher().cache().writing_bytes(),
+        },
         "cache_stats": vfs.fetcher().cache().stats(),
         "in_progress": busy.load(std::sync::atomic::Ordering::Relaxed),
         "datasets": datasets,

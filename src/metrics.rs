@@ -133,6 +133,18 @@ pub fn render(times: &FuseTimes, status: &serde_json::Value) -> String {
         "Time requests waited for a host's budget",
         family,
     );
+    let family = Family::<HostLabel, Counter<f64>>::default();
+    for (host, c) in &hosts {
+        family
+            .get_or_create(&HostLabel { host: host.clone() })
+            .inc_by(n(&c["answer_us"]) as f64 / 1e6);
+    }
+    r.register(
+        "upstream_answer_seconds",
+        "Time from sending requests to a host to their answers' headers, summed (divided by \
+         upstream_requests: the mean latency)",
+        family,
+    );
     let cache = &status["cache"];
     gauge(
         &mut r,
@@ -145,6 +157,12 @@ pub fn render(times: &FuseTimes, status: &serde_json::Value) -> String {
         "cache_limit_bytes",
         "The cache's hard limit",
         n(&cache["limit"]),
+    );
+    gauge(
+        &mut r,
+        "cache_writing_bytes",
+        "Bytes of fetched blocks in memory until their file is written (in flight)",
+        n(&cache["writing"]),
     );
     let cs = &status["cache_stats"];
     counter(

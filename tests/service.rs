@@ -252,6 +252,8 @@ fn status_reports_a_scripted_workload_exactly() {
     );
     assert_eq!(value("medimg_cache_used_bytes"), fx.cached_bytes() as f64);
     assert!(value("medimg_fuse_request_seconds_count{op=\"read\"}") >= 4.0);
+    assert!(value("medimg_upstream_answer_seconds_total{host=\"data.example.org\"}") > 0.0);
+    assert_eq!(value("medimg_cache_writing_bytes"), 0.0);
     assert!(metrics.trim_end().ends_with("# EOF"), "{metrics}");
 
     // The same for a terminal.

@@ -2,7 +2,8 @@
 //! `GET {bucket}/?list-type=2&prefix=P` (ListObjectsV2) lists keys with `Size` and `ETag`,
 //! 1000 at a time (`IsTruncated`, `NextContinuationToken`). An ETag without `-` is the MD5
 //! of the object (single-part upload), so it doubles as the checksum; every ETag is sent as
-//! `If-Match`, so bytes of a replaced object are never mixed with the old one's.
+//! `If-Match`, so bytes of a replaced object are never mixed with the old one's. Pages are
+//! read by `quick-xml`'s serde reader (entities decoded, unknown elements ignored).
 
 use super::{Api, RemoteFile, ResolveError, checksum, encode_path, encode_query};
 
@@ -21,43 +22,32 @@ pub fn list(
                 url.push_str(&format!("&continuation-token={}", encode_query(t)));
             }
             let reply = api.get(&url)?;
-            let xml = String::from_utf8_lossy(&reply.body);
-            if !xml.contains("<ListBucketResult") {
-                return Err(ResolveError::Shape {
-                    url,
-                    message: "not a ListBucketResult".into(),
-                });
-            }
-            for c in elements(&xml, "Contents") {
-                let key = text(c, "Key").ok_or_else(|| ResolveError::Shape {
+            let page: ListBucketResult = std::str::from_utf8(&reply.body)
+                .map_err(|e| e.to_string())
+                .and_then(|xml| quick_xml::de::from_str(xml).map_err(|e| e.to_string()))
+                .map_err(|e| ResolveError::Shape {
                     url: url.clone(),
-                    message: "a <Contents> without <Key>".into(),
+                    message: format!("not a ListBucketResult ({e})"),
                 })?;
-                if key.ends_with('/') {
+            for c in page.contents {
+                if c.key.ends_with('/') {
                     continue; // a "folder" placeholder object
                 }
-                let size = text(c, "Size")
-                    .and_then(|s| s.parse().ok())
-                    .ok_or_else(|| ResolveError::Shape {
-                        url: url.clone(),
-                        message: format!("{key}: no <Size>"),
-                    })?;
-                let etag = text(c, "ETag");
-                let md5 = etag
+                let md5 = c
+                    .etag
                     .as_deref()
                     .map(|e| e.trim_matches('"'))
                     .filter(|e| !e.contains('-'));
                 out.push(RemoteFile {
-                    url: format!("{bucket}/{}", encode_path(&key)),
-                    path: key,
-                    size: Some(size),
+                    url: format!("{bucket}/{}", encode_path(&c.key)),
                     checksum: checksum("md5", md5),
-                    etag,
+                    path: c.key,
+                    size: Some(c.size),
+                    etag: c.etag,
                 });
             }
-            let truncated = text(&xml, "IsTruncated").as_deref() == Some("true");
-            token = text(&xml, "NextContinuationToken");
-            if !truncated || token.is_none() {
+            token = page.next_continuation_token;
+            if !page.is_truncated || token.is_none() {
                 break;
             }
         }
@@ -65,30 +55,25 @@ pub fn list(
     Ok(out)
 }
 
-/// The bodies of every `<tag>…</tag>` in `xml`, in order.
-fn elements<'a>(xml: &'a str, tag: &str) -> Vec<&'a str> {
-    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
-    let mut out = Vec::new();
-    let mut rest = xml;
-    while let Some(i) = rest.find(&open) {
-        let body = &rest[i + open.len()..];
-        let Some(j) = body.find(&close) else { break };
-        out.push(&body[..j]);
-        rest = &body[j + close.len()..];
-    }
-    out
+/// One page of ListObjectsV2 (fields medimg reads; the rest are ignored).
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListBucketResult {
+    #[serde(default)]
+    is_truncated: bool,
+    next_continuation_token: Option<String>,
+    #[serde(default)]
+    contents: Vec<Contents>,
 }
 
-/// The text of the first `<tag>` in `xml`, with XML entities decoded.
-fn text(xml: &str, tag: &str) -> Option<String> {
-    let raw = elements(xml, tag).into_iter().next()?;
-    Some(
-        raw.replace("&quot;", "\"")
-            .replace("&apos;", "'")
-            .replace("&lt;", "<")
-            .replace("&gt;", ">")
-            .replace("&amp;", "&"),
-    )
+/// One object of a page.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Contents {
+    key: String,
+    size: u64,
+    #[serde(rename = "ETag")]
+    etag: Option<String>,
 }
 
 #[cfg(test)]
@@ -97,15 +82,32 @@ mod tests {
 
     #[test]
     fn list_bucket_result_parses() {
-        let xml = "<?xml version=\"1.0\"?><ListBucketResult><IsTruncated>false</IsTruncated>\
-            <Contents><Key>s1/a&amp;b.dcm</Key><Size>12</Size><ETag>&quot;0123456789abcdef0123456789abcdef&quot;</ETag></Contents>\
+        let xml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
+            <ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+            <Name>b</Name><Prefix>s1/</Prefix><KeyCount>2</KeyCount><IsTruncated>true</IsTruncated>\
+            <NextContinuationToken>1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM=</NextContinuationToken>\
+            <Contents><Key>s1/a&amp;b.dcm</Key><LastModified>2020-01-01T00:00:00.000Z</LastModified>\
+            <ETag>&quot;0123456789abcdef0123456789abcdef&quot;</ETag><Size>12</Size>\
+            <StorageClass>STANDARD</StorageClass></Contents>\
+            <Contents><Key>s1/big.dcm</Key><ETag>\"abc-2\"</ETag><Size>5000000000</Size></Contents>\
             </ListBucketResult>";
-        let c = elements(xml, "Contents");
-        assert_eq!(c.len(), 1);
-        assert_eq!(text(c[0], "Key").as_deref(), Some("s1/a&b.dcm"));
+        let page: ListBucketResult = quick_xml::de::from_str(xml).unwrap();
+        assert!(page.is_truncated);
         assert_eq!(
-            text(c[0], "ETag").as_deref(),
+            page.next_continuation_token.as_deref(),
+            Some("1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM=")
+        );
+        assert_eq!(page.contents.len(), 2);
+        assert_eq!(page.contents[0].key, "s1/a&b.dcm");
+        assert_eq!(
+            page.contents[0].etag.as_deref(),
             Some("\"0123456789abcdef0123456789abcdef\"")
         );
+        assert_eq!(page.contents[1].size, 5_000_000_000);
+        let empty: ListBucketResult = quick_xml::de::from_str(
+            "<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>",
+        )
+        .unwrap();
+        assert!(empty.contents.is_empty() && !empty.is_truncated);
     }
 }

@@ -219,6 +219,7 @@ impl HttpUpstream {
             if let Some(tag) = if_match {
                 rb = rb.header(IF_MATCH, tag);
             }
+            let sent = std::time::Instant::now();
             let resp = rb.send().await.map_err(|e| {
                 self.stats.failed(&host, true);
                 // No connection at all (refused, no route, no name, no answer to SYN): the
@@ -228,6 +229,7 @@ impl HttpUpstream {
                 }
                 net_error(shown.clone(), &e, self.deadline)
             })?;
+            self.stats.answered(&host, sent.elapsed());
             self.mark_up(&host);
             let status = resp.status();
             if status.is_client_error() || status.is_server_error() {

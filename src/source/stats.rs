@@ -23,6 +23,8 @@ pub struct HostCounters {
     pub waits: u64,
     /// Milliseconds they waited in all.
     pub wait_ms: u64,
+    /// Microseconds from sending a request to its answer's headers, summed over requests.
+    pub answer_us: u64,
 }
 
 /// Counters of every host asked so far.
@@ -59,6 +61,11 @@ impl HostStats {
                 c.errors += 1
             }
         });
+    }
+
+    /// A request to `host` was answered (headers) `d` after it was sent.
+    pub fn answered(&self, host: &str, d: Duration) {
+        self.with(host, |c| c.answer_us += d.as_micros() as u64);
     }
 
     /// A request to `host` waited `d` for the host's budget.
