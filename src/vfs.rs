@@ -20,9 +20,15 @@
 //! becomes blobs (a plain URL is probed; a host's locator is listed through its API by
 //! [`crate::resolve`], and files the listing gives sizes for need no request), and archives
 //! among them are expanded in place. A plain file whose listing gives no size is indexed
-//! without one and sized when a user first needs it ([`crate::sizes`]). A dataset whose host wants a credential medimg does not
-//! have, or that the host refuses (401/403), is `EACCES` with a message saying what is
-//! missing; the refusal is recorded in the index for `medimg catalog` and `about/<id>.md`.
+//! without one and sized when a user first needs it ([`crate::sizes`]). A dataset whose host
+//! wants a credential medimg does not have, or that the host refuses (401/403), is `EACCES`
+//! with a message saying what is missing; the refusal is recorded in the index for
+//! `medimg catalog` and `about/<id>.md`.
+//!
+//! # Access
+//! Every node gets its owner, group and modes from the [`crate::access::Policy`]: the
+//! generated part is world-readable, a dataset restricted to a Unix group is readable by that
+//! group only, under every view; the kernel checks (`default_permissions`).
 //!
 //! # Reading
 //! File contents are the read path's ([`crate::read`]): this module finds the file an inode
