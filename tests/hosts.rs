@@ -647,9 +647,14 @@ fn synapse_lists_folders_with_its_token_and_refuses_unmet_access_requirements() 
         if r.header("authorization") != Some("Bearer pat") {
             return Some(Answer::status(401, "{\"reason\":\"no token\"}"));
         }
+        // As Synapse answers: the preview it made is an S3FileHandle too, marked isPreview
+        // (listed first here, so that taking the first non-"Preview" type would take it).
         let file = |id: &str, d: &Vec<u8>| json!({"list": [
-            {"id": "90", "concreteType": "org.sagebionetworks.repo.model.file.PreviewFileHandle", "contentSize": 5},
+            {"id": "90", "concreteType": "org.sagebionetworks.repo.model.file.S3FileHandle",
+             "isPreview": true, "contentSize": 5, "contentMd5": md5_hex(b"thumb"),
+             "fileName": "preview.png", "contentType": "image/png"},
             {"id": "91", "concreteType": "org.sagebionetworks.repo.model.file.S3FileHandle",
+             "isPreview": false, "previewId": "90",
              "contentSize": d.len(), "contentMd5": md5_hex(d), "fileName": id}]});
         Some(match (r.method.as_str(), rest) {
             ("GET", "entity/syn100") => Answer::json(json!({"id": "syn100", "name": "BraTS", "concreteType": "org.sagebionetworks.repo.model.Folder"})),
@@ -668,6 +673,11 @@ fn synapse_lists_folders_with_its_token_and_refuses_unmet_access_requirements() 
             ("GET", "entity/syn103/version/2/filehandles") => Answer::json(file("b", &b1)),
             ("GET", "entity/syn101/version/1/file") => Answer::redirect(307, &sign("https://proddata.sagebase.org/a.nii.gz", 60, true)),
             ("GET", "entity/syn103/version/2/file") => Answer::redirect(307, &sign("https://proddata.sagebase.org/b.nii.gz", 60, true)),
+            ("GET", "entity/syn300") => Answer::json(json!({"id": "syn300", "name": "c.nii.gz",
+                "concreteType": "org.sagebionetworks.repo.model.FileEntity", "versionNumber": 3,
+                "dataFileHandleId": "91"})),
+            ("GET", "entity/syn300/version/3/filehandles") => Answer::json(file("c", &a1)),
+            ("GET", "entity/syn300/version/3/file") => Answer::redirect(307, &sign("https://proddata.sagebase.org/a.nii.gz", 60, true)),
             ("GET", "entity/syn200") => Answer::status(403, "{\"reason\":\"You do not have DOWNLOAD permission for the requested entity\"}"),
             _ => Answer::status(404, "{}"),
         })
@@ -683,6 +693,11 @@ fn synapse_lists_folders_with_its_token_and_refuses_unmet_access_requirements() 
             "access = \"account\"\nterms = \"https://www.synapse.org/#!Synapse:syn200\"",
             "[[dataset.source]]\ntype = \"synapse\"\nid = \"syn200\"\n",
         ),
+        dataset_entry(
+            "single",
+            "access = \"account\"",
+            "[[dataset.source]]\ntype = \"synapse\"\nid = \"syn300\"\n",
+        ),
     ]
     .concat();
     let fx = fixture(&up, &catalog);
@@ -690,6 +705,9 @@ fn synapse_lists_folders_with_its_token_and_refuses_unmet_access_requirements() 
     assert_eq!(ls(&m, "datasets/brats").unwrap(), ["a.nii.gz", "train"]);
     assert_eq!(read(&m, "datasets/brats/a.nii.gz").unwrap(), a);
     assert_eq!(read(&m, "datasets/brats/train/b.nii.gz").unwrap(), b);
+    // A single file entity: the handle its dataFileHandleId names, not the preview.
+    assert_eq!(ls(&m, "datasets/single").unwrap(), ["c.nii.gz"]);
+    assert_eq!(read(&m, "datasets/single/c.nii.gz").unwrap(), a);
     assert!(eacces(ls(&m, "datasets/gated")));
     assert!(
         m.log_text()

@@ -1,7 +1,9 @@
 //! Synapse: `GET /repo/v1/entity/{id}` says whether an id is a file or a folder (or project);
 //! `POST /repo/v1/entity/children` pages through a folder (`page[]` of `id`, `name`, `type`,
 //! `versionNumber`; `nextPageToken`); `GET /repo/v1/entity/{id}/version/{v}/filehandles` gives a
-//! file's `contentSize` and `contentMd5`. Bytes come from `GET /repo/v1/entity/{id}/version/
+//! file's handles, `contentSize` and `contentMd5`: the data file's, and the preview Synapse made
+//! of it, an ordinary `S3FileHandle` with `isPreview: true` (clients take the handle whose id
+//! is the entity's `dataFileHandleId`, where they have the entity). Bytes come from `GET /repo/v1/entity/{id}/version/
 //! {v}/file`, which redirects to a short-lived signed S3 URL (re-resolved when it expires).
 //! Every call wants a personal access token, and a file whose access requirements (terms,
 //! certified user, data use agreement) are not met answers 403.
@@ -25,7 +27,8 @@ pub fn list(api: &Api<'_>, id: &str) -> Result<Vec<RemoteFile>, ResolveError> {
     let mut out = Vec::new();
     if kind.ends_with("FileEntity") {
         let version = f.u64("versionNumber")?;
-        out.push(file(api, id, version, f.str("name")?)?);
+        let data = f.opt_str("dataFileHandleId");
+        out.push(file(api, id, version, f.str("name")?, data)?);
     } else {
         folder(api, id, "", 0, &mut out)?;
     }
@@ -65,7 +68,7 @@ fn folder(
             if f.str("type")?.ends_with("Folder") {
                 folder(api, child, &path, depth + 1, out)?;
             } else if f.str("type")?.ends_with("FileEntity") {
-                out.push(file(api, child, f.u64("versionNumber")?, &path)?);
+                out.push(file(api, child, f.u64("versionNumber")?, &path, None)?);
             }
         }
         token = page["nextPageToken"].as_str().map(str::to_string);
@@ -75,18 +78,46 @@ fn folder(
     }
 }
 
-fn file(api: &Api<'_>, id: &str, version: u64, path: &str) -> Result<RemoteFile, ResolveError> {
+/// The file of entity `id` at `version`; `data` is its `dataFileHandleId` when known.
+fn file(
+    api: &Api<'_>,
+    id: &str,
+    version: u64,
+    path: &str,
+    data: Option<&str>,
+) -> Result<RemoteFile, ResolveError> {
     let url = format!("{REPO}/entity/{id}/version/{version}/filehandles");
     let v = api.json(&url)?;
     let handles = Fields::of(&v, &url).array("list")?;
-    // The list also holds the preview Synapse made of the file.
-    let h = handles
-        .iter()
-        .find(|h| !h["concreteType"].as_str().unwrap_or("").contains("Preview"))
-        .ok_or_else(|| ResolveError::Shape {
-            url: url.clone(),
-            message: format!("{id} has no file handle"),
-        })?;
+    let is_preview = |h: &&Value| {
+        h["isPreview"].as_bool() == Some(true)
+            || h["concreteType"]
+                .as_str()
+                .unwrap_or("")
+                .ends_with("PreviewFileHandle")
+    };
+    let candidates: Vec<&Value> = match data {
+        Some(d) => handles
+            .iter()
+            .filter(|h| h["id"].as_str() == Some(d))
+            .collect(),
+        None => handles.iter().filter(|h| !is_preview(h)).collect(),
+    };
+    let h = match candidates.as_slice() {
+        [h] => *h,
+        [] => {
+            return Err(ResolveError::Shape {
+                url,
+                message: format!("{id} has no data file handle (only previews, or none)"),
+            });
+        }
+        _ => {
+            return Err(ResolveError::Shape {
+                url,
+                message: format!("{id} has several data file handles; which one is its file?"),
+            });
+        }
+    };
     let f = Fields::of(h, &url);
     Ok(RemoteFile {
         path: path.to_string(),
