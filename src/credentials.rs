@@ -199,9 +199,21 @@ impl Credentials {
             ("OSF_TOKEN", "api.osf.io"),
         ];
         for (var, host) in simple {
-            if let Some(v) = env_nonempty(var) {
-                c.add_env(host, Auth::Bearer(Secret::new(v.trim())), var);
+            let Some(v) = env_nonempty(var) else { continue };
+            // Kaggle's client also takes KAGGLE_API_TOKEN as the path of a file holding the
+            // token: a value naming a file is that file's content, never sent itself.
+            let path = Path::new(v.trim());
+            if var == "KAGGLE_API_TOKEN" && path.is_absolute() && path.is_file() {
+                if let Some(token) = read_tool_file(path, &mut warnings) {
+                    c.add(Credential {
+                        host: host.to_string(),
+                        auth: Auth::Bearer(Secret::new(token.trim())),
+                        origin: format!("the file KAGGLE_API_TOKEN names, {}", path.display()),
+                    });
+                }
+                continue;
             }
+            c.add_env(host, Auth::Bearer(Secret::new(v.trim())), var);
         }
         if let Some(v) = env_nonempty("GOOGLE_API_KEY") {
             let auth = Auth::Query {
@@ -497,6 +509,33 @@ mod tests {
         );
         assert!(c.for_host("storage.googleapis.com").is_none());
         assert!(!format!("{c:?}").contains("k1"), "secrets never print");
+    }
+
+    #[test]
+    fn kaggle_api_token_naming_a_file_is_its_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("kaggle-token");
+        write(&token, "KGAT_abc123\n", 0o600);
+        let value = token.display().to_string();
+        let env = |k: &str| (k == "KAGGLE_API_TOKEN").then(|| value.clone());
+        let (c, warnings) = Credentials::gather(None, &env, None).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(
+            c.for_host("www.kaggle.com").unwrap().auth,
+            Auth::Bearer(Secret::new("KGAT_abc123"))
+        );
+        // Readable by others: skipped with a warning, and the path is never sent as a token.
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let (c, warnings) = Credentials::gather(None, &env, None).unwrap();
+        assert!(c.for_host("www.kaggle.com").is_none());
+        assert!(warnings[0].contains("chmod 600"), "{warnings:?}");
+        // A plain token is a token.
+        let env = |k: &str| (k == "KAGGLE_API_TOKEN").then(|| "KGAT_plain".to_string());
+        let (c, _) = Credentials::gather(None, &env, None).unwrap();
+        assert_eq!(
+            c.for_host("www.kaggle.com").unwrap().auth,
+            Auth::Bearer(Secret::new("KGAT_plain"))
+        );
     }
 
     #[test]
