@@ -429,7 +429,14 @@ fn figshare_mendeley_and_github_list_their_files_with_checksums() {
         true,
     );
     let c1 = csv.clone();
-    up.route(move |r| match (r.path.as_str(), r.param("folder_id").as_deref()) {
+    up.route(move |r| {
+        // The public API answers its versioned media type, which public clients ask for.
+        if r.path.starts_with("/data.mendeley.com/public-api/")
+            && r.header("accept") != Some("application/vnd.mendeley-public-dataset.1+json")
+        {
+            return Some(Answer::status(406, "{\"message\":\"Not Acceptable\"}"));
+        }
+        match (r.path.as_str(), r.param("folder_id").as_deref()) {
         ("/data.mendeley.com/public-api/datasets/abc/folders/4", _) => Some(Answer::json(json!([
             {"id": "f-top", "name": "CT", "parent_id": null},
             {"id": "f-sub", "name": "COVID", "parent_id": "f-top"},
@@ -441,6 +448,7 @@ fn figshare_mendeley_and_github_list_their_files_with_checksums() {
         ]))),
         ("/data.mendeley.com/public-api/datasets/abc/files", Some(_)) => Some(Answer::json(json!([]))),
         _ => None,
+        }
     });
     // GitHub: a release (assets with sha256 digests) and a pinned tree.
     up.put(

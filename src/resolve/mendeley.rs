@@ -2,7 +2,9 @@
 //! `GET /public-api/datasets/{id}/folders/{version}` lists the folders (`id`, `name`,
 //! `parent_id`), and `GET /public-api/datasets/{id}/files?folder_id={f}&version={v}` the files
 //! of one folder (`filename`, `size`, `content_details.download_url`,
-//! `content_details.sha256_hash`), starting with `folder_id=root`.
+//! `content_details.sha256_hash`), starting with `folder_id=root`. Every call asks for the public
+//! API's versioned media type, `Accept: application/vnd.mendeley-public-dataset.1+json`, as
+//! Mendeley's public clients do.
 
 use std::collections::HashMap;
 
@@ -11,10 +13,13 @@ use super::{Api, Fields, RemoteFile, ResolveError, checksum};
 /// Mendeley Data's public API.
 pub const API: &str = "https://data.mendeley.com/public-api";
 
+/// The media type of the public API's answers.
+pub const MEDIA_TYPE: &str = "application/vnd.mendeley-public-dataset.1+json";
+
 /// The files of version `version` of dataset `id`, in their folders.
 pub fn list(api: &Api<'_>, id: &str, version: u32) -> Result<Vec<RemoteFile>, ResolveError> {
     let url = format!("{API}/datasets/{id}/folders/{version}");
-    let folders = api.json(&url)?;
+    let folders = api.json_as(&url, MEDIA_TYPE)?;
     let folders = folders.as_array().ok_or_else(|| ResolveError::Shape {
         url: url.clone(),
         message: "expected a list of folders".into(),
@@ -50,7 +55,7 @@ pub fn list(api: &Api<'_>, id: &str, version: u32) -> Result<Vec<RemoteFile>, Re
     for folder in ids {
         let fid = folder.clone().unwrap_or_else(|| "root".into());
         let url = format!("{API}/datasets/{id}/files?folder_id={fid}&version={version}");
-        let files = api.json(&url)?;
+        let files = api.json_as(&url, MEDIA_TYPE)?;
         let files = files.as_array().ok_or_else(|| ResolveError::Shape {
             url: url.clone(),
             message: "expected a list of files".into(),

@@ -87,12 +87,24 @@ impl<'a> Api<'a> {
 
     /// GET `url`, retrying transient failures.
     pub fn get(&self, url: &str) -> Result<ApiReply, ResolveError> {
+        self.get_as(url, None)
+    }
+
+    /// GET `url` asking for media type `accept` (`Accept`), retrying transient failures.
+    pub fn get_as(&self, url: &str, accept: Option<&str>) -> Result<ApiReply, ResolveError> {
         Ok(retry(self.up.deadline(), || {
             self.up.api(&ApiRequest {
                 url,
                 post_json: None,
+                accept,
             })
         })?)
+    }
+
+    /// GET `url` as JSON of media type `accept`.
+    pub fn json_as(&self, url: &str, accept: &str) -> Result<Value, ResolveError> {
+        let reply = self.get_as(url, Some(accept))?;
+        parse_json(url, &reply.body)
     }
 
     /// GET `url` as JSON.
@@ -114,6 +126,7 @@ impl<'a> Api<'a> {
             self.up.api(&ApiRequest {
                 url,
                 post_json: Some(&text),
+                accept: None,
             })
         })?;
         parse_json(url, &reply.body)

@@ -169,6 +169,7 @@ impl HttpUpstream {
         start: &str,
         method: Method,
         json: Option<&str>,
+        accept: Option<&str>,
         range: Option<&std::ops::Range<u64>>,
         if_match: Option<&str>,
     ) -> Result<Sent, SourceError> {
@@ -210,8 +211,10 @@ impl HttpUpstream {
             if let (Some(j), true) = (json, method == Method::POST) {
                 rb = rb
                     .header(CONTENT_TYPE, "application/json")
-                    .header(ACCEPT, "application/json")
+                    .header(ACCEPT, accept.unwrap_or("application/json"))
                     .body(j.to_string());
+            } else if let Some(a) = accept {
+                rb = rb.header(ACCEPT, a);
             }
             if let Some(r) = range {
                 rb = rb.header(RANGE, format!("bytes={}-{}", r.start, r.end - 1));
@@ -339,7 +342,14 @@ impl HttpUpstream {
         start: &str,
     ) -> Result<(Reply, HttpBody<'_>, Option<String>), SourceError> {
         let sent = self
-            .send_chain(start, Method::GET, None, req.range.as_ref(), req.if_match)
+            .send_chain(
+                start,
+                Method::GET,
+                None,
+                None,
+                req.range.as_ref(),
+                req.if_match,
+            )
             .await?;
         let Sent {
             resp,
@@ -689,7 +699,7 @@ impl Upstream for HttpUpstream {
                 Method::GET
             };
             let sent = self
-                .send_chain(req.url, method, req.post_json, None, None)
+                .send_chain(req.url, method, req.post_json, req.accept, None, None)
                 .await?;
             let Sent {
                 resp, url, host, ..

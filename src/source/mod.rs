@@ -286,6 +286,8 @@ pub struct ApiRequest<'a> {
     pub url: &'a str,
     /// A JSON body to POST, or `None` for a GET.
     pub post_json: Option<&'a str>,
+    /// The media type to ask for (`Accept`), where the host wants a versioned one.
+    pub accept: Option<&'a str>,
 }
 
 /// A successful API answer.
