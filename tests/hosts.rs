@@ -158,6 +158,45 @@ fn sign(url: &str, expires: u64, amz: bool) -> String {
 }
 
 #[test]
+fn a_zenodo_concept_id_is_said_to_be_one_and_bytes_follow_the_records_own_id() {
+    let up = Upstream::start();
+    let data = b"a,b\n1,2\n".to_vec();
+    up.put("/zenodo.org/records/500/files/t.csv", data.clone(), true);
+    let d = data.clone();
+    up.route(move |r| match r.path.as_str() {
+        // A concept id is no record (InvenioRDM answers 404 for it).
+        "/zenodo.org/api/records/400" => Some(Answer::status(
+            404,
+            "{\"status\": 404, \"message\": \"The persistent identifier does not exist.\"}",
+        )),
+        // This record's answer names itself 500 (the API followed it there).
+        "/zenodo.org/api/records/499" => Some(Answer::json(json!({"id": 500, "files": [
+            {"key": "t.csv", "size": d.len(), "checksum": format!("md5:{}", md5_hex(&d))}]}))),
+        _ => None,
+    });
+    let catalog = [
+        dataset_entry(
+            "concept",
+            "",
+            "[[dataset.source]]\ntype = \"zenodo\"\nrecord = 400\n",
+        ),
+        dataset_entry(
+            "moved",
+            "",
+            "[[dataset.source]]\ntype = \"zenodo\"\nrecord = 499\n",
+        ),
+    ]
+    .concat();
+    let fx = fixture(&up, &catalog);
+    let m = fx.mount(&[]);
+    assert!(eio(ls(&m, "datasets/concept")));
+    let log = m.log_text();
+    assert!(log.contains("if it is a concept id"), "{log}");
+    assert!(log.contains("https://zenodo.org/records/400"), "{log}");
+    assert_eq!(read(&m, "datasets/moved/t.csv").unwrap(), data);
+}
+
+#[test]
 fn zenodo_record_lists_reads_verifies_md5_and_waits_out_a_429() {
     let up = Upstream::start();
     let (zipped, files) = small_zip();
