@@ -105,6 +105,10 @@ impl FetchError {
 /// What a block's flight hands its waiters: the bytes, or the leader's error.
 type BlockResult = Result<Arc<BlockBuf>, Arc<FetchError>>;
 
+/// A read-ahead job: a block of a part, and the dataset it is fetched for (its requests count
+/// there).
+type AheadJob = (Part, u64, Option<Arc<str>>);
+
 /// Fetches blob ranges through the cache.
 pub struct Fetcher {
     up: Arc<dyn Upstream>,
@@ -113,7 +117,7 @@ pub struct Fetcher {
     /// Serialises whole downloads of hosts without Range, so two readers never download twice.
     whole: Mutex<()>,
     /// Read-ahead jobs for the prefetch workers, once started.
-    prefetch: Mutex<Option<std::sync::mpsc::SyncSender<(Part, u64)>>>,
+    prefetch: Mutex<Option<std::sync::mpsc::SyncSender<AheadJob>>>,
     /// Blocks queued for a prefetch worker or being fetched by one: asked again, they are not
     /// queued twice (a worker that took a duplicate would only wait for the first).
     queued: Mutex<std::collections::HashSet<BlockKey>>,
@@ -179,7 +183,8 @@ impl Fetcher {
     /// and stop when the fetcher is dropped.
     pub fn start_prefetch(self: &Arc<Self>, workers: usize) {
         // Enough queued jobs for a few files' windows; more are dropped (read-ahead is a hint).
-        let (tx, rx) = std::sync::mpsc::sync_channel::<(Part, u64)>(64);
+        // Each job carries the dataset it is fetched for, to count its requests there.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<AheadJob>(64);
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..workers {
             let (rx, me) = (rx.clone(), Arc::downgrade(self));
@@ -188,14 +193,16 @@ impl Fetcher {
                 .spawn(move || {
                     loop {
                         let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                        let (Ok((part, index)), Some(f)) = (job, me.upgrade()) else {
+                        let (Ok((part, index, tag)), Some(f)) = (job, me.upgrade()) else {
                             break;
                         };
                         let key = BlockKey {
                             blob: part.key,
                             index,
                         };
-                        let got = f.pin_block(&part, index, Check::Length).map(drop);
+                        let got = crate::source::stats::on_behalf_of_tag(tag, || {
+                            f.pin_block(&part, index, Check::Length).map(drop)
+                        });
                         lock(&f.queued).remove(&key);
                         if let Err(e) = got {
                             tracing::debug!("read-ahead of {} block {index}: {e}", part.url);
@@ -232,7 +239,8 @@ impl Fetcher {
                     {
                         continue;
                     }
-                    if tx.try_send((part.clone(), index)).is_err() {
+                    let tag = crate::source::stats::current_dataset();
+                    if tx.try_send((part.clone(), index, tag)).is_err() {
                         lock(&self.queued).remove(&key);
                         return;
                     }

@@ -293,6 +293,7 @@ fn status_json(
         "in_progress": busy.load(std::sync::atomic::Ordering::Relaxed),
         "datasets": datasets,
         "hosts": vfs.fetcher().upstream().host_stats(),
+        "upstream_by_dataset": vfs.fetcher().upstream().dataset_stats(),
         "reads": vfs.read_stats(),
         "sizes": vfs.size_stats(),
         "failures": vfs.failures(),

@@ -3,7 +3,7 @@
 //!
 //! Counters are the daemon's own, read at scrape time from the same snapshot `medimg status`
 //! answers with (one source of truth; nothing is counted twice): per host requests, body
-//! bytes, retriable and other failures, budget waits; cache use, block hits, misses and
+//! bytes, retriable and other failures, budget waits, and the same per dataset; cache use, block hits, misses and
 //! evictions; reads, bytes read, pushes; sizes asked; datasets' cached bytes; requests in
 //! progress. FUSE operations are timed as they are answered ([`FuseTimes`]), into a
 //! histogram per operation. The endpoint only listens on a loopback address: what datasets a
@@ -143,6 +143,57 @@ pub fn render(times: &FuseTimes, status: &serde_json::Value) -> String {
         "upstream_answer_seconds",
         "Time from sending requests to a host to their answers' headers, summed (divided by \
          upstream_requests: the mean latency)",
+        family,
+    );
+    let datasets = status["upstream_by_dataset"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    for (name, help, key) in [
+        (
+            "dataset_upstream_requests",
+            "Requests sent on a dataset's behalf",
+            "requests",
+        ),
+        (
+            "dataset_upstream_bytes",
+            "Body bytes received for a dataset",
+            "bytes",
+        ),
+        (
+            "dataset_upstream_errors",
+            "Failed answers to a dataset's requests",
+            "errors",
+        ),
+    ] {
+        let family = Family::<DatasetLabel, Counter>::default();
+        for (dataset, c) in &datasets {
+            family
+                .get_or_create(&DatasetLabel {
+                    dataset: dataset.clone(),
+                })
+                .inc_by(
+                    n(&c[key])
+                        + if key == "errors" {
+                            n(&c["transient"])
+                        } else {
+                            0
+                        },
+                );
+        }
+        r.register(name, help, family);
+    }
+    let family = Family::<DatasetLabel, Counter<f64>>::default();
+    for (dataset, c) in &datasets {
+        family
+            .get_or_create(&DatasetLabel {
+                dataset: dataset.clone(),
+            })
+            .inc_by(n(&c["answer_us"]) as f64 / 1e6);
+    }
+    r.register(
+        "dataset_upstream_answer_seconds",
+        "Time to the answers' headers of a dataset's requests, summed",
         family,
     );
     let cache = &status["cache"];

@@ -305,18 +305,25 @@ pub fn daemon_status(v: &serde_json::Value) -> String {
                 .collect()
         })
         .unwrap_or_default();
-    let _ = writeln!(s, "\n{:32}  {:8}  CACHED", "DATASET", "INDEXED");
+    let _ = writeln!(
+        s,
+        "\n{:32}  {:8}  {:>10}  {:>9}  {:>10}",
+        "DATASET", "INDEXED", "CACHED", "REQUESTS", "FETCHED"
+    );
     for d in &datasets {
+        let id = d["id"].as_str().unwrap_or("?");
+        let up = &v["upstream_by_dataset"][id];
+        let indexed = if d["indexed"].as_bool() == Some(true) {
+            "yes"
+        } else {
+            "no"
+        };
         let _ = writeln!(
             s,
-            "{:32}  {:8}  {}",
-            d["id"].as_str().unwrap_or("?"),
-            if d["indexed"].as_bool() == Some(true) {
-                "yes"
-            } else {
-                "no"
-            },
-            size(&d["cached_bytes"])
+            "{id:32}  {indexed:8}  {:>10}  {:>9}  {:>10}",
+            size(&d["cached_bytes"]),
+            n(&up["requests"]),
+            size(&up["bytes"])
         );
     }
     let _ = writeln!(

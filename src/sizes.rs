@@ -257,7 +257,15 @@ impl Sizer {
             return Ok(());
         }
         self.pages_read.fetch_add(1, Ordering::Relaxed);
-        let sizes = match crate::resolve::sizes_on_page(self.fetcher.upstream(), page) {
+        let dataset = self
+            .index
+            .entry(parent)?
+            .map(|e| e.dataset)
+            .unwrap_or_default();
+        let listed = crate::source::stats::on_behalf_of(&dataset, || {
+            crate::resolve::sizes_on_page(self.fetcher.upstream(), page)
+        });
+        let sizes = match listed {
             Ok(s) => s,
             Err(e) => {
                 done();
@@ -339,7 +347,8 @@ impl Sizer {
         };
         let blob = self.index.blob(location.blob)?.ok_or(SizeError::Gone)?;
         self.probes.fetch_add(1, Ordering::Relaxed);
-        let (part, last_modified) = self.fetcher.size_probe(blob.url())?;
+        let (part, last_modified) =
+            crate::source::stats::on_behalf_of(&e.dataset, || self.fetcher.size_probe(blob.url()))?;
         self.index
             .set_size(e.id, location.blob, &part, last_modified)?
             .ok_or(SizeError::Gone)

@@ -938,7 +938,10 @@ impl Vfs {
             let fp = ds.fingerprint();
             let root = match self.index.dataset_root(&ds.id, &fp) {
                 Ok(Some(r)) => r,
-                Ok(None) => self.index_dataset(ds, &fp).map_err(Arc::new)?,
+                Ok(None) => {
+                    crate::source::stats::on_behalf_of(&ds.id, || self.index_dataset(ds, &fp))
+                        .map_err(Arc::new)?
+                }
                 Err(e) => return Err(Arc::new(e.into())),
             };
             self.roots
@@ -1115,13 +1118,17 @@ impl Vfs {
         }
         let next = AtomicU64::new(0);
         let results = Mutex::new(Vec::new());
+        // The probers ask on behalf of the dataset being indexed, as this thread does.
+        let tag = crate::source::stats::current_dataset();
         std::thread::scope(|sc| {
             for _ in 0..PROBE_THREADS.min(todo.len()) {
                 sc.spawn(|| {
                     loop {
                         let k = next.fetch_add(1, Ordering::Relaxed) as usize;
                         let Some(&i) = todo.get(k) else { break };
-                        let r = self.fetcher.probe(&files[i].url);
+                        let r = crate::source::stats::on_behalf_of_tag(tag.clone(), || {
+                            self.fetcher.probe(&files[i].url)
+                        });
                         let failed = r.is_err();
                         lock(&results).push((i, r));
                         if failed {

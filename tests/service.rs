@@ -206,6 +206,16 @@ fn status_reports_a_scripted_workload_exactly() {
     assert_eq!(host["bytes"].as_u64(), Some(up.bytes()), "{v}");
     assert_eq!(host["errors"].as_u64(), Some(1), "{v}");
     assert_eq!(host["transient"].as_u64(), Some(0), "{v}");
+    // The same requests, by the dataset they were made for.
+    let by = &v["upstream_by_dataset"];
+    assert_eq!(by["gone"]["requests"].as_u64(), Some(1), "{v}");
+    assert_eq!(by["gone"]["errors"].as_u64(), Some(1), "{v}");
+    assert_eq!(
+        by["chest-xray"]["requests"].as_u64(),
+        Some(up.count() as u64 - 1),
+        "{v}"
+    );
+    assert_eq!(by["chest-xray"]["bytes"].as_u64(), Some(up.bytes()), "{v}");
     let ds = |id: &str| {
         v["datasets"]
             .as_array()
@@ -251,6 +261,10 @@ fn status_reports_a_scripted_workload_exactly() {
         up.bytes() as f64
     );
     assert_eq!(value("medimg_cache_used_bytes"), fx.cached_bytes() as f64);
+    assert_eq!(
+        value("medimg_dataset_upstream_requests_total{dataset=\"chest-xray\"}"),
+        (up.count() - 1) as f64
+    );
     assert!(value("medimg_fuse_request_seconds_count{op=\"read\"}") >= 4.0);
     assert!(value("medimg_upstream_answer_seconds_total{host=\"data.example.org\"}") > 0.0);
     assert_eq!(value("medimg_cache_writing_bytes"), 0.0);

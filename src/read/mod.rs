@@ -320,7 +320,8 @@ impl Reader {
         self.counters.reads.fetch_add(1, Ordering::Relaxed);
         self.counters.bytes.fetch_add(len, Ordering::Relaxed);
         let inline = f.size <= INLINE_MAX;
-        match f.location.storage {
+        // Whatever this read asks of the upstream counts for its dataset (`medimg status`).
+        crate::source::stats::on_behalf_of(&f.entry.dataset, || match f.location.storage {
             Storage::Raw if inline && f.blob.checksum.is_some() => {
                 self.inline(&f, offset, len, || self.raw_checked(&f).map(Bytes::from))
             }
@@ -331,7 +332,7 @@ impl Reader {
                 self.inline(&f, offset, len, || self.gzip_whole(&f).map(Bytes::from))
             }
             Storage::Gzip => self.read_gzip(&f, offset, len),
-        }
+        })
     }
 
     /// A range of a file decoded and checked whole (`decode`), from the shared decoded copy.

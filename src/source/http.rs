@@ -660,6 +660,10 @@ impl Upstream for HttpUpstream {
         self.stats.snapshot()
     }
 
+    fn dataset_stats(&self) -> std::collections::BTreeMap<String, HostCounters> {
+        self.stats.by_dataset()
+    }
+
     fn fetch(&self, req: &FetchRequest<'_>) -> Result<Response<'_>, SourceError> {
         if let Some(to) = self.reuse(req.url) {
             match self.runtime.block_on(self.send_bytes(req, &to)) {

@@ -324,6 +324,11 @@ pub trait Upstream: Send + Sync {
     fn host_stats(&self) -> std::collections::BTreeMap<String, stats::HostCounters> {
         std::collections::BTreeMap::new()
     }
+
+    /// The same counters by the dataset the requests were made for ([`stats::on_behalf_of`]).
+    fn dataset_stats(&self) -> std::collections::BTreeMap<String, stats::HostCounters> {
+        std::collections::BTreeMap::new()
+    }
 }
 
 /// Fetch exactly `range` of `url` into memory, checking the object's total size. Returns the
