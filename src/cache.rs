@@ -214,7 +214,10 @@ pub struct BlockCache {
 #[derive(Debug, Default)]
 struct Counters {
     hits: AtomicU64,
+    hit_bytes: AtomicU64,
     misses: AtomicU64,
+    fetched: AtomicU64,
+    fetched_bytes: AtomicU64,
     evicted: AtomicU64,
     evicted_bytes: AtomicU64,
 }
@@ -224,8 +227,14 @@ struct Counters {
 pub struct CacheStats {
     /// Block lookups the cache answered (reads the kernel's page cache did not).
     pub hits: u64,
-    /// Block lookups it could not: the block was fetched.
+    /// The bytes of the blocks they found.
+    pub hit_bytes: u64,
+    /// Block lookups it could not answer (the block was then fetched, or joined a fetch).
     pub misses: u64,
+    /// Blocks that came from upstream into the cache.
+    pub fetched: u64,
+    /// Their bytes.
+    pub fetched_bytes: u64,
     /// Blocks evicted to make room.
     pub evicted: u64,
     /// Their bytes.
@@ -575,6 +584,7 @@ impl BlockCache {
     /// never fails a read, and a block is never counted twice.
     pub fn stage(&self, key: BlockKey, data: BlockBuf) -> Staged<'_> {
         let len = data.len() as u64;
+        self.counted_fetch(len);
         let bytes = Arc::new(data);
         let reserved = {
             let mut st = self.lock_state();
@@ -622,11 +632,16 @@ impl BlockCache {
     /// (and `None` returned, so the caller fetches it again).
     pub fn pin(&self, key: BlockKey, check: Check) -> Result<Option<Pinned<'_>>, CacheError> {
         let pinned = self.pin_uncounted(key, check);
-        let counter = match &pinned {
-            Ok(Some(_)) => &self.counters.hits,
-            _ => &self.counters.misses,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        let c = &self.counters;
+        match &pinned {
+            Ok(Some(p)) => {
+                c.hits.fetch_add(1, Ordering::Relaxed);
+                c.hit_bytes.fetch_add(p.len(), Ordering::Relaxed);
+            }
+            _ => {
+                c.misses.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         pinned
     }
 
@@ -635,12 +650,22 @@ impl BlockCache {
         lock(&self.writing).values().map(|b| b.len() as u64).sum()
     }
 
+    fn counted_fetch(&self, len: u64) {
+        self.counters.fetched.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .fetched_bytes
+            .fetch_add(len, Ordering::Relaxed);
+    }
+
     /// What the cache has done since start.
     pub fn stats(&self) -> CacheStats {
         let c = &self.counters;
         CacheStats {
             hits: c.hits.load(Ordering::Relaxed),
+            hit_bytes: c.hit_bytes.load(Ordering::Relaxed),
             misses: c.misses.load(Ordering::Relaxed),
+            fetched: c.fetched.load(Ordering::Relaxed),
+            fetched_bytes: c.fetched_bytes.load(Ordering::Relaxed),
             evicted: c.evicted.load(Ordering::Relaxed),
             evicted_bytes: c.evicted_bytes.load(Ordering::Relaxed),
         }
@@ -738,6 +763,7 @@ impl BlockCache {
     /// Store a block (replacing nothing: a present block is left as it is).
     pub fn insert(&self, key: BlockKey, data: &[u8]) -> Result<(), CacheError> {
         let len = data.len() as u64;
+        self.counted_fetch(len);
         let evicted = {
             let mut st = self.lock_state();
             if st.lru.contains(&key) {

@@ -216,30 +216,45 @@ pub fn render(times: &FuseTimes, status: &serde_json::Value) -> String {
         n(&cache["writing"]),
     );
     let cs = &status["cache_stats"];
-    counter(
-        &mut r,
-        "cache_block_hits",
-        "Block lookups the cache answered",
-        n(&cs["hits"]),
-    );
-    counter(
-        &mut r,
-        "cache_block_misses",
-        "Block lookups that fetched the block",
-        n(&cs["misses"]),
-    );
-    counter(
-        &mut r,
-        "cache_evicted_blocks",
-        "Blocks evicted to make room",
-        n(&cs["evicted"]),
-    );
-    counter(
-        &mut r,
-        "cache_evicted_bytes",
-        "Bytes evicted to make room",
-        n(&cs["evicted_bytes"]),
-    );
+    for (name, help, key) in [
+        (
+            "cache_block_hits",
+            "Block lookups the cache answered",
+            "hits",
+        ),
+        (
+            "cache_hit_bytes",
+            "Bytes of the blocks those lookups found",
+            "hit_bytes",
+        ),
+        (
+            "cache_block_misses",
+            "Block lookups the cache could not answer",
+            "misses",
+        ),
+        (
+            "cache_fetched_blocks",
+            "Blocks that came from upstream into the cache",
+            "fetched",
+        ),
+        (
+            "cache_fetched_bytes",
+            "Bytes that came from upstream into the cache",
+            "fetched_bytes",
+        ),
+        (
+            "cache_evicted_blocks",
+            "Blocks evicted to make room",
+            "evicted",
+        ),
+        (
+            "cache_evicted_bytes",
+            "Bytes evicted to make room",
+            "evicted_bytes",
+        ),
+    ] {
+        counter(&mut r, name, help, n(&cs[key]));
+    }
     let reads = &status["reads"];
     counter(
         &mut r,

@@ -232,6 +232,13 @@ fn status_reports_a_scripted_workload_exactly() {
     );
     assert_eq!(ds("gone")["indexed"], false);
     assert_eq!(v["cache"]["used"].as_u64(), Some(fx.cached_bytes()));
+    // Every byte in the cache came from upstream once; nothing was evicted.
+    assert_eq!(
+        v["cache_stats"]["fetched_bytes"].as_u64(),
+        Some(fx.cached_bytes()),
+        "{v}"
+    );
+    assert_eq!(v["cache_stats"]["evicted"].as_u64(), Some(0), "{v}");
     let failures = v["failures"].as_array().unwrap();
     assert!(
         failures
@@ -261,6 +268,10 @@ fn status_reports_a_scripted_workload_exactly() {
         up.bytes() as f64
     );
     assert_eq!(value("medimg_cache_used_bytes"), fx.cached_bytes() as f64);
+    assert_eq!(
+        value("medimg_cache_fetched_bytes_total"),
+        fx.cached_bytes() as f64
+    );
     assert_eq!(
         value("medimg_dataset_upstream_requests_total{dataset=\"chest-xray\"}"),
         (up.count() - 1) as f64
