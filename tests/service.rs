@@ -566,3 +566,46 @@ fn medimg_cache_shows_verifies_and_clears_a_dataset() {
     assert_eq!(code, Some(2));
     assert!(err.contains("\"nope\""), "{err}");
 }
+
+#[test]
+fn prefetch_stops_on_ctrl_c_and_goes_on_from_there_the_next_time() {
+    let up = Upstream::start();
+    let files = image_folder(40, 20);
+    let archive = zip(&files);
+    let blocks = (archive.len() as u64).div_ceil(64 << 10);
+    up.put("/chest_xray.zip", archive, true);
+    let cat = catalog(&[("chest-xray", "X-ray", "lung", &[("chest_xray.zip", "zip")])]);
+    let fx = Fixture::new(&up, &cat, "");
+    let m = fx.mount(SMALL_BLOCKS);
+    let root = m.mnt.join("datasets/chest-xray");
+    let _ = std::fs::read_dir(&root).unwrap().count();
+    let before = up.count();
+    // A slow host: the prefetch is still going when it is interrupted.
+    up.set_delay(Duration::from_millis(150));
+    let child = medimg()
+        .arg("prefetch")
+        .arg(&root)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("stopped: run it again"), "{err}");
+    let first = up.count() - before;
+    assert!(
+        first > 0 && (first as u64) < blocks,
+        "{first} of {blocks} blocks"
+    );
+
+    up.set_delay(Duration::ZERO);
+    let out = medimg().arg("prefetch").arg(&root).output().unwrap();
+    assert!(out.status.success());
+    let all = up.count() - before;
+    assert!(
+        all as u64 <= blocks,
+        "{all} requests for {blocks} blocks: something was fetched twice"
+    );
+}
