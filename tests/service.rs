@@ -609,3 +609,57 @@ fn prefetch_stops_on_ctrl_c_and_goes_on_from_there_the_next_time() {
         "{all} requests for {blocks} blocks: something was fetched twice"
     );
 }
+
+#[test]
+fn the_service_unit_is_valid_and_gives_no_mount_namespace() {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/medimg.service"
+    ))
+    .unwrap();
+    for want in [
+        "Type=notify",
+        "WatchdogSec=",
+        "Restart=on-failure",
+        "--allow-other",
+    ] {
+        assert!(unit.contains(want), "the unit lacks {want}");
+    }
+    // Each of these would give the service a mount namespace of its own, and hide the mount.
+    for option in [
+        "ProtectSystem=",
+        "ProtectHome=",
+        "PrivateTmp=",
+        "PrivateDevices=",
+        "PrivateMounts=",
+        "ReadWritePaths=",
+        "ReadOnlyPaths=",
+        "InaccessiblePaths=",
+        "ProtectHostname=",
+        "ProtectKernelModules=",
+        "ProtectKernelLogs=",
+        "ProtectControlGroups=",
+        "TemporaryFileSystem=",
+        "BindPaths=",
+        "MountFlags=",
+    ] {
+        assert!(
+            !unit.lines().any(|l| l.trim_start().starts_with(option)),
+            "{option} in the unit would hide the mount from users"
+        );
+    }
+    // systemd's own checker, with ExecStart pointing at this build.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("medimg.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/medimg", env!("CARGO_BIN_EXE_medimg")),
+    )
+    .unwrap();
+    let (code, out, err) = sh(&format!("systemd-analyze verify {}", path.display()));
+    assert_eq!(
+        (code, out.trim(), err.trim()),
+        (0, "", ""),
+        "systemd-analyze verify"
+    );
+}
