@@ -262,13 +262,26 @@ impl ConfigFile {
             message: e.to_string().trim_end().to_string(),
         })?;
         for (i, m) in cfg.mirror.iter().enumerate() {
+            let place = |key: &str| format!("{} mirror #{} `{key}`", path.display(), i + 1);
             for (key, v) in [("from", &m.from), ("to", &m.to)] {
                 if !(v.starts_with("http://") || v.starts_with("https://")) {
                     return Err(ConfigError::Invalid {
-                        place: format!("{} mirror #{} `{key}`", path.display(), i + 1),
+                        place: place(key),
                         message: format!("{v:?} is not an http(s) URL prefix"),
                     });
                 }
+            }
+            // `from = "https://host/"`, `to = "http://127.0.0.1:8080"` would glue the rest of
+            // every URL to the port ("...:8080path"), a URL no request can be made to.
+            if m.from.ends_with('/') && !m.to.ends_with('/') {
+                return Err(ConfigError::Invalid {
+                    place: place("to"),
+                    message: format!(
+                        "{:?} should end with \"/\" as `from` ({:?}) does: the rest of each URL \
+                         is appended to it",
+                        m.to, m.from
+                    ),
+                });
             }
         }
         for (i, h) in cfg.host.iter().enumerate() {
@@ -425,6 +438,16 @@ mod tests {
         .unwrap();
         let e = ConfigFile::load(&p).unwrap_err().to_string();
         assert!(e.contains("mirror #1 `from`"), "{e}");
+        std::fs::write(
+            &p,
+            "[[mirror]]\nfrom = \"https://zenodo.org/\"\nto = \"http://127.0.0.1:8080\"\n",
+        )
+        .unwrap();
+        let e = ConfigFile::load(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("mirror #1 `to`") && e.contains("should end with"),
+            "{e}"
+        );
         std::fs::write(&p, "[[host]]\nname = \"https://zenodo.org\"\n").unwrap();
         let e = ConfigFile::load(&p).unwrap_err().to_string();
         assert!(e.contains("host #1 `name`"), "{e}");
