@@ -323,19 +323,8 @@ impl Fetcher {
     /// the first block, which is kept; a host that answers with the whole object is downloaded
     /// whole into the cache now. Returns the part and its `Last-Modified` time.
     pub fn probe(&self, url: &str) -> Result<(Part, Option<i64>), FetchError> {
-        let resp = retry(self.deadline, || {
-            self.up.fetch(&FetchRequest {
-                url,
-                range: Some(0..self.block_size),
-                if_match: None,
-            })
-        })?;
+        let (resp, validator) = self.first_bytes(url, self.block_size)?;
         let reply = resp.reply.clone();
-        let validator = reply
-            .etag
-            .clone()
-            .or(reply.last_modified.map(|t| t.to_string()))
-            .unwrap_or_default();
         let part = match reply.body {
             Body::Partial { total } => {
                 let key = BlobKey::derive(url, total, &validator);
@@ -368,6 +357,25 @@ impl Fetcher {
             Body::Full { len } => self.keep_whole(url, resp, len, &validator)?,
         };
         Ok((part, reply.last_modified))
+    }
+
+    /// Ask for the first `len` bytes of `url` (retrying transient failures); returns the answer
+    /// and the object's best identity (ETag, else Last-Modified) for its [`BlobKey`].
+    fn first_bytes(&self, url: &str, len: u64) -> Result<(Response<'_>, String), FetchError> {
+        let resp = retry(self.deadline, || {
+            self.up.fetch(&FetchRequest {
+                url,
+                range: Some(0..len),
+                if_match: None,
+            })
+        })?;
+        let validator = resp
+            .reply
+            .etag
+            .clone()
+            .or(resp.reply.last_modified.map(|t| t.to_string()))
+            .unwrap_or_default();
+        Ok((resp, validator))
     }
 
     /// Store an answer that came whole (its host ignores Range) into the cache: the unranged
@@ -408,19 +416,8 @@ impl Fetcher {
     /// or one that announces no length, is kept whole now, as [`Fetcher::probe`] keeps it.
     /// Returns the part and its `Last-Modified` time.
     pub fn size_probe(&self, url: &str) -> Result<(Part, Option<i64>), FetchError> {
-        let resp = retry(self.deadline, || {
-            self.up.fetch(&FetchRequest {
-                url,
-                range: Some(0..1),
-                if_match: None,
-            })
-        })?;
+        let (resp, validator) = self.first_bytes(url, 1)?;
         let reply = resp.reply.clone();
-        let validator = reply
-            .etag
-            .clone()
-            .or(reply.last_modified.map(|t| t.to_string()))
-            .unwrap_or_default();
         let (size, ranged) = match reply.body {
             Body::Partial { total } => {
                 let got = resp.read_to_vec(url, 1)?;

@@ -3,9 +3,9 @@
 //!
 //! Counters are the daemon's own, read at scrape time from the same snapshot `medimg status`
 //! answers with (one source of truth; nothing is counted twice): per host requests, body
-//! bytes, retriable and other failures, budget waits, and the same per dataset; cache use, block hits, misses and
-//! evictions; reads, bytes read, pushes; sizes asked; datasets' cached bytes; requests in
-//! progress. FUSE operations are timed as they are answered ([`FuseTimes`]), into a
+//! bytes, retriable and other failures, budget waits, and the same per dataset; cache use,
+//! block hits, misses, fetches and evictions; reads, bytes read, pushes; sizes asked;
+//! datasets' cached bytes; requests in progress. FUSE operations are timed as they are answered ([`FuseTimes`]), into a
 //! histogram per operation. The endpoint only listens on a loopback address: what datasets a
 //! lab reads is nobody else's business.
 
@@ -25,17 +25,11 @@ struct OpLabel {
     op: String,
 }
 
-/// Labels of a host.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct HostLabel {
-    host: String,
-}
+/// One label: its name (`host`, `dataset`) and value.
+type Label = Vec<(&'static str, String)>;
 
-/// Labels of a dataset.
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct DatasetLabel {
-    dataset: String,
-}
+/// The rows of a snapshot's map (`hosts`, `upstream_by_dataset`), by key.
+type Rows = serde_json::Map<String, serde_json::Value>;
 
 type OpHistograms = Family<OpLabel, Histogram, fn() -> Histogram>;
 
@@ -67,6 +61,40 @@ fn counter(registry: &mut Registry, name: &str, help: &str, v: u64) {
     let c: Counter = Counter::default();
     c.inc_by(v);
     registry.register(name, help, c);
+}
+
+/// A counter per row of `rows`, labelled `label` = the row's key, valued `value(row)`.
+fn counters(
+    registry: &mut Registry,
+    (name, help): (&str, &str),
+    label: &'static str,
+    rows: &Rows,
+    value: impl Fn(&serde_json::Value) -> u64,
+) {
+    let family = Family::<Label, Counter>::default();
+    for (key, row) in rows {
+        family
+            .get_or_create(&vec![(label, key.clone())])
+            .inc_by(value(row));
+    }
+    registry.register(name, help, family);
+}
+
+/// [`counters`] of seconds, from a row's field of microseconds (or milliseconds: `per_second`).
+fn seconds(
+    registry: &mut Registry,
+    (name, help): (&str, &str),
+    label: &'static str,
+    rows: &Rows,
+    (field, per_second): (&str, f64),
+) {
+    let family = Family::<Label, Counter<f64>>::default();
+    for (key, row) in rows {
+        family
+            .get_or_create(&vec![(label, key.clone())])
+            .inc_by(row[field].as_u64().unwrap_or(0) as f64 / per_second);
+    }
+    registry.register(name, help, family);
 }
 
 fn gauge(registry: &mut Registry, name: &str, help: &str, v: u64) {
@@ -114,36 +142,28 @@ pub fn render(times: &FuseTimes, status: &serde_json::Value) -> String {
             "waits",
         ),
     ] {
-        let family = Family::<HostLabel, Counter>::default();
-        for (host, c) in &hosts {
-            family
-                .get_or_create(&HostLabel { host: host.clone() })
-                .inc_by(n(&c[key]));
-        }
-        r.register(name, help, family);
+        counters(&mut r, (name, help), "host", &hosts, |c| n(&c[key]));
     }
-    let family = Family::<HostLabel, Counter<f64>>::default();
-    for (host, c) in &hosts {
-        family
-            .get_or_create(&HostLabel { host: host.clone() })
-            .inc_by(n(&c["wait_ms"]) as f64 / 1000.0);
-    }
-    r.register(
-        "upstream_budget_wait_seconds",
-        "Time requests waited for a host's budget",
-        family,
+    seconds(
+        &mut r,
+        (
+            "upstream_budget_wait_seconds",
+            "Time requests waited for a host's budget",
+        ),
+        "host",
+        &hosts,
+        ("wait_ms", 1e3),
     );
-    let family = Family::<HostLabel, Counter<f64>>::default();
-    for (host, c) in &hosts {
-        family
-            .get_or_create(&HostLabel { host: host.clone() })
-            .inc_by(n(&c["answer_us"]) as f64 / 1e6);
-    }
-    r.register(
-        "upstream_answer_seconds",
-        "Time from sending requests to a host to their answers' headers, summed (divided by \
-         upstream_requests: the mean latency)",
-        family,
+    seconds(
+        &mut r,
+        (
+            "upstream_answer_seconds",
+            "Time from sending requests to a host to their answers' headers, summed (divided by \
+             upstream_requests: the mean latency)",
+        ),
+        "host",
+        &hosts,
+        ("answer_us", 1e6),
     );
     let datasets = status["upstream_by_dataset"]
         .as_object()
@@ -166,35 +186,25 @@ pub fn render(times: &FuseTimes, status: &serde_json::Value) -> String {
             "errors",
         ),
     ] {
-        let family = Family::<DatasetLabel, Counter>::default();
-        for (dataset, c) in &datasets {
-            family
-                .get_or_create(&DatasetLabel {
-                    dataset: dataset.clone(),
-                })
-                .inc_by(
-                    n(&c[key])
-                        + if key == "errors" {
-                            n(&c["transient"])
-                        } else {
-                            0
-                        },
-                );
-        }
-        r.register(name, help, family);
+        counters(&mut r, (name, help), "dataset", &datasets, |c| {
+            // Failures of either kind.
+            n(&c[key])
+                + if key == "errors" {
+                    n(&c["transient"])
+                } else {
+                    0
+                }
+        });
     }
-    let family = Family::<DatasetLabel, Counter<f64>>::default();
-    for (dataset, c) in &datasets {
-        family
-            .get_or_create(&DatasetLabel {
-                dataset: dataset.clone(),
-            })
-            .inc_by(n(&c["answer_us"]) as f64 / 1e6);
-    }
-    r.register(
-        "dataset_upstream_answer_seconds",
-        "Time to the answers' headers of a dataset's requests, summed",
-        family,
+    seconds(
+        &mut r,
+        (
+            "dataset_upstream_answer_seconds",
+            "Time to the answers' headers of a dataset's requests, summed",
+        ),
+        "dataset",
+        &datasets,
+        ("answer_us", 1e6),
     );
     let cache = &status["cache"];
     gauge(
@@ -280,14 +290,13 @@ pub fn render(times: &FuseTimes, status: &serde_json::Value) -> String {
         "Zero-length requests asking a file's size",
         n(&status["sizes"]["probes"]),
     );
-    let family = Family::<DatasetLabel, Gauge>::default();
+    let family = Family::<Label, Gauge>::default();
     for d in status["datasets"].as_array().into_iter().flatten() {
         let bytes = n(&d["cached_bytes"]);
         if bytes > 0 {
+            let id = d["id"].as_str().unwrap_or("?").to_string();
             family
-                .get_or_create(&DatasetLabel {
-                    dataset: d["id"].as_str().unwrap_or("?").to_string(),
-                })
+                .get_or_create(&vec![("dataset", id)])
                 .set(i64::try_from(bytes).unwrap_or(i64::MAX));
         }
     }

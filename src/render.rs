@@ -279,14 +279,7 @@ pub fn daemon_status(v: &serde_json::Value) -> String {
         up / 3600,
         up % 3600 / 60
     );
-    let c = &v["cache"];
-    let _ = writeln!(
-        s,
-        "cache {}: {} of {}",
-        c["dir"].as_str().unwrap_or("?"),
-        size(&c["used"]),
-        size(&c["limit"])
-    );
+    s.push_str(&cache_line(v));
     let _ = writeln!(s, "requests in progress: {}", n(&v["in_progress"]));
     let r = &v["reads"];
     let _ = writeln!(
@@ -363,19 +356,23 @@ pub fn daemon_status(v: &serde_json::Value) -> String {
     s
 }
 
+/// The cache's use against its limit, one line, from a status answer.
+fn cache_line(v: &serde_json::Value) -> String {
+    let c = &v["cache"];
+    let size = |v: &serde_json::Value| crate::config::human_size(v.as_u64().unwrap_or(0));
+    format!(
+        "cache {}: {} of {}\n",
+        c["dir"].as_str().unwrap_or("?"),
+        size(&c["used"]),
+        size(&c["limit"])
+    )
+}
+
 /// `medimg cache` for a terminal: what the cache holds, per dataset.
 pub fn cache_report(v: &serde_json::Value) -> String {
     let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
     let size = |v: &serde_json::Value| crate::config::human_size(n(v));
-    let mut s = String::new();
-    let c = &v["cache"];
-    let _ = writeln!(
-        s,
-        "cache {}: {} of {}",
-        c["dir"].as_str().unwrap_or("?"),
-        size(&c["used"]),
-        size(&c["limit"])
-    );
+    let mut s = cache_line(v);
     for d in v["datasets"].as_array().into_iter().flatten() {
         if n(&d["cached_bytes"]) > 0 {
             let _ = writeln!(

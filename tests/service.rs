@@ -346,6 +346,20 @@ fn metrics_listen_on_loopback_only() {
 
 const SMALL_BLOCKS: &[&str] = &["--block-size", "64KiB"];
 
+/// A zip of 40 images served at `/chest_xray.zip`: its files, and its number of 64 KiB blocks.
+fn forty_files(up: &Upstream) -> (Vec<(String, Vec<u8>, bool)>, u64) {
+    let files = image_folder(40, 20);
+    let archive = zip(&files);
+    let blocks = (archive.len() as u64).div_ceil(64 << 10);
+    up.put("/chest_xray.zip", archive, true);
+    (files, blocks)
+}
+
+/// The catalog of that zip.
+fn one_dataset_of_forty() -> String {
+    catalog(&[("chest-xray", "X-ray", "lung", &[("chest_xray.zip", "zip")])])
+}
+
 #[test]
 fn offline_serves_what_is_cached_and_asks_no_host_anything() {
     let up = Upstream::start();
@@ -457,12 +471,8 @@ fn a_dead_network_fails_fast_serves_the_cache_and_recovers() {
 #[test]
 fn prefetch_warms_a_folder_a_request_per_block_then_offline_reads_it_all() {
     let up = Upstream::start();
-    let files = image_folder(40, 20);
-    let archive = zip(&files);
-    let blocks = (archive.len() as u64).div_ceil(64 << 10);
-    up.put("/chest_xray.zip", archive, true);
-    let cat = catalog(&[("chest-xray", "X-ray", "lung", &[("chest_xray.zip", "zip")])]);
-    let fx = Fixture::new(&up, &cat, "");
+    let (files, blocks) = forty_files(&up);
+    let fx = Fixture::new(&up, &one_dataset_of_forty(), "");
     let m = fx.mount(SMALL_BLOCKS);
     let root = m.mnt.join("datasets/chest-xray");
     let _ = std::fs::read_dir(&root).unwrap().count();
@@ -570,12 +580,8 @@ fn medimg_cache_shows_verifies_and_clears_a_dataset() {
 #[test]
 fn prefetch_stops_on_ctrl_c_and_goes_on_from_there_the_next_time() {
     let up = Upstream::start();
-    let files = image_folder(40, 20);
-    let archive = zip(&files);
-    let blocks = (archive.len() as u64).div_ceil(64 << 10);
-    up.put("/chest_xray.zip", archive, true);
-    let cat = catalog(&[("chest-xray", "X-ray", "lung", &[("chest_xray.zip", "zip")])]);
-    let fx = Fixture::new(&up, &cat, "");
+    let (_, blocks) = forty_files(&up);
+    let fx = Fixture::new(&up, &one_dataset_of_forty(), "");
     let m = fx.mount(SMALL_BLOCKS);
     let root = m.mnt.join("datasets/chest-xray");
     let _ = std::fs::read_dir(&root).unwrap().count();

@@ -202,6 +202,9 @@ impl std::fmt::Display for ReadStats {
 #[derive(Debug)]
 struct FileState {
     entry: Entry,
+    /// Its dataset, the tag its upstream requests are counted under (made once per state,
+    /// not per read).
+    dataset: Arc<str>,
     /// The entry's size (a file reaches the read path only once its size is known).
     size: u64,
     location: Location,
@@ -218,6 +221,7 @@ struct FileState {
 impl FileState {
     fn new(entry: Entry, size: u64, location: Location, blob: Blob) -> FileState {
         FileState {
+            dataset: Arc::from(entry.dataset.as_str()),
             entry,
             size,
             location,
@@ -321,7 +325,8 @@ impl Reader {
         self.counters.bytes.fetch_add(len, Ordering::Relaxed);
         let inline = f.size <= INLINE_MAX;
         // Whatever this read asks of the upstream counts for its dataset (`medimg status`).
-        crate::source::stats::on_behalf_of(&f.entry.dataset, || match f.location.storage {
+        let tag = Some(f.dataset.clone());
+        crate::source::stats::on_behalf_of_tag(tag, || match f.location.storage {
             Storage::Raw if inline && f.blob.checksum.is_some() => {
                 self.inline(&f, offset, len, || self.raw_checked(&f).map(Bytes::from))
             }
