@@ -780,6 +780,7 @@ impl Fetcher {
         if total != part.size {
             return Err(SourceError::Changed {
                 url: part.url.clone(),
+                what: format!("{total} bytes now, {} when indexed", part.size),
             }
             .into());
         }
@@ -851,6 +852,7 @@ impl BlobStream<'_> {
         {
             return Err(SourceError::Changed {
                 url: part.url.clone(),
+                what: format!("{n} bytes now, {} when indexed", part.size),
             }
             .into());
         }
@@ -905,6 +907,7 @@ impl std::io::Read for BlobStream<'_> {
                 None => {
                     return Err(std::io::Error::other(SourceError::Changed {
                         url: self.blob.parts[self.part].url.clone(),
+                        what: format!("the body ended at {} of {size} bytes", self.pos),
                     }));
                 }
             }
@@ -920,6 +923,10 @@ impl std::io::Read for BlobStream<'_> {
         if self.pos > self.blob.parts[self.part].size {
             return Err(std::io::Error::other(SourceError::Changed {
                 url: self.blob.parts[self.part].url.clone(),
+                what: format!(
+                    "the body is longer than the {} bytes indexed",
+                    self.blob.parts[self.part].size
+                ),
             }));
         }
         Ok(n)

@@ -296,6 +296,12 @@ impl PageSink for KernelPages {
             }
         }
     }
+
+    fn forget(&self, ino: u64) {
+        if let Err(e) = self.0.inval_inode(INodeNo(ino), 0, 0) {
+            tracing::debug!("invalidating inode {ino}: {e}");
+        }
+    }
 }
 
 fn time(secs: i64) -> SystemTime {

@@ -208,6 +208,12 @@ CREATE TABLE IF NOT EXISTS blobs (
 -- The last time a host refused a dataset (401/403), for `medimg catalog` and MNT/about/.
 CREATE TABLE IF NOT EXISTS denials (
     dataset TEXT PRIMARY KEY, message TEXT NOT NULL, at INTEGER NOT NULL);
+-- A dataset whose upstream changed under its indexed version (another size, validator,
+-- checksum or member CRC): what told, and when it was first seen. Its listing is not trusted
+-- at the next start (the new version is indexed, and `reindexed_at` set); the record stays
+-- for `medimg status` and MNT/about/.
+CREATE TABLE IF NOT EXISTS changes (
+    dataset TEXT PRIMARY KEY, message TEXT NOT NULL, at INTEGER NOT NULL, reindexed_at INTEGER);
 CREATE TABLE IF NOT EXISTS parts (
     blob INTEGER NOT NULL, seq INTEGER NOT NULL, key TEXT NOT NULL, url TEXT NOT NULL,
     size INTEGER NOT NULL, etag TEXT, ranged INTEGER NOT NULL, PRIMARY KEY (blob, seq)) WITHOUT ROWID;
@@ -226,6 +232,19 @@ CREATE INDEX IF NOT EXISTS entries_by_parent ON entries (parent);
 
 /// Readers kept open; more are opened under load and closed again.
 const POOLED_READERS: usize = 8;
+
+/// An upstream change recorded for a dataset ([`Index::put_change`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Change {
+    /// Dataset id.
+    pub dataset: String,
+    /// What told: the file and the host's answer.
+    pub message: String,
+    /// When it was first seen (Unix seconds).
+    pub at: i64,
+    /// When the dataset was indexed again since, if it was (Unix seconds).
+    pub reindexed_at: Option<i64>,
+}
 
 /// `entries.size` of a file whose size is not known yet.
 const UNSIZED: i64 = -1;
@@ -340,9 +359,13 @@ impl Index {
         fingerprint: &str,
     ) -> Result<Option<i64>, IndexError> {
         self.read(|c| {
-            c.prepare_cached("SELECT root FROM datasets WHERE id = ?1 AND fingerprint = ?2")?
-                .query_row(params![dataset, fingerprint], |r| r.get(0))
-                .optional()
+            // A change seen since the listing was made voids it.
+            c.prepare_cached(
+                "SELECT root FROM datasets WHERE id = ?1 AND fingerprint = ?2 AND NOT EXISTS \
+                 (SELECT 1 FROM changes WHERE dataset = ?1 AND reindexed_at IS NULL)",
+            )?
+            .query_row(params![dataset, fingerprint], |r| r.get(0))
+            .optional()
         })
     }
 
@@ -540,6 +563,38 @@ impl Index {
         })
     }
 
+    /// Record that `dataset`'s upstream changed under its indexed version. The first record
+    /// since the dataset was last indexed is kept: it says what told first.
+    pub fn put_change(&self, dataset: &str, message: &str, at: i64) -> Result<(), IndexError> {
+        let w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        w.execute(
+            "INSERT INTO changes (dataset, message, at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (dataset) DO UPDATE SET message = ?2, at = ?3, reindexed_at = NULL
+             WHERE reindexed_at IS NOT NULL",
+            params![dataset, message, at],
+        )
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Every recorded upstream change: dataset id, what told, when it was seen, and whether
+    /// the dataset was indexed again since (then its files are the new version's).
+    pub fn changes(&self) -> Result<Vec<Change>, IndexError> {
+        self.read(|c| {
+            let mut q =
+                c.prepare_cached("SELECT dataset, message, at, reindexed_at FROM changes")?;
+            let rows = q.query_map([], |r| {
+                Ok(Change {
+                    dataset: r.get(0)?,
+                    message: r.get(1)?,
+                    at: r.get(2)?,
+                    reindexed_at: r.get(3)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
     /// Ids of the datasets indexed (their listing succeeded at least once).
     pub fn indexed_datasets(&self) -> Result<Vec<String>, IndexError> {
         self.read(|c| {
@@ -615,8 +670,13 @@ impl Index {
             )?;
             tx.execute("DELETE FROM blobs WHERE dataset = ?1", [dataset])?;
             tx.execute("DELETE FROM datasets WHERE id = ?1", [dataset])?;
-            // Listing it worked, so whatever refused it before does not any more.
+            // Listing it worked, so whatever refused it before does not any more, and a change
+            // seen before is in this listing.
             tx.execute("DELETE FROM denials WHERE dataset = ?1", [dataset])?;
+            tx.execute(
+                "UPDATE changes SET reindexed_at = ?2 WHERE dataset = ?1 AND reindexed_at IS NULL",
+                params![dataset, root_mtime],
+            )?;
             let mut blob_ids = Vec::with_capacity(blobs.len());
             for b in blobs {
                 tx.execute(

@@ -189,6 +189,33 @@ pub fn denial(d: &Dataset, creds: &Credentials, e: &SourceError) -> String {
     m
 }
 
+/// Unix seconds as RFC 3339 UTC, to the second.
+fn utc(secs: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// The section of `MNT/about/<id>.md` saying that the dataset's upstream changed under the
+/// version medimg indexed.
+pub fn change(c: &crate::index::Change) -> String {
+    let when = utc(c.at);
+    let mut s = format!("\n## Changed upstream ({when})\n\n{}\n\n", c.message);
+    match c.reindexed_at {
+        Some(at) => s.push_str(&format!(
+            "medimg indexed the new version on {}; what is in `datasets/{}/` is that version.\n",
+            utc(at),
+            c.dataset
+        )),
+        None => s.push_str(&format!(
+            "Files of `datasets/{}/` whose bytes medimg had already checked are still served as \
+             they were; reading any other part of what changed fails with 'Stale file handle' \
+             (ESTALE), so no file mixes two versions. Restart medimg to index the new version.\n",
+            c.dataset
+        )),
+    }
+    s
+}
+
 /// `MNT/about/<id>.md`: what the dataset is, whether it can be read here, and what to do.
 pub fn about(d: &Dataset, st: &State) -> String {
     let mut s = String::new();
@@ -325,6 +352,22 @@ pub fn daemon_status(v: &serde_json::Value) -> String {
         datasets.len(),
         v["datasets"].as_array().map_or(0, Vec::len)
     );
+    for d in v["datasets"].as_array().into_iter().flatten() {
+        let c = &d["changed"];
+        if c.is_object() {
+            let state = if c["reindexed_at"].is_null() {
+                "restart medimg to index the new version"
+            } else {
+                "the new version is indexed"
+            };
+            let _ = writeln!(
+                s,
+                "changed upstream: {} ({state}): {}",
+                d["id"].as_str().unwrap_or("?"),
+                c["message"].as_str().unwrap_or("?")
+            );
+        }
+    }
     let _ = writeln!(
         s,
         "\n{:32}  {:>9}  {:>10}  {:>9}  {:>6}  {:>6}",

@@ -129,6 +129,8 @@ pub struct DatasetStatus {
     pub indexed: bool,
     /// Bytes of its blocks in the cache.
     pub cached_bytes: u64,
+    /// The upstream change recorded for it, if any.
+    pub changed: Option<crate::index::Change>,
 }
 
 /// One entry of a directory listing.
@@ -287,6 +289,9 @@ type Result<T> = std::result::Result<T, VfsError>;
 enum SynContent {
     Dir(Vec<(String, u64)>),
     File(Arc<Vec<u8>>),
+    /// `about/<id>.md` of the dataset with this catalog index: rewritten when what it says
+    /// changes (`Vfs::abouts`).
+    About(usize),
 }
 
 #[derive(Debug)]
@@ -357,6 +362,12 @@ pub struct Vfs {
     sizer: Arc<Sizer>,
     /// Inodes of `about/<id>.md`, by dataset.
     about: Vec<u64>,
+    /// Texts of `about/<id>.md` and when each was written, by dataset.
+    abouts: RwLock<Vec<(Arc<Vec<u8>>, i64)>>,
+    /// Datasets whose upstream changed under their indexed version, seen in this run.
+    changed: Mutex<std::collections::HashSet<usize>>,
+    /// The kernel's caches, to drop an `about/<id>.md` it holds when its text changes.
+    kernel: std::sync::OnceLock<Arc<dyn PageSink>>,
     /// Inode of `catalog.csv`.
     csv: u64,
     /// Which hosts have credentials (to say what is missing before asking).
@@ -457,13 +468,8 @@ impl Vfs {
         let about: Vec<u64> = catalog
             .datasets
             .iter()
-            .map(|d| {
-                t.add(
-                    about_dir,
-                    &format!("{}.md", d.id),
-                    SynContent::File(Arc::new(Vec::new())),
-                )
-            })
+            .enumerate()
+            .map(|(i, d)| t.add(about_dir, &format!("{}.md", d.id), SynContent::About(i)))
             .collect();
         let datasets = t.dir(root, "datasets");
         for (i, d) in catalog.datasets.iter().enumerate() {
@@ -526,50 +532,99 @@ impl Vfs {
             listings: Mutex::new(LruCache::new(LISTINGS_KEPT)),
             failures: Mutex::new(std::collections::VecDeque::new()),
             started: now(),
+            abouts: RwLock::new(Vec::new()),
+            changed: Mutex::new(std::collections::HashSet::new()),
+            kernel: std::sync::OnceLock::new(),
         };
         vfs.rebuild_about();
         vfs
     }
 
-    /// Write `about/<id>.md` of every dataset from the credentials and the refusals recorded.
+    /// Write `about/<id>.md` of every dataset from the credentials and the refusals and
+    /// upstream changes recorded, and `catalog.csv` from the access policy.
     fn rebuild_about(&mut self) {
-        let denials: HashMap<String, String> = self
-            .index
-            .denials()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(d, m, _)| (d, m))
+        let texts = (0..self.catalog.datasets.len())
+            .map(|i| (Arc::new(self.about_text(i).into_bytes()), now()))
             .collect();
-        let indexed: std::collections::HashSet<String> = self
-            .index
-            .indexed_datasets()
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
-        for (i, (d, &ino)) in self.catalog.datasets.iter().zip(&self.about).enumerate() {
-            let st = crate::render::state(
-                d,
-                &self.credentials,
-                denials.get(&d.id).map(String::as_str),
-                indexed.contains(&d.id),
-            );
-            let mut text = crate::render::about(d, &st);
-            if let Some(g) = self.access.group(i) {
-                text.push_str(&format!(
-                    "\nOn this server its files are readable by members of the Unix group `{}` \
-                     only (ask the server's administrator to be added once you have access).\n",
-                    g.name
-                ));
-            }
-            if let Some(node) = self.syn.get_mut(ino as usize) {
-                node.content = SynContent::File(Arc::new(text.into_bytes()));
-            }
-        }
+        *self.abouts.write().unwrap_or_else(|p| p.into_inner()) = texts;
         let csv = crate::render::catalog_csv(&self.catalog, &|i| {
             self.access.group(i).map(|g| g.name.clone())
         });
         if let Some(node) = self.syn.get_mut(self.csv as usize) {
             node.content = SynContent::File(Arc::new(csv.into_bytes()));
+        }
+    }
+
+    /// What `about/<id>.md` of dataset `i` says now.
+    fn about_text(&self, i: usize) -> String {
+        let d = &self.catalog.datasets[i];
+        let denial = self
+            .index
+            .denials()
+            .unwrap_or_default()
+            .into_iter()
+            .find_map(|(id, m, _)| (id == d.id).then_some(m));
+        let indexed = self
+            .index
+            .indexed_datasets()
+            .unwrap_or_default()
+            .contains(&d.id);
+        let st = crate::render::state(d, &self.credentials, denial.as_deref(), indexed);
+        let mut text = crate::render::about(d, &st);
+        if let Some(c) = self
+            .index
+            .changes()
+            .unwrap_or_default()
+            .into_iter()
+            .find(|c| c.dataset == d.id)
+        {
+            text.push_str(&crate::render::change(&c));
+        }
+        if let Some(g) = self.access.group(i) {
+            text.push_str(&format!(
+                "\nOn this server its files are readable by members of the Unix group `{}` \
+                 only (ask the server's administrator to be added once you have access).\n",
+                g.name
+            ));
+        }
+        text
+    }
+
+    /// Dataset `i`'s upstream changed under its indexed version (`message` says how): record
+    /// it once, for `medimg status`, `about/<id>.md` and the next start, which indexes the new
+    /// version. The failing read's own line is the one log line.
+    fn mark_changed(&self, i: usize, message: &str) {
+        if !self
+            .changed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(i)
+        {
+            return;
+        }
+        let d = &self.catalog.datasets[i];
+        if let Err(e) = self.index.put_change(&d.id, message, now()) {
+            tracing::warn!("{e}");
+        }
+        self.refresh_about(i);
+    }
+
+    /// Write `about/<id>.md` of dataset `i` again: what it says changed.
+    fn refresh_about(&self, i: usize) {
+        let text = Arc::new(self.about_text(i).into_bytes());
+        if let Some(slot) = self
+            .abouts
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(i)
+        {
+            *slot = (text, now());
+        }
+        // The kernel may hold the old text for a day (TTL): drop it. Not from this thread,
+        // which may be answering a kernel request.
+        if let (Some(k), Some(&ino)) = (self.kernel.get(), self.about.get(i)) {
+            let k = k.clone();
+            std::thread::spawn(move || k.forget(ino));
         }
     }
 
@@ -590,6 +645,7 @@ impl Vfs {
     /// From now on, hand the checked bytes of files near each cold-read small file to `sink`
     /// (the kernel's page cache; see [`crate::read`]).
     pub fn start_push(&self, sink: Arc<dyn PageSink>) {
+        let _ = self.kernel.set(sink.clone());
         self.reader.start_push(sink);
     }
 
@@ -616,6 +672,7 @@ impl Vfs {
     pub fn dataset_status(&self) -> Result<Vec<DatasetStatus>> {
         let indexed: std::collections::HashSet<String> =
             self.index.indexed_datasets()?.into_iter().collect();
+        let changes = self.index.changes()?;
         let cached = self.fetcher.cache().bytes_by_blob();
         let mut bytes: HashMap<String, u64> = HashMap::new();
         for (dataset, key) in self.index.blob_keys()? {
@@ -631,6 +688,7 @@ impl Vfs {
                 id: d.id.clone(),
                 indexed: indexed.contains(&d.id),
                 cached_bytes: bytes.get(&d.id).copied().unwrap_or(0),
+                changed: changes.iter().find(|c| c.dataset == d.id).cloned(),
             })
             .collect())
     }
@@ -672,11 +730,26 @@ impl Vfs {
         &self.fetcher
     }
 
+    /// A generated file's bytes and when they were written.
+    fn syn_file(&self, c: &SynContent) -> Option<(Arc<Vec<u8>>, i64)> {
+        match c {
+            SynContent::Dir(_) => None,
+            SynContent::File(b) => Some((b.clone(), self.started)),
+            SynContent::About(i) => self
+                .abouts
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(*i)
+                .cloned(),
+        }
+    }
+
     fn syn_attr(&self, ino: u64) -> Option<Attr> {
         let node = self.syn.get(ino as usize).filter(|_| ino != 0)?;
         Some(match &node.content {
             SynContent::Dir(_) => self.dir_attr(ino, self.started, self.access.generated()),
-            SynContent::File(bytes) => {
+            c => {
+                let (bytes, mtime) = self.syn_file(c)?;
                 let p = self.access.generated();
                 Attr {
                     ino,
@@ -686,7 +759,7 @@ impl Vfs {
                     uid: p.uid,
                     gid: p.gid,
                     nlink: 1,
-                    mtime: self.started,
+                    mtime,
                 }
             }
         })
@@ -801,7 +874,7 @@ impl Vfs {
                         .ok_or(VfsError::NotFound)?;
                     self.getattr(*ino)
                 }
-                SynContent::File(_) => Err(VfsError::NotDir),
+                SynContent::File(_) | SynContent::About(_) => Err(VfsError::NotDir),
             },
             Ino::Dir { instance, row } => {
                 let parent_row = self.dir_row(instance, row)?;
@@ -939,8 +1012,12 @@ impl Vfs {
             let root = match self.index.dataset_root(&ds.id, &fp) {
                 Ok(Some(r)) => r,
                 Ok(None) => {
-                    crate::source::stats::on_behalf_of(&ds.id, || self.index_dataset(ds, &fp))
-                        .map_err(Arc::new)?
+                    let root =
+                        crate::source::stats::on_behalf_of(&ds.id, || self.index_dataset(ds, &fp))
+                            .map_err(Arc::new)?;
+                    // A refusal or a change it recorded is behind it now.
+                    self.refresh_about(d);
+                    root
                 }
                 Err(e) => return Err(Arc::new(e.into())),
             };
@@ -1276,6 +1353,9 @@ impl Vfs {
         if let Err(err) = self.index.put_denial(&ds.id, &message, now()) {
             tracing::warn!("{err}");
         }
+        if let Some(&i) = self.dataset_by_id.get(&ds.id) {
+            self.refresh_about(i);
+        }
         VfsError::Denied {
             dataset: ds.id.clone(),
             message,
@@ -1330,8 +1410,11 @@ impl Vfs {
     pub fn read(&self, ino: u64, fh: u64, offset: u64, size: u32) -> Result<Bytes> {
         match decode(ino) {
             Ino::Syn(i) => match &self.syn.get(i).ok_or(VfsError::NotFound)?.content {
-                SynContent::File(b) => Ok(slice(b, offset, size).into()),
                 SynContent::Dir(_) => Err(VfsError::IsDir),
+                c => {
+                    let (b, _) = self.syn_file(c).ok_or(VfsError::NotFound)?;
+                    Ok(slice(&b, offset, size).into())
+                }
             },
             Ino::Dir { .. } => Err(VfsError::IsDir),
             Ino::File(row) => self.read_file(row, fh, offset, size),
@@ -1359,6 +1442,11 @@ impl Vfs {
                     .map(|d| self.denied(&self.catalog.datasets[d], s)),
                 _ => None,
             };
+            if e.errno() == libc::ESTALE
+                && let Some(d) = e.dataset().and_then(|id| self.dataset_by_id.get(id))
+            {
+                self.mark_changed(*d, &e.to_string());
+            }
             denied.unwrap_or(VfsError::Read(e))
         })
     }
@@ -1759,6 +1847,58 @@ unsupported = "no pinned download source yet"
     }
 
     #[test]
+    fn an_upstream_changed_under_its_etag_is_stale_then_a_restart_indexes_the_new_version() {
+        let f = Fixture::new();
+        let up = mock();
+        {
+            let vfs = f.vfs(up.clone(), 1 << 20);
+            assert_eq!(
+                read_all(&vfs, "datasets/cxr/train/NORMAL/004.png").unwrap(),
+                image(4, 3000)
+            );
+            // The host now serves other bytes under the same URL (another ETag).
+            let mut w = ::zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+            w.start_file(
+                "train/NORMAL/004.png",
+                ::zip::write::SimpleFileOptions::default(),
+            )
+            .unwrap();
+            w.write_all(b"the new version").unwrap();
+            up.put("http://up/cxr.zip", w.finish().unwrap().into_inner());
+            // Read-ahead cached the whole small archive: drop it, so reads ask the host.
+            vfs.clear_cache(Some("cxr")).unwrap();
+            let e = read_all(&vfs, "datasets/cxr/train/PNEUMONIA/039.png").unwrap_err();
+            assert_eq!(e.errno(), libc::ESTALE, "{e}");
+            assert!(e.to_string().contains("HTTP 412 to If-Match"), "{e}");
+            let text = about(&vfs, "cxr");
+            assert!(
+                text.contains("## Changed upstream") && text.contains("Restart medimg"),
+                "{text}"
+            );
+        }
+        // The next start does not trust the old listing: it indexes the new version.
+        let vfs = f.vfs(up.clone(), 1 << 20);
+        assert_eq!(names(&vfs, "datasets/cxr/train/NORMAL"), ["004.png"]);
+        assert_eq!(
+            read_all(&vfs, "datasets/cxr/train/NORMAL/004.png").unwrap(),
+            b"the new version"
+        );
+        let text = about(&vfs, "cxr");
+        assert!(
+            text.contains("## Changed upstream") && text.contains("indexed the new version"),
+            "{text}"
+        );
+        let st = vfs.dataset_status().unwrap();
+        assert!(st[0].changed.as_ref().unwrap().reindexed_at.is_some());
+        // And the one after trusts the new listing.
+        drop(vfs);
+        let up2 = mock();
+        let vfs = f.vfs(up2.clone(), 1 << 20);
+        assert_eq!(names(&vfs, "datasets/cxr/train/NORMAL"), ["004.png"]);
+        assert_eq!(up2.request_count(), 0, "{:?}", up2.requests());
+    }
+
+    #[test]
     fn every_file_reads_back_byte_for_byte_within_a_small_cache() {
         let up = mock();
         let f = Fixture::new();
@@ -1788,8 +1928,12 @@ unsupported = "no pinned download source yet"
         assert_eq!(read_all(&vfs, path).unwrap(), image(31, 3000));
     }
 
+    fn about(vfs: &Vfs, id: &str) -> String {
+        String::from_utf8(read_all(vfs, &format!("about/{id}.md")).unwrap()).unwrap()
+    }
+
     #[test]
-    fn a_member_that_never_matches_its_crc_is_an_io_error() {
+    fn a_member_that_never_matches_its_crc_is_stale_and_marks_its_dataset() {
         let mut z = archive();
         // Damage the stored bytes of 000.png (right after its 30 + 20 byte local header).
         z[30 + 20 + 100] ^= 0xff;
@@ -1798,12 +1942,25 @@ unsupported = "no pinned download source yet"
         up.put("http://up/labels.csv", b"x".to_vec());
         let f = Fixture::new();
         let vfs = f.vfs(up.clone(), 1 << 20);
+        assert!(!about(&vfs, "cxr").contains("Changed upstream"));
         let e = read_all(&vfs, "datasets/cxr/train/NORMAL/000.png").unwrap_err();
-        assert_eq!(e.errno(), libc::EIO);
+        assert_eq!(e.errno(), libc::ESTALE);
         let msg = e.to_string();
         assert!(
             msg.contains("cxr") && msg.contains("000.png") && msg.contains("CRC"),
             "{msg}"
+        );
+        // Marked: about/ and the status say what changed.
+        let text = about(&vfs, "cxr");
+        assert!(
+            text.contains("## Changed upstream") && text.contains("000.png"),
+            "{text}"
+        );
+        let st = vfs.dataset_status().unwrap();
+        let c = st[0].changed.as_ref().expect("marked");
+        assert!(
+            c.message.contains("CRC") && c.reindexed_at.is_none(),
+            "{c:?}"
         );
         // The bad block was dropped, not kept.
         let blob_key = vfs.index.blob(1).unwrap().unwrap().parts[0].key;

@@ -196,6 +196,8 @@ fn a_file_changed_upstream_under_its_pinned_version_is_estale_not_mixed() {
     let m = fx.mount(BLOCK);
     let dir = m.mnt.join("datasets/chest-xray");
     assert_eq!(std::fs::read(dir.join(&files[0].0)).unwrap(), files[0].1);
+    let about = std::fs::read_to_string(m.mnt.join("about/chest-xray.md")).unwrap();
+    assert!(!about.contains("Changed upstream"), "{about}");
     // The host now serves another archive under the same URL.
     let other = image_folder(31, 20);
     up.put("/chest_xray.zip", zip(&other), true);
@@ -208,6 +210,47 @@ fn a_file_changed_upstream_under_its_pinned_version_is_estale_not_mixed() {
     );
     // What was read before the change is still served: it was checked then.
     assert_eq!(std::fs::read(dir.join(&files[0].0)).unwrap(), files[0].1);
+    // Every file is the old version's bytes (checked before the change) or ESTALE, never a
+    // mix; and one line says it, however many reads meet it.
+    let mut stale = 0;
+    for (name, data, _) in &files {
+        match std::fs::read(dir.join(name)) {
+            Ok(got) => assert_eq!(got, *data, "{name}"),
+            Err(e) => {
+                assert_eq!(e.raw_os_error(), Some(libc::ESTALE), "{e}");
+                stale += 1;
+            }
+        }
+    }
+    assert!(stale > 1, "{stale}");
+    let log = m.log_text();
+    assert_eq!(log.matches("changed upstream").count(), 1, "{log}");
+    // The dataset is marked: about/ (read through the kernel, which held the old text) and
+    // `medimg status` say what changed and what to do.
+    let about = std::fs::read_to_string(m.mnt.join("about/chest-xray.md")).unwrap();
+    assert!(
+        about.contains("## Changed upstream") && about.contains("HTTP 412 to If-Match"),
+        "{about}"
+    );
+    let out = medimg()
+        .args(["status", "--cache-dir"])
+        .arg(fx.cache())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("changed upstream: chest-xray (restart medimg to index the new version)"),
+        "{text}"
+    );
+    drop(m);
+    // A restart indexes the new version, and serves it whole.
+    let m = fx.mount(BLOCK);
+    let dir = m.mnt.join("datasets/chest-xray");
+    for (name, data, _) in &other {
+        assert_eq!(std::fs::read(dir.join(name)).unwrap(), *data, "{name}");
+    }
+    let about = std::fs::read_to_string(m.mnt.join("about/chest-xray.md")).unwrap();
+    assert!(about.contains("indexed the new version"), "{about}");
 }
 
 /// Pages of `path` in the kernel's page cache, as `fincore` (util-linux) counts them.

@@ -92,7 +92,9 @@ pub enum ReadError {
     },
     /// A member's bytes do not match its checksum, even after a fresh download.
     #[error(
-        "dataset {dataset}: {member}: {message}; the upstream archive {url} is damaged or changed"
+        "dataset {dataset}: {member}: {message}; the upstream file {url} is damaged or changed \
+         since medimg indexed it; the dataset is marked changed, and a restart of medimg \
+         indexes it again"
     )]
     Corrupt {
         /// Dataset id.
@@ -130,7 +132,9 @@ impl ReadError {
             ReadError::IsDir => libc::EISDIR,
             ReadError::BadHandle => libc::EBADF,
             ReadError::Fetch { source, .. } if source.is_denied() => libc::EACCES,
+            // The upstream's bytes are not the indexed version's: changed (or damaged) there.
             ReadError::Fetch { source, .. } if source.is_changed() => libc::ESTALE,
+            ReadError::Corrupt { .. } => libc::ESTALE,
             ReadError::Shared(inner) => inner.errno(),
             _ => libc::EIO,
         }

@@ -35,6 +35,8 @@ pub trait PageSink: Send + Sync {
     /// Offer `data` as the whole content of the file of index row `row`; false when the
     /// kernel did not take it (it does not know the file).
     fn store(&self, row: i64, data: &[u8]) -> bool;
+    /// Drop what the kernel holds of inode `ino` (pages and attributes): its content changed.
+    fn forget(&self, _ino: u64) {}
 }
 
 /// Rows on either side of a file's row that are looked at for neighbours: a 4 MiB block holds

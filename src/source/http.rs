@@ -386,7 +386,12 @@ impl HttpUpstream {
                 Body::Partial { total }
             }
             StatusCode::OK => Body::Full { len: None },
-            StatusCode::PRECONDITION_FAILED => return Err(SourceError::Changed { url }),
+            StatusCode::PRECONDITION_FAILED => {
+                return Err(SourceError::Changed {
+                    url,
+                    what: format!("HTTP 412 to If-Match {}", req.if_match.unwrap_or_default()),
+                });
+            }
             // An empty object satisfies no range; `Content-Range: bytes */0` says it is one.
             StatusCode::RANGE_NOT_SATISFIABLE
                 if req.range.as_ref().is_some_and(|r| r.start == 0)
@@ -416,7 +421,12 @@ impl HttpUpstream {
                     redirected_to,
                 ));
             }
-            StatusCode::RANGE_NOT_SATISFIABLE => return Err(SourceError::Changed { url }),
+            StatusCode::RANGE_NOT_SATISFIABLE => {
+                return Err(SourceError::Changed {
+                    url,
+                    what: "HTTP 416: shorter than when indexed".to_string(),
+                });
+            }
             s => {
                 return Err(SourceError::Status {
                     url,

@@ -111,6 +111,7 @@ impl Upstream for MockUpstream {
         if req.if_match.is_some_and(|tag| tag != obj.etag) {
             return Err(SourceError::Changed {
                 url: req.url.to_string(),
+                what: format!("HTTP 412 to If-Match {}", req.if_match.unwrap_or_default()),
             });
         }
         let total = obj.data.len() as u64;
@@ -119,6 +120,7 @@ impl Upstream for MockUpstream {
                 if r.start >= total {
                     return Err(SourceError::Changed {
                         url: req.url.to_string(),
+                        what: "HTTP 416: shorter than when indexed".to_string(),
                     });
                 }
                 let end = r.end.min(total);

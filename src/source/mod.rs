@@ -195,10 +195,15 @@ pub enum SourceError {
         status: u16,
     },
     /// The object changed upstream since it was indexed (`412`, another size or validator).
-    #[error("{url}: the file changed upstream since medimg indexed it")]
+    #[error(
+        "{url}: the file changed upstream since medimg indexed it ({what}); its dataset is \
+         marked changed, and a restart of medimg indexes the new version"
+    )]
     Changed {
         /// URL requested.
         url: String,
+        /// What tells: the host's answer to `If-Match`, or the sizes that differ.
+        what: String,
     },
     /// No answer (or no byte of one) within the deadline.
     #[error(
@@ -348,9 +353,10 @@ pub fn fetch_range(
     })?;
     match resp.reply.body {
         Body::Partial { total: t } if t == total => {}
-        Body::Partial { .. } => {
+        Body::Partial { total: t } => {
             return Err(SourceError::Changed {
                 url: url.to_string(),
+                what: format!("{t} bytes now, {total} when indexed"),
             });
         }
         // A host may answer a range that covers the whole object with the whole object.
