@@ -652,8 +652,12 @@ impl RawSource {
                     }
                 } else {
                     // Info-ZIP's `.z01 ... .zip` ends with the archive's own name; split files
-                    // (`.001`, `.aa`) carry it before their suffix.
-                    let last = urls.last().map_or(String::new(), |u| strip_part_suffix(u));
+                    // (`.001`, `.aa`) carry it before their suffix. One URL is not split: its
+                    // `.gz` is an extension, not a part.
+                    let last = match urls.as_slice() {
+                        [one] => one.clone(),
+                        _ => urls.last().map_or(String::new(), |u| strip_part_suffix(u)),
+                    };
                     let format = match self.format.as_deref() {
                         None => default_format(&last),
                         Some(f) => Format::parse(f).ok_or_else(|| {
@@ -1240,6 +1244,13 @@ url = "https://example.org/a/chest_xray.zip"
         );
         let c = Catalog::parse(&t, "t").unwrap();
         assert_eq!(format_of(&c), Format::Zip);
+        // One URL ending in .tar.gz is a tar.gz, not the part `.gz` of a split tar (found by
+        // tests/model.rs: it was listed as a plain tar and failed).
+        let t = ONE.replace(
+            "url = \"https://example.org/a/chest_xray.zip\"",
+            "url = \"https://h/set.tar.gz\"",
+        );
+        assert_eq!(format_of(&Catalog::parse(&t, "t").unwrap()), Format::TarGz);
         let t = ONE.replace(
             "url = \"https://example.org/a/chest_xray.zip\"",
             "urls = [\"https://h/x.z01\", \"https://h/x.zip\"]",
