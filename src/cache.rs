@@ -209,6 +209,8 @@ pub struct BlockCache {
     direct_bufs: Mutex<Vec<Vec<u8>>>,
     /// Lookups and evictions since start.
     counters: Counters,
+    /// Blocks that could not be kept, logged once a minute.
+    unkept: crate::logs::Summarised,
 }
 
 #[derive(Debug, Default)]
@@ -220,6 +222,7 @@ struct Counters {
     fetched_bytes: AtomicU64,
     evicted: AtomicU64,
     evicted_bytes: AtomicU64,
+    not_kept: AtomicU64,
 }
 
 /// What the cache has done since start.
@@ -239,6 +242,8 @@ pub struct CacheStats {
     pub evicted: u64,
     /// Their bytes.
     pub evicted_bytes: u64,
+    /// Blocks served but not kept: writing them failed (a full or failing filesystem).
+    pub not_kept: u64,
 }
 
 impl fmt::Debug for BlockCache {
@@ -386,7 +391,12 @@ impl<'a> Staged<'a> {
             };
             if let Err(e) = recorded.and(removed) {
                 // The bytes in hand are sound; only keeping them failed. Later reads fetch again.
-                tracing::warn!(blob = %key.blob, block = key.index, "block not cached: {e}");
+                // A full filesystem fails every block: one line a minute says so.
+                cache.counters.not_kept.fetch_add(1, Ordering::Relaxed);
+                cache.unkept.warn(
+                    "block not cached",
+                    &format!("block {} of blob {} not cached: {e}", key.index, key.blob),
+                );
             }
         }
         cache.hold(key, bytes)
@@ -513,6 +523,7 @@ impl BlockCache {
             recent: Mutex::new(Recent::default()),
             files: Mutex::new(LruCache::new(OPEN_FILES)),
             counters: Counters::default(),
+            unkept: crate::logs::Summarised::default(),
             tick: AtomicU64::new(max_tick + 1),
             tmp_seq: AtomicU64::new(0),
             direct: std::sync::atomic::AtomicBool::new(true),
@@ -668,6 +679,7 @@ impl BlockCache {
             fetched_bytes: c.fetched_bytes.load(Ordering::Relaxed),
             evicted: c.evicted.load(Ordering::Relaxed),
             evicted_bytes: c.evicted_bytes.load(Ordering::Relaxed),
+            not_kept: c.not_kept.load(Ordering::Relaxed),
         }
     }
 

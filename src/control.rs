@@ -75,6 +75,21 @@ fn answer(stream: UnixStream, me: u32, handler: &Handler) -> std::io::Result<()>
     }
 }
 
+/// Whether a daemon with cache `cache_dir` answers within `within` (one `ping`). A daemon
+/// that died with threads stuck in the kernel still holds its socket open, so connecting is
+/// not enough: the answer is.
+pub fn answers(cache_dir: &Path, within: Duration) -> bool {
+    let Ok(mut stream) = UnixStream::connect(socket_path(cache_dir)) else {
+        return false;
+    };
+    let mut answer = String::new();
+    stream.set_read_timeout(Some(within)).is_ok()
+        && writeln!(stream, "ping").is_ok()
+        && BufReader::new(&stream)
+            .read_line(&mut answer)
+            .is_ok_and(|n| n > 0)
+}
+
 /// Ask the daemon whose cache is `cache_dir`: one request line, its JSON answer.
 pub fn ask(cache_dir: &Path, request: &str) -> Result<serde_json::Value, String> {
     let path = socket_path(cache_dir);

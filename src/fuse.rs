@@ -187,17 +187,87 @@ fn medimg_mount_in(info: &str, point: &str) -> bool {
     })
 }
 
-/// Clean up a mount at `mountpoint` left by a medimg daemon that died ("Transport endpoint is
-/// not connected"), so that a restart mounts again. Returns whether there was one. A dead
-/// mount of another filesystem is left alone, with an error saying so.
-pub fn recover_dead_mount(mountpoint: &Path) -> Result<bool, String> {
-    match std::fs::metadata(mountpoint) {
-        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {}
+/// How long a mount's daemon has to answer a `statfs` before a restart takes it for hung.
+const LIVENESS_WAIT: Duration = Duration::from_secs(3);
+
+/// `statfs` of `path` on a thread of its own: its errno, or `None` if no answer came within
+/// `wait` (the thread is left blocked in the kernel until the connection is aborted).
+fn statfs_within(path: &Path, wait: Duration) -> Option<std::io::Result<()>> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // SAFETY: a valid C string and a zeroed out-struct of the right type.
+        let r = unsafe {
+            let mut st: libc::statfs = std::mem::zeroed();
+            libc::statfs(c.as_ptr(), &mut st)
+        };
+        let _ = tx.send(if r == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        });
+    });
+    rx.recv_timeout(wait).ok()
+}
+
+/// Abort the FUSE connection of the mount at `point` through fusectl (mounting it if needed):
+/// every request waiting on it ends, and the mount answers ENOTCONN. Needs root.
+fn abort_connection(point: &str) -> Result<(), String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let dev = mountinfo_device(&info, point).ok_or("no mountinfo line")?;
+    let minor = dev.rsplit(':').next().unwrap_or_default();
+    let dir = Path::new("/sys/fs/fuse/connections");
+    let knob = dir.join(minor).join("abort");
+    if !knob.exists() {
+        // SAFETY: valid C strings; mounting fusectl only exposes the connections' knobs.
+        unsafe {
+            libc::mount(
+                c"fusectl".as_ptr(),
+                c"/sys/fs/fuse/connections".as_ptr(),
+                c"fusectl".as_ptr(),
+                0,
+                std::ptr::null(),
+            );
+        }
+    }
+    std::fs::write(&knob, "1").map_err(|e| {
+        format!(
+            "{}: {e}; as root: `echo 1 > {}` (mount -t fusectl none {} first if it is missing)",
+            knob.display(),
+            knob.display(),
+            dir.display()
+        )
+    })
+}
+
+/// Clean up a mount at `mountpoint` left by a medimg daemon that died, so that a restart mounts
+/// again. Returns whether there was one. A dead mount answers "Transport endpoint is not
+/// connected"; one whose daemon was killed while a thread of it waited in the kernel (a page
+/// push waiting on a page a reader holds) answers nothing at all: when `statfs` gets no answer
+/// within [`LIVENESS_WAIT`] and the daemon of `cache_dir` does not answer on its control
+/// socket either, its connection is aborted first. A dead mount of another filesystem is left
+/// alone, with an error saying so.
+pub fn recover_dead_mount(mountpoint: &Path, cache_dir: &Path) -> Result<bool, String> {
+    let abs = std::path::absolute(mountpoint).map_err(|e| e.to_string())?;
+    let point = abs.to_string_lossy().to_string();
+    let medimg = is_medimg_mount(&abs);
+    match statfs_within(&abs, LIVENESS_WAIT) {
+        Some(Err(e)) if e.raw_os_error() == Some(libc::ENOTCONN) => {}
+        None if medimg && !crate::control::answers(cache_dir, LIVENESS_WAIT) => {
+            abort_connection(&point).map_err(|e| {
+                format!(
+                    "{point} is held by a medimg daemon that died with requests in flight; \
+                     abort its connection: {e}"
+                )
+            })?;
+            tracing::warn!(
+                "{point}: the medimg daemon that mounted it died with requests in flight (its \
+                 connection hung); aborted the connection"
+            );
+        }
         _ => return Ok(false),
     }
-    let abs = std::path::absolute(mountpoint).map_err(|e| e.to_string())?;
-    let point = abs.to_string_lossy();
-    if !is_medimg_mount(&abs) {
+    if !medimg {
         return Err(format!(
             "{point} is a dead mount of another filesystem (\"Transport endpoint is not \
              connected\"); unmount it first (fusermount3 -u {point})"

@@ -35,6 +35,15 @@ impl Summarised {
     /// Log `line` (a failure of `kind`) as an error, unless one of its kind was logged less
     /// than [`WINDOW`] ago: then count it, and say how many when the window has passed.
     pub fn error(&self, kind: &str, line: &str) {
+        self.note(kind, line, |l| tracing::error!("{l}"));
+    }
+
+    /// [`Summarised::error`] for what is a warning: nothing failed for a user.
+    pub fn warn(&self, kind: &str, line: &str) {
+        self.note(kind, line, |l| tracing::warn!("{l}"));
+    }
+
+    fn note(&self, kind: &str, line: &str, emit: fn(&str)) {
         let now = Instant::now();
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(seen) = map.get_mut(kind) {
@@ -44,12 +53,12 @@ impl Summarised {
                 return;
             }
             if seen.suppressed > 0 {
-                tracing::error!(
-                    "{} more failures like the one above in {}s, the last: {}",
+                emit(&format!(
+                    "{} more like the one above in {}s, the last: {}",
                     seen.suppressed,
                     now.duration_since(seen.since).as_secs(),
                     seen.last
-                );
+                ));
             }
         }
         if map.len() >= KINDS {
@@ -63,7 +72,7 @@ impl Summarised {
                 last: String::new(),
             },
         );
-        tracing::error!("{line}");
+        emit(line);
     }
 
     /// Say how many failures each open window counted (at the end of the daemon).

@@ -240,6 +240,8 @@ fn control_answer(
     let words: Vec<&str> = request.split_whitespace().collect();
     match words.as_slice() {
         ["status"] => Ok(status()),
+        // Whether a daemon is alive and answering (a restart asks before it takes over).
+        ["ping"] => Ok(serde_json::json!({})),
         ["cache", "verify"] => {
             let (checked, removed) = vfs
                 .fetcher()
@@ -393,7 +395,9 @@ fn gather_credentials(file: Option<&std::path::Path>) -> Result<Credentials, Err
 
 /// Hold an exclusive lock on the cache directory for the daemon's lifetime: two daemons evicting
 /// each other's blocks would break the size limit.
-fn lock_cache_dir(dir: &std::path::Path) -> Result<std::fs::File, Error> {
+/// A daemon whose dead mount was just cleaned up may take `wait` more to finish exiting and
+/// let go of the lock.
+fn lock_cache_dir(dir: &std::path::Path, wait: Duration) -> Result<std::fs::File, Error> {
     let path = dir.join("lock");
     let f = std::fs::OpenOptions::new()
         .create(true)
@@ -401,8 +405,13 @@ fn lock_cache_dir(dir: &std::path::Path) -> Result<std::fs::File, Error> {
         .write(true)
         .open(&path)
         .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let until = std::time::Instant::now() + wait;
     // SAFETY: flock on a file descriptor we own.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+    while unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        if std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        }
         return Err(format!(
             "cache directory {} is in use by another medimg daemon; use its mount, or give this one --cache-dir",
             dir.display()
@@ -427,10 +436,10 @@ fn drain(mounted: &medimg::fuse::Mounted, deadline: Duration) {
 }
 
 fn run_mount(a: &MountArgs) -> Result<(), Error> {
-    medimg::fuse::recover_dead_mount(&a.mountpoint)?;
+    let settings = cli::settings(a)?;
+    let recovered = medimg::fuse::recover_dead_mount(&a.mountpoint, &settings.cache_dir)?;
     let mountpoint = cli::check_mountpoint(&a.mountpoint)?;
     let catalog = cli::load_catalog(a.catalog.as_deref())?;
-    let settings = cli::settings(a)?;
     let policy = if settings.access.is_empty() {
         Policy::open()
     } else {
@@ -462,7 +471,10 @@ fn run_mount(a: &MountArgs) -> Result<(), Error> {
                 )
             })?;
     }
-    let _lock = lock_cache_dir(&settings.cache_dir)?;
+    let _lock = lock_cache_dir(
+        &settings.cache_dir,
+        Duration::from_secs(if recovered { 10 } else { 0 }),
+    )?;
     let cache = Arc::new(BlockCache::open(&settings.cache_dir, settings.cache_size)?);
     let index = Index::open(&settings.cache_dir.join("index.sqlite"))?;
     let credentials = gather_credentials(settings.credentials_file.as_deref())?;
@@ -564,7 +576,10 @@ fn run_mount(a: &MountArgs) -> Result<(), Error> {
         }
     }
     mounted.unmount()?;
-    cache.flush()?;
+    // What is left to write is the blocks' use order; a crash loses it too, and nothing else.
+    if let Err(e) = cache.flush() {
+        tracing::warn!("the cache's last use order was not saved: {e}");
+    }
     let sizes = vfs.size_stats();
     tracing::info!(
         "since start: {}; sizes asked of hosts: {} probes, {} listing pages, {} folders probed \

@@ -403,12 +403,21 @@ pub fn daemon_status(v: &serde_json::Value) -> String {
 fn cache_line(v: &serde_json::Value) -> String {
     let c = &v["cache"];
     let size = |v: &serde_json::Value| crate::config::human_size(v.as_u64().unwrap_or(0));
-    format!(
+    let mut s = format!(
         "cache {}: {} of {}\n",
         c["dir"].as_str().unwrap_or("?"),
         size(&c["used"]),
         size(&c["limit"])
-    )
+    );
+    let unkept = v["cache_stats"]["not_kept"].as_u64().unwrap_or(0);
+    if unkept > 0 {
+        let _ = writeln!(
+            s,
+            "{unkept} blocks served but not kept: writing them failed (is the cache's \
+             filesystem full? see the log)"
+        );
+    }
+    s
 }
 
 /// `medimg cache` for a terminal: what the cache holds, per dataset.

@@ -284,7 +284,7 @@ fn a_small_cache_size_is_a_hard_limit_and_reads_stay_correct() {
 }
 
 #[test]
-fn a_member_that_fails_its_crc_is_an_io_error_and_is_not_cached() {
+fn a_member_that_fails_its_crc_is_stale_marks_its_dataset_and_is_not_cached() {
     let up = Upstream::start();
     let files = image_folder(10, 20);
     let mut z = zip(&files);
@@ -297,7 +297,8 @@ fn a_member_that_fails_its_crc_is_an_io_error_and_is_not_cached() {
     let bad = m.mnt.join("datasets/chest-xray").join(&files[0].0);
     let (code, _, err) = sh(&format!("cat {} > /dev/null", bad.display()));
     assert_ne!(code, 0);
-    assert!(err.contains("Input/output error"), "{err}");
+    // Not the bytes indexed: changed or damaged upstream, which is ESTALE.
+    assert!(err.contains("Stale file handle"), "{err}");
     // Neighbours in the same block are fine.
     assert_eq!(
         std::fs::read(m.mnt.join("datasets/chest-xray").join(&files[1].0)).unwrap(),
@@ -306,6 +307,8 @@ fn a_member_that_fails_its_crc_is_an_io_error_and_is_not_cached() {
     std::thread::sleep(Duration::from_millis(100));
     let log = m.log_text();
     assert!(log.contains("chest-xray") && log.contains("CRC"), "{log}");
+    let about = std::fs::read_to_string(m.mnt.join("about/chest-xray.md")).unwrap();
+    assert!(about.contains("## Changed upstream"), "{about}");
 }
 
 /// Eight processes, started together, each comparing one cold file of `dir` with its original.

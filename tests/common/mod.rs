@@ -796,9 +796,17 @@ impl Mount {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr);
+        // A mount left there (by a daemon that died) is not the new one, which says when it is
+        // up (mount ids are reused, so they cannot tell).
+        let left = is_mounted(&f.mnt());
         let mut child = cmd.spawn().unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !is_mounted(&f.mnt()) {
+        let up = |log: &Path| {
+            is_mounted(&f.mnt())
+                && (!left
+                    || std::fs::read_to_string(log).is_ok_and(|l| l.contains(" datasets at ")))
+        };
+        while !up(&log) {
             if let Some(status) = child.try_wait().unwrap() {
                 panic!(
                     "medimg exited with {status} before mounting:\n{}",
@@ -807,7 +815,8 @@ impl Mount {
             }
             assert!(
                 Instant::now() < deadline,
-                "mount did not appear within 20 s"
+                "mount did not appear within 20 s:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
