@@ -3,7 +3,7 @@
 //!
 //! Who may ask is checked twice: the cache directory is the daemon's user's alone (0700), and
 //! the daemon reads each caller's credentials (`SO_PEERCRED`) and answers only its own user
-//! and root. The protocol is one line asked (`status`, `cache verify`, `cache clear all`,
+//! and root. The protocol is one line asked (`status`, `ping`, `cache verify`, `cache clear all`,
 //! `cache clear <dataset>`), one line answered (a JSON document, or `error: ...`), then the
 //! connection closes; a caller that says nothing for a few seconds is dropped.
 
