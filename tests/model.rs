@@ -498,3 +498,17 @@ proptest! {
         run(specs, limit, ops);
     }
 }
+
+/// Found by the model: a single URL ending in `.tar.gz` was taken for the part `.gz` of a split
+/// `.tar`, and listing it failed ("numeric field did not have utf-8 text").
+#[test]
+fn regression_one_tar_gz_url_is_a_tar_gz() {
+    let spec = FileSpec {
+        dir: 0,
+        name: 1,
+        size: 100,
+        deflate: false,
+        seed: 1,
+    };
+    run(vec![spec], 4 << 20, vec![]);
+}
