@@ -300,6 +300,13 @@ struct SynNode {
     content: SynContent,
 }
 
+/// What the index records that `about/<id>.md` tells, by dataset id.
+struct AboutFacts {
+    denials: HashMap<String, String>,
+    indexed: std::collections::HashSet<String>,
+    changes: HashMap<String, crate::index::Change>,
+}
+
 /// A place where a dataset appears.
 #[derive(Debug)]
 struct Instance {
@@ -543,8 +550,9 @@ impl Vfs {
     /// Write `about/<id>.md` of every dataset from the credentials and the refusals and
     /// upstream changes recorded, and `catalog.csv` from the access policy.
     fn rebuild_about(&mut self) {
+        let facts = self.about_facts();
         let texts = (0..self.catalog.datasets.len())
-            .map(|i| (Arc::new(self.about_text(i).into_bytes()), now()))
+            .map(|i| (Arc::new(self.about_text(i, &facts).into_bytes()), now()))
             .collect();
         *self.abouts.write().unwrap_or_else(|p| p.into_inner()) = texts;
         let csv = crate::render::catalog_csv(&self.catalog, &|i| {
@@ -555,30 +563,41 @@ impl Vfs {
         }
     }
 
-    /// What `about/<id>.md` of dataset `i` says now.
-    fn about_text(&self, i: usize) -> String {
+    /// What the index records that `about/<id>.md` tells: refusals, indexed datasets, changes.
+    fn about_facts(&self) -> AboutFacts {
+        AboutFacts {
+            denials: self
+                .index
+                .denials()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(d, m, _)| (d, m))
+                .collect(),
+            indexed: self
+                .index
+                .indexed_datasets()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            changes: self
+                .index
+                .changes()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| (c.dataset.clone(), c))
+                .collect(),
+        }
+    }
+
+    /// What `about/<id>.md` of dataset `i` says, given what the index records.
+    fn about_text(&self, i: usize, facts: &AboutFacts) -> String {
         let d = &self.catalog.datasets[i];
-        let denial = self
-            .index
-            .denials()
-            .unwrap_or_default()
-            .into_iter()
-            .find_map(|(id, m, _)| (id == d.id).then_some(m));
-        let indexed = self
-            .index
-            .indexed_datasets()
-            .unwrap_or_default()
-            .contains(&d.id);
-        let st = crate::render::state(d, &self.credentials, denial.as_deref(), indexed);
+        let denial = facts.denials.get(&d.id).map(String::as_str);
+        let indexed = facts.indexed.contains(&d.id);
+        let st = crate::render::state(d, &self.credentials, denial, indexed);
         let mut text = crate::render::about(d, &st);
-        if let Some(c) = self
-            .index
-            .changes()
-            .unwrap_or_default()
-            .into_iter()
-            .find(|c| c.dataset == d.id)
-        {
-            text.push_str(&crate::render::change(&c));
+        if let Some(c) = facts.changes.get(&d.id) {
+            text.push_str(&crate::render::change(c));
         }
         if let Some(g) = self.access.group(i) {
             text.push_str(&format!(
@@ -611,7 +630,7 @@ impl Vfs {
 
     /// Write `about/<id>.md` of dataset `i` again: what it says changed.
     fn refresh_about(&self, i: usize) {
-        let text = Arc::new(self.about_text(i).into_bytes());
+        let text = Arc::new(self.about_text(i, &self.about_facts()).into_bytes());
         if let Some(slot) = self
             .abouts
             .write()
