@@ -12,6 +12,10 @@
 //!   token for `www.kaggle.com` never reaches the signed storage URL it redirects to;
 //! - the end of a byte URL's redirect chain (a signed object-store URL) is reused until its
 //!   signature expires, and resolved again on 400/401/403/404/410;
+//! - a redirect chain stops, as an error, when it comes back to a URL it asked (a loop), after
+//!   `MAX_REDIRECTS` hops, at a scheme other than http(s), or at a loopback, private or
+//!   link-local address that no mirror rule names (a public host may not point medimg at this
+//!   machine or its network);
 //! - secrets and signatures in URLs are redacted from every message.
 
 use std::collections::HashMap;
@@ -40,7 +44,8 @@ pub const USER_AGENT: &str = concat!(
     " (read-only dataset mount; +https://github.com/medimg)"
 );
 
-/// Redirect hops followed before giving up (browsers use 20; signed-URL chains take 1-3).
+/// Redirect hops followed before giving up (browsers use 20; signed-URL chains take 1-3). A
+/// chain that comes back to a URL it already asked stops there, as a loop.
 const MAX_REDIRECTS: usize = 10;
 /// Longest wait a host may ask for (`Retry-After`) that a read sits out; a longer one fails
 /// the read with [`SourceError::Throttled`] rather than hang a process for minutes.
@@ -176,6 +181,8 @@ impl HttpUpstream {
         let mut logical = start.to_string();
         let mut method = method;
         let mut hops = 0;
+        // The URLs this chain has asked, to tell a loop from a long chain.
+        let mut visited: Vec<String> = Vec::new();
         loop {
             let host = host_of(&logical).unwrap_or_default();
             let cred = self.credentials.for_host(&host);
@@ -250,30 +257,74 @@ impl HttpUpstream {
                 });
             }
             hops += 1;
+            let bad = |message: String| SourceError::BadAnswer {
+                url: shown.clone(),
+                message,
+            };
             let next = resp
                 .headers()
                 .get(LOCATION)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|loc| reqwest::Url::parse(&logical).ok()?.join(loc).ok());
-            match next {
-                Some(next) if hops <= MAX_REDIRECTS => {
-                    // 301/302/303 turn a POST into a GET, as browsers and reqwest do.
-                    if !matches!(resp.status().as_u16(), 307 | 308) {
-                        method = Method::GET;
-                    }
-                    logical = next.to_string();
-                }
-                _ => {
-                    return Err(SourceError::BadAnswer {
-                        url: shown,
-                        message: format!(
-                            "redirect {} without a usable Location, or more than {MAX_REDIRECTS} hops",
-                            resp.status()
-                        ),
-                    });
-                }
+                .and_then(|loc| reqwest::Url::parse(&logical).ok()?.join(loc).ok())
+                .ok_or_else(|| bad(format!("redirect {status} without a usable Location")))?;
+            if let Some(why) = self.refused_redirect(&logical, &next) {
+                return Err(bad(why));
             }
+            let next = next.to_string();
+            if visited.contains(&next) {
+                return Err(bad(format!(
+                    "redirect loop: {} leads back to {} after {hops} redirects; the host is \
+                     misconfigured (or wants a cookie, which medimg does not keep)",
+                    redact(&logical),
+                    redact(&next)
+                )));
+            }
+            if hops > MAX_REDIRECTS {
+                return Err(bad(format!(
+                    "more than {MAX_REDIRECTS} redirects in a row (medimg's limit) without \
+                     reaching the file; the host's redirects do not end"
+                )));
+            }
+            // 301/302/303 turn a POST into a GET, as browsers and reqwest do.
+            if !matches!(status.as_u16(), 307 | 308) {
+                method = Method::GET;
+            }
+            visited.push(logical);
+            logical = next;
         }
+    }
+
+    /// Why a redirect from `from` to `to` (both before mirror rules) is not followed, if it is
+    /// not: a scheme other than http(s), or a loopback, private or link-local address that
+    /// neither the mirror rules nor the redirecting host itself stand for. A public host could
+    /// otherwise point medimg at a service on this machine or its network (a cloud metadata
+    /// endpoint, a database's HTTP port) and have its answer served as a dataset's bytes.
+    fn refused_redirect(&self, from: &str, to: &reqwest::Url) -> Option<String> {
+        if !matches!(to.scheme(), "http" | "https") {
+            return Some(format!(
+                "a redirect to a {}: URL; medimg follows redirects to http and https only",
+                to.scheme()
+            ));
+        }
+        if is_public(to) || self.mirrors.names(to.as_str()) {
+            return None;
+        }
+        // A server on the local network may redirect within itself.
+        let from = reqwest::Url::parse(from).ok();
+        let origin =
+            |u: &reqwest::Url| (u.host_str().map(str::to_string), u.port_or_known_default());
+        if from.as_ref().is_some_and(|f| origin(f) == origin(to)) {
+            return None;
+        }
+        Some(format!(
+            "{} redirects to {}, a loopback, private or link-local address that no mirror rule \
+             names; refused, so that a remote host cannot point medimg at services on this \
+             machine or its network (add a [[mirror]] rule naming it if the redirect is meant)",
+            from.as_ref()
+                .and_then(|f| f.host_str())
+                .unwrap_or("the host"),
+            redact(to.as_str())
+        ))
     }
 
     /// Honour what the answer says about the host's budget: `Retry-After` on 429/503, and an
@@ -808,6 +859,44 @@ fn parse_iso_basic(s: &str) -> Option<u64> {
     u64::try_from(t).ok()
 }
 
+/// Whether `url`'s host is a public address: not `localhost`, and not a loopback, private
+/// (RFC 1918, shared 100.64/10, IPv6 unique local), link-local, unspecified or broadcast one.
+/// Names are judged as written: one that resolves to a private address is not caught here.
+fn is_public(url: &reqwest::Url) -> bool {
+    use std::net::IpAddr;
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    // The URL parser writes every IPv4 form (`2130706433`, `0x7f.1`) as a dotted quad, and
+    // IPv6 in brackets.
+    let ip = match host.trim_start_matches('[').trim_end_matches(']').parse() {
+        Ok(IpAddr::V6(v6)) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        Ok(ip) => ip,
+        Err(_) => {
+            let d = host.trim_end_matches('.').to_ascii_lowercase();
+            return d != "localhost" && !d.ends_with(".localhost");
+        }
+    };
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b)))
+        }
+        IpAddr::V6(v6) => {
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_unique_local()
+                || v6.is_unicast_link_local())
+        }
+    }
+}
+
 /// The target of `rel="next"` in one `Link` header value.
 fn link_next(v: &str) -> Option<String> {
     v.split(',').find_map(|part| {
@@ -916,6 +1005,39 @@ mod tests {
                 .as_deref(),
             Some("https://h/api?cursor=2")
         );
+    }
+
+    #[test]
+    fn local_and_private_addresses_are_not_public() {
+        let public = |u: &str| is_public(&reqwest::Url::parse(u).unwrap());
+        for u in [
+            "http://127.0.0.1/",
+            "http://127.9.9.9:8080/",
+            "http://localhost/",
+            "http://api.localhost./",
+            "http://[::1]/",
+            "http://[::ffff:10.0.0.1]/",
+            "http://[fd00::1]/",
+            "http://[fe80::1]/",
+            "http://10.1.2.3/",
+            "http://172.16.0.1/",
+            "http://192.168.1.1/",
+            "http://169.254.169.254/",
+            "http://100.64.0.1/",
+            "http://0.0.0.0/",
+            "http://2130706433/",
+            "http://0x7f.1/",
+        ] {
+            assert!(!public(u), "{u}");
+        }
+        for u in [
+            "https://zenodo.org/",
+            "http://8.8.8.8/",
+            "http://[2001:db8::1]/",
+            "http://100.128.0.1/",
+        ] {
+            assert!(public(u), "{u}");
+        }
     }
 
     #[test]
