@@ -16,6 +16,7 @@
 //!   `MAX_REDIRECTS` hops, at a scheme other than http(s), or at a loopback, private or
 //!   link-local address that no mirror rule names (a public host may not point medimg at this
 //!   machine or its network);
+//! - an answer in a content coding (`Content-Encoding: gzip`, ...) is an error, never bytes;
 //! - secrets and signatures in URLs are redacted from every message.
 
 use std::collections::HashMap;
@@ -23,8 +24,8 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::header::{
-    ACCEPT, ACCEPT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, HeaderMap,
-    IF_MATCH, LAST_MODIFIED, LINK, LOCATION, RANGE, RETRY_AFTER,
+    ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG,
+    HeaderMap, IF_MATCH, LAST_MODIFIED, LINK, LOCATION, RANGE, RETRY_AFTER,
 };
 use reqwest::{Method, StatusCode};
 
@@ -475,13 +476,8 @@ impl HttpUpstream {
                 });
             }
         };
-        if let Some(ct) = h.get(CONTENT_TYPE).and_then(|v| v.to_str().ok())
-            && ct.to_ascii_lowercase().starts_with("text/html")
-        {
-            return Err(bad(format!(
-                "got an HTML page (Content-Type {ct:?}) where file bytes were expected; \
-                 the host may want a login, accepted terms, or a human"
-            )));
+        if let Some(message) = not_bytes(h) {
+            return Err(bad(message));
         }
         let declared: Option<u64> = h
             .get(CONTENT_LENGTH)
@@ -766,6 +762,9 @@ impl Upstream for HttpUpstream {
                 });
             }
             let h = resp.headers();
+            if let Some(message) = encoded(h) {
+                return Err(SourceError::BadAnswer { url, message });
+            }
             let content_type = h
                 .get(CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
@@ -857,6 +856,37 @@ fn parse_iso_basic(s: &str) -> Option<u64> {
     let days = crate::time::days_from_civil(n(0..4)?, n(4..6)?, n(6..8)?);
     let t = days * 86400 + n(9..11)? * 3600 + n(11..13)? * 60 + n(13..15)?;
     u64::try_from(t).ok()
+}
+
+/// Why an answer with headers `h` is not the plain bytes of a file, if it is not: an HTML page
+/// (a login, terms or bot-check page), or bytes in a content coding medimg did not ask for
+/// (`Accept-Encoding: identity`), whose ranges are not ranges of the file.
+fn not_bytes(h: &HeaderMap) -> Option<String> {
+    if let Some(why) = encoded(h) {
+        return Some(why);
+    }
+    let ct = h.get(CONTENT_TYPE).and_then(|v| v.to_str().ok())?;
+    ct.to_ascii_lowercase().starts_with("text/html").then(|| {
+        format!(
+            "got an HTML page (Content-Type {ct:?}) where file bytes were expected; the host \
+             may want a login, accepted terms, or a human (a captcha or firewall page)"
+        )
+    })
+}
+
+/// Why an answer with headers `h` is not usable as sent, if it is not: its body is in a
+/// content coding (gzip, br, ...) although medimg asked for none (`Accept-Encoding:
+/// identity`), so its bytes, and any range of them, are not those of the object.
+fn encoded(h: &HeaderMap) -> Option<String> {
+    let ce = String::from_utf8_lossy(h.get(CONTENT_ENCODING)?.as_bytes()).into_owned();
+    let ce = ce.trim();
+    (!ce.is_empty() && !ce.eq_ignore_ascii_case("identity")).then(|| {
+        format!(
+            "the answer is encoded (Content-Encoding: {ce}) although medimg asked for it \
+             unencoded (Accept-Encoding: identity); its bytes are not the file's, so none is \
+             used (the host, or a proxy in between, is misconfigured)"
+        )
+    })
 }
 
 /// Whether `url`'s host is a public address: not `localhost`, and not a loopback, private
