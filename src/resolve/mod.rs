@@ -9,7 +9,8 @@
 //! Invariants: a resolver names every file by a relative path of plain segments (no `..`,
 //! no empty segment); a byte URL is stable (the version is in it, or the host's records are
 //! immutable), so the cache key built from it names the same bytes forever; an answer of the
-//! wrong shape is an error that names the URL and the field, never a guess.
+//! wrong shape is an error that names the URL and the field, never a guess; an HTML page
+//! where JSON or XML was expected says so.
 
 pub mod dataverse;
 pub mod dir;
@@ -101,22 +102,33 @@ impl<'a> Api<'a> {
         })?)
     }
 
+    /// GET `url` (asking for media type `accept`, if given), refusing an HTML page where
+    /// `what` (JSON, an XML listing) was expected.
+    pub fn get_data(
+        &self,
+        url: &str,
+        accept: Option<&str>,
+        what: &str,
+    ) -> Result<ApiReply, ResolveError> {
+        let reply = self.get_as(url, accept)?;
+        refuse_html(url, &reply, what)?;
+        Ok(reply)
+    }
+
     /// GET `url` as JSON of media type `accept`.
     pub fn json_as(&self, url: &str, accept: &str) -> Result<Value, ResolveError> {
-        let reply = self.get_as(url, Some(accept))?;
-        parse_json(url, &reply.body)
+        parse_json(url, &self.get_as(url, Some(accept))?)
     }
 
     /// GET `url` as JSON.
     pub fn json(&self, url: &str) -> Result<Value, ResolveError> {
-        let reply = self.get(url)?;
-        parse_json(url, &reply.body)
+        parse_json(url, &self.get(url)?)
     }
 
     /// GET `url` as JSON, with the `Link: rel="next"` of the answer.
     pub fn json_paged(&self, url: &str) -> Result<(Value, Option<String>), ResolveError> {
         let reply = self.get(url)?;
-        Ok((parse_json(url, &reply.body)?, reply.next))
+        Ok((parse_json(url, &reply)?, reply.next))
     }
 
     /// POST `body` (JSON) to `url`, and parse the answer as JSON.
@@ -129,14 +141,46 @@ impl<'a> Api<'a> {
                 accept: None,
             })
         })?;
-        parse_json(url, &reply.body)
+        parse_json(url, &reply)
     }
 }
 
-fn parse_json(url: &str, body: &[u8]) -> Result<Value, ResolveError> {
-    serde_json::from_slice(body).map_err(|e| ResolveError::Shape {
-        url: url.to_string(),
-        message: format!("not JSON ({e})"),
+/// An error if `reply` is an HTML page (by its `Content-Type`, or by how its body begins)
+/// where `what` was expected: a login, terms, captcha or firewall page answered with 200.
+fn refuse_html(url: &str, reply: &ApiReply, what: &str) -> Result<(), ResolveError> {
+    let ct = reply.content_type.as_deref().unwrap_or("");
+    let head: Vec<u8> = reply
+        .body
+        .trim_ascii_start()
+        .iter()
+        .take(14)
+        .map(u8::to_ascii_lowercase)
+        .collect();
+    if ct.to_ascii_lowercase().starts_with("text/html")
+        || head.starts_with(b"<!doctype html")
+        || head.starts_with(b"<html")
+    {
+        return Err(ResolveError::Upstream(SourceError::BadAnswer {
+            url: url.to_string(),
+            message: format!(
+                "got an HTML page (Content-Type {ct:?}) where {what} was expected; the host \
+                 may want a login, accepted terms, or a human (a captcha or firewall page)"
+            ),
+        }));
+    }
+    Ok(())
+}
+
+/// The JSON of `reply`; an answer that is not JSON is an error, one that is an HTML page
+/// says so.
+fn parse_json(url: &str, reply: &ApiReply) -> Result<Value, ResolveError> {
+    serde_json::from_slice(&reply.body).map_err(|e| {
+        refuse_html(url, reply, "a JSON answer")
+            .err()
+            .unwrap_or_else(|| ResolveError::Shape {
+                url: url.to_string(),
+                message: format!("not JSON ({e})"),
+            })
     })
 }
 

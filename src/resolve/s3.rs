@@ -21,7 +21,7 @@ pub fn list(
             if let Some(t) = &token {
                 url.push_str(&format!("&continuation-token={}", encode_query(t)));
             }
-            let reply = api.get(&url)?;
+            let reply = api.get_data(&url, None, "an XML listing (ListObjectsV2)")?;
             let page: ListBucketResult = std::str::from_utf8(&reply.body)
                 .map_err(|e| e.to_string())
                 .and_then(|xml| quick_xml::de::from_str(xml).map_err(|e| e.to_string()))
