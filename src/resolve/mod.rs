@@ -10,7 +10,9 @@
 //! no empty segment); a byte URL is stable (the version is in it, or the host's records are
 //! immutable), so the cache key built from it names the same bytes forever; an answer of the
 //! wrong shape is an error that names the URL and the field, never a guess; an HTML page
-//! where JSON or XML was expected says so.
+//! where JSON or XML was expected says so; a listing that does not end (pages past
+//! [`MAX_PAGES`], a page that names an earlier one as the next, folders past a depth) stops
+//! at its bound with [`ResolveError::Endless`], and nothing of it is indexed.
 
 pub mod dataverse;
 pub mod dir;
@@ -65,6 +67,18 @@ pub enum ResolveError {
         /// What was missing or wrong.
         message: String,
     },
+    /// The listing does not end: more pages or folders than medimg's bounds, or a page that
+    /// names an earlier one as the next.
+    #[error(
+        "{url}: the listing does not end: {message}; medimg stopped there (if the source really \
+         is this large, point it at a sub-folder or prefix)"
+    )]
+    Endless {
+        /// The URL asked last.
+        url: String,
+        /// What went on too long, and the bound.
+        message: String,
+    },
     /// The source lists no file (or none that its `files` patterns select).
     #[error("{what} lists no files{filtered}")]
     Empty {
@@ -73,6 +87,66 @@ pub enum ResolveError {
         /// Whether patterns were applied.
         filtered: &'static str,
     },
+}
+
+/// Pages one paged listing may take: a folder's pages and, for a tree, all its folders'
+/// pages together. The largest real listings (two million keys at the 1,000 a page of S3,
+/// Drive and the Hub; a hundred thousand files at OSF's 10) take fewer; a host that keeps
+/// answering with a next page is stopped here. Directory listings have their own bound
+/// ([`dir::MAX_DIRS`]: one page per directory).
+pub const MAX_PAGES: usize = 10_000;
+
+/// The pages of one paged listing, counted against a bound, and never the same one twice.
+pub struct Pages {
+    seen: std::collections::HashSet<String>,
+    limit: usize,
+    what: &'static str,
+}
+
+impl Pages {
+    /// Pages of a paged API listing, at most [`MAX_PAGES`].
+    pub fn new() -> Pages {
+        Pages::bounded(MAX_PAGES, "pages")
+    }
+
+    /// At most `limit` pages, called `what` in the error.
+    pub fn bounded(limit: usize, what: &'static str) -> Pages {
+        Pages {
+            seen: std::collections::HashSet::new(),
+            limit,
+            what,
+        }
+    }
+
+    /// Count page `page` (its URL, or its folder and token), asked after `url`: an error when
+    /// the listing has been there before or has taken its bound.
+    pub fn next(&mut self, url: &str, page: &str) -> Result<(), ResolveError> {
+        let endless = |message: String| ResolveError::Endless {
+            url: url.to_string(),
+            message,
+        };
+        if self.seen.len() >= self.limit {
+            return Err(endless(format!(
+                "more than {} {} (medimg's bound)",
+                self.limit, self.what
+            )));
+        }
+        if !self.seen.insert(page.to_string()) {
+            return Err(endless(format!(
+                "the host names a page it already gave ({}) as the next one, after {} {}",
+                crate::source::http::redact(page),
+                self.seen.len(),
+                self.what
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Default for Pages {
+    fn default() -> Pages {
+        Pages::new()
+    }
 }
 
 /// What a resolver works with: API calls with retries, JSON with named fields.
