@@ -248,6 +248,23 @@ impl Mirrors {
         }
         url.to_string()
     }
+
+    /// Whether a rule names `url`: one rewrites it, or it lies under a rule's `to` (the same
+    /// scheme, host and port, below its path).
+    pub fn names(&self, url: &str) -> bool {
+        let Ok(u) = reqwest::Url::parse(url) else {
+            return false;
+        };
+        self.rules.iter().any(|r| {
+            url.starts_with(&r.from)
+                || reqwest::Url::parse(&r.to).is_ok_and(|to| {
+                    to.scheme() == u.scheme()
+                        && to.host_str() == u.host_str()
+                        && to.port_or_known_default() == u.port_or_known_default()
+                        && u.path().starts_with(to.path())
+                })
+        })
+    }
 }
 
 impl ConfigFile {
@@ -422,6 +439,12 @@ mod tests {
         );
         assert_eq!(m.rewrite("https://x.org/a"), "http://127.0.0.1:9/x.org/a");
         assert_eq!(m.rewrite("http://x.org/a"), "http://x.org/a");
+        // What a rule names: what it rewrites, and what lies under its `to`.
+        assert!(m.names("https://x.org/a"));
+        assert!(m.names("http://127.0.0.1:8080/zenodo/x"));
+        assert!(!m.names("http://127.0.0.1:8080/other/x"));
+        assert!(!m.names("http://127.0.0.1:80/zenodo/x"));
+        assert!(!m.names("http://x.org/a"));
     }
 
     #[test]

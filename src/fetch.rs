@@ -399,7 +399,7 @@ impl Fetcher {
         let etag = resp.reply.etag.clone();
         let key = BlobKey::derive(url, len.unwrap_or(0), validator);
         let _whole = self.whole.lock().unwrap_or_else(|p| p.into_inner());
-        let size = self.store_whole(key, resp, url, None)?.0;
+        let size = self.store_whole(key, resp, url, None, None)?.0;
         Ok(Part {
             key,
             url: url.to_string(),
@@ -449,14 +449,46 @@ impl Fetcher {
     }
 
     /// Stream a whole-object answer into blocks of `key`; returns the size and, if asked, the
-    /// bytes of block `keep`.
+    /// bytes of block `keep`. An object of another size than `size` (the one indexed) is
+    /// [`SourceError::Changed`]; on any failure the blocks written so far are dropped, so a
+    /// download that went wrong leaves nothing in the cache.
     fn store_whole(
         &self,
         key: BlobKey,
         resp: Response<'_>,
         url: &str,
         keep: Option<u64>,
+        size: Option<u64>,
     ) -> Result<(u64, Option<Vec<u8>>), FetchError> {
+        let mut written = 0;
+        let stored = self.store_whole_blocks(key, resp, url, keep, size, &mut written);
+        if stored.is_err() {
+            for index in 0..written {
+                if let Err(e) = self.cache.remove(BlockKey { blob: key, index }) {
+                    tracing::warn!("{e}");
+                }
+            }
+        }
+        stored
+    }
+
+    /// [`Fetcher::store_whole`] without the clean-up; `index` counts the blocks written.
+    fn store_whole_blocks(
+        &self,
+        key: BlobKey,
+        resp: Response<'_>,
+        url: &str,
+        keep: Option<u64>,
+        size: Option<u64>,
+        index: &mut u64,
+    ) -> Result<(u64, Option<Vec<u8>>), FetchError> {
+        let changed = |what: String| -> FetchError {
+            SourceError::Changed {
+                url: url.to_string(),
+                what,
+            }
+            .into()
+        };
         let limit = self.cache.limit();
         let too_big = || FetchError::TooBigWhole {
             url: url.to_string(),
@@ -470,9 +502,13 @@ impl Fetcher {
         if declared.is_some_and(|n| n > limit) {
             return Err(too_big());
         }
+        if let (Some(n), Some(s)) = (declared, size)
+            && n != s
+        {
+            return Err(changed(format!("{n} bytes announced, {s} when indexed")));
+        }
         let mut body = resp.body;
         let mut buf = Vec::with_capacity(self.block_size as usize);
-        let mut index = 0;
         let mut total = 0u64;
         let mut kept = None;
         let mut flush = |buf: &mut Vec<u8>, index: &mut u64| -> Result<(), FetchError> {
@@ -523,18 +559,26 @@ impl Fetcher {
             if total > limit {
                 return Err(too_big());
             }
+            // A body longer than the object indexed is another object: stop before its bytes
+            // reach a block of this one.
+            if let Some(n) = size.filter(|&n| total > n) {
+                return Err(changed(format!("longer than the {n} bytes indexed")));
+            }
             let mut rest = &chunk[..];
             while !rest.is_empty() {
                 let take = rest.len().min(self.block_size as usize - buf.len());
                 buf.extend_from_slice(&rest[..take]);
                 rest = &rest[take..];
                 if buf.len() as u64 == self.block_size {
-                    flush(&mut buf, &mut index)?;
+                    flush(&mut buf, index)?;
                 }
             }
         }
+        if let Some(n) = size.filter(|&n| total != n) {
+            return Err(changed(format!("{total} bytes now, {n} when indexed")));
+        }
         if !buf.is_empty() {
-            flush(&mut buf, &mut index)?;
+            flush(&mut buf, index)?;
         }
         Ok((total, kept))
     }
@@ -776,14 +820,8 @@ impl Fetcher {
         }
         tracing::info!(url = %part.url, "downloading whole (the host ignores Range)");
         let resp = self.get_whole(part)?;
-        let (total, kept) = self.store_whole(part.key, resp, &part.url, Some(index))?;
-        if total != part.size {
-            return Err(SourceError::Changed {
-                url: part.url.clone(),
-                what: format!("{total} bytes now, {} when indexed", part.size),
-            }
-            .into());
-        }
+        let (_, kept) =
+            self.store_whole(part.key, resp, &part.url, Some(index), Some(part.size))?;
         kept.map(BlockBuf::from).ok_or_else(|| {
             CacheError::Fetch(format!(
                 "{}: block {index} missing from the download",
@@ -913,14 +951,8 @@ impl std::io::Read for BlobStream<'_> {
             }
         }
         let n = buf.len().min(self.chunk.len() - self.at);
-        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
-        if self.keep {
-            let piece = self.chunk[self.at..self.at + n].to_vec();
-            self.keep_blocks(&piece);
-        }
-        self.at += n;
-        self.pos += n as u64;
-        if self.pos > self.blob.parts[self.part].size {
+        // A body longer than the part indexed is another object: none of its bytes is kept.
+        if self.pos + n as u64 > self.blob.parts[self.part].size {
             return Err(std::io::Error::other(SourceError::Changed {
                 url: self.blob.parts[self.part].url.clone(),
                 what: format!(
@@ -929,6 +961,13 @@ impl std::io::Read for BlobStream<'_> {
                 ),
             }));
         }
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        if self.keep {
+            let piece = self.chunk[self.at..self.at + n].to_vec();
+            self.keep_blocks(&piece);
+        }
+        self.at += n;
+        self.pos += n as u64;
         Ok(n)
     }
 }

@@ -13,8 +13,12 @@ use std::collections::{HashMap, HashSet};
 
 use super::{Api, RemoteFile, ResolveError};
 
-/// Directories nest at most this deep.
-const MAX_DEPTH: usize = 32;
+/// Directories nest at most this deep: deeper is an error (a server's symbolic link to a
+/// directory above itself makes a tree with no bottom, `a/loop/loop/...`).
+pub const MAX_DEPTH: usize = 32;
+/// Directory pages one listing may read (one request each): a tree of two million files in
+/// folders of twenty. A server whose pages keep linking to new directories is stopped here.
+pub const MAX_DIRS: usize = 100_000;
 /// A listing larger than this is refused rather than crawled for hours.
 const MAX_FILES: usize = 2_000_000;
 
@@ -34,8 +38,24 @@ fn walk(
     out: &mut Vec<RemoteFile>,
     seen: &mut HashSet<String>,
 ) -> Result<(), ResolveError> {
-    if depth > MAX_DEPTH || !seen.insert(dir.to_string()) {
+    let endless = |message: String| ResolveError::Endless {
+        url: dir.to_string(),
+        message,
+    };
+    if depth > MAX_DEPTH {
+        return Err(endless(format!(
+            "directories nest deeper than {MAX_DEPTH} below {root} (medimg's bound; a link to \
+             a directory above itself?)"
+        )));
+    }
+    // A directory linked twice (from one page) is read once.
+    if !seen.insert(dir.to_string()) {
         return Ok(());
+    }
+    if seen.len() > MAX_DIRS {
+        return Err(endless(format!(
+            "more than {MAX_DIRS} directories below {root} (medimg's bound)"
+        )));
     }
     for (t, size) in page(api, dir)? {
         if t.ends_with('/') {
@@ -319,6 +339,24 @@ mod tests {
             href: href.into(),
             size,
         }
+    }
+
+    #[test]
+    fn a_tree_wider_than_its_bound_is_refused_after_that_many_pages() {
+        let up = crate::source::mock::MockUpstream::new();
+        let root = "https://h.example.org/d/";
+        let mut page = String::new();
+        for i in 0..=MAX_DIRS {
+            page.push_str(&format!("<a href=\"s{i}/\">s{i}/</a>"));
+            up.put(&format!("{root}s{i}/"), b"<html></html>".to_vec());
+        }
+        up.put(root, page.into_bytes());
+        let e = list(&Api::new(&up), root).unwrap_err().to_string();
+        assert!(
+            e.contains("the listing does not end: more than 100000 directories below"),
+            "{e}"
+        );
+        assert_eq!(up.request_count(), MAX_DIRS);
     }
 
     #[test]

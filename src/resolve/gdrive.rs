@@ -5,7 +5,7 @@
 //! from `/drive/v3/files/{id}?alt=media`, which serves Range; the keyless `uc?export=download`
 //! path answers large files with an HTML warning page and is not used.
 
-use super::{Api, Fields, RemoteFile, ResolveError, checksum, encode_query};
+use super::{Api, Fields, Pages, RemoteFile, ResolveError, checksum, encode_query};
 
 /// The Drive API.
 pub const API: &str = "https://www.googleapis.com/drive/v3";
@@ -20,7 +20,7 @@ pub fn list(api: &Api<'_>, id: &str) -> Result<Vec<RemoteFile>, ResolveError> {
     let v = api.json(&url)?;
     let mut out = Vec::new();
     if Fields::of(&v, &url).str("mimeType")? == FOLDER {
-        folder(api, id, "", 0, &mut out)?;
+        folder(api, id, "", 0, &mut Pages::new(), &mut out)?;
     } else if let Some(f) = file(&v, &url, "")? {
         out.push(f);
     }
@@ -32,6 +32,7 @@ fn folder(
     id: &str,
     dir: &str,
     depth: usize,
+    pages: &mut Pages,
     out: &mut Vec<RemoteFile>,
 ) -> Result<(), ResolveError> {
     let mut token: Option<String> = None;
@@ -44,14 +45,15 @@ fn folder(
         if let Some(t) = &token {
             url.push_str(&format!("&pageToken={}", encode_query(t)));
         }
+        pages.next(&url, &url)?;
         let v = api.json(&url)?;
         for e in Fields::of(&v, &url).array("files")? {
             let f = Fields::of(e, &url);
             if f.str("mimeType")? == FOLDER {
                 if depth >= MAX_DEPTH {
-                    return Err(ResolveError::Shape {
+                    return Err(ResolveError::Endless {
                         url,
-                        message: format!("folders nest deeper than {MAX_DEPTH}"),
+                        message: format!("folders nest deeper than {MAX_DEPTH} (medimg's bound)"),
                     });
                 }
                 let name = f.str("name")?;
@@ -60,7 +62,7 @@ fn folder(
                 } else {
                     format!("{dir}/{name}")
                 };
-                folder(api, f.str("id")?, &sub, depth + 1, out)?;
+                folder(api, f.str("id")?, &sub, depth + 1, pages, out)?;
             } else if let Some(file) = file(e, &url, dir)? {
                 out.push(file);
             }

@@ -9,7 +9,10 @@
 //! Invariants: a resolver names every file by a relative path of plain segments (no `..`,
 //! no empty segment); a byte URL is stable (the version is in it, or the host's records are
 //! immutable), so the cache key built from it names the same bytes forever; an answer of the
-//! wrong shape is an error that names the URL and the field, never a guess.
+//! wrong shape is an error that names the URL and the field, never a guess; an HTML page
+//! where JSON or XML was expected says so; a listing that does not end (pages past
+//! [`MAX_PAGES`], a page that names an earlier one as the next, folders past a depth) stops
+//! at its bound with [`ResolveError::Endless`], and nothing of it is indexed.
 
 pub mod dataverse;
 pub mod dir;
@@ -64,6 +67,18 @@ pub enum ResolveError {
         /// What was missing or wrong.
         message: String,
     },
+    /// The listing does not end: more pages or folders than medimg's bounds, or a page that
+    /// names an earlier one as the next.
+    #[error(
+        "{url}: the listing does not end: {message}; medimg stopped there (if the source really \
+         is this large, point it at a sub-folder or prefix)"
+    )]
+    Endless {
+        /// The URL asked last.
+        url: String,
+        /// What went on too long, and the bound.
+        message: String,
+    },
     /// The source lists no file (or none that its `files` patterns select).
     #[error("{what} lists no files{filtered}")]
     Empty {
@@ -72,6 +87,66 @@ pub enum ResolveError {
         /// Whether patterns were applied.
         filtered: &'static str,
     },
+}
+
+/// Pages one paged listing may take: a folder's pages and, for a tree, all its folders'
+/// pages together. The largest real listings (two million keys at the 1,000 a page of S3,
+/// Drive and the Hub; a hundred thousand files at OSF's 10) take fewer; a host that keeps
+/// answering with a next page is stopped here. Directory listings have their own bound
+/// ([`dir::MAX_DIRS`]: one page per directory).
+pub const MAX_PAGES: usize = 10_000;
+
+/// The pages of one paged listing, counted against a bound, and never the same one twice.
+pub struct Pages {
+    seen: std::collections::HashSet<String>,
+    limit: usize,
+    what: &'static str,
+}
+
+impl Pages {
+    /// Pages of a paged API listing, at most [`MAX_PAGES`].
+    pub fn new() -> Pages {
+        Pages::bounded(MAX_PAGES, "pages")
+    }
+
+    /// At most `limit` pages, called `what` in the error.
+    pub fn bounded(limit: usize, what: &'static str) -> Pages {
+        Pages {
+            seen: std::collections::HashSet::new(),
+            limit,
+            what,
+        }
+    }
+
+    /// Count page `page` (its URL, or its folder and token), asked after `url`: an error when
+    /// the listing has been there before or has taken its bound.
+    pub fn next(&mut self, url: &str, page: &str) -> Result<(), ResolveError> {
+        let endless = |message: String| ResolveError::Endless {
+            url: url.to_string(),
+            message,
+        };
+        if self.seen.len() >= self.limit {
+            return Err(endless(format!(
+                "more than {} {} (medimg's bound)",
+                self.limit, self.what
+            )));
+        }
+        if !self.seen.insert(page.to_string()) {
+            return Err(endless(format!(
+                "the host names a page it already gave ({}) as the next one, after {} {}",
+                crate::source::http::redact(page),
+                self.seen.len(),
+                self.what
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Default for Pages {
+    fn default() -> Pages {
+        Pages::new()
+    }
 }
 
 /// What a resolver works with: API calls with retries, JSON with named fields.
@@ -101,22 +176,33 @@ impl<'a> Api<'a> {
         })?)
     }
 
+    /// GET `url` (asking for media type `accept`, if given), refusing an HTML page where
+    /// `what` (JSON, an XML listing) was expected.
+    pub fn get_data(
+        &self,
+        url: &str,
+        accept: Option<&str>,
+        what: &str,
+    ) -> Result<ApiReply, ResolveError> {
+        let reply = self.get_as(url, accept)?;
+        refuse_html(url, &reply, what)?;
+        Ok(reply)
+    }
+
     /// GET `url` as JSON of media type `accept`.
     pub fn json_as(&self, url: &str, accept: &str) -> Result<Value, ResolveError> {
-        let reply = self.get_as(url, Some(accept))?;
-        parse_json(url, &reply.body)
+        parse_json(url, &self.get_as(url, Some(accept))?)
     }
 
     /// GET `url` as JSON.
     pub fn json(&self, url: &str) -> Result<Value, ResolveError> {
-        let reply = self.get(url)?;
-        parse_json(url, &reply.body)
+        parse_json(url, &self.get(url)?)
     }
 
     /// GET `url` as JSON, with the `Link: rel="next"` of the answer.
     pub fn json_paged(&self, url: &str) -> Result<(Value, Option<String>), ResolveError> {
         let reply = self.get(url)?;
-        Ok((parse_json(url, &reply.body)?, reply.next))
+        Ok((parse_json(url, &reply)?, reply.next))
     }
 
     /// POST `body` (JSON) to `url`, and parse the answer as JSON.
@@ -129,14 +215,46 @@ impl<'a> Api<'a> {
                 accept: None,
             })
         })?;
-        parse_json(url, &reply.body)
+        parse_json(url, &reply)
     }
 }
 
-fn parse_json(url: &str, body: &[u8]) -> Result<Value, ResolveError> {
-    serde_json::from_slice(body).map_err(|e| ResolveError::Shape {
-        url: url.to_string(),
-        message: format!("not JSON ({e})"),
+/// An error if `reply` is an HTML page (by its `Content-Type`, or by how its body begins)
+/// where `what` was expected: a login, terms, captcha or firewall page answered with 200.
+fn refuse_html(url: &str, reply: &ApiReply, what: &str) -> Result<(), ResolveError> {
+    let ct = reply.content_type.as_deref().unwrap_or("");
+    let head: Vec<u8> = reply
+        .body
+        .trim_ascii_start()
+        .iter()
+        .take(14)
+        .map(u8::to_ascii_lowercase)
+        .collect();
+    if ct.to_ascii_lowercase().starts_with("text/html")
+        || head.starts_with(b"<!doctype html")
+        || head.starts_with(b"<html")
+    {
+        return Err(ResolveError::Upstream(SourceError::BadAnswer {
+            url: url.to_string(),
+            message: format!(
+                "got an HTML page (Content-Type {ct:?}) where {what} was expected; the host \
+                 may want a login, accepted terms, or a human (a captcha or firewall page)"
+            ),
+        }));
+    }
+    Ok(())
+}
+
+/// The JSON of `reply`; an answer that is not JSON is an error, one that is an HTML page
+/// says so.
+fn parse_json(url: &str, reply: &ApiReply) -> Result<Value, ResolveError> {
+    serde_json::from_slice(&reply.body).map_err(|e| {
+        refuse_html(url, reply, "a JSON answer")
+            .err()
+            .unwrap_or_else(|| ResolveError::Shape {
+                url: url.to_string(),
+                message: format!("not JSON ({e})"),
+            })
     })
 }
 

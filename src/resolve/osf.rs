@@ -3,7 +3,7 @@
 //! `links.download`; folders link their contents at `relationships.files.links.related.href`;
 //! pages at `links.next`). Bytes come from `links.download`, which redirects to storage.
 
-use super::{Api, Fields, RemoteFile, ResolveError, checksum};
+use super::{Api, Fields, Pages, RemoteFile, ResolveError, checksum};
 
 /// OSF's API.
 pub const API: &str = "https://api.osf.io/v2";
@@ -18,6 +18,7 @@ pub fn list(api: &Api<'_>, project: &str) -> Result<Vec<RemoteFile>, ResolveErro
         format!("{API}/nodes/{project}/files/osfstorage/"),
         "",
         0,
+        &mut Pages::new(),
         &mut out,
     )?;
     Ok(out)
@@ -28,9 +29,11 @@ fn folder(
     mut url: String,
     dir: &str,
     depth: usize,
+    pages: &mut Pages,
     out: &mut Vec<RemoteFile>,
 ) -> Result<(), ResolveError> {
     loop {
+        pages.next(&url, &url)?;
         let v = api.json(&url)?;
         for e in Fields::of(&v, &url).array("data")? {
             let a = Fields::of(&e["attributes"], &url);
@@ -42,9 +45,9 @@ fn folder(
             };
             if a.str("kind")? == "folder" {
                 if depth >= MAX_DEPTH {
-                    return Err(ResolveError::Shape {
+                    return Err(ResolveError::Endless {
                         url,
-                        message: format!("folders nest deeper than {MAX_DEPTH}"),
+                        message: format!("folders nest deeper than {MAX_DEPTH} (medimg's bound)"),
                     });
                 }
                 let href = e["relationships"]["files"]["links"]["related"]["href"]
@@ -53,7 +56,7 @@ fn folder(
                         url: url.clone(),
                         message: format!("folder {name:?} has no link to its files"),
                     })?;
-                folder(api, href.to_string(), &path, depth + 1, out)?;
+                folder(api, href.to_string(), &path, depth + 1, pages, out)?;
                 continue;
             }
             let download = Fields::of(&e["links"], &url).str("download")?;

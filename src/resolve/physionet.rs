@@ -20,7 +20,7 @@ pub fn sizes_page(url: &str) -> Option<String> {
 /// The files of `project` at `version`.
 pub fn list(api: &Api<'_>, project: &str, version: &str) -> Result<Vec<RemoteFile>, ResolveError> {
     let url = format!("{BASE}/{project}/{version}/SHA256SUMS.txt");
-    let reply = api.get(&url)?;
+    let reply = api.get_data(&url, None, "SHA256SUMS.txt")?;
     let text = String::from_utf8(reply.body).map_err(|_| ResolveError::Shape {
         url: url.clone(),
         message: "SHA256SUMS.txt is not UTF-8".into(),

@@ -5,7 +5,7 @@
 //! `If-Match`, so bytes of a replaced object are never mixed with the old one's. Pages are
 //! read by `quick-xml`'s serde reader (entities decoded, unknown elements ignored).
 
-use super::{Api, RemoteFile, ResolveError, checksum, encode_path, encode_query};
+use super::{Api, Pages, RemoteFile, ResolveError, checksum, encode_path, encode_query};
 
 /// The objects under `prefixes` in `bucket` (its HTTPS endpoint).
 pub fn list(
@@ -16,12 +16,14 @@ pub fn list(
     let mut out = Vec::new();
     for prefix in prefixes {
         let mut token: Option<String> = None;
+        let mut pages = Pages::new();
         loop {
             let mut url = format!("{bucket}/?list-type=2&prefix={}", encode_query(prefix));
             if let Some(t) = &token {
                 url.push_str(&format!("&continuation-token={}", encode_query(t)));
             }
-            let reply = api.get(&url)?;
+            pages.next(&url, &url)?;
+            let reply = api.get_data(&url, None, "an XML listing (ListObjectsV2)")?;
             let page: ListBucketResult = std::str::from_utf8(&reply.body)
                 .map_err(|e| e.to_string())
                 .and_then(|xml| quick_xml::de::from_str(xml).map_err(|e| e.to_string()))
@@ -46,10 +48,16 @@ pub fn list(
                     etag: c.etag,
                 });
             }
-            token = page.next_continuation_token;
-            if !page.is_truncated || token.is_none() {
+            if !page.is_truncated {
                 break;
             }
+            token = Some(
+                page.next_continuation_token
+                    .ok_or_else(|| ResolveError::Shape {
+                        url: url.clone(),
+                        message: "IsTruncated without a NextContinuationToken".into(),
+                    })?,
+            );
         }
     }
     Ok(out)

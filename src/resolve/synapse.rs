@@ -10,7 +10,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Api, Fields, RemoteFile, ResolveError, checksum};
+use super::{Api, Fields, Pages, RemoteFile, ResolveError, checksum};
 
 /// Synapse's repository service.
 pub const REPO: &str = "https://repo-prod.prod.sagebase.org/repo/v1";
@@ -30,7 +30,7 @@ pub fn list(api: &Api<'_>, id: &str) -> Result<Vec<RemoteFile>, ResolveError> {
         let data = f.opt_str("dataFileHandleId");
         out.push(file(api, id, version, f.str("name")?, data)?);
     } else {
-        folder(api, id, "", 0, &mut out)?;
+        folder(api, id, "", 0, &mut Pages::new(), &mut out)?;
     }
     Ok(out)
 }
@@ -40,17 +40,19 @@ fn folder(
     id: &str,
     dir: &str,
     depth: usize,
+    pages: &mut Pages,
     out: &mut Vec<RemoteFile>,
 ) -> Result<(), ResolveError> {
     let url = format!("{REPO}/entity/children");
     if depth > MAX_DEPTH {
-        return Err(ResolveError::Shape {
+        return Err(ResolveError::Endless {
             url,
-            message: format!("folders nest deeper than {MAX_DEPTH} under {id}"),
+            message: format!("folders nest deeper than {MAX_DEPTH} under {id} (medimg's bound)"),
         });
     }
     let mut token: Option<String> = None;
     loop {
+        pages.next(&url, &format!("{id} {}", token.as_deref().unwrap_or("")))?;
         let mut body = json!({"parentId": id, "includeTypes": ["file", "folder"]});
         if let Some(t) = &token {
             body["nextPageToken"] = Value::from(t.as_str());
@@ -66,7 +68,7 @@ fn folder(
             };
             let child = f.str("id")?;
             if f.str("type")?.ends_with("Folder") {
-                folder(api, child, &path, depth + 1, out)?;
+                folder(api, child, &path, depth + 1, pages, out)?;
             } else if f.str("type")?.ends_with("FileEntity") {
                 out.push(file(api, child, f.u64("versionNumber")?, &path, None)?);
             }

@@ -12,6 +12,11 @@
 //!   token for `www.kaggle.com` never reaches the signed storage URL it redirects to;
 //! - the end of a byte URL's redirect chain (a signed object-store URL) is reused until its
 //!   signature expires, and resolved again on 400/401/403/404/410;
+//! - a redirect chain stops, as an error, when it comes back to a URL it asked (a loop), after
+//!   `MAX_REDIRECTS` hops, at a scheme other than http(s), or at a loopback, private or
+//!   link-local address that no mirror rule names (a public host may not point medimg at this
+//!   machine or its network);
+//! - an answer in a content coding (`Content-Encoding: gzip`, ...) is an error, never bytes;
 //! - secrets and signatures in URLs are redacted from every message.
 
 use std::collections::HashMap;
@@ -19,8 +24,8 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::header::{
-    ACCEPT, ACCEPT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, HeaderMap,
-    IF_MATCH, LAST_MODIFIED, LINK, LOCATION, RANGE, RETRY_AFTER,
+    ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG,
+    HeaderMap, IF_MATCH, LAST_MODIFIED, LINK, LOCATION, RANGE, RETRY_AFTER,
 };
 use reqwest::{Method, StatusCode};
 
@@ -40,7 +45,8 @@ pub const USER_AGENT: &str = concat!(
     " (read-only dataset mount; +https://github.com/medimg)"
 );
 
-/// Redirect hops followed before giving up (browsers use 20; signed-URL chains take 1-3).
+/// Redirect hops followed before giving up (browsers use 20; signed-URL chains take 1-3). A
+/// chain that comes back to a URL it already asked stops there, as a loop.
 const MAX_REDIRECTS: usize = 10;
 /// Longest wait a host may ask for (`Retry-After`) that a read sits out; a longer one fails
 /// the read with [`SourceError::Throttled`] rather than hang a process for minutes.
@@ -176,6 +182,8 @@ impl HttpUpstream {
         let mut logical = start.to_string();
         let mut method = method;
         let mut hops = 0;
+        // The URLs this chain has asked, to tell a loop from a long chain.
+        let mut visited: Vec<String> = Vec::new();
         loop {
             let host = host_of(&logical).unwrap_or_default();
             let cred = self.credentials.for_host(&host);
@@ -250,30 +258,74 @@ impl HttpUpstream {
                 });
             }
             hops += 1;
+            let bad = |message: String| SourceError::BadAnswer {
+                url: shown.clone(),
+                message,
+            };
             let next = resp
                 .headers()
                 .get(LOCATION)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|loc| reqwest::Url::parse(&logical).ok()?.join(loc).ok());
-            match next {
-                Some(next) if hops <= MAX_REDIRECTS => {
-                    // 301/302/303 turn a POST into a GET, as browsers and reqwest do.
-                    if !matches!(resp.status().as_u16(), 307 | 308) {
-                        method = Method::GET;
-                    }
-                    logical = next.to_string();
-                }
-                _ => {
-                    return Err(SourceError::BadAnswer {
-                        url: shown,
-                        message: format!(
-                            "redirect {} without a usable Location, or more than {MAX_REDIRECTS} hops",
-                            resp.status()
-                        ),
-                    });
-                }
+                .and_then(|loc| reqwest::Url::parse(&logical).ok()?.join(loc).ok())
+                .ok_or_else(|| bad(format!("redirect {status} without a usable Location")))?;
+            if let Some(why) = self.refused_redirect(&logical, &next) {
+                return Err(bad(why));
             }
+            let next = next.to_string();
+            if visited.contains(&next) {
+                return Err(bad(format!(
+                    "redirect loop: {} leads back to {} after {hops} redirects; the host is \
+                     misconfigured (or wants a cookie, which medimg does not keep)",
+                    redact(&logical),
+                    redact(&next)
+                )));
+            }
+            if hops > MAX_REDIRECTS {
+                return Err(bad(format!(
+                    "more than {MAX_REDIRECTS} redirects in a row (medimg's limit) without \
+                     reaching the file; the host's redirects do not end"
+                )));
+            }
+            // 301/302/303 turn a POST into a GET, as browsers and reqwest do.
+            if !matches!(status.as_u16(), 307 | 308) {
+                method = Method::GET;
+            }
+            visited.push(logical);
+            logical = next;
         }
+    }
+
+    /// Why a redirect from `from` to `to` (both before mirror rules) is not followed, if it is
+    /// not: a scheme other than http(s), or a loopback, private or link-local address that
+    /// neither the mirror rules nor the redirecting host itself stand for. A public host could
+    /// otherwise point medimg at a service on this machine or its network (a cloud metadata
+    /// endpoint, a database's HTTP port) and have its answer served as a dataset's bytes.
+    fn refused_redirect(&self, from: &str, to: &reqwest::Url) -> Option<String> {
+        if !matches!(to.scheme(), "http" | "https") {
+            return Some(format!(
+                "a redirect to a {}: URL; medimg follows redirects to http and https only",
+                to.scheme()
+            ));
+        }
+        if is_public(to) || self.mirrors.names(to.as_str()) {
+            return None;
+        }
+        // A server on the local network may redirect within itself.
+        let from = reqwest::Url::parse(from).ok();
+        let origin =
+            |u: &reqwest::Url| (u.host_str().map(str::to_string), u.port_or_known_default());
+        if from.as_ref().is_some_and(|f| origin(f) == origin(to)) {
+            return None;
+        }
+        Some(format!(
+            "{} redirects to {}, a loopback, private or link-local address that no mirror rule \
+             names; refused, so that a remote host cannot point medimg at services on this \
+             machine or its network (add a [[mirror]] rule naming it if the redirect is meant)",
+            from.as_ref()
+                .and_then(|f| f.host_str())
+                .unwrap_or("the host"),
+            redact(to.as_str())
+        ))
     }
 
     /// Honour what the answer says about the host's budget: `Retry-After` on 429/503, and an
@@ -434,13 +486,8 @@ impl HttpUpstream {
                 });
             }
         };
-        if let Some(ct) = h.get(CONTENT_TYPE).and_then(|v| v.to_str().ok())
-            && ct.to_ascii_lowercase().starts_with("text/html")
-        {
-            return Err(bad(format!(
-                "got an HTML page (Content-Type {ct:?}) where file bytes were expected; \
-                 the host may want a login, accepted terms, or a human"
-            )));
+        if let Some(message) = not_bytes(h) {
+            return Err(bad(message));
         }
         let declared: Option<u64> = h
             .get(CONTENT_LENGTH)
@@ -725,6 +772,9 @@ impl Upstream for HttpUpstream {
                 });
             }
             let h = resp.headers();
+            if let Some(message) = encoded(h) {
+                return Err(SourceError::BadAnswer { url, message });
+            }
             let content_type = h
                 .get(CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
@@ -816,6 +866,75 @@ fn parse_iso_basic(s: &str) -> Option<u64> {
     let days = crate::time::days_from_civil(n(0..4)?, n(4..6)?, n(6..8)?);
     let t = days * 86400 + n(9..11)? * 3600 + n(11..13)? * 60 + n(13..15)?;
     u64::try_from(t).ok()
+}
+
+/// Why an answer with headers `h` is not the plain bytes of a file, if it is not: an HTML page
+/// (a login, terms or bot-check page), or bytes in a content coding medimg did not ask for
+/// (`Accept-Encoding: identity`), whose ranges are not ranges of the file.
+fn not_bytes(h: &HeaderMap) -> Option<String> {
+    if let Some(why) = encoded(h) {
+        return Some(why);
+    }
+    let ct = h.get(CONTENT_TYPE).and_then(|v| v.to_str().ok())?;
+    ct.to_ascii_lowercase().starts_with("text/html").then(|| {
+        format!(
+            "got an HTML page (Content-Type {ct:?}) where file bytes were expected; the host \
+             may want a login, accepted terms, or a human (a captcha or firewall page)"
+        )
+    })
+}
+
+/// Why an answer with headers `h` is not usable as sent, if it is not: its body is in a
+/// content coding (gzip, br, ...) although medimg asked for none (`Accept-Encoding:
+/// identity`), so its bytes, and any range of them, are not those of the object.
+fn encoded(h: &HeaderMap) -> Option<String> {
+    let ce = String::from_utf8_lossy(h.get(CONTENT_ENCODING)?.as_bytes()).into_owned();
+    let ce = ce.trim();
+    (!ce.is_empty() && !ce.eq_ignore_ascii_case("identity")).then(|| {
+        format!(
+            "the answer is encoded (Content-Encoding: {ce}) although medimg asked for it \
+             unencoded (Accept-Encoding: identity); its bytes are not the file's, so none is \
+             used (the host, or a proxy in between, is misconfigured)"
+        )
+    })
+}
+
+/// Whether `url`'s host is a public address: not `localhost`, and not a loopback, private
+/// (RFC 1918, shared 100.64/10, IPv6 unique local), link-local, unspecified or broadcast one.
+/// Names are judged as written: one that resolves to a private address is not caught here.
+fn is_public(url: &reqwest::Url) -> bool {
+    use std::net::IpAddr;
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    // The URL parser writes every IPv4 form (`2130706433`, `0x7f.1`) as a dotted quad, and
+    // IPv6 in brackets.
+    let ip = match host.trim_start_matches('[').trim_end_matches(']').parse() {
+        Ok(IpAddr::V6(v6)) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        Ok(ip) => ip,
+        Err(_) => {
+            let d = host.trim_end_matches('.').to_ascii_lowercase();
+            return d != "localhost" && !d.ends_with(".localhost");
+        }
+    };
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b)))
+        }
+        IpAddr::V6(v6) => {
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_unique_local()
+                || v6.is_unicast_link_local())
+        }
+    }
 }
 
 /// The target of `rel="next"` in one `Link` header value.
@@ -926,6 +1045,39 @@ mod tests {
                 .as_deref(),
             Some("https://h/api?cursor=2")
         );
+    }
+
+    #[test]
+    fn local_and_private_addresses_are_not_public() {
+        let public = |u: &str| is_public(&reqwest::Url::parse(u).unwrap());
+        for u in [
+            "http://127.0.0.1/",
+            "http://127.9.9.9:8080/",
+            "http://localhost/",
+            "http://api.localhost./",
+            "http://[::1]/",
+            "http://[::ffff:10.0.0.1]/",
+            "http://[fd00::1]/",
+            "http://[fe80::1]/",
+            "http://10.1.2.3/",
+            "http://172.16.0.1/",
+            "http://192.168.1.1/",
+            "http://169.254.169.254/",
+            "http://100.64.0.1/",
+            "http://0.0.0.0/",
+            "http://2130706433/",
+            "http://0x7f.1/",
+        ] {
+            assert!(!public(u), "{u}");
+        }
+        for u in [
+            "https://zenodo.org/",
+            "http://8.8.8.8/",
+            "http://[2001:db8::1]/",
+            "http://100.128.0.1/",
+        ] {
+            assert!(public(u), "{u}");
+        }
     }
 
     #[test]

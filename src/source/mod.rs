@@ -11,7 +11,9 @@
 //! - a ranged request answered with `206` reports [`Body::Partial`] only when the server's
 //!   `Content-Range` is exactly the range asked for; any other answer is an error or `Full`;
 //! - a body whose length differs from what the headers promised is an error, never data;
-//! - an HTML page where bytes were expected is an error, never data.
+//! - an HTML page where bytes were expected is an error, never data;
+//! - an answer in a content coding medimg did not ask for (`Content-Encoding: gzip` on a
+//!   Range request) is an error, never data.
 
 pub mod http;
 pub mod limits;
