@@ -262,6 +262,11 @@ pub fn render(times: &FuseTimes, status: &serde_json::Value) -> String {
             "Bytes evicted to make room",
             "evicted_bytes",
         ),
+        (
+            "cache_not_kept_blocks",
+            "Blocks served but not kept: writing them failed (a full filesystem)",
+            "not_kept",
+        ),
     ] {
         counter(&mut r, name, help, n(&cs[key]));
     }
@@ -304,6 +309,19 @@ pub fn render(times: &FuseTimes, status: &serde_json::Value) -> String {
         "dataset_cached_bytes",
         "Bytes of a dataset's blocks in the cache",
         family,
+    );
+    let changed = Family::<Label, Gauge>::default();
+    for d in status["datasets"].as_array().into_iter().flatten() {
+        // Until a restart indexes the new version, reads of what changed fail with ESTALE.
+        if d["changed"].is_object() && d["changed"]["reindexed_at"].is_null() {
+            let id = d["id"].as_str().unwrap_or("?").to_string();
+            changed.get_or_create(&vec![("dataset", id)]).set(1);
+        }
+    }
+    r.register(
+        "dataset_changed_upstream",
+        "1 for a dataset whose upstream changed under its indexed version (restart to index it)",
+        changed,
     );
     let mut out = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &r) {
@@ -375,4 +393,34 @@ fn answer(
         resp.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_changed_dataset_and_blocks_not_kept_are_in_the_scrape() {
+        let status = serde_json::json!({
+            "cache_stats": {"not_kept": 3},
+            "datasets": [
+                {"id": "a", "cached_bytes": 0,
+                 "changed": {"dataset": "a", "message": "m", "at": 1, "reindexed_at": null}},
+                {"id": "b", "cached_bytes": 0,
+                 "changed": {"dataset": "b", "message": "m", "at": 1, "reindexed_at": 2}},
+                {"id": "c", "cached_bytes": 0, "changed": null},
+            ],
+        });
+        let text = super::render(&super::FuseTimes::default(), &status);
+        assert!(
+            text.contains("medimg_dataset_changed_upstream{dataset=\"a\"} 1"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("dataset=\"b\"") && !text.contains("dataset=\"c\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("medimg_cache_not_kept_blocks_total 3"),
+            "{text}"
+        );
+    }
 }
