@@ -5,7 +5,7 @@
 //! from `/drive/v3/files/{id}?alt=media`, which serves Range; the keyless `uc?export=download`
 //! path answers large files with an HTML warning page and is not used.
 
-use super::{Api, Fields, RemoteFile, ResolveError, checksum, encode_query};
+use super::{Api, Asked, Fields, RemoteFile, ResolveError, checksum, encode_query};
 
 /// The Drive API.
 pub const API: &str = "https://www.googleapis.com/drive/v3";
@@ -20,7 +20,7 @@ pub fn list(api: &Api<'_>, id: &str) -> Result<Vec<RemoteFile>, ResolveError> {
     let v = api.json(&url)?;
     let mut out = Vec::new();
     if Fields::of(&v, &url).str("mimeType")? == FOLDER {
-        folder(api, id, "", 0, &mut out)?;
+        folder(api, id, "", 0, &mut out, &mut Asked::new(&url))?;
     } else if let Some(f) = file(&v, &url, "")? {
         out.push(f);
     }
@@ -33,7 +33,9 @@ fn folder(
     dir: &str,
     depth: usize,
     out: &mut Vec<RemoteFile>,
+    asked: &mut Asked,
 ) -> Result<(), ResolveError> {
+    asked.first_time("folder", id)?;
     let mut token: Option<String> = None;
     loop {
         let q = encode_query(&format!("'{id}' in parents and trashed = false"));
@@ -60,14 +62,15 @@ fn folder(
                 } else {
                     format!("{dir}/{name}")
                 };
-                folder(api, f.str("id")?, &sub, depth + 1, out)?;
+                folder(api, f.str("id")?, &sub, depth + 1, out, asked)?;
             } else if let Some(file) = file(e, &url, dir)? {
                 out.push(file);
             }
         }
         token = v["nextPageToken"].as_str().map(str::to_string);
-        if token.is_none() {
-            return Ok(());
+        match &token {
+            Some(t) => asked.first_time("page token", &format!("{t} of folder {id}"))?,
+            None => return Ok(()),
         }
     }
 }

@@ -4,7 +4,7 @@
 //! redirects LFS files to a CDN that serves Range. Gated datasets want `HF_TOKEN` and the
 //! terms accepted on the dataset's page.
 
-use super::{Api, Fields, RemoteFile, ResolveError, checksum, encode_path};
+use super::{Api, Asked, Fields, RemoteFile, ResolveError, checksum, encode_path};
 
 /// The Hub.
 pub const BASE: &str = "https://huggingface.co";
@@ -16,6 +16,7 @@ pub fn list(api: &Api<'_>, repo: &str, revision: &str) -> Result<Vec<RemoteFile>
         encode_path(revision)
     );
     let mut out = Vec::new();
+    let mut asked = Asked::new(&url);
     loop {
         let (v, next) = api.json_paged(&url)?;
         let items = v.as_array().ok_or_else(|| ResolveError::Shape {
@@ -42,7 +43,10 @@ pub fn list(api: &Api<'_>, repo: &str, revision: &str) -> Result<Vec<RemoteFile>
             });
         }
         match next {
-            Some(n) => url = n,
+            Some(n) => {
+                asked.first_time("page", &n)?;
+                url = n;
+            }
             None => return Ok(out),
         }
     }

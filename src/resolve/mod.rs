@@ -140,6 +140,35 @@ fn parse_json(url: &str, body: &[u8]) -> Result<Value, ResolveError> {
     })
 }
 
+/// What a paged or nested listing has asked for (page URLs, page tokens, folder ids), so
+/// that a host handing out one of them again is an error, not a listing asked for forever.
+pub struct Asked {
+    url: String,
+    seen: std::collections::HashSet<String>,
+}
+
+impl Asked {
+    /// Nothing asked yet of the listing at `url` (named in the error).
+    pub fn new(url: &str) -> Asked {
+        Asked {
+            url: url.to_string(),
+            seen: std::collections::HashSet::new(),
+        }
+    }
+
+    /// Note `what` (a `kind`: page, token, folder) as about to be asked for; an error if it
+    /// was asked for before.
+    pub fn first_time(&mut self, kind: &str, what: &str) -> Result<(), ResolveError> {
+        if self.seen.insert(format!("{kind} {what}")) {
+            return Ok(());
+        }
+        Err(ResolveError::Shape {
+            url: self.url.clone(),
+            message: format!("the host hands out {kind} {what:?} again; it would be asked forever"),
+        })
+    }
+}
+
 /// Named access to JSON fields, with errors that say which field of which answer.
 pub struct Fields<'v> {
     v: &'v Value,

@@ -3,7 +3,7 @@
 //! `links.download`; folders link their contents at `relationships.files.links.related.href`;
 //! pages at `links.next`). Bytes come from `links.download`, which redirects to storage.
 
-use super::{Api, Fields, RemoteFile, ResolveError, checksum};
+use super::{Api, Asked, Fields, RemoteFile, ResolveError, checksum};
 
 /// OSF's API.
 pub const API: &str = "https://api.osf.io/v2";
@@ -13,13 +13,9 @@ const MAX_DEPTH: usize = 32;
 /// The files in `project`'s OSF storage.
 pub fn list(api: &Api<'_>, project: &str) -> Result<Vec<RemoteFile>, ResolveError> {
     let mut out = Vec::new();
-    folder(
-        api,
-        format!("{API}/nodes/{project}/files/osfstorage/"),
-        "",
-        0,
-        &mut out,
-    )?;
+    let url = format!("{API}/nodes/{project}/files/osfstorage/");
+    let mut asked = Asked::new(&url);
+    folder(api, url, "", 0, &mut out, &mut asked)?;
     Ok(out)
 }
 
@@ -29,8 +25,10 @@ fn folder(
     dir: &str,
     depth: usize,
     out: &mut Vec<RemoteFile>,
+    asked: &mut Asked,
 ) -> Result<(), ResolveError> {
     loop {
+        asked.first_time("page", &url)?;
         let v = api.json(&url)?;
         for e in Fields::of(&v, &url).array("data")? {
             let a = Fields::of(&e["attributes"], &url);
@@ -53,7 +51,7 @@ fn folder(
                         url: url.clone(),
                         message: format!("folder {name:?} has no link to its files"),
                     })?;
-                folder(api, href.to_string(), &path, depth + 1, out)?;
+                folder(api, href.to_string(), &path, depth + 1, out, asked)?;
                 continue;
             }
             let download = Fields::of(&e["links"], &url).str("download")?;

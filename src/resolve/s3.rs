@@ -5,7 +5,7 @@
 //! `If-Match`, so bytes of a replaced object are never mixed with the old one's. Pages are
 //! read by `quick-xml`'s serde reader (entities decoded, unknown elements ignored).
 
-use super::{Api, RemoteFile, ResolveError, checksum, encode_path, encode_query};
+use super::{Api, Asked, RemoteFile, ResolveError, checksum, encode_path, encode_query};
 
 /// The objects under `prefixes` in `bucket` (its HTTPS endpoint).
 pub fn list(
@@ -16,6 +16,10 @@ pub fn list(
     let mut out = Vec::new();
     for prefix in prefixes {
         let mut token: Option<String> = None;
+        let mut asked = Asked::new(&format!(
+            "{bucket}/?list-type=2&prefix={}",
+            encode_query(prefix)
+        ));
         loop {
             let mut url = format!("{bucket}/?list-type=2&prefix={}", encode_query(prefix));
             if let Some(t) = &token {
@@ -47,8 +51,9 @@ pub fn list(
                 });
             }
             token = page.next_continuation_token;
-            if !page.is_truncated || token.is_none() {
-                break;
+            match &token {
+                Some(t) if page.is_truncated => asked.first_time("continuation token", t)?,
+                _ => break,
             }
         }
     }

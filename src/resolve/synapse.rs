@@ -10,7 +10,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Api, Fields, RemoteFile, ResolveError, checksum};
+use super::{Api, Asked, Fields, RemoteFile, ResolveError, checksum};
 
 /// Synapse's repository service.
 pub const REPO: &str = "https://repo-prod.prod.sagebase.org/repo/v1";
@@ -30,7 +30,7 @@ pub fn list(api: &Api<'_>, id: &str) -> Result<Vec<RemoteFile>, ResolveError> {
         let data = f.opt_str("dataFileHandleId");
         out.push(file(api, id, version, f.str("name")?, data)?);
     } else {
-        folder(api, id, "", 0, &mut out)?;
+        folder(api, id, "", 0, &mut out, &mut Asked::new(&url))?;
     }
     Ok(out)
 }
@@ -41,7 +41,9 @@ fn folder(
     dir: &str,
     depth: usize,
     out: &mut Vec<RemoteFile>,
+    asked: &mut Asked,
 ) -> Result<(), ResolveError> {
+    asked.first_time("folder", id)?;
     let url = format!("{REPO}/entity/children");
     if depth > MAX_DEPTH {
         return Err(ResolveError::Shape {
@@ -66,14 +68,15 @@ fn folder(
             };
             let child = f.str("id")?;
             if f.str("type")?.ends_with("Folder") {
-                folder(api, child, &path, depth + 1, out)?;
+                folder(api, child, &path, depth + 1, out, asked)?;
             } else if f.str("type")?.ends_with("FileEntity") {
                 out.push(file(api, child, f.u64("versionNumber")?, &path, None)?);
             }
         }
         token = page["nextPageToken"].as_str().map(str::to_string);
-        if token.is_none() {
-            return Ok(());
+        match &token {
+            Some(t) => asked.first_time("page token", &format!("{t} of folder {id}"))?,
+            None => return Ok(()),
         }
     }
 }
