@@ -165,6 +165,11 @@ pub struct CredentialsSection {
     pub file: Option<PathBuf>,
 }
 
+/// The most requests a `[[host]]` may have in flight at once.
+pub const MAX_CONCURRENCY: usize = 10_000;
+/// The lowest rate a `[[host]]` may set (one request every 1000 minutes), short of no limit.
+pub const MIN_RATE: f64 = 0.001;
+
 /// One `[[host]]` budget of the config file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -274,7 +279,12 @@ impl ConfigFile {
             path: path.display().to_string(),
             source,
         })?;
-        let cfg: ConfigFile = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
+        ConfigFile::parse(&text, path)
+    }
+
+    /// Parse and check the text of a config file read from `path` (named in errors).
+    pub fn parse(text: &str, path: &Path) -> Result<ConfigFile, ConfigError> {
+        let cfg: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Syntax {
             path: path.display().to_string(),
             message: e.to_string().trim_end().to_string(),
         })?;
@@ -312,18 +322,24 @@ impl ConfigFile {
                     ),
                 });
             }
-            if h.concurrency == Some(0) {
+            if h.concurrency
+                .is_some_and(|c| !(1..=MAX_CONCURRENCY).contains(&c))
+            {
                 return Err(ConfigError::Invalid {
                     place: place("concurrency"),
-                    message: "must be at least 1".into(),
+                    message: format!("must be between 1 and {MAX_CONCURRENCY}"),
                 });
             }
+            // The limiter spaces requests 60/rate seconds apart, times the burst: a rate near
+            // zero makes an interval no clock can hold.
             if h.requests_per_minute
-                .is_some_and(|r| !r.is_finite() || r < 0.0)
+                .is_some_and(|r| !r.is_finite() || r < 0.0 || (r > 0.0 && r < MIN_RATE))
             {
                 return Err(ConfigError::Invalid {
                     place: place("requests_per_minute"),
-                    message: "must be a number of requests, 0 for no limit".into(),
+                    message: format!(
+                        "must be a number of requests of at least {MIN_RATE}, 0 for no limit"
+                    ),
                 });
             }
         }
@@ -490,6 +506,28 @@ mod tests {
             "0 lifts the rate, the rest stays"
         );
         assert_eq!(cfg.credentials.file.as_deref(), Some(Path::new("/x")));
+    }
+
+    /// Found by fuzzing the config with the limiter it sets up (`config_parse`): each of
+    /// these budgets panicked the HTTP runtime on the host's first request.
+    #[test]
+    fn host_budgets_no_clock_or_semaphore_can_hold_are_refused() {
+        for (key, text) in [
+            ("requests_per_minute", "requests_per_minute = 1e-300"),
+            (
+                "requests_per_minute",
+                "requests_per_minute = 1e-9\nburst = 4000000000",
+            ),
+            ("concurrency", "concurrency = 9223372036854775807"),
+        ] {
+            let text = format!("[[host]]\nname = \"a.org\"\n{text}\n");
+            let e = ConfigFile::parse(&text, Path::new("m.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("host #1 `{key}`")), "{e}");
+        }
+        let ok = "[[host]]\nname = \"a.org\"\nrequests_per_minute = 0.001\nburst = 4000000000\n";
+        assert!(ConfigFile::parse(ok, Path::new("m.toml")).is_ok());
     }
 
     #[test]

@@ -336,16 +336,13 @@ impl Credentials {
     }
 }
 
-/// The host of an http(s) URL, lowercased, without port or user info.
+/// The host of an http(s) URL, lowercased, without port or user info (an IPv6 address
+/// without its brackets).
 pub fn host_of(url: &str) -> Option<String> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let hostport = authority.rsplit('@').next()?;
-    let host = if let Some(v6) = hostport.strip_prefix('[') {
-        v6.split(']').next()?
-    } else {
-        hostport.split(':').next()?
-    };
+    // The URL parser the HTTP client uses, so that the host a credential is chosen for is the
+    // host the request goes to (`https://a\@b/` goes to `a`, not `b`).
+    let u = reqwest::Url::parse(url).ok()?;
+    let host = u.host_str()?.trim_start_matches('[').trim_end_matches(']');
     (!host.is_empty()).then(|| host.to_ascii_lowercase())
 }
 
@@ -366,7 +363,13 @@ fn read_file(path: &Path) -> Result<Vec<Credential>, CredentialError> {
         path: p.clone(),
         source,
     })?;
-    let raw: RawFile = toml::from_str(&text).map_err(|e| CredentialError::Malformed {
+    parse_file(&text, &p)
+}
+
+/// The `[[credential]]` entries of the text of a credentials file from `p` (named in errors).
+pub fn parse_file(text: &str, p: &str) -> Result<Vec<Credential>, CredentialError> {
+    let p = p.to_string();
+    let raw: RawFile = toml::from_str(text).map_err(|e| CredentialError::Malformed {
         path: p.clone(),
         message: e.to_string().trim_end().to_string(),
     })?;
@@ -446,7 +449,7 @@ fn read_tool_file(path: &Path, warnings: &mut Vec<String>) -> Option<String> {
 }
 
 /// `login` and `password` of `machine <host>` in a netrc file.
-fn netrc_entry(text: &str, host: &str) -> Option<(String, String)> {
+pub fn netrc_entry(text: &str, host: &str) -> Option<(String, String)> {
     let mut tokens = text.split_whitespace();
     let mut in_host = false;
     let (mut login, mut password) = (None, None);
@@ -588,5 +591,20 @@ mod tests {
             Some("127.0.0.1")
         );
         assert_eq!(host_of("nonsense"), None);
+    }
+
+    /// Found by fuzzing (`http_headers`): the host a credential was chosen for was not always
+    /// the host the request went to.
+    #[test]
+    fn host_of_is_the_host_the_request_goes_to() {
+        // The client reads `\` as `/`: the request goes to evil.example, so physionet.org's
+        // password must not be attached to it.
+        assert_eq!(
+            host_of("https://evil.example\\@physionet.org/x").as_deref(),
+            Some("evil.example")
+        );
+        // A scheme with no authority has no host, whatever its query holds.
+        assert_eq!(host_of("ple.com:443/o?x=https://u:p@physionet.org/"), None);
+        assert_eq!(host_of("https://[::1]:8443/x").as_deref(), Some("::1"));
     }
 }

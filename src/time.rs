@@ -1,5 +1,5 @@
-//! Calendar arithmetic shared by the parsers of HTTP dates and ZIP timestamps (no time zones:
-//! both are read as UTC).
+//! Calendar arithmetic shared by the parsers of ZIP timestamps and of the dates in signed URLs
+//! (no time zones: both are read as UTC). HTTP dates are read by `httpdate`.
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
 pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {

@@ -1,10 +1,23 @@
-//! Deterministic mutation fuzzing of the archive parsers on stable Rust (the cargo-fuzz targets
-//! in `fuzz/` explore further with coverage guidance). Every mutant of a valid archive must
-//! give an error or entries that lie inside the blob, never a panic or an escaping path.
+//! Deterministic mutation fuzzing of the parsers of untrusted input on stable Rust (the
+//! cargo-fuzz targets in `fuzz/` explore further with coverage guidance): the archive parsers,
+//! the catalog and config files, every host's API answers, directory listing pages and HTTP
+//! header values. Every mutant of a valid sample (the archives built here, the text ones the
+//! seeds in `fuzz/corpus/`) must give an error or a result that keeps the parser's promises,
+//! never a panic, a hang or an escaping path. What the fuzzers found is kept at the end, each
+//! as the input that showed it.
 
 use std::io::{Read, Write};
 
-use medimg::archive::{gzip, tar, zip};
+use std::path::Path;
+
+use medimg::archive::{gzip, normalize_member_path, tar, zip};
+use medimg::catalog::{Catalog, Locator, Source};
+use medimg::config::{self, ConfigFile};
+use medimg::credentials::{self, host_of};
+use medimg::resolve;
+use medimg::source::ApiReply;
+use medimg::source::http;
+use medimg::source::mock::Scripted;
 
 struct Rng(u64);
 
@@ -125,4 +138,387 @@ fn mutated_tar_and_gzip_streams_never_panic() {
             assert!(out.len() <= 64 << 20);
         }
     }
+}
+
+/// Words that parsers of text treat specially, spliced into text mutants.
+const TOKENS: &[&str] = &[
+    "..",
+    "/",
+    "%2F",
+    "%2e%2e",
+    "\\",
+    "\"",
+    "'",
+    "\n",
+    "\0",
+    "{",
+    "}",
+    "[",
+    "]",
+    "<",
+    ">",
+    ",",
+    ":",
+    "=",
+    "-",
+    "-1",
+    "0",
+    "18446744073709551615",
+    "99999999999999999999",
+    "1e308",
+    "null",
+    "true",
+    "&amp;",
+    "&#0;",
+    "</a>",
+    "<a href=\"",
+    "bytes ",
+    "*/",
+    "GMT",
+    "@",
+    "#",
+    "?",
+];
+
+/// A mutant of `base` for text parsers: byte-level changes, or a token spliced in or
+/// repeated.
+fn mutate_text(rng: &mut Rng, base: &[u8]) -> Vec<u8> {
+    if base.is_empty() || rng.below(2) == 0 {
+        let mut v = base.to_vec();
+        let i = rng.below(v.len() + 1);
+        let t = TOKENS[rng.below(TOKENS.len())].as_bytes();
+        let n = if rng.below(8) == 0 {
+            1 + rng.below(40)
+        } else {
+            1
+        };
+        for _ in 0..n {
+            v.splice(i..i, t.iter().copied());
+        }
+        if rng.below(3) == 0 && !v.is_empty() {
+            // Drop a span, as a truncated or edited answer would.
+            let a = rng.below(v.len());
+            let b = (a + rng.below(32)).min(v.len());
+            v.drain(a..b);
+        }
+        v
+    } else {
+        mutate(rng, base)
+    }
+}
+
+/// The seed inputs of cargo-fuzz target `target`.
+fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&p).unwrap())
+        })
+        .collect();
+    out.sort();
+    assert!(!out.is_empty(), "no seeds in {}", dir.display());
+    out
+}
+
+/// `count` mutants of each seed of `target`, passed to `check`.
+fn each_mutant(target: &str, seed: u64, count: usize, check: impl Fn(&[u8])) {
+    let mut rng = Rng(seed);
+    for (_, base) in seeds(target) {
+        check(&base);
+        let mut cur = base.clone();
+        for i in 0..count {
+            // Mutants of mutants reach further from the seed; start over now and then.
+            if i % 8 == 0 {
+                cur = base.clone();
+            }
+            cur = mutate_text(&mut rng, &cur);
+            check(&cur);
+        }
+    }
+}
+
+fn check_catalog(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let c = match Catalog::parse(&text, "mutant") {
+        Ok(c) => c,
+        Err(e) => return assert!(!e.to_string().is_empty()),
+    };
+    for d in &c.datasets {
+        for s in &d.sources {
+            assert!(s.into.split('/').all(|seg| seg != ".." && seg != "."));
+            if let Some(name) = s.file_name() {
+                assert!(!name.is_empty() && !name.contains('/') && name != "..");
+            }
+        }
+        let _ = d.fingerprint();
+    }
+    let csv = medimg::render::catalog_csv(&c, &|_| None);
+    assert!(csv.starts_with("id,"));
+    let _ = medimg::render::readme(&c);
+}
+
+#[test]
+fn mutated_catalogs_fail_with_a_message_or_validate() {
+    each_mutant("catalog_parse", 0x243F6A8885A308D3, 30_000, check_catalog);
+}
+
+fn check_config(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Ok(cfg) = ConfigFile::parse(&text, Path::new("mutant.toml")) {
+        for h in &cfg.host {
+            let l = h.limit();
+            assert!(l.concurrency >= 1);
+            // The limiter divides a minute by the rate: it must give a usable interval.
+            if let Some(r) = l.per_minute {
+                assert!(std::time::Duration::try_from_secs_f64(60.0 / r).is_ok());
+            }
+        }
+        let _ = config::Mirrors::new(cfg.mirror.clone()).rewrite(&text);
+    }
+    if let Ok(creds) = credentials::parse_file(&text, "mutant.toml") {
+        assert!(creds.iter().all(|c| !c.host.is_empty()));
+    }
+    let _ = credentials::netrc_entry(&text, "physionet.org");
+    for line in text.lines().take(8) {
+        if let Ok(n) = config::parse_size(line) {
+            assert!(n >= 1);
+        }
+        let _ = config::parse_deadline(line);
+        let _ = config::parse_metrics_addr(line);
+    }
+    let args: Vec<String> = text.split_whitespace().map(str::to_string).collect();
+    let _ = medimg::cli::helper_args(&args);
+}
+
+#[test]
+fn mutated_config_and_credentials_files_never_panic() {
+    each_mutant("config_parse", 0x13198A2E03707344, 12_000, check_config);
+}
+
+/// One source per host, the n-th picked by the low four bits of a host answer seed's first
+/// byte (see `fuzz/fuzz_targets/host_answers.rs`).
+fn hosts() -> Catalog {
+    Catalog::parse(include_str!("../fuzz/hosts.toml"), "fuzz/hosts.toml").unwrap()
+}
+
+/// The answers of a host answer input: its first byte picks the host and how answers are
+/// framed, the rest is the answers separated by NUL bytes.
+fn scripted(sel: u8, rest: &[u8]) -> Scripted {
+    let content_type = [
+        None,
+        Some("application/json"),
+        Some("text/xml"),
+        Some("text/html"),
+    ][usize::from(sel >> 4 & 3)];
+    let pages: Vec<&[u8]> = rest.split(|&b| b == 0).collect();
+    let replies = pages
+        .into_iter()
+        .enumerate()
+        .map(|(i, body)| ApiReply {
+            body: body.to_vec(),
+            content_type: content_type.map(str::to_string),
+            next: (sel & 64 != 0).then(|| format!("https://next.example.org/{i}")),
+        })
+        .collect();
+    let up = Scripted::new(replies);
+    if sel & 128 != 0 { up.repeating() } else { up }
+}
+
+fn check_host_answers(hosts: &Catalog, data: &[u8]) {
+    let Some((&sel, rest)) = data.split_first() else {
+        return;
+    };
+    let d = &hosts.datasets[usize::from(sel & 15) % hosts.datasets.len()];
+    let Ok(files) = resolve::list(&d.sources[0], &scripted(sel, rest)) else {
+        return;
+    };
+    let built = matches!(d.id.as_str(), "dir" | "tcia" | "idc" | "kaggle");
+    for f in files {
+        if let Ok((segs, _)) = normalize_member_path(&f.path) {
+            assert!(segs.iter().all(|s| !s.is_empty() && s != ".."));
+        }
+        if built {
+            assert!(
+                f.path
+                    .split('/')
+                    .all(|s| !s.is_empty() && s != "." && s != ".."),
+                "{}: {:?}",
+                d.id,
+                f.path
+            );
+        }
+        if let Some(c) = &f.checksum {
+            let (algo, hex) = c.split_once(':').unwrap();
+            assert_eq!(resolve::checksum(algo, Some(hex)).as_ref(), Some(c));
+        }
+    }
+}
+
+#[test]
+fn mutated_host_answers_list_or_fail_never_panic() {
+    let hosts = hosts();
+    each_mutant("host_answers", 0xA4093822299F31D0, 5_000, |m| {
+        check_host_answers(&hosts, m)
+    });
+}
+
+const ROOT: &str = "https://files.example.org/d/";
+
+fn check_dir_listing(data: &[u8]) {
+    let Some((&sel, rest)) = data.split_first() else {
+        return;
+    };
+    let content_type = [
+        None,
+        Some("application/json"),
+        Some("text/xml"),
+        Some("text/html"),
+    ][usize::from(sel & 3)];
+    let pages: Vec<&[u8]> = rest.split(|&b| b == 0).collect();
+    let up = Scripted::new(
+        pages
+            .iter()
+            .map(|body| ApiReply {
+                body: body.to_vec(),
+                content_type: content_type.map(str::to_string),
+                next: None,
+            })
+            .collect(),
+    );
+    let src = Source {
+        locator: Locator::Dir { url: ROOT.into() },
+        extract: false,
+        files: Vec::new(),
+        into: String::new(),
+    };
+    let Ok(files) = resolve::list(&src, &up) else {
+        return;
+    };
+    for f in files {
+        assert!(f.url.starts_with(ROOT), "{:?}", f.url);
+        assert!(
+            f.path
+                .split('/')
+                .all(|s| !s.is_empty() && s != "." && s != ".." && !s.contains('\0')),
+            "{:?}",
+            f.path
+        );
+        if let Some(n) = f.size {
+            let printed = n.to_string();
+            assert!(
+                pages
+                    .iter()
+                    .any(|p| p.windows(printed.len()).any(|w| w == printed.as_bytes())),
+                "size {n} of {:?} is printed nowhere",
+                f.path
+            );
+        }
+    }
+}
+
+#[test]
+fn mutated_directory_listings_stay_below_their_directory() {
+    each_mutant("dir_listing", 0x082EFA98EC4E6C89, 5_000, check_dir_listing);
+}
+
+fn check_headers(data: &[u8]) {
+    if data.len() < 16 {
+        return;
+    }
+    let (nums, rest) = data.split_at(16);
+    let start = u64::from_le_bytes(nums[..8].try_into().unwrap());
+    let len = u64::from_le_bytes(nums[8..].try_into().unwrap()) % (1 << 40) + 1;
+    let Some(end) = start.checked_add(len) else {
+        return;
+    };
+    let v = String::from_utf8_lossy(rest);
+    if let Some((a, b, total)) = http::parse_content_range(&v) {
+        assert!(a <= b && b < total, "{v:?}");
+    }
+    if let Ok(total) = http::partial_total(&(start..end), &v) {
+        assert!(start < total, "{v:?}");
+    }
+    let _ = http::unsatisfied_total(&v);
+    let _ = http::parse_http_date(&v);
+    let _ = http::retry_after(&v, start);
+    let _ = http::link_next(&v);
+    let _ = http::signed_expiry(&v);
+    let once = http::redact(&v);
+    assert_eq!(http::redact(&once), once);
+    if let Some(to) = http::redirect_target("https://api.example.org/a/b?x=1", &v) {
+        let url = reqwest::Url::parse(&to).unwrap();
+        let host = url
+            .host_str()
+            .map(|h| h.trim_matches(['[', ']']).to_ascii_lowercase());
+        assert_eq!(host_of(&to), host, "{to:?}");
+    }
+}
+
+#[test]
+fn mutated_header_values_parse_to_consistent_values_or_none() {
+    each_mutant("http_headers", 0x452821E638D01377, 10_000, check_headers);
+}
+
+// What the fuzzers found, each kept as the input that showed it (minimized). The header and
+// config findings are kept beside their parsers (`source::http`, `config`, `credentials`).
+
+/// `host_answers`: a host that hands out the same next page (a `Link`, a token, a folder)
+/// again was asked forever; now the listing fails, naming it.
+#[test]
+fn found_paging_that_repeats_itself_ends_the_listing() {
+    let hosts = hosts();
+    for (sel, answers) in [
+        (14 | 128, &br#"{"data":[],"links":{"next":"x"}}"#[..]),
+        (13 | 128 | 64, b"[]"),
+        (
+            11 | 128,
+            b"{\"concreteType\":\"Folder\"}\0{\"page\":[],\"nextPageToken\":\"t\"}",
+        ),
+        (
+            12 | 128,
+            b"{\"mimeType\":\"application/vnd.google-apps.folder\"}\0{\"files\":[],\"nextPageToken\":\"t\"}",
+        ),
+        (
+            8 | 128,
+            b"<ListBucketResult><IsTruncated>true</IsTruncated><NextContinuationToken>t</NextContinuationToken></ListBucketResult>",
+        ),
+    ] {
+        let d = &hosts.datasets[usize::from(sel & 15)];
+        let up = scripted(sel, answers);
+        let e = resolve::list(&d.sources[0], &up).unwrap_err().to_string();
+        assert!(e.contains("already gave"), "{}: {e}", d.id);
+        assert!(up.calls() < 10, "{}: {} calls", d.id, up.calls());
+    }
+}
+
+/// `host_answers`: a directory listing whose pages list two links back to themselves (two
+/// `-> .` symlinks) took 2^32 pages; one such link listed the tree again 32 levels deep.
+#[test]
+fn found_directory_link_loops_are_listed_once() {
+    let hosts = hosts();
+    let page = br#"<a href="loop/">loop/</a> <a href="self/">self/</a> <a href="x.png">x.png</a>"#;
+    let up = scripted(128, page);
+    let files = resolve::list(&hosts.datasets[0].sources[0], &up).unwrap();
+    let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["x.png"]);
+    assert_eq!(up.calls(), 3);
+}
+
+/// `host_answers`: TCIA identifiers of `..` made paths that climb out of the dataset, and an
+/// empty path in PhysioNet's SHA256SUMS.txt named the project's directory as a file.
+#[test]
+fn found_identifiers_and_lines_that_name_no_file() {
+    let hosts = hosts();
+    let tcia = b"[{\"SeriesInstanceUID\":\"1\",\"StudyInstanceUID\":\"..\",\"PatientID\":\"..\"}]\0[{\"SOPInstanceUID\":\"2\"}]";
+    let e = resolve::list(&hosts.datasets[10].sources[0], &scripted(10, tcia)).unwrap_err();
+    assert!(e.to_string().contains("lists no files"), "{e}");
+    let sums = b"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855   \n";
+    let e = resolve::list(&hosts.datasets[7].sources[0], &scripted(7, sums)).unwrap_err();
+    assert!(e.to_string().contains("line 1 names no file"), "{e}");
+    check_host_answers(&hosts, &[&[10][..], tcia].concat());
 }

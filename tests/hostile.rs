@@ -1124,12 +1124,18 @@ fn listings_that_never_end_stop_at_their_bound() {
                     .into_bytes(),
                 }
             }
-            // Each directory links a subdirectory below it, and itself: no bottom.
+            // Each directory links a subdirectory below it, and itself: no bottom. Each level
+            // holds a file of its own, so no page repeats one above it (a page that does is a
+            // link loop, skipped: see tests/fuzz_parsers.rs).
             p if p.starts_with("/data.example.org/deep/") => Answer::Raw {
                 status: 200,
                 headers: vec![("Content-Type".into(), "text/html".into())],
-                body: b"<html><a href=\"./\">.</a><a href=\"a/\">a/</a><a href=\"x.bin\">x.bin</a></html>"
-                    .to_vec(),
+                body: format!(
+                    "<html><a href=\"./\">.</a><a href=\"a/\">a/</a>\
+                     <a href=\"x{0}.bin\">x{0}.bin</a></html>",
+                    p.len()
+                )
+                .into_bytes(),
             },
             _ => return None,
         })

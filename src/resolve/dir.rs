@@ -26,15 +26,18 @@ const MAX_FILES: usize = 2_000_000;
 pub fn list(api: &Api<'_>, url: &str) -> Result<Vec<RemoteFile>, ResolveError> {
     let mut out = Vec::new();
     let mut seen = HashSet::new();
-    walk(api, url, url, 0, &mut out, &mut seen)?;
+    walk(api, url, url, &mut Vec::new(), &mut out, &mut seen)?;
     Ok(out)
 }
+
+/// The entries of one page, relative to its directory.
+type Entries = Vec<(String, Option<u64>)>;
 
 fn walk(
     api: &Api<'_>,
     root: &str,
     dir: &str,
-    depth: usize,
+    above: &mut Vec<Entries>,
     out: &mut Vec<RemoteFile>,
     seen: &mut HashSet<String>,
 ) -> Result<(), ResolveError> {
@@ -42,7 +45,7 @@ fn walk(
         url: dir.to_string(),
         message,
     };
-    if depth > MAX_DEPTH {
+    if above.len() > MAX_DEPTH {
         return Err(endless(format!(
             "directories nest deeper than {MAX_DEPTH} below {root} (medimg's bound; a link to \
              a directory above itself?)"
@@ -57,9 +60,22 @@ fn walk(
             "more than {MAX_DIRS} directories below {root} (medimg's bound)"
         )));
     }
-    for (t, size) in page(api, dir)? {
+    let entries = page(api, dir)?;
+    // A directory listed exactly as one above it is a link back to it (`d/loop -> .`): its
+    // tree would be listed again at every level down to MAX_DEPTH, and with two such links
+    // 2^MAX_DEPTH pages would be asked for.
+    let here: Entries = entries
+        .iter()
+        .map(|(t, size)| (t[dir.len()..].to_string(), *size))
+        .collect();
+    if above.contains(&here) {
+        tracing::warn!("{dir} lists what a directory above it lists (a link loop?); skipped");
+        return Ok(());
+    }
+    above.push(here);
+    for (t, size) in entries {
         if t.ends_with('/') {
-            walk(api, root, &t, depth + 1, out, seen)?;
+            walk(api, root, &t, above, out, seen)?;
         } else {
             let path = crate::catalog::percent_decode(&t[root.len()..]);
             out.push(RemoteFile {
@@ -77,6 +93,7 @@ fn walk(
             }
         }
     }
+    above.pop();
     Ok(())
 }
 
@@ -118,8 +135,16 @@ fn page(api: &Api<'_>, dir: &str) -> Result<Vec<(String, Option<u64>)>, ResolveE
         let Some(rel) = t.strip_prefix(dir).filter(|r| !r.is_empty()) else {
             continue; // the parent, or another place
         };
-        if rel.trim_end_matches('/').contains('/') {
-            continue; // a link deeper down is listed by its own directory
+        let name = rel.strip_suffix('/').unwrap_or(rel);
+        if name.contains('/') {
+            continue; // a link deeper down is listed by its own directory (or `a//`)
+        }
+        // Each entry is one path segment once decoded: `%2F` would smuggle in another level,
+        // `%00` a name no file can have.
+        let decoded = crate::catalog::percent_decode(name);
+        if decoded.is_empty() || decoded == "." || decoded == ".." || decoded.contains(['/', '\0'])
+        {
+            continue;
         }
         out.push((t, size));
     }
@@ -448,5 +473,29 @@ mod tests {
         );
         let e = entries(b"[1, 2", Some("application/json")).unwrap_err();
         assert!(e.contains("not a JSON listing"), "{e}");
+    }
+
+    /// Found by fuzzing (`host_answers`, `dir_listing`): links that join to more than one
+    /// path segment, or to none, were listed as if they were one.
+    #[test]
+    fn every_entry_is_one_plain_segment_below_its_directory() {
+        use crate::source::ApiReply;
+        use crate::source::mock::Scripted;
+        let page = |body: &str| ApiReply {
+            body: body.as_bytes().to_vec(),
+            ..ApiReply::default()
+        };
+        let up = Scripted::new(vec![
+            // `su\/` joins to `su//`; the others decode to `/`, `..`, `.` and a NUL.
+            page(
+                r#"<a href="su\/">s</a> <a href="a%2Fb.png">x</a> <a href="%2E%2E%2F">x</a>
+                <a href="%2e/">x</a> <a href="n%00.png">x</a> <a href="ok/">ok</a>"#,
+            ),
+            page(r#"<a href="x.png">x.png</a> 24-Oct-2021 17:13 12"#),
+        ]);
+        let files = list(&Api::new(&up), "https://h/d/").unwrap();
+        let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["ok/x.png"]);
+        assert_eq!(files[0].size, Some(12));
     }
 }

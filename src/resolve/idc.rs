@@ -186,6 +186,8 @@ fn series_of(api: &Api<'_>, collection: &str, version: &str) -> Result<Vec<Serie
             !v.is_empty()
                 && v.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+                && v != "."
+                && v != ".."
         };
         if [
             &s.patient,

@@ -44,6 +44,12 @@ pub fn list(api: &Api<'_>, project: &str, version: &str) -> Result<Vec<RemoteFil
                 })?;
         // `sha256sum` marks binary mode with a leading `*`.
         let path = path.trim_start().trim_start_matches('*');
+        if path.is_empty() {
+            return Err(ResolveError::Shape {
+                url: url.clone(),
+                message: format!("line {} names no file", n + 1),
+            });
+        }
         let sum = checksum("sha256", Some(hash)).ok_or_else(|| ResolveError::Shape {
             url: url.clone(),
             message: format!("line {}: {hash:?} is not a SHA-256", n + 1),

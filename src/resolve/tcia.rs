@@ -23,6 +23,8 @@ pub fn list(api: &Api<'_>, collection: &str) -> Result<Vec<RemoteFile>, ResolveE
         !v.is_empty()
             && v.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+            && v != "."
+            && v != ".."
     };
     let mut out = Vec::new();
     for s in series {

@@ -347,12 +347,7 @@ impl HttpUpstream {
             wait = h
                 .get(RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| {
-                    v.trim()
-                        .parse::<u64>()
-                        .ok()
-                        .or_else(|| parse_http_date(v).map(|t| (t as u64).saturating_sub(now)))
-                });
+                .and_then(|v| retry_after(v, now));
         }
         let exhausted = |r: &str| num(r) == Some(0);
         if exhausted("x-ratelimit-remaining") {
@@ -426,16 +421,9 @@ impl HttpUpstream {
                     .get(CONTENT_RANGE)
                     .and_then(|v| v.to_str().ok())
                     .ok_or_else(|| bad("206 without Content-Range".into()))?;
-                let (start, end, total) = parse_content_range(cr)
-                    .ok_or_else(|| bad(format!("unparsable Content-Range {cr:?}")))?;
-                if start != want.start || end + 1 != want.end.min(total) {
-                    return Err(bad(format!(
-                        "asked for bytes {}-{}, got Content-Range {cr:?}",
-                        want.start,
-                        want.end - 1
-                    )));
+                Body::Partial {
+                    total: partial_total(&want, cr).map_err(bad)?,
                 }
-                Body::Partial { total }
             }
             StatusCode::OK => Body::Full { len: None },
             StatusCode::PRECONDITION_FAILED => {
@@ -831,10 +819,32 @@ pub fn redact(url: &str) -> String {
     out
 }
 
+/// Seconds to wait that a `Retry-After` value asks for at `now` (seconds since the epoch):
+/// a number of seconds, or an HTTP date (a date past is no wait).
+pub fn retry_after(value: &str, now: u64) -> Option<u64> {
+    value
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .or_else(|| parse_http_date(value).map(|t| (t as u64).saturating_sub(now)))
+}
+
+/// Where a redirect from `current` with `Location: location` leads (a relative location is
+/// resolved against `current`), or `None` when either does not make a URL.
+pub fn redirect_target(current: &str, location: &str) -> Option<String> {
+    Some(
+        reqwest::Url::parse(current)
+            .ok()?
+            .join(location)
+            .ok()?
+            .to_string(),
+    )
+}
+
 /// When a signed URL stops working: AWS SigV4 and Google V4 (`X-Amz-Date` + `X-Amz-Expires`,
 /// `X-Goog-Date` + `X-Goog-Expires`), or an absolute `Expires=<epoch>` (AWS SigV2, Google V2,
 /// CloudFront).
-fn signed_expiry(url: &str) -> Option<SystemTime> {
+pub fn signed_expiry(url: &str) -> Option<SystemTime> {
     let query = url.split_once('?')?.1.split('#').next()?;
     let mut params = HashMap::new();
     for pair in query.split('&') {
@@ -849,11 +859,12 @@ fn signed_expiry(url: &str) -> Option<SystemTime> {
         if let (Some(d), Some(e)) = (params.get(date), params.get(expires)) {
             let start = parse_iso_basic(d)?;
             let secs: u64 = e.parse().ok()?;
-            return Some(UNIX_EPOCH + Duration::from_secs(start + secs));
+            return UNIX_EPOCH.checked_add(Duration::from_secs(start.checked_add(secs)?));
         }
     }
     let epoch: u64 = params.get("expires")?.parse().ok()?;
-    Some(UNIX_EPOCH + Duration::from_secs(epoch))
+    // An expiry past what the clock can hold is no expiry (`SystemTime + Duration` panics).
+    UNIX_EPOCH.checked_add(Duration::from_secs(epoch))
 }
 
 /// `20260101T000000Z` as seconds since the epoch.
@@ -938,7 +949,7 @@ fn is_public(url: &reqwest::Url) -> bool {
 }
 
 /// The target of `rel="next"` in one `Link` header value.
-fn link_next(v: &str) -> Option<String> {
+pub fn link_next(v: &str) -> Option<String> {
     v.split(',').find_map(|part| {
         let (target, params) = part.split_once(';')?;
         params
@@ -968,20 +979,38 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// `bytes START-END/TOTAL` as numbers.
-fn parse_content_range(v: &str) -> Option<(u64, u64, u64)> {
+/// `bytes START-END/TOTAL` (a `Content-Range` value) as numbers, when the range lies inside
+/// the object (`START <= END < TOTAL`, as RFC 9110 requires).
+pub fn parse_content_range(v: &str) -> Option<(u64, u64, u64)> {
     let rest = v.trim().strip_prefix("bytes")?.trim_start();
     let (span, total) = rest.split_once('/')?;
     let (a, b) = span.split_once('-')?;
-    Some((
+    let (a, b, total): (u64, u64, u64) = (
         a.trim().parse().ok()?,
         b.trim().parse().ok()?,
         total.trim().parse().ok()?,
-    ))
+    );
+    (a <= b && b < total).then_some((a, b, total))
+}
+
+/// The object's size from the `Content-Range` of a `206` answer to a request for `want`, when
+/// it is exactly the range asked for (or its part up to the end of a shorter object).
+pub fn partial_total(want: &std::ops::Range<u64>, content_range: &str) -> Result<u64, String> {
+    let cr = content_range;
+    let (start, end, total) =
+        parse_content_range(cr).ok_or_else(|| format!("unparsable Content-Range {cr:?}"))?;
+    if start != want.start || end + 1 != want.end.min(total) {
+        return Err(format!(
+            "asked for bytes {}-{}, got Content-Range {cr:?}",
+            want.start,
+            want.end - 1
+        ));
+    }
+    Ok(total)
 }
 
 /// The size in an unsatisfied range's `Content-Range: bytes */<size>`.
-fn unsatisfied_total(v: &str) -> Option<u64> {
+pub fn unsatisfied_total(v: &str) -> Option<u64> {
     v.trim()
         .strip_prefix("bytes")?
         .trim_start()
@@ -991,31 +1020,11 @@ fn unsatisfied_total(v: &str) -> Option<u64> {
         .ok()
 }
 
-/// An IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) as seconds since the epoch.
-fn parse_http_date(v: &str) -> Option<i64> {
-    let parts: Vec<&str> = v.split_whitespace().collect();
-    if parts.len() != 6 || parts[5] != "GMT" {
-        return None;
-    }
-    let day: i64 = parts[1].parse().ok()?;
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let month = MONTHS.iter().position(|m| *m == parts[2])? as i64 + 1;
-    let year: i64 = parts[3].parse().ok()?;
-    let hms: Vec<i64> = parts[4]
-        .split(':')
-        .map(|x| x.parse().ok())
-        .collect::<Option<_>>()?;
-    if hms.len() != 3 {
-        return None;
-    }
-    Some(
-        crate::time::days_from_civil(year, month, day) * 86400
-            + hms[0] * 3600
-            + hms[1] * 60
-            + hms[2],
-    )
+/// An HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`, or the obsolete RFC 850 and asctime forms
+/// RFC 9110 asks recipients to accept) as seconds since the epoch.
+pub fn parse_http_date(v: &str) -> Option<i64> {
+    let t = httpdate::parse_http_date(v.trim()).ok()?;
+    i64::try_from(t.duration_since(UNIX_EPOCH).ok()?.as_secs()).ok()
 }
 
 #[cfg(test)]
@@ -1040,6 +1049,18 @@ mod tests {
             Some(UNIX_EPOCH + Duration::from_secs(1_800_000_000))
         );
         assert_eq!(signed_expiry("https://h/o?download=1"), None);
+        // Found by fuzzing (`http_headers`): an expiry past what `SystemTime` holds panicked
+        // (in release builds too), from a redirect's `Location`.
+        assert_eq!(
+            signed_expiry("https://s/o?GoogleAccessId=a&Expires=18000008001001000000"),
+            None
+        );
+        assert_eq!(
+            signed_expiry(
+                "https://s/o?X-Amz-Date=20260101T000000Z&X-Amz-Expires=18446744073709551615"
+            ),
+            None
+        );
         assert_eq!(
             link_next("<https://h/api?cursor=2>; rel=\"next\", <https://h/a>; rel=\"prev\"")
                 .as_deref(),
@@ -1084,9 +1105,36 @@ mod tests {
     fn content_range_and_dates_parse() {
         assert_eq!(parse_content_range("bytes 0-0/1234"), Some((0, 0, 1234)));
         assert_eq!(parse_content_range("bytes */1234"), None);
+        // Found by fuzzing (`http_headers`): a range outside its total was taken, and an end
+        // of u64::MAX overflowed `end + 1`.
+        assert_eq!(parse_content_range("bytes 50-59/ 0"), None);
+        assert_eq!(parse_content_range("bytes 9-5/10"), None);
+        assert_eq!(
+            partial_total(
+                &(0..10),
+                "bytes 0-18446744073709551615/18446744073709551615"
+            ),
+            Err(
+                "unparsable Content-Range \"bytes 0-18446744073709551615/18446744073709551615\""
+                    .into()
+            )
+        );
+        // A 206 for bytes 50-99 of what it says is a 10-byte object is not that range.
+        assert!(partial_total(&(50..100), "bytes 50-9/10").is_err());
         assert_eq!(
             parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
             Some(784111777)
+        );
+        assert_eq!(
+            parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"),
+            Some(784111777)
+        );
+        // Found by fuzzing (`http_headers`): out-of-range fields made a date before 1970 (or
+        // overflowed, with a year of 19 digits).
+        assert_eq!(parse_http_date("un, 006 Nov 994 08:49:337 GMT"), None);
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 9223372036854775807 08:49:37 GMT"),
+            None
         );
     }
 }

@@ -1,10 +1,12 @@
-//! An in-memory upstream with a request log, and a wrapper that injects faults.
+//! An in-memory upstream with a request log, a wrapper that injects faults, and an upstream
+//! of scripted API answers.
 //!
 //! Used by the core's unit tests: request counts asserted against [`MockUpstream::requests`]
 //! prove laziness and single flight without a network. [`Faulty`] fails, corrupts or delays
-//! chosen calls of any inner upstream.
+//! chosen calls of any inner upstream. [`Scripted`] hands the resolvers any answers at all,
+//! whatever they ask, so the fuzzers reach every host's answer parser.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -250,6 +252,60 @@ impl<U: Upstream> Upstream for Faulty<U> {
         Ok(Response {
             reply,
             body: Box::new(VecBody { data, at: 0 }),
+        })
+    }
+}
+
+/// An upstream whose API calls get the given answers in order, whatever URL they ask; once
+/// they are used up, every call fails with 404 (or, with [`Scripted::repeating`], gets the
+/// last answer again, as a host stuck on one page would). Byte fetches always fail with 404.
+#[derive(Debug)]
+pub struct Scripted {
+    replies: Mutex<VecDeque<ApiReply>>,
+    repeat_last: bool,
+    calls: AtomicUsize,
+}
+
+impl Scripted {
+    /// Answer the API calls with `replies`, in order.
+    pub fn new(replies: Vec<ApiReply>) -> Scripted {
+        Scripted {
+            replies: Mutex::new(replies.into()),
+            repeat_last: false,
+            calls: AtomicUsize::new(0),
+        }
+    }
+
+    /// Keep answering with the last reply once the others are used up.
+    pub fn repeating(mut self) -> Scripted {
+        self.repeat_last = true;
+        self
+    }
+
+    /// How many API calls have been made.
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+impl Upstream for Scripted {
+    fn fetch(&self, req: &FetchRequest<'_>) -> Result<Response<'_>, SourceError> {
+        Err(SourceError::Status {
+            url: req.url.to_string(),
+            status: 404,
+        })
+    }
+
+    fn api(&self, req: &ApiRequest<'_>) -> Result<ApiReply, SourceError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let mut replies = lock(&self.replies);
+        let reply = match replies.len() {
+            1 if self.repeat_last => replies.front().cloned(),
+            _ => replies.pop_front(),
+        };
+        reply.ok_or_else(|| SourceError::Status {
+            url: req.url.to_string(),
+            status: 404,
         })
     }
 }
