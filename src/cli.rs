@@ -85,7 +85,7 @@ pub fn status_cache_dir(a: &StatusArgs) -> Result<PathBuf, CliError> {
 }
 
 /// `medimg mount`.
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct MountArgs {
     /// An existing, empty directory to mount on.
     pub mountpoint: PathBuf,
@@ -138,6 +138,21 @@ pub struct CatalogArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Index the datasets (those named, or all that the filters select) and say, for each,
+    /// whether what is mounted matches its entry: files, image files, bytes, the catalog's
+    /// count, archives left unexpanded, Git LFS pointers, HTML pages. Exits 1 if any is
+    /// flagged.
+    #[arg(long)]
+    pub check: bool,
+    /// With --check: the datasets to check.
+    #[arg(value_name = "ID", requires = "check")]
+    pub ids: Vec<String>,
+    /// With --check: a config file (mirror rules, credentials, hosts' budgets).
+    #[arg(long, value_name = "FILE", requires = "check")]
+    pub config: Option<PathBuf>,
+    /// With --check: where the index and cached blocks live [default: ~/.cache/medimg].
+    #[arg(long, value_name = "DIR", requires = "check")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// Flags or files that cannot be used.

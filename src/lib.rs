@@ -12,6 +12,7 @@
 //! - [`index`] (SQLite) and [`archive`] (pure parsers) hold and produce the metadata;
 //! - [`resolve`] lists a source's files through its host's API, at index time;
 //! - [`catalog`] is the validated list of datasets, [`render`] the text made from it;
+//!   [`check`] compares what is mounted for a dataset with what its entry says;
 //! - [`credentials`] finds the tokens hosts want; [`source`] attaches them to their host only;
 //!   [`access`] says which local users may read which dataset.
 
@@ -22,6 +23,7 @@ pub mod archive;
 pub mod block;
 pub mod cache;
 pub mod catalog;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod control;

@@ -306,6 +306,9 @@ fn run_catalog(a: &CatalogArgs) -> Result<(), Error> {
     let catalog = cli::load_catalog(a.catalog.as_deref())?;
     let modality = a.modality.as_deref().map(cli::modality).transpose()?;
     let organ = a.organ.as_deref().map(cli::organ).transpose()?;
+    if a.check {
+        return run_check(a, catalog, modality, organ);
+    }
     let credentials = gather_credentials(None)?;
     // Refusals and successful listings recorded by a daemon using the default cache.
     let (denials, indexed) =
@@ -435,22 +438,73 @@ fn drain(mounted: &medimg::fuse::Mounted, deadline: Duration) {
     }
 }
 
-fn run_mount(a: &MountArgs) -> Result<(), Error> {
-    let settings = cli::settings(a)?;
-    let recovered = medimg::fuse::recover_dead_mount(&a.mountpoint, &settings.cache_dir)?;
-    let mountpoint = cli::check_mountpoint(&a.mountpoint)?;
-    let catalog = cli::load_catalog(a.catalog.as_deref())?;
-    let policy = if settings.access.is_empty() {
-        Policy::open()
+/// `medimg catalog --check`: index the chosen datasets and compare what is there with their
+/// entries ([`medimg::check`]); exit 1 if any is flagged.
+fn run_check(
+    a: &CatalogArgs,
+    catalog: medimg::catalog::Catalog,
+    modality: Option<&str>,
+    organ: Option<&str>,
+) -> Result<(), Error> {
+    for id in &a.ids {
+        if !catalog.datasets.iter().any(|d| &d.id == id) {
+            return Err(
+                format!("no dataset {id:?} in the catalog; `medimg catalog` lists them").into(),
+            );
+        }
+    }
+    let chosen: Vec<medimg::catalog::Dataset> = catalog
+        .datasets
+        .iter()
+        .filter(|d| a.ids.is_empty() || a.ids.contains(&d.id))
+        .filter(|d| modality.is_none_or(|m| d.modality.iter().any(|x| x == m)))
+        .filter(|d| organ.is_none_or(|o| d.organ.iter().any(|x| x == o)))
+        .cloned()
+        .collect();
+    let settings = cli::settings(&MountArgs {
+        catalog: a.catalog.clone(),
+        config: a.config.clone(),
+        cache_dir: a.cache_dir.clone(),
+        ..MountArgs::default()
+    })?;
+    let (vfs, _cache, _lock) = open_core(&settings, catalog, Duration::ZERO).map_err(|e| {
+        format!("{e} (a running daemon holds its cache: stop it, or give --cache-dir)")
+    })?;
+    let reports: Vec<medimg::check::Report> = chosen
+        .iter()
+        .map(|d| {
+            let r = medimg::check::check(&vfs, d);
+            if !a.json {
+                print!("{}", render::check_line(&r));
+            }
+            r
+        })
+        .collect();
+    let flagged = reports.iter().filter(|r| !r.flags.is_empty()).count();
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
     } else {
-        Policy::resolve(&settings.access, &catalog, &medimg::access::system_group)?
-    };
-    if policy.restricts() && !settings.allow_other {
-        tracing::warn!(
-            "[access] names groups, but without allow_other only this user can use the mount; \
-             add --allow-other (or `allow_other = true` under [fuse]) for the groups to matter"
+        println!(
+            "{} of {} datasets match their catalog entry; {flagged} flagged",
+            reports.len() - flagged,
+            reports.len()
         );
     }
+    if flagged > 0 {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// The core over the cache of `settings`: the cache directory made private and locked (a
+/// daemon that just died gets `lock_wait` to let go of it), the block cache, the index, the
+/// upstream with the credentials found, and the filesystem core. Returns the lock's file too:
+/// the lock lasts as long as it.
+fn open_core(
+    settings: &medimg::config::Settings,
+    catalog: medimg::catalog::Catalog,
+    lock_wait: Duration,
+) -> Result<(Vfs, Arc<BlockCache>, std::fs::File), Error> {
     // Whatever the caller's umask, the cache (blocks, index) is the daemon's alone: another
     // local user must not read a restricted dataset's bytes around the mount.
     // SAFETY: umask only sets the process's file mode creation mask.
@@ -471,10 +525,7 @@ fn run_mount(a: &MountArgs) -> Result<(), Error> {
                 )
             })?;
     }
-    let _lock = lock_cache_dir(
-        &settings.cache_dir,
-        Duration::from_secs(if recovered { 10 } else { 0 }),
-    )?;
+    let lock = lock_cache_dir(&settings.cache_dir, lock_wait)?;
     let cache = Arc::new(BlockCache::open(&settings.cache_dir, settings.cache_size)?);
     let index = Index::open(&settings.cache_dir.join("index.sqlite"))?;
     let credentials = gather_credentials(settings.credentials_file.as_deref())?;
@@ -495,12 +546,30 @@ fn run_mount(a: &MountArgs) -> Result<(), Error> {
         Fetcher::new(upstream, cache.clone(), settings.block_size).with_deadline(settings.deadline),
     );
     fetcher.start_prefetch(READ_AHEAD_WORKERS);
+    let vfs = Vfs::new(catalog, index, fetcher).with_credentials(credentials);
+    Ok((vfs, cache, lock))
+}
+
+fn run_mount(a: &MountArgs) -> Result<(), Error> {
+    let settings = cli::settings(a)?;
+    let recovered = medimg::fuse::recover_dead_mount(&a.mountpoint, &settings.cache_dir)?;
+    let mountpoint = cli::check_mountpoint(&a.mountpoint)?;
+    let catalog = cli::load_catalog(a.catalog.as_deref())?;
+    let policy = if settings.access.is_empty() {
+        Policy::open()
+    } else {
+        Policy::resolve(&settings.access, &catalog, &medimg::access::system_group)?
+    };
+    if policy.restricts() && !settings.allow_other {
+        tracing::warn!(
+            "[access] names groups, but without allow_other only this user can use the mount; \
+             add --allow-other (or `allow_other = true` under [fuse]) for the groups to matter"
+        );
+    }
+    let lock_wait = Duration::from_secs(if recovered { 10 } else { 0 });
     let n = catalog.datasets.len();
-    let vfs = Arc::new(
-        Vfs::new(catalog, index, fetcher)
-            .with_credentials(credentials)
-            .with_access(policy),
-    );
+    let (vfs, cache, _lock) = open_core(&settings, catalog, lock_wait)?;
+    let vfs = Arc::new(vfs.with_access(policy));
 
     let (tx, rx) = std::sync::mpsc::channel();
     let mut signals = signal_hook::iterator::Signals::new([

@@ -420,6 +420,29 @@ fn cache_line(v: &serde_json::Value) -> String {
     s
 }
 
+/// One dataset of `medimg catalog --check` for a terminal: what was found, then each flag.
+pub fn check_line(r: &crate::check::Report) -> String {
+    let mut s = format!(
+        "{}: {} files ({}{}), {} image files; the catalog says {} {}: {}\n",
+        r.id,
+        r.files,
+        crate::config::human_size(r.bytes),
+        if r.not_sized > 0 {
+            format!(" and {} not sized yet", r.not_sized)
+        } else {
+            String::new()
+        },
+        r.images,
+        r.catalog_images,
+        r.catalog_unit.as_deref().unwrap_or("images"),
+        if r.flags.is_empty() { "ok" } else { "FLAGGED" }
+    );
+    for f in &r.flags {
+        let _ = writeln!(s, "  - {f}");
+    }
+    s
+}
+
 /// `medimg cache` for a terminal: what the cache holds, per dataset.
 pub fn cache_report(v: &serde_json::Value) -> String {
     let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
