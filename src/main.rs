@@ -378,7 +378,12 @@ fn run_catalog(a: &CatalogArgs) -> Result<(), Error> {
             st.label()
         );
     }
-    eprintln!("{} of {} datasets", chosen.len(), catalog.datasets.len());
+    eprintln!(
+        "{} of {} datasets; {}",
+        chosen.len(),
+        catalog.datasets.len(),
+        render::reach(&chosen)
+    );
     Ok(())
 }
 
@@ -397,9 +402,8 @@ fn gather_credentials(file: Option<&std::path::Path>) -> Result<Credentials, Err
 }
 
 /// Hold an exclusive lock on the cache directory for the daemon's lifetime: two daemons evicting
-/// each other's blocks would break the size limit.
-/// A daemon whose dead mount was just cleaned up may take `wait` more to finish exiting and
-/// let go of the lock.
+/// each other's blocks would break the size limit. A daemon whose dead mount was just cleaned
+/// up gets `wait` to finish exiting and let go of it.
 fn lock_cache_dir(dir: &std::path::Path, wait: Duration) -> Result<std::fs::File, Error> {
     let path = dir.join("lock");
     let f = std::fs::OpenOptions::new()

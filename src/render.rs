@@ -420,6 +420,28 @@ fn cache_line(v: &serde_json::Value) -> String {
     s
 }
 
+/// How many of `datasets` a user can read the images of: without any account, with an account
+/// (a token, accepted terms), with credentialed access, and not at all (no pinned source).
+pub fn reach(datasets: &[&Dataset]) -> String {
+    let supported = |a: Access| {
+        datasets
+            .iter()
+            .filter(|d| d.access == a && d.unsupported_reason().is_none())
+            .count()
+    };
+    let none = datasets
+        .iter()
+        .filter(|d| d.unsupported_reason().is_some())
+        .count();
+    format!(
+        "images reachable: {} without any account, {} with an account, {} with credentialed \
+         access, {none} not at all (yet)",
+        supported(Access::Open),
+        supported(Access::Account),
+        supported(Access::Credentialed)
+    )
+}
+
 /// One dataset of `medimg catalog --check` for a terminal: what was found, then each flag.
 pub fn check_line(r: &crate::check::Report) -> String {
     let mut s = format!(

@@ -558,6 +558,18 @@ fn catalog_command_filters_and_prints_json() {
         rows.iter()
             .any(|r| r["id"] == "shenzhen-cxr" && r["state"] == "reachable")
     );
+    // The table's last line counts who can reach what, over the whole built-in catalog.
+    let out = medimg().args(["catalog"]).output().unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("105 of 105 datasets; images reachable: ")
+            && last.contains(" without any account, ")
+            && last.contains(" with credentialed access, ")
+            && last.ends_with(" not at all (yet)"),
+        "{last}"
+    );
     let out = medimg()
         .args(["catalog", "--organ", "lungs"])
         .output()
