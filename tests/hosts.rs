@@ -502,6 +502,31 @@ fn figshare_mendeley_and_github_list_their_files_with_checksums() {
         files[0].1.clone(),
         true,
     );
+    // A volume kept in Git LFS: the tree and raw.githubusercontent.com have its pointer, the
+    // media host its bytes.
+    let volume: Vec<u8> = (0..70_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let pointer = format!(
+        "version https://git-lfs.github.com/spec/v1\noid sha256:{}\nsize {}\n",
+        sha256_hex(&volume),
+        volume.len()
+    );
+    const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+    up.put(
+        &format!("/raw.githubusercontent.com/lab/data/{COMMIT}/.gitattributes"),
+        b"*.nii.gz filter=lfs diff=lfs merge=lfs -text\n".to_vec(),
+        true,
+    );
+    up.put(
+        &format!("/raw.githubusercontent.com/lab/data/{COMMIT}/masks/vol.nii.gz"),
+        pointer.clone().into_bytes(),
+        true,
+    );
+    up.put(
+        &format!("/media.githubusercontent.com/media/lab/data/{COMMIT}/masks/vol.nii.gz"),
+        volume.clone(),
+        true,
+    );
+    let pointer_len = pointer.len();
     signed_storage(&up, "/objects.githubusercontent.com/", None);
     let (t1, m1) = (tool.clone(), files[0].1.clone());
     up.route(move |r| match r.path.as_str() {
@@ -514,9 +539,11 @@ fn figshare_mendeley_and_github_list_their_files_with_checksums() {
         )),
         "/api.github.com/repos/lab/data/git/trees/0123456789abcdef0123456789abcdef01234567" => Some(Answer::json(json!({
             "sha": "0123456789abcdef0123456789abcdef01234567", "truncated": false, "tree": [
+                {"path": ".gitattributes", "type": "blob", "size": 46},
                 {"path": "README.md", "type": "blob", "size": 3},
                 {"path": "masks", "type": "tree"},
-                {"path": "masks/m1.png", "type": "blob", "size": m1.len()}]}))),
+                {"path": "masks/m1.png", "type": "blob", "size": m1.len()},
+                {"path": "masks/vol.nii.gz", "type": "blob", "size": pointer_len}]}))),
         _ => None,
     });
     let catalog = [
@@ -541,9 +568,23 @@ fn figshare_mendeley_and_github_list_their_files_with_checksums() {
     let (name, data, _) = &files[3];
     assert_eq!(&read(&m, &format!("datasets/fig/{name}")).unwrap(), data);
     assert_eq!(read(&m, "datasets/men/CT/COVID/scans.csv").unwrap(), csv);
-    assert_eq!(ls(&m, "datasets/gh").unwrap(), ["bin", "m1.png"]);
+    assert_eq!(
+        ls(&m, "datasets/gh").unwrap(),
+        ["bin", "m1.png", "vol.nii.gz"]
+    );
     assert_eq!(read(&m, "datasets/gh/bin/tool.sh").unwrap(), tool);
     assert_eq!(read(&m, "datasets/gh/m1.png").unwrap(), files[0].1);
+    // The LFS object, never its pointer: its size, its bytes.
+    let meta = std::fs::metadata(m.mnt.join("datasets/gh/vol.nii.gz")).unwrap();
+    assert_eq!(meta.len(), volume.len() as u64);
+    assert_eq!(read(&m, "datasets/gh/vol.nii.gz").unwrap(), volume);
+    assert!(
+        !up.log()
+            .iter()
+            .any(|l| l.path.ends_with("/masks/vol.nii.gz")
+                && l.path.starts_with("/raw.githubusercontent.com/")),
+        "the pointer was fetched"
+    );
     assert!(
         m.log_text().contains("only a link"),
         "link-only files are skipped with a warning"
