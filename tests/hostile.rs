@@ -835,7 +835,7 @@ fn every_host(up: &Upstream, waf: Arc<AtomicBool>) -> EveryHost {
             "/zenodo.org/api/records/1" => Answer::json(json!({"id": 1, "files": [file]})),
             "/api.figshare.com/v2/articles/2/versions/1" => Answer::json(json!({"files": [
                 {"id": 20, "name": "x.bin", "size": N, "is_link_only": false}]})),
-            "/ndownloader.figshare.com/files/20" => {
+            "/api.figshare.com/v2/file/download/20" => {
                 Answer::redirect(302, "https://s3-eu-west-1.amazonaws.com/pfigshare/20")
             }
             "/data.mendeley.com/public-api/datasets/m3/folders/1" => Answer::json(json!([])),

@@ -436,7 +436,7 @@ fn figshare_mendeley_and_github_list_their_files_with_checksums() {
     let readme = b"figshare readme\n".to_vec();
     let csv = b"a,b\n".to_vec();
     let tool = b"#!/bin/sh\necho hi\n".to_vec();
-    // figshare: article version JSON, ndownloader redirects to signed S3.
+    // figshare: article version JSON; the API's file download redirects to signed S3.
     up.put(
         "/s3-eu-west-1.amazonaws.com/pfigshare/1001",
         zipped.clone(),
@@ -457,7 +457,7 @@ fn figshare_mendeley_and_github_list_their_files_with_checksums() {
                 {"id": 1003, "name": "elsewhere", "size": 0, "computed_md5": "", "is_link_only": true},
             ]})));
         }
-        let id = r.path.strip_prefix("/ndownloader.figshare.com/files/")?;
+        let id = r.path.strip_prefix("/api.figshare.com/v2/file/download/")?;
         Some(Answer::redirect(
             302,
             &sign(&format!("https://s3-eu-west-1.amazonaws.com/pfigshare/{id}"), 300, true),
