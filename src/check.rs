@@ -201,7 +201,10 @@ pub fn check(vfs: &Vfs, d: &Dataset) -> Report {
     }
     let html: Vec<String> = html
         .into_iter()
-        .filter(|p| !p.to_ascii_lowercase().ends_with(".html") && !p.ends_with(".htm"))
+        .filter(|p| {
+            let p = p.to_ascii_lowercase();
+            !p.ends_with(".html") && !p.ends_with(".htm")
+        })
         .collect();
     if !html.is_empty() {
         r.flags.push(format!(
