@@ -44,7 +44,7 @@ use crate::block::{ALIGN, BlockBuf};
 
 /// Identifies one blob's bytes: a hash of its URL, size and validator, so a changed upstream
 /// object never shares blocks with its earlier version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct BlobKey(pub u128);
 
 impl BlobKey {

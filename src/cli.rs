@@ -422,6 +422,11 @@ pub fn settings(a: &MountArgs) -> Result<Settings, CliError> {
         .iter()
         .map(|h| (h.name.to_ascii_lowercase(), h.limit()))
         .collect();
+    let shared_cache = file
+        .shared_cache
+        .as_ref()
+        .map(|s| s.validate(&|key| cfg_place(&format!("[shared_cache] {key}"))))
+        .transpose()?;
     Ok(Settings {
         cache_dir,
         cache_size,
@@ -435,6 +440,7 @@ pub fn settings(a: &MountArgs) -> Result<Settings, CliError> {
         access: file.access,
         metrics,
         offline: a.offline,
+        shared_cache,
     })
 }
 

@@ -50,6 +50,8 @@ pub struct Settings {
     pub metrics: Option<std::net::SocketAddr>,
     /// Ask no host anything: serve the cache only.
     pub offline: bool,
+    /// The store the daemons of a cluster share, if any (`[shared_cache]`).
+    pub shared_cache: Option<SharedCache>,
 }
 
 /// A config file that cannot be used.
@@ -109,6 +111,161 @@ pub struct ConfigFile {
     /// `[metrics]`
     #[serde(default)]
     pub metrics: MetricsSection,
+    /// `[shared_cache]`
+    pub shared_cache: Option<SharedCacheSection>,
+}
+
+/// `[shared_cache]` of the config file: an S3-compatible store the daemons of a cluster share
+/// blocks and listings through ([`crate::tier`]).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedCacheSection {
+    /// `http(s)://host[:port]` of the store's S3 API.
+    pub endpoint: Option<String>,
+    /// The bucket, created beforehand.
+    pub bucket: Option<String>,
+    /// A prefix for every object medimg writes, e.g. "medimg/".
+    pub prefix: Option<String>,
+    /// SigV4 region (default "us-east-1", what most compatible stores expect).
+    pub region: Option<String>,
+    /// Address the bucket as `bucket.host` rather than `host/bucket`.
+    pub virtual_host: Option<bool>,
+    /// The section of the AWS credentials file to read keys from.
+    pub profile: Option<String>,
+    /// How long a node's claim to fetch an object holds without renewal, e.g. "30s".
+    pub lease: Option<String>,
+    /// The longest a reader waits for a block another node is fetching, e.g. "30s".
+    pub wait: Option<String>,
+    /// How long one request to the store may take, e.g. "5s".
+    pub timeout: Option<String>,
+}
+
+/// The validated `[shared_cache]`.
+#[derive(Debug, Clone)]
+pub struct SharedCache {
+    /// Where the store is.
+    pub store: crate::tier::s3::S3Settings,
+    /// Leases and waiting.
+    pub tier: crate::tier::TierSettings,
+    /// The AWS credentials file's section to read, if not `AWS_PROFILE` or `default`.
+    pub profile: Option<String>,
+}
+
+impl SharedCacheSection {
+    /// Check every key; `place` names a key in errors.
+    pub fn validate(&self, place: &dyn Fn(&str) -> String) -> Result<SharedCache, ConfigError> {
+        let bad = |key: &str, message: String| ConfigError::Invalid {
+            place: place(key),
+            message,
+        };
+        let endpoint = self.endpoint.as_deref().ok_or_else(|| {
+            bad(
+                "endpoint",
+                "is missing: name the store's S3 API, e.g. \"http://10.0.0.5:8333\"".into(),
+            )
+        })?;
+        let endpoint = parse_endpoint(endpoint).map_err(|m| bad("endpoint", m))?;
+        let bucket = self.bucket.as_deref().ok_or_else(|| {
+            bad("bucket", "is missing: name the bucket, e.g. \"medimg\"".into())
+        })?;
+        let bucket_ok = (3..=63).contains(&bucket.len())
+            && bucket
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+            && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
+        if !bucket_ok {
+            return Err(bad(
+                "bucket",
+                format!(
+                    "{bucket:?} is not a bucket name: 3 to 63 lowercase letters, digits, dots \
+                     and hyphens, starting and ending with a letter or digit"
+                ),
+            ));
+        }
+        let mut prefix = self.prefix.clone().unwrap_or_default();
+        let prefix_ok = prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c))
+            && !prefix.starts_with('/')
+            && !prefix.split('/').any(|s| s == ".." || s == ".")
+            && !prefix.contains("//");
+        if !prefix_ok {
+            return Err(bad(
+                "prefix",
+                format!(
+                    "{prefix:?} is not a key prefix: letters, digits, '.', '_', '-' and '/' \
+                     between names, e.g. \"medimg/\""
+                ),
+            ));
+        }
+        if !prefix.is_empty() && !prefix.ends_with('/') {
+            prefix.push('/');
+        }
+        let region = self.region.clone().unwrap_or_else(|| "us-east-1".into());
+        if region.is_empty()
+            || !region
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            return Err(bad(
+                "region",
+                format!("{region:?} is not a region name such as \"us-east-1\""),
+            ));
+        }
+        let duration = |key: &str, v: &Option<String>, default: u64, range: (u64, u64)| {
+            let Some(text) = v else {
+                return Ok(Duration::from_secs(default));
+            };
+            let d = humantime::parse_duration(text.trim()).map_err(|e| {
+                bad(key, format!("{text:?} is not a duration like \"30s\": {e}"))
+            })?;
+            if !(Duration::from_secs(range.0)..=Duration::from_secs(range.1)).contains(&d) {
+                return Err(bad(
+                    key,
+                    format!("{text:?} is outside {}s..{}s", range.0, range.1),
+                ));
+            }
+            Ok(d)
+        };
+        Ok(SharedCache {
+            store: crate::tier::s3::S3Settings {
+                endpoint,
+                bucket: bucket.to_string(),
+                prefix,
+                region,
+                virtual_host: self.virtual_host.unwrap_or(false),
+                timeout: duration("timeout", &self.timeout, 5, (1, 60))?,
+            },
+            tier: crate::tier::TierSettings {
+                lease: duration("lease", &self.lease, 30, (3, 600))?,
+                wait: duration("wait", &self.wait, 30, (1, 600))?,
+            },
+            profile: self.profile.clone(),
+        })
+    }
+}
+
+/// A store endpoint as written: `http(s)://host[:port]`, no user, path or query; returned
+/// without a trailing `/`.
+fn parse_endpoint(text: &str) -> Result<String, String> {
+    let u = reqwest::Url::parse(text.trim())
+        .map_err(|e| format!("{text:?} is not a URL like \"http://10.0.0.5:8333\" ({e})"))?;
+    if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
+        return Err(format!("{text:?} is not an http(s) URL with a host"));
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err(format!(
+            "{text:?} carries a user name or password; put the store's keys in the \
+             credentials file or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY instead"
+        ));
+    }
+    if u.path() != "/" || u.query().is_some() || u.fragment().is_some() {
+        return Err(format!(
+            "{text:?} has a path or query; give the endpoint alone and the bucket as `bucket`"
+        ));
+    }
+    Ok(u.as_str().trim_end_matches('/').to_string())
 }
 
 /// `[metrics]` of the config file.

@@ -72,6 +72,22 @@ pub enum Auth {
         /// Its value.
         value: Secret,
     },
+    /// Keys of an S3-compatible store, for the shared cache (signed with SigV4 by
+    /// [`crate::tier::s3`]; never sent to an upstream host).
+    SigV4(StoreKeys),
+}
+
+/// The keys of an S3-compatible store (SigV4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreKeys {
+    /// The access key id (not secret: stores log it).
+    pub access_key_id: String,
+    /// The secret access key.
+    pub secret_access_key: Secret,
+    /// A temporary session token, if the keys are temporary.
+    pub session_token: Option<Secret>,
+    /// Where they were found, for messages.
+    pub origin: String,
 }
 
 /// One credential and where it came from (for messages; never the secret).
@@ -167,6 +183,9 @@ struct RawCredential {
     header: Option<String>,
     query: Option<String>,
     value: Option<String>,
+    access_key_id: Option<String>,
+    secret_access_key: Option<String>,
+    session_token: Option<String>,
 }
 
 impl Credentials {
@@ -336,6 +355,90 @@ impl Credentials {
     }
 }
 
+/// The keys for the shared cache's store at `host`, from the first of: a `[[credential]]` with
+/// `access_key_id` for that host in the credentials `file`; the environment
+/// (`AWS_ACCESS_KEY_ID` + `AWS_SECRET_ACCESS_KEY`, with `AWS_SESSION_TOKEN` if set); the AWS
+/// tools' credentials file (`AWS_SHARED_CREDENTIALS_FILE` or `~/.aws/credentials`), section
+/// `profile` (else `AWS_PROFILE`, else `default`), skipped with a warning when group- or
+/// world-readable. `None` (with no error) when there are none: requests go unsigned.
+pub fn store_keys(
+    file: Option<&Path>,
+    host: &str,
+    profile: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+    home: Option<&Path>,
+) -> Result<(Option<StoreKeys>, Vec<String>), CredentialError> {
+    let mut warnings = Vec::new();
+    if let Some(path) = file {
+        let found = read_file(path)?.into_iter().find_map(|c| match c.auth {
+            Auth::SigV4(k) if c.host == host.to_ascii_lowercase() => Some(k),
+            _ => None,
+        });
+        if found.is_some() {
+            return Ok((found, warnings));
+        }
+    }
+    let env_nonempty = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+    if let (Some(id), Some(secret)) = (
+        env_nonempty("AWS_ACCESS_KEY_ID"),
+        env_nonempty("AWS_SECRET_ACCESS_KEY"),
+    ) {
+        let keys = StoreKeys {
+            access_key_id: id.trim().to_string(),
+            secret_access_key: Secret::new(secret.trim()),
+            session_token: env_nonempty("AWS_SESSION_TOKEN").map(|t| Secret::new(t.trim())),
+            origin: "environment variables AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY".into(),
+        };
+        return Ok((Some(keys), warnings));
+    }
+    let path = env_nonempty("AWS_SHARED_CREDENTIALS_FILE")
+        .map(PathBuf::from)
+        .or_else(|| home.map(|h| h.join(".aws/credentials")));
+    let Some(path) = path else {
+        return Ok((None, warnings));
+    };
+    let Some(text) = read_tool_file(&path, &mut warnings) else {
+        return Ok((None, warnings));
+    };
+    let profile = profile
+        .map(str::to_string)
+        .or_else(|| env_nonempty("AWS_PROFILE"))
+        .unwrap_or_else(|| "default".into());
+    let ini = match ini::Ini::load_from_str(&text) {
+        Ok(i) => i,
+        Err(e) => {
+            warnings.push(format!("{}: not an AWS credentials file ({e}); ignored", path.display()));
+            return Ok((None, warnings));
+        }
+    };
+    let Some(section) = ini.section(Some(profile.as_str())) else {
+        return Ok((None, warnings));
+    };
+    match (
+        section.get("aws_access_key_id"),
+        section.get("aws_secret_access_key"),
+    ) {
+        (Some(id), Some(secret)) => Ok((
+            Some(StoreKeys {
+                access_key_id: id.trim().to_string(),
+                secret_access_key: Secret::new(secret.trim()),
+                session_token: section
+                    .get("aws_session_token")
+                    .map(|t| Secret::new(t.trim())),
+                origin: format!("{} [{profile}]", path.display()),
+            }),
+            warnings,
+        )),
+        _ => {
+            warnings.push(format!(
+                "{} [{profile}] lacks aws_access_key_id or aws_secret_access_key; ignored",
+                path.display()
+            ));
+            Ok((None, warnings))
+        }
+    }
+}
+
 /// The host of an http(s) URL, lowercased, without port or user info (an IPv6 address
 /// without its brackets).
 pub fn host_of(url: &str) -> Option<String> {
@@ -380,6 +483,25 @@ pub fn parse_file(text: &str, p: &str) -> Result<Vec<Credential>, CredentialErro
             message: format!("credential #{} (host {:?}): {m}", i + 1, r.host),
         };
         let auth = match (&r.bearer, &r.username, &r.header, &r.query) {
+            (None, None, None, None) if r.access_key_id.is_some() => Auth::SigV4(StoreKeys {
+                access_key_id: r.access_key_id.clone().unwrap_or_default(),
+                secret_access_key: Secret::new(
+                    r.secret_access_key
+                        .clone()
+                        .ok_or_else(|| bad("`access_key_id` needs `secret_access_key`"))?,
+                ),
+                session_token: r.session_token.clone().map(Secret::new),
+                origin: p.clone(),
+            }),
+            _ if r.access_key_id.is_some()
+                || r.secret_access_key.is_some()
+                || r.session_token.is_some() =>
+            {
+                return Err(bad(
+                    "`access_key_id` + `secret_access_key` (the shared cache's store) go alone, \
+                     without `bearer`, `username`, `header` or `query`",
+                ));
+            }
             (Some(t), None, None, None) if r.password.is_none() && r.value.is_none() => {
                 Auth::Bearer(Secret::new(t))
             }
@@ -410,7 +532,7 @@ pub fn parse_file(text: &str, p: &str) -> Result<Vec<Credential>, CredentialErro
             _ => {
                 return Err(bad(
                     "give exactly one of `bearer`, `username` + `password`, `header` + `value`, \
-                     `query` + `value`",
+                     `query` + `value`, `access_key_id` + `secret_access_key`",
                 ));
             }
         };

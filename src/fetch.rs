@@ -16,6 +16,11 @@
 //! fetcher's deadline: the request's own timeouts and retries stop at it, and a waiter whose
 //! leader is still at it gives up with [`FetchError::TimedOut`] while the fetch goes on for
 //! whoever asks next.
+//!
+//! With a shared tier ([`crate::tier`]), a block missing here is asked of the tier before the
+//! upstream: the cluster fetches it once, whichever node asks first, and every block this node
+//! fetches (by Range or in a whole download) is published there. A block that fails a check
+//! here is forgotten there too.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,6 +36,7 @@ use crate::source::{
     ATTEMPTS, Body, BodyStream, DEFAULT_DEADLINE, FetchRequest, Response, SourceError, Upstream,
     fetch_range, retry,
 };
+use crate::tier::{Got, Patience, Publish, Tier};
 
 /// Whole downloads log their progress every this many bytes.
 const PROGRESS_EVERY: u64 = 256 << 20;
@@ -127,6 +133,8 @@ pub struct Fetcher {
     flights: Flights<BlockKey, BlockResult>,
     /// How long a reader waits for an upstream.
     deadline: Duration,
+    /// The store this node shares blocks through with the rest of its cluster, if any.
+    tier: Option<Arc<Tier>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -159,6 +167,37 @@ impl Fetcher {
             learned: Mutex::new(std::collections::HashMap::new()),
             flights: Flights::new(),
             deadline: DEFAULT_DEADLINE,
+            tier: None,
+        }
+    }
+
+    /// The same fetcher asking `tier` for a block before the upstream, and publishing there
+    /// what it fetches.
+    pub fn with_tier(mut self, tier: Arc<Tier>) -> Fetcher {
+        self.tier = Some(tier);
+        self
+    }
+
+    /// The shared tier, if there is one.
+    pub fn tier(&self) -> Option<&Tier> {
+        self.tier.as_deref()
+    }
+
+    /// The tier's name of block `index` of `blob`.
+    fn block_name(&self, blob: BlobKey, index: u64) -> String {
+        crate::tier::block_name(&blob.to_string(), self.block_size, index)
+    }
+
+    /// Publish a block this node fetched to the tier (when there is one).
+    fn share(&self, blob: BlobKey, index: u64, data: &[u8], version: Option<&str>) {
+        if let Some(t) = &self.tier {
+            t.publish(
+                &self.block_name(blob, index),
+                Publish {
+                    payload: data,
+                    version,
+                },
+            );
         }
     }
 
@@ -345,6 +384,7 @@ impl Fetcher {
                         },
                         &data,
                     )?;
+                    self.share(key, 0, &data, strong(&reply.etag));
                 }
                 Part {
                     key,
@@ -511,15 +551,22 @@ impl Fetcher {
         let mut buf = Vec::with_capacity(self.block_size as usize);
         let mut total = 0u64;
         let mut kept = None;
+        let version = resp.reply.etag.clone();
         let mut flush = |buf: &mut Vec<u8>, index: &mut u64| -> Result<(), FetchError> {
-            let key = BlockKey {
-                blob: key,
-                index: *index,
-            };
-            self.cache.insert(key, buf).map_err(|e| match e {
-                CacheError::Full { .. } => too_big(),
-                e => e.into(),
-            })?;
+            self.cache
+                .insert(
+                    BlockKey {
+                        blob: key,
+                        index: *index,
+                    },
+                    buf,
+                )
+                .map_err(|e| match e {
+                    CacheError::Full { .. } => too_big(),
+                    e => e.into(),
+                })?;
+            // Other nodes wait for these blocks under this download's lease.
+            self.share(key, *index, buf, strong(&version));
             if keep == Some(*index) {
                 kept = Some(std::mem::take(buf));
             } else {
@@ -780,6 +827,9 @@ impl Fetcher {
                         blob: part.key,
                         index,
                     })?;
+                    if let Some(t) = &self.tier {
+                        t.forget(&self.block_name(part.key, index));
+                    }
                 }
             }
             part_start = part_end;
@@ -787,7 +837,69 @@ impl Fetcher {
         Ok(())
     }
 
+    /// Block `index` of `part`: from the shared tier when it has it, else from the upstream
+    /// (once per cluster: see [`crate::tier`]).
     fn fetch_block(&self, part: &Part, index: u64) -> Result<BlockBuf, FetchError> {
+        let Some(tier) = &self.tier else {
+            return self.fetch_block_upstream(part, index).map(|(b, _)| b);
+        };
+        let start = index * self.block_size;
+        let want = (start + self.block_size).min(part.size) - start;
+        let name = self.block_name(part.key, index);
+        // The version this node knows the object by: another version's block is not it.
+        let known = strong(&part.etag)
+            .map(str::to_string)
+            .or_else(|| lock(&self.learned).get(&part.key).cloned());
+        let accept = |o: &crate::tier::envelope::Opened<'_>| {
+            if o.payload.len() as u64 != want {
+                return Err(format!(
+                    "{} bytes where block {index} of {} has {want}",
+                    o.payload.len(),
+                    part.url
+                ));
+            }
+            match (&o.version, &known) {
+                (Some(v), Some(k)) if v != k => Err(format!(
+                    "it comes from version {v} of {}, this node reads {k}",
+                    part.url
+                )),
+                _ => Ok(()),
+            }
+        };
+        // A whole download is one lease for all its blocks, and takes as long as it takes
+        // (a reader of this node would wait for it too); a block is its own, and a reader
+        // waits for another node at most `wait`.
+        let (lease, patience) = if part.ranged {
+            (format!("lease/{name}"), Patience::Bounded)
+        } else {
+            (format!("lease/w/{}", part.key), Patience::WhileLeased)
+        };
+        let got = tier.once(
+            &name,
+            &lease,
+            patience,
+            accept,
+            || self.fetch_block_upstream(part, index),
+            |(data, version)| {
+                part.ranged.then(|| Publish {
+                    payload: data.as_slice(),
+                    version: version.as_deref(),
+                })
+            },
+        )?;
+        Ok(match got {
+            Got::Shared(bytes) => BlockBuf::from(bytes),
+            Got::Made((data, _)) => data,
+        })
+    }
+
+    /// Block `index` of `part` from the upstream, and the version it came from. Blocks of a
+    /// whole download are published as they are written, not here.
+    fn fetch_block_upstream(
+        &self,
+        part: &Part,
+        index: u64,
+    ) -> Result<(BlockBuf, Option<String>), FetchError> {
         let start = index * self.block_size;
         let end = (start + self.block_size).min(part.size);
         if part.ranged {
@@ -802,12 +914,13 @@ impl Fetcher {
             let (data, etag) = retry(self.deadline, || {
                 fetch_range(&*self.up, &part.url, start..end, tag, part.size)
             })?;
+            let etag = etag.filter(|e| !e.starts_with("W/"));
             if tag.is_none()
-                && let Some(e) = etag.filter(|e| !e.starts_with("W/"))
+                && let Some(e) = &etag
             {
-                lock(&self.learned).entry(part.key).or_insert(e);
+                lock(&self.learned).entry(part.key).or_insert(e.clone());
             }
-            return Ok(data);
+            return Ok((data, tag.map(str::to_string).or(etag)));
         }
         let _whole = self.whole.lock().unwrap_or_else(|p| p.into_inner());
         // A reader before us may have downloaded it while we waited.
@@ -816,19 +929,19 @@ impl Fetcher {
             index,
         };
         if let Some(p) = self.cache.pin(key, Check::Length)? {
-            return Ok(p.read(0, p.len())?.into());
+            return Ok((p.read(0, p.len())?.into(), None));
         }
         tracing::info!(url = %part.url, "downloading whole (the host ignores Range)");
         let resp = self.get_whole(part)?;
         let (_, kept) =
             self.store_whole(part.key, resp, &part.url, Some(index), Some(part.size))?;
-        kept.map(BlockBuf::from).ok_or_else(|| {
-            CacheError::Fetch(format!(
+        let kept = kept.map(BlockBuf::from).ok_or_else(|| {
+            FetchError::from(CacheError::Fetch(format!(
                 "{}: block {index} missing from the download",
                 part.url
-            ))
-            .into()
-        })
+            )))
+        })?;
+        Ok((kept, None))
     }
 
     /// Open the whole of `blob` as a stream: one GET per part, however large (index-time passes
@@ -1447,5 +1560,219 @@ mod tests {
         up.put("http://h/a", data(2_999));
         let e = f.read_at(&blob, 2_000, 10).unwrap_err().to_string();
         assert!(e.contains("changed upstream"), "{e}");
+    }
+
+    mod shared_tier {
+        use super::*;
+        use crate::tier::memory::{Faults, Faulty as FaultyStore, MemoryStore};
+        use crate::tier::{ObjectStore, TierSettings, TierStats};
+
+        const SIZE: usize = 10_500;
+
+        /// A node: its own cache and fetcher, sharing `store` with the others.
+        fn node(
+            up: Arc<MockUpstream>,
+            store: impl ObjectStore + 'static,
+            wait: Duration,
+        ) -> (tempfile::TempDir, Arc<Fetcher>) {
+            let d = tempfile::tempdir().unwrap();
+            let cache = Arc::new(BlockCache::open(d.path(), 1 << 20).unwrap());
+            let tier = Tier::new(
+                Box::new(store),
+                TierSettings {
+                    lease: Duration::from_secs(3),
+                    wait,
+                },
+            );
+            let f = Fetcher::new(up, cache, 1000).with_tier(Arc::new(tier));
+            (d, Arc::new(f))
+        }
+
+        fn blob(up: &MockUpstream, url: &str) -> Blob {
+            up.put(url, data(SIZE));
+            let etag = format!("\"{:08x}\"", crc32fast::hash(&data(SIZE)));
+            Blob::single(Fetcher::listed_part(url, SIZE as u64, Some(etag), None))
+        }
+
+        fn stats(f: &Fetcher) -> TierStats {
+            f.tier().unwrap().stats()
+        }
+
+        #[test]
+        fn nodes_racing_for_every_block_cause_one_upstream_request_each() {
+            let up = Arc::new(MockUpstream::new());
+            let b = blob(&up, "http://h/a");
+            // Slow answers, so the nodes really race for each block.
+            up.set_delay(Duration::from_millis(30));
+            let store = Arc::new(MemoryStore::new());
+            let nodes: Vec<_> = (0..4)
+                .map(|_| node(up.clone(), store.clone(), Duration::from_secs(10)))
+                .collect();
+            std::thread::scope(|s| {
+                for (_, f) in &nodes {
+                    let b = &b;
+                    s.spawn(move || assert_eq!(f.read_at(b, 0, SIZE as u64).unwrap(), data(SIZE)));
+                }
+            });
+            // 11 blocks, each asked of the upstream once in the whole cluster.
+            assert_eq!(up.request_count(), 11, "{:?}", up.requests());
+            let all: Vec<TierStats> = nodes.iter().map(|(_, f)| stats(f)).collect();
+            assert_eq!(all.iter().map(|s| s.publishes).sum::<u64>(), 11);
+            assert_eq!(all.iter().map(|s| s.hits).sum::<u64>(), 33);
+            assert!(all.iter().map(|s| s.lease_waits).sum::<u64>() > 0, "{all:?}");
+            assert_eq!(all.iter().map(|s| s.errors + s.corrupt).sum::<u64>(), 0);
+            // No lease is left behind; every block is there once.
+            let names = store.names();
+            assert_eq!(names.len(), 11, "{names:?}");
+            assert!(names.iter().all(|n| n.starts_with("b/")));
+        }
+
+        #[test]
+        fn a_store_that_is_down_costs_readers_nothing_and_is_left_alone_for_a_while() {
+            let up = Arc::new(MockUpstream::new());
+            let b = blob(&up, "http://h/a");
+            let store = Arc::new(FaultyStore::new(MemoryStore::new()));
+            store.set(Faults {
+                down: true,
+                ..Faults::default()
+            });
+            let (_d, f) = node(up.clone(), store.clone(), Duration::from_secs(10));
+            assert_eq!(f.read_at(&b, 0, SIZE as u64).unwrap(), data(SIZE));
+            assert_eq!(up.request_count(), 11);
+            let st = stats(&f);
+            // One failure paused the store: the other ten blocks did not ask it.
+            assert_eq!((st.errors, st.bypassed, st.paused), (1, 10, true), "{st:?}");
+            assert!(st.last_error.unwrap().contains("connection refused"));
+        }
+
+        #[test]
+        fn a_store_that_refuses_costs_readers_nothing() {
+            let up = Arc::new(MockUpstream::new());
+            let b = blob(&up, "http://h/a");
+            let store = Arc::new(FaultyStore::new(MemoryStore::new()));
+            store.set(Faults {
+                refuse: true,
+                ..Faults::default()
+            });
+            let (_d, f) = node(up.clone(), store, Duration::from_secs(10));
+            assert_eq!(f.read_at(&b, 2000, 10).unwrap(), data(SIZE)[2000..2010]);
+            let st = stats(&f);
+            assert_eq!(st.errors, 1);
+            assert!(st.last_error.unwrap().contains("403"));
+        }
+
+        #[test]
+        fn a_damaged_block_in_the_store_is_refused_deleted_and_replaced() {
+            let up = Arc::new(MockUpstream::new());
+            let b = blob(&up, "http://h/a");
+            let memory = Arc::new(MemoryStore::new());
+            let (_a, a) = node(up.clone(), memory.clone(), Duration::from_secs(10));
+            a.read_at(&b, 0, 1000).unwrap();
+            assert_eq!(up.request_count(), 1);
+            let name = memory.names().pop().unwrap();
+            // Flip one byte of the payload as it sits in the store.
+            let mut raw = memory.raw(&name).unwrap();
+            let last = raw.len() - 1;
+            raw[last] ^= 0xff;
+            memory.set_raw(&name, raw.clone());
+            let (_b, b_node) = node(up.clone(), memory.clone(), Duration::from_secs(10));
+            assert_eq!(b_node.read_at(&b, 0, 1000).unwrap(), data(SIZE)[..1000]);
+            // The damaged object cost one upstream request, and was replaced by a good one.
+            assert_eq!(up.request_count(), 2);
+            let st = stats(&b_node);
+            assert_eq!((st.corrupt, st.hits, st.publishes), (1, 0, 1), "{st:?}");
+            assert_ne!(memory.raw(&name).unwrap(), raw);
+            let (_c, c) = node(up.clone(), memory.clone(), Duration::from_secs(10));
+            assert_eq!(c.read_at(&b, 0, 1000).unwrap(), data(SIZE)[..1000]);
+            assert_eq!((up.request_count(), stats(&c).hits), (2, 1));
+        }
+
+        #[test]
+        fn a_block_of_another_version_or_length_is_not_taken() {
+            let up = Arc::new(MockUpstream::new());
+            let b = blob(&up, "http://h/a");
+            let memory = Arc::new(MemoryStore::new());
+            let key = b.parts[0].key;
+            let name = crate::tier::block_name(&key.to_string(), 1000, 3);
+            // A well-sealed object of the wrong length, then one of another version.
+            memory.set_raw(&name, crate::tier::envelope::seal(&name, None, &[1u8; 999]));
+            let (_a, a) = node(up.clone(), memory.clone(), Duration::from_secs(10));
+            assert_eq!(a.read_at(&b, 3000, 1000).unwrap(), data(SIZE)[3000..4000]);
+            memory.set_raw(
+                &name,
+                crate::tier::envelope::seal(&name, Some("\"other\""), &[1u8; 1000]),
+            );
+            let (_b, b_node) = node(up.clone(), memory.clone(), Duration::from_secs(10));
+            assert_eq!(b_node.read_at(&b, 3000, 1000).unwrap(), data(SIZE)[3000..4000]);
+            assert_eq!((stats(&a).corrupt, stats(&b_node).corrupt), (1, 1));
+            assert_eq!(up.request_count(), 2);
+        }
+
+        #[test]
+        fn a_lease_whose_holder_died_is_taken_over_and_a_live_one_is_waited_for_a_bounded_time()
+        {
+            let up = Arc::new(MockUpstream::new());
+            let b = blob(&up, "http://h/a");
+            let memory = Arc::new(MemoryStore::new());
+            let key = b.parts[0].key;
+            let lease = |i: u64| format!("lease/{}", crate::tier::block_name(&key.to_string(), 1000, i));
+            let until = |ms: u64| {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis() as u64;
+                format!("{{\"node\":\"dead:1\",\"until_ms\":{}}}", now + ms).into_bytes()
+            };
+            // Expired a second ago (its holder died): taken over at once.
+            memory.set_raw(&lease(0), until(0).into_iter().collect());
+            memory.set_raw(&lease(1), until(60_000));
+            let (_a, a) = node(up.clone(), memory.clone(), Duration::from_millis(400));
+            let t = Instant::now();
+            assert_eq!(a.read_at(&b, 0, 1000).unwrap(), data(SIZE)[..1000]);
+            assert!(t.elapsed() < Duration::from_millis(300), "{:?}", t.elapsed());
+            // Held for a minute by a node that never publishes: waited for `wait`, then fetched.
+            let t = Instant::now();
+            assert_eq!(a.read_at(&b, 1000, 1000).unwrap(), data(SIZE)[1000..2000]);
+            assert!(t.elapsed() >= Duration::from_millis(400), "{:?}", t.elapsed());
+            let st = stats(&a);
+            assert_eq!((st.lease_waits, st.lease_waits_served, st.publishes), (1, 0, 2));
+            assert_eq!(up.request_count(), 2);
+        }
+
+        #[test]
+        fn a_whole_download_is_made_once_and_its_blocks_are_shared() {
+            let up = Arc::new(MockUpstream::new());
+            up.put_object(
+                "http://h/w",
+                Object {
+                    data: data(SIZE),
+                    etag: "\"w\"".into(),
+                    ranged: false,
+                },
+            );
+            up.set_delay(Duration::from_millis(30));
+            let memory = Arc::new(MemoryStore::new());
+            let (_a, a) = node(up.clone(), memory.clone(), Duration::from_secs(10));
+            // The probe learns the size without the body (over a block, not read).
+            let (part, _) = a.size_probe("http://h/w").unwrap();
+            assert!(!part.ranged);
+            let requests = up.request_count();
+            let b = Blob::single(part);
+            let nodes: Vec<_> = (0..3)
+                .map(|_| node(up.clone(), memory.clone(), Duration::from_secs(10)))
+                .collect();
+            std::thread::scope(|s| {
+                for (_, f) in &nodes {
+                    let b = &b;
+                    s.spawn(move || {
+                        assert_eq!(f.read_at(b, 4000, 5000).unwrap(), data(SIZE)[4000..9000])
+                    });
+                }
+            });
+            // One whole download for the cluster; the others read its blocks from the store.
+            assert_eq!(up.request_count(), requests + 1, "{:?}", up.requests());
+            let published: u64 = nodes.iter().map(|(_, f)| stats(f).publishes).sum();
+            assert_eq!(published, 11);
+        }
     }
 }

@@ -20,7 +20,7 @@ use crate::archive::gzip::{Checkpoint, WINDOW};
 use crate::cache::BlobKey;
 
 /// One upstream object.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Part {
     /// Identity of its bytes in the block cache.
     pub key: BlobKey,
@@ -51,7 +51,7 @@ impl Part {
 
 /// The bytes a dataset's files live in: one upstream object, or the concatenation of the parts
 /// of a split archive.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Blob {
     /// Row id (0 before it is stored).
     pub id: i64,
@@ -88,7 +88,7 @@ impl Blob {
 }
 
 /// How a file's bytes are stored in its blob.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Storage {
     /// The bytes are `[offset, offset + size)` of the blob as they are (a loose file).
     Raw,
@@ -107,7 +107,7 @@ pub enum Storage {
 }
 
 /// Where a file's bytes come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Location {
     /// Row id of the blob.
     pub blob: i64,
@@ -145,7 +145,7 @@ impl Entry {
 }
 
 /// An entry to write, named by its position in a flat list (parents come first).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct NewEntry {
     /// Index in the list of the parent directory, `None` for a child of the dataset root.
     pub parent: Option<usize>,
@@ -158,6 +158,61 @@ pub struct NewEntry {
     pub mtime: i64,
     /// `None` for a directory; `Location::blob` is an index into the blob list.
     pub location: Option<Location>,
+}
+
+/// Everything indexing a dataset writes: what the shared tier hands from node to node, so a
+/// second node indexes without asking the upstream.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct DatasetRows {
+    /// Modification time of the dataset's root.
+    pub root_mtime: i64,
+    /// The blobs its files live in.
+    pub blobs: Vec<Blob>,
+    /// Its files and folders, parents first.
+    pub entries: Vec<NewEntry>,
+    /// Decompression checkpoints, by index into `blobs`.
+    pub checkpoints: Vec<(usize, Vec<Checkpoint>)>,
+}
+
+impl DatasetRows {
+    /// The encoding's version: another one is another object in the tier.
+    pub const FORMAT: u32 = 1;
+
+    /// The rows as bytes (postcard, deflated: checkpoint windows are text-like tar data).
+    pub fn encode(&self) -> Vec<u8> {
+        // Plain data always encodes.
+        let raw = postcard::to_stdvec(self).unwrap_or_default();
+        miniz_oxide::deflate::compress_to_vec(&raw, 1)
+    }
+
+    /// Rows from [`DatasetRows::encode`]'s bytes, checked to refer only to what they hold
+    /// (every parent comes before its child, every location names one of the blobs, every
+    /// blob has a part), or what is wrong.
+    pub fn decode(bytes: &[u8]) -> Result<DatasetRows, String> {
+        // A listing of a million files is tens of MB; a bomb is refused past a GiB.
+        let raw = miniz_oxide::inflate::decompress_to_vec_with_limit(bytes, 1 << 30)
+            .map_err(|e| format!("the listing does not inflate ({:?})", e.status))?;
+        let rows: DatasetRows =
+            postcard::from_bytes(&raw).map_err(|e| format!("the listing does not decode ({e})"))?;
+        for (i, e) in rows.entries.iter().enumerate() {
+            if e.parent.is_some_and(|p| p >= i) {
+                return Err(format!("entry {i} ({:?}) comes before its parent", e.name));
+            }
+            if e.location.is_some_and(|l| l.blob < 0 || l.blob as usize >= rows.blobs.len()) {
+                return Err(format!("entry {i} ({:?}) names a missing blob", e.name));
+            }
+            if e.name.is_empty() || e.name.contains('/') || e.name == "." || e.name == ".." {
+                return Err(format!("entry {i} has the name {:?}", e.name));
+            }
+        }
+        if rows.blobs.iter().any(|b| b.parts.is_empty()) {
+            return Err("a blob without parts".into());
+        }
+        if rows.checkpoints.iter().any(|(b, _)| *b >= rows.blobs.len()) {
+            return Err("checkpoints of a missing blob".into());
+        }
+        Ok(rows)
+    }
 }
 
 /// Why the index failed.

@@ -13,6 +13,8 @@
 //! - [`resolve`] lists a source's files through its host's API, at index time;
 //! - [`catalog`] is the validated list of datasets, [`render`] the text made from it;
 //!   [`check`] compares what is mounted for a dataset with what its entry says;
+//! - [`tier`] shares blocks and listings between the daemons of a cluster through an
+//!   S3-compatible store, under [`fetch`] and [`vfs`];
 //! - [`credentials`] finds the tokens hosts want; [`source`] attaches them to their host only;
 //!   [`access`] says which local users may read which dataset.
 
@@ -41,5 +43,6 @@ pub mod resolve;
 pub mod service;
 pub mod sizes;
 pub mod source;
+pub mod tier;
 pub mod time;
 pub mod vfs;

@@ -297,6 +297,7 @@ fn status_json(
         "hosts": vfs.fetcher().upstream().host_stats(),
         "upstream_by_dataset": vfs.fetcher().upstream().dataset_stats(),
         "reads": vfs.read_stats(),
+        "shared_cache": vfs.fetcher().tier().map(|t| t.stats()),
         "sizes": vfs.size_stats(),
         "failures": vfs.failures(),
     })
@@ -399,6 +400,53 @@ fn gather_credentials(file: Option<&std::path::Path>) -> Result<Credentials, Err
         tracing::info!(host = %c.host, "using credentials from {}", c.origin);
     }
     Ok(creds)
+}
+
+/// The shared tier of `[shared_cache]`, if the config names one. A store that refuses (wrong
+/// keys, no such bucket) stops the daemon with what to fix; one that does not answer is only
+/// a warning: the tier is optional, and the store is asked again later.
+fn open_tier(
+    settings: &medimg::config::Settings,
+) -> Result<Option<Arc<medimg::tier::Tier>>, Error> {
+    use medimg::tier::{ObjectStore, StoreError, Tier, s3::S3Store};
+    let Some(shared) = &settings.shared_cache else {
+        return Ok(None);
+    };
+    if settings.offline {
+        tracing::info!("--offline: the shared cache is not asked either");
+        return Ok(None);
+    }
+    let host = medimg::credentials::host_of(&shared.store.endpoint).unwrap_or_default();
+    let home = dirs::home_dir();
+    let (keys, warnings) = medimg::credentials::store_keys(
+        settings.credentials_file.as_deref(),
+        &host,
+        shared.profile.as_deref(),
+        &|k| std::env::var(k).ok(),
+        home.as_deref(),
+    )?;
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    match &keys {
+        Some(k) => tracing::info!(host, "shared cache keys from {}", k.origin),
+        None => tracing::info!(
+            host,
+            "no keys for the shared cache (credentials file, AWS_ACCESS_KEY_ID, ~/.aws/credentials); \
+             its requests are unsigned"
+        ),
+    }
+    let store = S3Store::new(shared.store.clone(), keys)?;
+    let shown = store.describe();
+    match store.get("medimg-hello") {
+        Ok(_) => tracing::info!("shared cache {shown}: blocks and listings are shared there"),
+        Err(e @ StoreError::Refused { .. }) => return Err(e.to_string().into()),
+        Err(e) => tracing::warn!("{e}; reading from the upstreams until it answers"),
+    }
+    Ok(Some(Arc::new(Tier::new(
+        Box::new(store),
+        shared.tier.clone(),
+    ))))
 }
 
 /// Hold an exclusive lock on the cache directory for the daemon's lifetime: two daemons evicting
@@ -546,9 +594,12 @@ fn open_core(
     } else {
         upstream
     });
-    let fetcher = Arc::new(
-        Fetcher::new(upstream, cache.clone(), settings.block_size).with_deadline(settings.deadline),
-    );
+    let mut fetcher =
+        Fetcher::new(upstream, cache.clone(), settings.block_size).with_deadline(settings.deadline);
+    if let Some(tier) = open_tier(settings)? {
+        fetcher = fetcher.with_tier(tier);
+    }
+    let fetcher = Arc::new(fetcher);
     fetcher.start_prefetch(READ_AHEAD_WORKERS);
     let vfs = Vfs::new(catalog, index, fetcher).with_credentials(credentials);
     Ok((vfs, cache, lock))
@@ -652,6 +703,10 @@ fn run_mount(a: &MountArgs) -> Result<(), Error> {
     // What is left to write is the blocks' use order; a crash loses it too, and nothing else.
     if let Err(e) = cache.flush() {
         tracing::warn!("the cache's last use order was not saved: {e}");
+    }
+    if let Some(t) = vfs.fetcher().tier() {
+        t.flush_log();
+        tracing::info!("shared cache since start: {:?}", t.stats());
     }
     let sizes = vfs.size_stats();
     tracing::info!(

@@ -295,6 +295,69 @@ pub fn render(times: &FuseTimes, status: &serde_json::Value) -> String {
         "Zero-length requests asking a file's size",
         n(&status["sizes"]["probes"]),
     );
+    let tier = &status["shared_cache"];
+    if tier.is_object() {
+        for (name, help, key) in [
+            (
+                "shared_cache_hits",
+                "Blocks and listings the shared cache had",
+                "hits",
+            ),
+            (
+                "shared_cache_hit_bytes",
+                "Bytes of what the shared cache had",
+                "hit_bytes",
+            ),
+            (
+                "shared_cache_misses",
+                "Objects the shared cache lacked",
+                "misses",
+            ),
+            (
+                "shared_cache_publishes",
+                "Objects this node fetched and published to the shared cache",
+                "publishes",
+            ),
+            (
+                "shared_cache_published_bytes",
+                "Bytes this node published to the shared cache",
+                "published_bytes",
+            ),
+            (
+                "shared_cache_lease_waits",
+                "Times this node waited for another node's fetch",
+                "lease_waits",
+            ),
+            (
+                "shared_cache_lease_waits_served",
+                "Waits that ended with the other node's object",
+                "lease_waits_served",
+            ),
+            (
+                "shared_cache_damaged",
+                "Objects in the shared cache found damaged, deleted and fetched again",
+                "corrupt",
+            ),
+            (
+                "shared_cache_errors",
+                "Failures of the shared cache's store (each fell back to the upstream)",
+                "errors",
+            ),
+            (
+                "shared_cache_bypassed",
+                "Requests sent to the upstream while the store was paused after a failure",
+                "bypassed",
+            ),
+        ] {
+            counter(&mut r, name, help, n(&tier[key]));
+        }
+        gauge(
+            &mut r,
+            "shared_cache_paused",
+            "1 while the store is left alone after a failure",
+            u64::from(tier["paused"].as_bool() == Some(true)),
+        );
+    }
     let family = Family::<Label, Gauge>::default();
     for d in status["datasets"].as_array().into_iter().flatten() {
         let bytes = n(&d["cached_bytes"]);

@@ -317,6 +317,34 @@ pub fn daemon_status(v: &serde_json::Value) -> String {
         n(&r["pushed_files"]),
         n(&v["sizes"]["probes"]) + n(&v["sizes"]["pages"])
     );
+    let t = &v["shared_cache"];
+    if t.is_object() {
+        let _ = writeln!(
+            s,
+            "shared cache {}{}: {} hits ({}), {} misses, {} published ({}), {} waits for \
+             another node ({} served), {} damaged and replaced, {} store errors, {} requests \
+             past it while paused",
+            t["store"].as_str().unwrap_or("?"),
+            if t["paused"].as_bool() == Some(true) {
+                " (paused after a failure)"
+            } else {
+                ""
+            },
+            n(&t["hits"]),
+            size(&t["hit_bytes"]),
+            n(&t["misses"]),
+            n(&t["publishes"]),
+            size(&t["published_bytes"]),
+            n(&t["lease_waits"]),
+            n(&t["lease_waits_served"]),
+            n(&t["corrupt"]),
+            n(&t["errors"]),
+            n(&t["bypassed"]),
+        );
+        if let Some(e) = t["last_error"].as_str() {
+            let _ = writeln!(s, "  last store error: {e}");
+        }
+    }
     let datasets: Vec<&serde_json::Value> = v["datasets"]
         .as_array()
         .map(|a| {

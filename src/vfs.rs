@@ -57,10 +57,13 @@ use crate::catalog::{Catalog, Dataset, Format, Locator, MODALITIES, ORGANS, Sour
 use crate::credentials::Credentials;
 use crate::fetch::{BlobBytes, BlobReader, FetchError, Fetcher};
 use crate::flight::{Flights, TimedOut};
-use crate::index::{Blob, Entry, Index, IndexError, Location, NewEntry, Part, Storage};
+use crate::index::{
+    Blob, DatasetRows, Entry, Index, IndexError, Location, NewEntry, Part, Storage,
+};
 use crate::read::{PageSink, ReadError, Reader};
 use crate::resolve::{self, RemoteFile, ResolveError};
 use crate::sizes::{SizeError, Sizer};
+use crate::tier::{Got, Patience, Publish, Tier};
 use crate::source::SourceError;
 
 pub use crate::read::INLINE_MAX;
@@ -1057,6 +1060,73 @@ impl Vfs {
     }
 
     fn index_dataset(&self, ds: &Dataset, fingerprint: &str) -> Result<i64> {
+        let rows = match self.fetcher.tier() {
+            Some(tier) => self.list_shared(tier, ds, fingerprint)?,
+            None => self.list_dataset(ds)?,
+        };
+        let files = rows.entries.iter().filter(|e| e.location.is_some()).count();
+        let root = self.index.put_dataset(
+            &ds.id,
+            fingerprint,
+            rows.root_mtime,
+            &rows.blobs,
+            &rows.entries,
+            &rows.checkpoints,
+        )?;
+        tracing::info!(dataset = %ds.id, files, "indexed");
+        Ok(root)
+    }
+
+    /// The rows of `ds` from the shared tier, or listed here (by this node alone in the
+    /// cluster) and published there. After an upstream change the shared listing is the old
+    /// one: it is listed again here and replaced.
+    fn list_shared(&self, tier: &Tier, ds: &Dataset, fingerprint: &str) -> Result<DatasetRows> {
+        let name = crate::tier::listing_name(&ds.id, fingerprint, DatasetRows::FORMAT);
+        let changed = self
+            .index
+            .changes()?
+            .iter()
+            .any(|c| c.dataset == ds.id && c.reindexed_at.is_none());
+        fn publish(encoded: &[u8]) -> Option<Publish<'_>> {
+            Some(Publish {
+                payload: encoded,
+                version: None,
+            })
+        }
+        if changed {
+            let rows = self.list_dataset(ds)?;
+            tier.publish(
+                &name,
+                Publish {
+                    payload: &rows.encode(),
+                    version: None,
+                },
+            );
+            return Ok(rows);
+        }
+        let got = tier.once(
+            &name,
+            &format!("lease/{name}"),
+            Patience::WhileLeased,
+            |o| DatasetRows::decode(o.payload).map(drop),
+            || self.list_dataset(ds).map(|rows| (rows.encode(), rows)),
+            |(encoded, _)| publish(encoded),
+        )?;
+        match got {
+            Got::Made((_, rows)) => Ok(rows),
+            Got::Shared(bytes) => {
+                tracing::info!(dataset = %ds.id, "listing from the shared cache");
+                DatasetRows::decode(&bytes).map_err(|message| VfsError::Unreadable {
+                    dataset: ds.id.clone(),
+                    member: name,
+                    message,
+                })
+            }
+        }
+    }
+
+    /// Ask the upstream for every file of `ds`, and open its archives: the rows to index.
+    fn list_dataset(&self, ds: &Dataset) -> Result<DatasetRows> {
         tracing::info!(dataset = %ds.id, "indexing (first visit)");
         let mut acc = Listing::default();
         let fetch_err = |what: String, source: FetchError| self.fetch_failure(ds, what, source);
@@ -1171,22 +1241,12 @@ impl Vfs {
         for w in &acc.tree.skipped {
             tracing::warn!(dataset = %ds.id, "{w}");
         }
-        let files = acc
-            .tree
-            .entries
-            .iter()
-            .filter(|e| e.location.is_some())
-            .count();
-        let root = self.index.put_dataset(
-            &ds.id,
-            fingerprint,
-            self.started,
-            &acc.blobs,
-            &acc.tree.entries,
-            &acc.checkpoints,
-        )?;
-        tracing::info!(dataset = %ds.id, files, "indexed");
-        Ok(root)
+        Ok(DatasetRows {
+            root_mtime: self.started,
+            blobs: acc.blobs,
+            entries: acc.tree.entries,
+            checkpoints: acc.checkpoints,
+        })
     }
 
     /// The parts of listed files: those whose size the listing gave need no request; the others

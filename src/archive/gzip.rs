@@ -28,7 +28,7 @@ pub const WINDOW: usize = 32 * 1024;
 const RING: usize = 128 * 1024;
 
 /// A place in the stream where decoding can start.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Checkpoint {
     /// Uncompressed offset of the next output byte.
     pub out: u64,

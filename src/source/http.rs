@@ -214,7 +214,8 @@ impl HttpUpstream {
                     rb = rb.basic_auth(user, Some(password.expose()))
                 }
                 Some(Auth::Header { name, value }) => rb = rb.header(name.as_str(), value.expose()),
-                Some(Auth::Query { .. }) | None => {}
+                // The shared cache's store keys are its own, never an upstream's.
+                Some(Auth::Query { .. } | Auth::SigV4(_)) | None => {}
             }
             if let (Some(j), true) = (json, method == Method::POST) {
                 rb = rb
