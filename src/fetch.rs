@@ -1724,16 +1724,16 @@ mod tests {
                 format!("{{\"node\":\"dead:1\",\"until_ms\":{}}}", now + ms).into_bytes()
             };
             // Expired a second ago (its holder died): taken over at once.
-            memory.set_raw(&lease(0), until(0).into_iter().collect());
+            memory.set_raw(&lease(0), until(0));
             memory.set_raw(&lease(1), until(60_000));
-            let (_a, a) = node(up.clone(), memory.clone(), Duration::from_millis(400));
+            let (_a, a) = node(up.clone(), memory.clone(), Duration::from_millis(1500));
             let t = Instant::now();
             assert_eq!(a.read_at(&b, 0, 1000).unwrap(), data(SIZE)[..1000]);
-            assert!(t.elapsed() < Duration::from_millis(300), "{:?}", t.elapsed());
+            assert!(t.elapsed() < Duration::from_millis(1000), "{:?}", t.elapsed());
             // Held for a minute by a node that never publishes: waited for `wait`, then fetched.
             let t = Instant::now();
             assert_eq!(a.read_at(&b, 1000, 1000).unwrap(), data(SIZE)[1000..2000]);
-            assert!(t.elapsed() >= Duration::from_millis(400), "{:?}", t.elapsed());
+            assert!(t.elapsed() >= Duration::from_millis(1500), "{:?}", t.elapsed());
             let st = stats(&a);
             assert_eq!((st.lease_waits, st.lease_waits_served, st.publishes), (1, 0, 2));
             assert_eq!(up.request_count(), 2);

@@ -18,8 +18,8 @@
 //! What a node does for an object it lacks ([`Tier::once`]):
 //! 1. GET it. Found and its envelope ([`envelope`]) checks out: a hit. Found and damaged: the
 //!    damage is reported and the object deleted, then it is a miss.
-//! 2. On a miss, PUT the lease with `If-None-Match: *`. The one node whose PUT succeeds fetches
-//!    from the upstream, publishes the object and deletes the lease; while it works it renews
+//! 2. On a miss, PUT the lease with `If-None-Match: *`. The one node whose PUT succeeds looks
+//!    once more (the holder before it may have just let go), then fetches from the upstream, publishes the object and deletes the lease; while it works it renews
 //!    the lease, so a lease outlives its holder by at most one lease period.
 //! 3. A node whose lease PUT is refused (412) polls for the object, backing off from 20 ms to
 //!    250 ms. It stops waiting and fetches itself when the lease is gone or expired without an
@@ -299,6 +299,14 @@ impl Tier {
             match self.take_lease(lease_name) {
                 Err(()) => return make().map(Got::Made),
                 Ok(true) => {
+                    // The holder before us may have published and let go between our look
+                    // and our lease: look once more before fetching.
+                    if let Ok(Some(found)) = self.look(name, &accept) {
+                        if let Err(e) = self.store.delete(lease_name) {
+                            self.failed(&e);
+                        }
+                        return Ok(Got::Shared(found));
+                    }
                     let made = self.under_lease(lease_name, make);
                     if let Some(p) = made.as_ref().ok().and_then(&publish) {
                         self.publish(name, p);
