@@ -166,7 +166,10 @@ impl SharedCacheSection {
         })?;
         let endpoint = parse_endpoint(endpoint).map_err(|m| bad("endpoint", m))?;
         let bucket = self.bucket.as_deref().ok_or_else(|| {
-            bad("bucket", "is missing: name the bucket, e.g. \"medimg\"".into())
+            bad(
+                "bucket",
+                "is missing: name the bucket, e.g. \"medimg\"".into(),
+            )
         })?;
         let bucket_ok = (3..=63).contains(&bucket.len())
             && bucket
@@ -217,9 +220,8 @@ impl SharedCacheSection {
             let Some(text) = v else {
                 return Ok(Duration::from_secs(default));
             };
-            let d = humantime::parse_duration(text.trim()).map_err(|e| {
-                bad(key, format!("{text:?} is not a duration like \"30s\": {e}"))
-            })?;
+            let d = humantime::parse_duration(text.trim())
+                .map_err(|e| bad(key, format!("{text:?} is not a duration like \"30s\": {e}")))?;
             if !(Duration::from_secs(range.0)..=Duration::from_secs(range.1)).contains(&d) {
                 return Err(bad(
                     key,

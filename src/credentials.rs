@@ -407,7 +407,10 @@ pub fn store_keys(
     let ini = match ini::Ini::load_from_str(&text) {
         Ok(i) => i,
         Err(e) => {
-            warnings.push(format!("{}: not an AWS credentials file ({e}); ignored", path.display()));
+            warnings.push(format!(
+                "{}: not an AWS credentials file ({e}); ignored",
+                path.display()
+            ));
             return Ok((None, warnings));
         }
     };

@@ -1619,7 +1619,10 @@ mod tests {
             let all: Vec<TierStats> = nodes.iter().map(|(_, f)| stats(f)).collect();
             assert_eq!(all.iter().map(|s| s.publishes).sum::<u64>(), 11);
             assert_eq!(all.iter().map(|s| s.hits).sum::<u64>(), 33);
-            assert!(all.iter().map(|s| s.lease_waits).sum::<u64>() > 0, "{all:?}");
+            assert!(
+                all.iter().map(|s| s.lease_waits).sum::<u64>() > 0,
+                "{all:?}"
+            );
             assert_eq!(all.iter().map(|s| s.errors + s.corrupt).sum::<u64>(), 0);
             // No lease is left behind; every block is there once.
             let names = store.names();
@@ -1703,19 +1706,26 @@ mod tests {
                 crate::tier::envelope::seal(&name, Some("\"other\""), &[1u8; 1000]),
             );
             let (_b, b_node) = node(up.clone(), memory.clone(), Duration::from_secs(10));
-            assert_eq!(b_node.read_at(&b, 3000, 1000).unwrap(), data(SIZE)[3000..4000]);
+            assert_eq!(
+                b_node.read_at(&b, 3000, 1000).unwrap(),
+                data(SIZE)[3000..4000]
+            );
             assert_eq!((stats(&a).corrupt, stats(&b_node).corrupt), (1, 1));
             assert_eq!(up.request_count(), 2);
         }
 
         #[test]
-        fn a_lease_whose_holder_died_is_taken_over_and_a_live_one_is_waited_for_a_bounded_time()
-        {
+        fn a_lease_whose_holder_died_is_taken_over_and_a_live_one_is_waited_for_a_bounded_time() {
             let up = Arc::new(MockUpstream::new());
             let b = blob(&up, "http://h/a");
             let memory = Arc::new(MemoryStore::new());
             let key = b.parts[0].key;
-            let lease = |i: u64| format!("lease/{}", crate::tier::block_name(&key.to_string(), 1000, i));
+            let lease = |i: u64| {
+                format!(
+                    "lease/{}",
+                    crate::tier::block_name(&key.to_string(), 1000, i)
+                )
+            };
             let until = |ms: u64| {
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -1729,13 +1739,24 @@ mod tests {
             let (_a, a) = node(up.clone(), memory.clone(), Duration::from_millis(1500));
             let t = Instant::now();
             assert_eq!(a.read_at(&b, 0, 1000).unwrap(), data(SIZE)[..1000]);
-            assert!(t.elapsed() < Duration::from_millis(1000), "{:?}", t.elapsed());
+            assert!(
+                t.elapsed() < Duration::from_millis(1000),
+                "{:?}",
+                t.elapsed()
+            );
             // Held for a minute by a node that never publishes: waited for `wait`, then fetched.
             let t = Instant::now();
             assert_eq!(a.read_at(&b, 1000, 1000).unwrap(), data(SIZE)[1000..2000]);
-            assert!(t.elapsed() >= Duration::from_millis(1500), "{:?}", t.elapsed());
+            assert!(
+                t.elapsed() >= Duration::from_millis(1500),
+                "{:?}",
+                t.elapsed()
+            );
             let st = stats(&a);
-            assert_eq!((st.lease_waits, st.lease_waits_served, st.publishes), (1, 0, 2));
+            assert_eq!(
+                (st.lease_waits, st.lease_waits_served, st.publishes),
+                (1, 0, 2)
+            );
             assert_eq!(up.request_count(), 2);
         }
 

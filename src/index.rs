@@ -198,7 +198,9 @@ impl DatasetRows {
             if e.parent.is_some_and(|p| p >= i) {
                 return Err(format!("entry {i} ({:?}) comes before its parent", e.name));
             }
-            if e.location.is_some_and(|l| l.blob < 0 || l.blob as usize >= rows.blobs.len()) {
+            if e.location
+                .is_some_and(|l| l.blob < 0 || l.blob as usize >= rows.blobs.len())
+            {
                 return Err(format!("entry {i} ({:?}) names a missing blob", e.name));
             }
             if e.name.is_empty() || e.name.contains('/') || e.name == "." || e.name == ".." {

@@ -63,8 +63,8 @@ use crate::index::{
 use crate::read::{PageSink, ReadError, Reader};
 use crate::resolve::{self, RemoteFile, ResolveError};
 use crate::sizes::{SizeError, Sizer};
-use crate::tier::{Got, Patience, Publish, Tier};
 use crate::source::SourceError;
+use crate::tier::{Got, Patience, Publish, Tier};
 
 pub use crate::read::INLINE_MAX;
 /// Directories whose listing in progress keeps its unsent rest (one per concurrent `ls`).

@@ -64,10 +64,7 @@ pub fn open<'a>(name: &str, object: &'a [u8]) -> Result<Opened<'a>, String> {
         .ok_or("truncated before its header")?;
     let len = u32::from_le_bytes(*len) as usize;
     if len > MAX_HEADER || len > rest.len() {
-        return Err(format!(
-            "a header of {len} bytes in {} bytes",
-            object.len()
-        ));
+        return Err(format!("a header of {len} bytes in {} bytes", object.len()));
     }
     let (head, payload) = rest.split_at(len);
     let header: Header =

@@ -345,7 +345,11 @@ impl Tier {
     }
 
     /// Run `make` while renewing the lease every third of its period.
-    fn under_lease<T, E>(&self, lease_name: &str, make: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+    fn under_lease<T, E>(
+        &self,
+        lease_name: &str,
+        make: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, E> {
         let (done, stop) = std::sync::mpsc::channel::<()>();
         std::thread::scope(|s| {
             let renew = std::thread::Builder::new()
@@ -436,7 +440,11 @@ impl Tier {
         let mut since_lease_look = Duration::ZERO;
         loop {
             if matches!(patience, Patience::Bounded) && started.elapsed() >= self.settings.wait {
-                tracing::debug!(name, "waited {:?} for another node; fetching", self.settings.wait);
+                tracing::debug!(
+                    name,
+                    "waited {:?} for another node; fetching",
+                    self.settings.wait
+                );
                 return Err(());
             }
             std::thread::sleep(poll);

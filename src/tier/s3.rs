@@ -216,14 +216,9 @@ impl S3Store {
     /// The store's answer as an error: a refusal, or (5xx, throttling) unavailability.
     fn answer_error(&self, status: StatusCode, body: &[u8], what: &str) -> StoreError {
         let e: S3Error = quick_xml::de::from_reader(body).unwrap_or_default();
-        let message = format!(
-            "{what}: HTTP {} {} {}",
-            status.as_u16(),
-            e.code,
-            e.message
-        )
-        .trim_end()
-        .to_string();
+        let message = format!("{what}: HTTP {} {} {}", status.as_u16(), e.code, e.message)
+            .trim_end()
+            .to_string();
         if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
             self.unavailable(message)
         } else if e.code == "NoSuchBucket" {

