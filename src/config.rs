@@ -695,4 +695,48 @@ mod tests {
         let cfg = ConfigFile::load(&p).unwrap();
         assert!(parse_size(cfg.cache.block_size.as_deref().unwrap()).is_ok());
     }
+
+    #[test]
+    fn shared_cache_section_is_checked_key_by_key() {
+        let check = |text: &str| {
+            let cfg = ConfigFile::parse(text, Path::new("m.toml"))?;
+            cfg.shared_cache
+                .expect("a [shared_cache] section")
+                .validate(&|k| format!("m.toml `[shared_cache] {k}`"))
+        };
+        let ok = check(
+            "[shared_cache]\nendpoint = \"http://10.0.0.5:8333/\"\nbucket = \"medimg\"\n\
+             prefix = \"lab/a\"\nlease = \"20s\"\n",
+        )
+        .unwrap();
+        assert_eq!(ok.store.endpoint, "http://10.0.0.5:8333");
+        assert_eq!(ok.store.prefix, "lab/a/");
+        assert_eq!(ok.store.region, "us-east-1");
+        assert_eq!(ok.tier.lease, Duration::from_secs(20));
+        assert_eq!(ok.store.timeout, Duration::from_secs(5));
+        for (text, key, says) in [
+            ("bucket = \"b\"", "endpoint", "is missing"),
+            ("endpoint = \"http://s:1\"", "bucket", "is missing"),
+            ("endpoint = \"s3.lab\"\nbucket = \"abc\"", "endpoint", "not a URL"),
+            ("endpoint = \"ftp://s\"\nbucket = \"abc\"", "endpoint", "http(s)"),
+            ("endpoint = \"http://k:s@s\"\nbucket = \"abc\"", "endpoint", "password"),
+            ("endpoint = \"http://s/x\"\nbucket = \"abc\"", "endpoint", "path"),
+            ("endpoint = \"http://s\"\nbucket = \"My_Bucket\"", "bucket", "bucket name"),
+            ("endpoint = \"http://s\"\nbucket = \"abc\"\nprefix = \"a/../b\"", "prefix", "prefix"),
+            ("endpoint = \"http://s\"\nbucket = \"abc\"\nprefix = \"/a\"", "prefix", "prefix"),
+            ("endpoint = \"http://s\"\nbucket = \"abc\"\nlease = \"1s\"", "lease", "outside"),
+            ("endpoint = \"http://s\"\nbucket = \"abc\"\nwait = \"soon\"", "wait", "duration"),
+            ("endpoint = \"http://s\"\nbucket = \"abc\"\nregion = \"us east\"", "region", "region"),
+        ] {
+            let e = check(&format!("[shared_cache]\n{text}\n")).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("`[shared_cache] {key}`")) && e.contains(says),
+                "{text}: {e}"
+            );
+        }
+        let e = ConfigFile::parse("[shared_cache]\nbukket = \"x\"\n", Path::new("m.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bukket"), "{e}");
+    }
 }

@@ -732,4 +732,70 @@ mod tests {
         assert_eq!(host_of("ple.com:443/o?x=https://u:p@physionet.org/"), None);
         assert_eq!(host_of("https://[::1]:8443/x").as_deref(), Some("::1"));
     }
+
+    #[test]
+    fn store_keys_come_from_the_file_then_the_environment_then_the_aws_tools() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path();
+        let no_env = |_: &str| None;
+        // Nothing anywhere: unsigned, no error.
+        let (k, w) = store_keys(None, "s3.lab", None, &no_env, Some(home)).unwrap();
+        assert!(k.is_none() && w.is_empty());
+        // ~/.aws/credentials, its [default] or the named profile; ignored when exposed.
+        std::fs::create_dir(home.join(".aws")).unwrap();
+        let aws = home.join(".aws/credentials");
+        std::fs::write(
+            &aws,
+            "[default]\naws_access_key_id = AKIDDEF\naws_secret_access_key = sdef\n\
+             [lab]\naws_access_key_id=AKIDLAB\naws_secret_access_key=slab\naws_session_token=t\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&aws, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let (k, w) = store_keys(None, "s3.lab", None, &no_env, Some(home)).unwrap();
+        assert!(k.is_none() && w[0].contains("chmod 600"), "{w:?}");
+        std::fs::set_permissions(&aws, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let (k, _) = store_keys(None, "s3.lab", None, &no_env, Some(home)).unwrap();
+        assert_eq!(k.unwrap().access_key_id, "AKIDDEF");
+        let (k, _) = store_keys(None, "s3.lab", Some("lab"), &no_env, Some(home)).unwrap();
+        let k = k.unwrap();
+        assert_eq!((k.access_key_id.as_str(), k.session_token.is_some()), ("AKIDLAB", true));
+        assert!(k.origin.ends_with("[lab]"), "{}", k.origin);
+        // The environment beats the AWS file.
+        let env = |v: &str| match v {
+            "AWS_ACCESS_KEY_ID" => Some("AKIDENV".to_string()),
+            "AWS_SECRET_ACCESS_KEY" => Some("senv".to_string()),
+            _ => None,
+        };
+        let (k, _) = store_keys(None, "s3.lab", None, &env, Some(home)).unwrap();
+        assert_eq!(k.unwrap().access_key_id, "AKIDENV");
+        // The credentials file's entry for the store's own host beats both.
+        let file = home.join("creds.toml");
+        std::fs::write(
+            &file,
+            "[[credential]]\nhost = \"other.lab\"\naccess_key_id = \"AKIDOTHER\"\nsecret_access_key = \"x\"\n\
+             [[credential]]\nhost = \"s3.lab\"\naccess_key_id = \"AKIDFILE\"\nsecret_access_key = \"sfile\"\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let (k, _) = store_keys(Some(&file), "s3.lab", None, &env, Some(home)).unwrap();
+        let k = k.unwrap();
+        assert_eq!(k.access_key_id, "AKIDFILE");
+        // Never in Debug output.
+        assert!(!format!("{k:?}").contains("sfile"));
+        // Half a key pair is an error naming the entry.
+        let e = parse_file(
+            "[[credential]]\nhost = \"s3.lab\"\naccess_key_id = \"A\"\n",
+            "c.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("secret_access_key"), "{e}");
+        let e = parse_file(
+            "[[credential]]\nhost = \"s3.lab\"\nbearer = \"t\"\nsecret_access_key = \"A\"\n",
+            "c.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("go alone"), "{e}");
+    }
 }
