@@ -717,18 +717,60 @@ mod tests {
         for (text, key, says) in [
             ("bucket = \"b\"", "endpoint", "is missing"),
             ("endpoint = \"http://s:1\"", "bucket", "is missing"),
-            ("endpoint = \"s3.lab\"\nbucket = \"abc\"", "endpoint", "not a URL"),
-            ("endpoint = \"ftp://s\"\nbucket = \"abc\"", "endpoint", "http(s)"),
-            ("endpoint = \"http://k:s@s\"\nbucket = \"abc\"", "endpoint", "password"),
-            ("endpoint = \"http://s/x\"\nbucket = \"abc\"", "endpoint", "path"),
-            ("endpoint = \"http://s\"\nbucket = \"My_Bucket\"", "bucket", "bucket name"),
-            ("endpoint = \"http://s\"\nbucket = \"abc\"\nprefix = \"a/../b\"", "prefix", "prefix"),
-            ("endpoint = \"http://s\"\nbucket = \"abc\"\nprefix = \"/a\"", "prefix", "prefix"),
-            ("endpoint = \"http://s\"\nbucket = \"abc\"\nlease = \"1s\"", "lease", "outside"),
-            ("endpoint = \"http://s\"\nbucket = \"abc\"\nwait = \"soon\"", "wait", "duration"),
-            ("endpoint = \"http://s\"\nbucket = \"abc\"\nregion = \"us east\"", "region", "region"),
+            (
+                "endpoint = \"s3.lab\"\nbucket = \"abc\"",
+                "endpoint",
+                "not a URL",
+            ),
+            (
+                "endpoint = \"ftp://s\"\nbucket = \"abc\"",
+                "endpoint",
+                "http(s)",
+            ),
+            (
+                "endpoint = \"http://k:s@s\"\nbucket = \"abc\"",
+                "endpoint",
+                "password",
+            ),
+            (
+                "endpoint = \"http://s/x\"\nbucket = \"abc\"",
+                "endpoint",
+                "path",
+            ),
+            (
+                "endpoint = \"http://s\"\nbucket = \"My_Bucket\"",
+                "bucket",
+                "bucket name",
+            ),
+            (
+                "endpoint = \"http://s\"\nbucket = \"abc\"\nprefix = \"a/../b\"",
+                "prefix",
+                "prefix",
+            ),
+            (
+                "endpoint = \"http://s\"\nbucket = \"abc\"\nprefix = \"/a\"",
+                "prefix",
+                "prefix",
+            ),
+            (
+                "endpoint = \"http://s\"\nbucket = \"abc\"\nlease = \"1s\"",
+                "lease",
+                "outside",
+            ),
+            (
+                "endpoint = \"http://s\"\nbucket = \"abc\"\nwait = \"soon\"",
+                "wait",
+                "duration",
+            ),
+            (
+                "endpoint = \"http://s\"\nbucket = \"abc\"\nregion = \"us east\"",
+                "region",
+                "region",
+            ),
         ] {
-            let e = check(&format!("[shared_cache]\n{text}\n")).unwrap_err().to_string();
+            let e = check(&format!("[shared_cache]\n{text}\n"))
+                .unwrap_err()
+                .to_string();
             assert!(
                 e.contains(&format!("`[shared_cache] {key}`")) && e.contains(says),
                 "{text}: {e}"

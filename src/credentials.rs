@@ -758,7 +758,10 @@ mod tests {
         assert_eq!(k.unwrap().access_key_id, "AKIDDEF");
         let (k, _) = store_keys(None, "s3.lab", Some("lab"), &no_env, Some(home)).unwrap();
         let k = k.unwrap();
-        assert_eq!((k.access_key_id.as_str(), k.session_token.is_some()), ("AKIDLAB", true));
+        assert_eq!(
+            (k.access_key_id.as_str(), k.session_token.is_some()),
+            ("AKIDLAB", true)
+        );
         assert!(k.origin.ends_with("[lab]"), "{}", k.origin);
         // The environment beats the AWS file.
         let env = |v: &str| match v {

@@ -1594,8 +1594,11 @@ mod tests {
             Blob::single(Fetcher::listed_part(url, SIZE as u64, Some(etag), None))
         }
 
+        /// What the node's tier did, once what it queued is written.
         fn stats(f: &Fetcher) -> TierStats {
-            f.tier().unwrap().stats()
+            let t = f.tier().unwrap();
+            t.finish(Duration::from_secs(10));
+            t.stats()
         }
 
         #[test]
@@ -1672,6 +1675,7 @@ mod tests {
             let (_a, a) = node(up.clone(), memory.clone(), Duration::from_secs(10));
             a.read_at(&b, 0, 1000).unwrap();
             assert_eq!(up.request_count(), 1);
+            stats(&a);
             let name = memory.names().pop().unwrap();
             // Flip one byte of the payload as it sits in the store.
             let mut raw = memory.raw(&name).unwrap();
@@ -1701,6 +1705,7 @@ mod tests {
             memory.set_raw(&name, crate::tier::envelope::seal(&name, None, &[1u8; 999]));
             let (_a, a) = node(up.clone(), memory.clone(), Duration::from_secs(10));
             assert_eq!(a.read_at(&b, 3000, 1000).unwrap(), data(SIZE)[3000..4000]);
+            stats(&a);
             memory.set_raw(
                 &name,
                 crate::tier::envelope::seal(&name, Some("\"other\""), &[1u8; 1000]),

@@ -705,8 +705,18 @@ fn run_mount(a: &MountArgs) -> Result<(), Error> {
         tracing::warn!("the cache's last use order was not saved: {e}");
     }
     if let Some(t) = vfs.fetcher().tier() {
-        t.flush_log();
-        tracing::info!("shared cache since start: {:?}", t.stats());
+        t.finish(Duration::from_secs(10));
+        let s = t.stats();
+        tracing::info!(
+            "shared cache since start: {} hits, {} misses, {} published, {} waits for another \
+             node, {} damaged and replaced, {} store errors",
+            s.hits,
+            s.misses,
+            s.publishes,
+            s.lease_waits,
+            s.corrupt,
+            s.errors
+        );
     }
     let sizes = vfs.size_stats();
     tracing::info!(

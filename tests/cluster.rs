@@ -92,6 +92,10 @@ fn three_daemons_reading_at_once_cost_the_upstream_what_one_costs() {
         .filter(|m| m.log_text().contains("listing from the shared cache"))
         .count();
     assert_eq!(from_store, 2);
+    // Stopped, the daemons finish writing what they queued for the store.
+    for m in mounts {
+        assert!(m.stop().success());
+    }
     // A fourth node, later, costs the upstream nothing at all.
     let later = Fixture::new(&up, &cat, &store.config("lab/"));
     let m = later.mount_env(FLAGS, &store.env());
@@ -193,9 +197,16 @@ fn a_damaged_object_in_the_store_is_found_reported_and_replaced() {
         "{}",
         mb.log_text()
     );
-    // Replaced: the store holds a good block again.
-    let fixed = client.get(&name).unwrap().unwrap();
-    assert!(medimg::tier::envelope::open(&name, &fixed).is_ok());
+    // Replaced (written in the background): the store holds a good block again.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let now = client.get(&name).unwrap();
+        if now.is_some_and(|o| medimg::tier::envelope::open(&name, &o).is_ok()) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not replaced");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 #[test]

@@ -38,8 +38,8 @@ pub mod envelope;
 pub mod memory;
 pub mod s3;
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -202,8 +202,25 @@ pub enum Patience {
     WhileLeased,
 }
 
-/// The shared tier of one node.
-pub struct Tier {
+/// The shared tier of one node. Publishing runs on [`PUBLISHERS`] threads of its own, so a
+/// reader gets its block as soon as the upstream answers; the lease is let go once the block
+/// is in the store.
+pub struct Tier(Arc<Core>);
+
+/// Threads writing published objects to the store.
+const PUBLISHERS: usize = 2;
+/// Objects waiting for a publisher; past this, a reader publishes its own (back-pressure).
+const PUBLISH_QUEUE: usize = 8;
+
+/// An object to write, and the lease to let go once it is written.
+struct Job {
+    name: String,
+    payload: Vec<u8>,
+    version: Option<String>,
+    release: Option<String>,
+}
+
+struct Core {
     store: Box<dyn ObjectStore>,
     settings: TierSettings,
     /// This node, as lease objects name it (host name and process).
@@ -212,12 +229,16 @@ pub struct Tier {
     pause: Mutex<Pause>,
     /// Store failures and damaged objects, logged once a minute per kind.
     log: Summarised,
+    /// The publishers' queue (`None` if none could start: then readers publish).
+    queue: Mutex<Option<std::sync::mpsc::SyncSender<Job>>>,
+    /// Jobs queued or being written.
+    pending: AtomicU64,
 }
 
 impl std::fmt::Debug for Tier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tier")
-            .field("store", &self.store.describe())
+            .field("store", &self.0.store.describe())
             .finish_non_exhaustive()
     }
 }
@@ -254,7 +275,8 @@ impl Tier {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .unwrap_or_default();
-        Tier {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(PUBLISH_QUEUE);
+        let core = Arc::new(Core {
             store,
             settings,
             node: format!("{host}:{}", std::process::id()),
@@ -264,9 +286,78 @@ impl Tier {
                 ..Pause::default()
             }),
             log: Summarised::default(),
+            queue: Mutex::new(None),
+            pending: AtomicU64::new(0),
+        });
+        // The threads hold the core weakly: dropping the tier drops the queue's sender, and
+        // they end once it is drained.
+        let rx = Arc::new(Mutex::new(rx));
+        let mut started = 0;
+        for i in 0..PUBLISHERS {
+            let (rx, core) = (rx.clone(), Arc::downgrade(&core));
+            let spawned = std::thread::Builder::new()
+                .name(format!("medimg-publish-{i}"))
+                .spawn(move || {
+                    loop {
+                        let job = lock(&rx).recv();
+                        let (Ok(job), Some(core)) = (job, core.upgrade()) else {
+                            break;
+                        };
+                        core.write(job);
+                        core.pending.fetch_sub(1, Ordering::Relaxed);
+                    }
+                });
+            started += usize::from(spawned.is_ok());
         }
+        if started > 0 {
+            *lock(&core.queue) = Some(tx);
+        } else {
+            tracing::warn!("no publisher thread; readers publish to the shared cache themselves");
+        }
+        Tier(core)
     }
 
+    /// See [`Core::once`].
+    pub fn once<T, E>(
+        &self,
+        name: &str,
+        lease: &str,
+        patience: Patience,
+        accept: impl Fn(&envelope::Opened<'_>) -> Result<(), String>,
+        make: impl FnOnce() -> Result<T, E>,
+        publish: impl Fn(&T) -> Option<Publish<'_>>,
+    ) -> Result<Got<T>, E> {
+        self.0.once(name, lease, patience, accept, make, publish)
+    }
+
+    /// Write `p` as `name`, in the background (a failure is counted and logged, never
+    /// returned: publishing is a favour to other nodes).
+    pub fn publish(&self, name: &str, p: Publish<'_>) {
+        self.0.publish(name, p, None);
+    }
+
+    /// See [`Core::forget`].
+    pub fn forget(&self, name: &str) {
+        self.0.forget(name);
+    }
+
+    /// What the tier has done since start.
+    pub fn stats(&self) -> TierStats {
+        self.0.stats()
+    }
+
+    /// Wait (up to `within`) for the objects queued to be written; say how many store
+    /// failures each open log window counted (at the end of the daemon).
+    pub fn finish(&self, within: Duration) {
+        let until = Instant::now() + within;
+        while self.0.pending.load(Ordering::Relaxed) > 0 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.0.log.flush();
+    }
+}
+
+impl Core {
     /// The object `name`: from the store when it has it (checked by its envelope, then by
     /// `accept`, which says what is wrong with a payload this node cannot use); otherwise made
     /// by `make` (once per cluster: see the module note) and published.
@@ -274,7 +365,7 @@ impl Tier {
     /// `lease` names the lease: `lease/<name>` for an object of its own, one name for several
     /// objects one fetch makes (the blocks of a whole download, which `make` publishes itself
     /// as they come: `publish` then returns `None`).
-    pub fn once<T, E>(
+    fn once<T, E>(
         &self,
         name: &str,
         lease: &str,
@@ -308,11 +399,14 @@ impl Tier {
                         return Ok(Got::Shared(found));
                     }
                     let made = self.under_lease(lease_name, make);
-                    if let Some(p) = made.as_ref().ok().and_then(&publish) {
-                        self.publish(name, p);
-                    }
-                    if let Err(e) = self.store.delete(lease_name) {
-                        self.failed(&e);
+                    match made.as_ref().ok().and_then(&publish) {
+                        // The lease is let go once the object is in the store.
+                        Some(p) => self.publish(name, p, Some(lease_name)),
+                        None => {
+                            if let Err(e) = self.store.delete(lease_name) {
+                                self.failed(&e);
+                            }
+                        }
                     }
                     return made.map(Got::Made);
                 }
@@ -334,7 +428,7 @@ impl Tier {
                             if let Some(p) = made.as_ref().ok().and_then(&publish)
                                 && !self.paused()
                             {
-                                self.publish(name, p);
+                                self.publish(name, p, None);
                             }
                             return made.map(Got::Made);
                         }
@@ -508,25 +602,60 @@ impl Tier {
         }
     }
 
-    /// Write `p` as `name` (a failure is counted and logged, never returned: publishing is a
-    /// favour to other nodes).
-    pub fn publish(&self, name: &str, p: Publish<'_>) {
+    /// Queue `p` to be written as `name`, then `release` let go (a full queue is written here).
+    fn publish(&self, name: &str, p: Publish<'_>, release: Option<&str>) {
         if self.paused() {
+            if let Some(lease) = release {
+                let _ = self.store.delete(lease);
+            }
             return;
         }
-        let sealed = envelope::seal(name, p.version, p.payload);
-        match self.store.put(name, &sealed, false) {
+        let job = Job {
+            name: name.to_string(),
+            payload: p.payload.to_vec(),
+            version: p.version.map(str::to_string),
+            release: release.map(str::to_string),
+        };
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        let queue = lock(&self.queue).clone();
+        let job = match queue {
+            Some(q) => match q.try_send(job) {
+                Ok(()) => return,
+                Err(
+                    std::sync::mpsc::TrySendError::Full(job)
+                    | std::sync::mpsc::TrySendError::Disconnected(job),
+                ) => job,
+            },
+            None => job,
+        };
+        self.write_now(job);
+    }
+
+    fn write_now(&self, job: Job) {
+        self.write(job);
+        self.pending.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Seal and write one object, then let its lease go.
+    fn write(&self, job: Job) {
+        let sealed = envelope::seal(&job.name, job.version.as_deref(), &job.payload);
+        match self.store.put(&job.name, &sealed, false) {
             Ok(_) => {
                 add(&self.counters.publishes, 1);
-                add(&self.counters.published_bytes, p.payload.len() as u64);
+                add(&self.counters.published_bytes, job.payload.len() as u64);
             }
             Err(e) => self.failed(&e),
+        }
+        if let Some(lease) = &job.release
+            && let Err(e) = self.store.delete(lease)
+        {
+            self.failed(&e);
         }
     }
 
     /// Forget `name`: a payload that failed a check only its user could make (a member's CRC)
     /// is deleted, so the next reader fetches it from the upstream.
-    pub fn forget(&self, name: &str) {
+    fn forget(&self, name: &str) {
         if self.paused() {
             return;
         }
@@ -568,8 +697,7 @@ impl Tier {
         }
     }
 
-    /// What the tier has done since start.
-    pub fn stats(&self) -> TierStats {
+    fn stats(&self) -> TierStats {
         let c = &self.counters;
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let p = lock(&self.pause);
@@ -588,11 +716,6 @@ impl Tier {
             paused: p.until.is_some_and(|t| Instant::now() < t),
             last_error: p.last_error.clone(),
         }
-    }
-
-    /// Say how many store failures each open log window counted (at the end of the daemon).
-    pub fn flush_log(&self) {
-        self.log.flush();
     }
 }
 

@@ -1038,6 +1038,26 @@ pub struct Seaweed {
     filer: String,
 }
 
+/// SeaweedFS's `weed`: on the PATH, or where pip put Python's scripts.
+fn weed() -> PathBuf {
+    let on_path = Command::new("sh")
+        .args(["-c", "command -v weed"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    on_path.unwrap_or_else(|| {
+        let o = Command::new("python3")
+            .args([
+                "-c",
+                "import sysconfig; print(sysconfig.get_path('scripts'))",
+            ])
+            .output()
+            .expect("python3");
+        PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()).join("weed")
+    })
+}
+
 /// Free loopback ports, all different.
 fn free_ports(n: usize) -> Vec<u16> {
     let held: Vec<std::net::TcpListener> = (0..n)
@@ -1069,7 +1089,7 @@ impl Seaweed {
         .unwrap();
         let p = free_ports(8);
         let log = std::fs::File::create(dir.path().join("weed.log")).unwrap();
-        let child = Command::new("weed")
+        let child = Command::new(weed())
             .arg("server")
             .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
             .arg(format!("-dir={}", dir.path().join("data").display()))
@@ -1128,7 +1148,7 @@ impl Seaweed {
 
     /// Run one `weed shell` command (given up after 15 s); what it printed.
     fn shell(&self, command: &str) -> String {
-        let mut c = Command::new("weed")
+        let mut c = Command::new(weed())
             .arg("shell")
             .arg(format!("-master={}", self.master))
             .arg(format!("-filer={}", self.filer))
