@@ -44,6 +44,7 @@ fn tree_views_and_sizes_before_any_member_byte_is_fetched() {
             "README.md",
             "about",
             "catalog.csv",
+            "classes",
             "datasets",
             "modality",
             "organ"
@@ -54,9 +55,9 @@ fn tree_views_and_sizes_before_any_member_byte_is_fetched() {
     let (_, out, _) = sh(&format!("ls {}/organ/brain/MRI", root.display()));
     assert_eq!(out, "brain-later\n");
     let csv = std::fs::read_to_string(root.join("catalog.csv")).unwrap();
-    assert!(
-        csv.starts_with("id,title,modality,organ,task,images,license,access,homepage,path,group\n")
-    );
+    assert!(csv.starts_with(
+        "id,title,modality,organ,task,images,license,access,homepage,path,group,folders\n"
+    ));
     assert!(csv.contains("chest-xray,Test chest-xray,X-ray,lung,"));
     assert!(
         std::fs::read_to_string(root.join("README.md"))
