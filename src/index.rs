@@ -281,6 +281,10 @@ const ENTRY_COLUMNS: &str =
 const JOINED_ENTRY_COLUMNS: &str = "e.id, e.parent, e.name, e.size, e.mtime, e.blob, e.offset, \
      e.method, e.csize, e.crc, e.dataset, e.links";
 
+/// One row of [`Index::dataset_entries`]: id, parent id, name, size (`None` for directories
+/// and files not sized yet), whether it is a file.
+pub type EntryRow = (i64, i64, String, Option<u64>, bool);
+
 /// A node of a classes tree: a folder, or a name of a dataset file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClassNode {
@@ -741,12 +745,9 @@ impl Index {
         }))
     }
 
-    /// Every file and directory of `dataset`: id, parent id, name, size (files) or `None`
-    /// (directories, and files not sized yet), whether it is a file.
-    pub fn dataset_entries(
-        &self,
-        dataset: &str,
-    ) -> Result<Vec<(i64, i64, String, Option<u64>, bool)>, IndexError> {
+    /// Every file and directory of `dataset`, in id order (a directory before its
+    /// children).
+    pub fn dataset_entries(&self, dataset: &str) -> Result<Vec<EntryRow>, IndexError> {
         self.read(|c| {
             let mut q = c.prepare_cached(
                 "SELECT id, parent, name, size, blob FROM entries WHERE dataset = ?1 ORDER BY id",
