@@ -1642,6 +1642,34 @@ url = "https://example.org/a/chest_xray.zip"
         assert!(supported >= 80, "{supported} datasets have sources");
     }
 
+    /// Every entry says whether a training script that expects class folders can read it;
+    /// every label table, and every dataset with sources whose labels are unreadable, says
+    /// why in a `# labels:` comment (the dataset's own documentation as evidence).
+    #[test]
+    fn shipped_catalog_says_how_each_dataset_reads_as_class_folders() {
+        let c = Catalog::builtin().unwrap();
+        let mut blocks = DEFAULT_CATALOG.split("[[dataset]]\n").skip(1);
+        for d in &c.datasets {
+            let block = blocks.next().unwrap();
+            assert!(d.folders.is_some(), "{}: no `folders`", d.id);
+            let lines: Vec<&str> = block.lines().collect();
+            for (i, l) in lines.iter().enumerate() {
+                // An unsupported dataset's labels are unreadable for want of any source.
+                let unreadable = *l == "folders = \"unavailable\"" && !d.sources.is_empty();
+                if *l == "[[dataset.labels]]" || unreadable {
+                    let above = lines[..i].iter().rev().find(|l| l.starts_with('#'));
+                    assert!(
+                        above.is_some_and(|a| a.starts_with("# labels: ")),
+                        "{}: `{l}` without a `# labels:` comment",
+                        d.id
+                    );
+                }
+            }
+        }
+        let classes = c.datasets.iter().filter(|d| !d.labels.is_empty()).count();
+        assert!(classes >= 12, "{classes} datasets have label tables");
+    }
+
     #[test]
     fn every_source_type_parses_and_names_its_missing_field() {
         let with = |src: &str| {
