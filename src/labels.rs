@@ -39,6 +39,8 @@ const EXAMPLES: usize = 5;
 
 /// A kind of problem met, how often, and its first few occurrences.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+// Stored in the index as JSON: a field added later reads as its default.
+#[serde(default)]
 pub struct Problem {
     /// How many times.
     pub count: u64,
@@ -57,6 +59,8 @@ impl Problem {
 
 /// What one table gave.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+// Stored in the index as JSON: a field added later reads as its default.
+#[serde(default)]
 pub struct TableReport {
     /// The table as the catalog names it.
     pub table: String,
@@ -80,6 +84,8 @@ pub struct TableReport {
 
 /// What the tables of one dataset gave: the folders, and everything skipped.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+// Stored in the index as JSON: a field added later reads as its default.
+#[serde(default)]
 pub struct Report {
     /// One per table of the catalog entry, in its order.
     pub tables: Vec<TableReport>,

@@ -386,13 +386,14 @@ fn run_catalog(a: &CatalogArgs) -> Result<(), Error> {
             st.label()
         );
     }
+    // The line before the last counts class folders; the last, who can reach what.
+    eprintln!("{}", render::folders_summary(&chosen));
     eprintln!(
         "{} of {} datasets; {}",
         chosen.len(),
         catalog.datasets.len(),
         render::reach(&chosen)
     );
-    eprintln!("{}", render::folders_summary(&chosen));
     Ok(())
 }
 

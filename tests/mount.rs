@@ -571,6 +571,20 @@ fn catalog_command_filters_and_prints_json() {
             && last.ends_with(" not at all (yet)"),
         "{last}"
     );
+    // The line before it counts the datasets by class folders; a column says it per dataset.
+    let folders = err.lines().rev().nth(1).unwrap_or_default();
+    assert!(
+        folders.starts_with("class folders: ") && folders.contains(" through classes/, "),
+        "{folders}"
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.lines().next().unwrap_or_default().contains("FOLDERS"));
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("isic-2019 ") && l.contains(" classes/isic-2019 ")),
+        "{table}"
+    );
     let out = medimg()
         .args(["catalog", "--organ", "lungs"])
         .output()
