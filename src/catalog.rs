@@ -4,7 +4,10 @@
 //! embedded in the binary). It is the only place that knows anything about a dataset. Everything
 //! is validated at load time, so the rest of the daemon can trust it: ids are unique lowercase
 //! slugs, modality and organ values come from the vocabulary below, every source names a
-//! supported type with its required fields. An error names the file, the entry and the field.
+//! supported type with its required fields, every label table (`[[dataset.labels]]`) names its
+//! table, a pattern naming the image with at least one `{column}`, the label column(s) and at
+//! most one way of giving splits. An error names the file, the entry and the field. Whether the
+//! table has those columns is known only once it is read: [`crate::labels`] reports that.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -356,6 +359,246 @@ pub struct Dataset {
     pub sources: Vec<Source>,
     /// Why medimg cannot fetch this dataset yet, if it cannot.
     pub unsupported: Option<String>,
+    /// Whether a training script that expects `<split>/<class>/<image>` folders can read it,
+    /// and where; `None` when the entry does not say.
+    pub folders: Option<Folders>,
+    /// The tables its labels are in (`[[dataset.labels]]`), from which medimg makes
+    /// `classes/<id>/`; empty for every other dataset.
+    pub labels: Vec<LabelTable>,
+}
+
+/// Whether a dataset's images sit in folders named by their class, as torchvision's
+/// `ImageFolder`, Keras' `image_dataset_from_directory` and fastai's `from_folder` expect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Folders {
+    /// The upstream layout already is `<class>/<image>` (under some folder of the dataset).
+    AsShipped,
+    /// Its labels are in a table; medimg shows the folders under `classes/<id>/`.
+    Classes,
+    /// Not a classification dataset (segmentation, detection, regression, unlabelled).
+    #[serde(rename = "none")]
+    NotClassification,
+    /// A classification dataset whose labels are in no file medimg can read (a table the
+    /// sources do not include, an archive medimg cannot expand).
+    Unavailable,
+}
+
+impl Folders {
+    /// The word written in the catalog.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Folders::AsShipped => "as-shipped",
+            Folders::Classes => "classes",
+            Folders::NotClassification => "none",
+            Folders::Unavailable => "unavailable",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Folders> {
+        Some(match s {
+            "as-shipped" => Folders::AsShipped,
+            "classes" => Folders::Classes,
+            "none" => Folders::NotClassification,
+            "unavailable" => Folders::Unavailable,
+            _ => return None,
+        })
+    }
+}
+
+/// What `medimg catalog` and `catalog.csv` say of a dataset's folders (see [`Folders`]).
+pub fn folders_text(d: &Dataset) -> String {
+    match d.folders {
+        Some(Folders::AsShipped) => "as shipped".into(),
+        Some(Folders::Classes) => format!("classes/{}", d.id),
+        Some(Folders::NotClassification) => "not classification".into(),
+        Some(Folders::Unavailable) => "labels unreadable".into(),
+        None => "unknown".into(),
+    }
+}
+
+/// The format of a label table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TableFormat {
+    /// Comma-separated values, with a header row.
+    Csv,
+    /// Tab-separated values (`.tsv`, Dataverse's `.tab`), with a header row.
+    Tsv,
+    /// A spreadsheet (`.xlsx`, `.xlsm`, `.xlsb`, `.xls`, `.ods`) read with calamine: its first
+    /// sheet, or the one named, whose first row is the header.
+    Sheet,
+}
+
+impl TableFormat {
+    /// The format a table file of this name has, by its extension.
+    pub fn of_name(name: &str) -> Option<TableFormat> {
+        let ext = name.rsplit_once('.')?.1.to_ascii_lowercase();
+        Some(match ext.as_str() {
+            "csv" => TableFormat::Csv,
+            "tsv" | "tab" => TableFormat::Tsv,
+            "xlsx" | "xlsm" | "xlsb" | "xls" | "ods" => TableFormat::Sheet,
+            _ => return None,
+        })
+    }
+
+    fn parse(s: &str) -> Option<TableFormat> {
+        Some(match s {
+            "csv" => TableFormat::Csv,
+            "tsv" => TableFormat::Tsv,
+            "xlsx" | "xls" | "ods" | "sheet" => TableFormat::Sheet,
+            _ => return None,
+        })
+    }
+}
+
+/// A pattern naming a file from a table row: literal text and `{column}` placeholders, each
+/// replaced by the row's value in that column (`{image_id}.jpg`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(into = "String")]
+pub struct Pattern {
+    /// As written in the catalog.
+    pub text: String,
+    /// Its pieces in order.
+    pub pieces: Vec<Piece>,
+}
+
+impl From<Pattern> for String {
+    fn from(p: Pattern) -> String {
+        p.text
+    }
+}
+
+/// A piece of a [`Pattern`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    /// Text as it is.
+    Text(String),
+    /// The row's value in this column.
+    Column(String),
+}
+
+impl Pattern {
+    /// Parse `{column}` placeholders (`{{` and `}}` are literal braces); at least one.
+    pub fn parse(text: &str) -> Result<Pattern, String> {
+        let mut pieces = Vec::new();
+        let mut lit = String::new();
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '{' if chars.peek() == Some(&'{') => {
+                    chars.next();
+                    lit.push('{');
+                }
+                '}' if chars.peek() == Some(&'}') => {
+                    chars.next();
+                    lit.push('}');
+                }
+                '{' => {
+                    let mut col = String::new();
+                    loop {
+                        match chars.next() {
+                            Some('}') => break,
+                            Some('{') | None => {
+                                return Err(format!(
+                                    "{text:?} has a `{{` without its `}}` (write `{{{{` for a brace)"
+                                ));
+                            }
+                            Some(c) => col.push(c),
+                        }
+                    }
+                    if col.trim().is_empty() {
+                        return Err(format!("{text:?} has an empty `{{}}`; name a column"));
+                    }
+                    if !lit.is_empty() {
+                        pieces.push(Piece::Text(std::mem::take(&mut lit)));
+                    }
+                    pieces.push(Piece::Column(col));
+                }
+                '}' => {
+                    return Err(format!(
+                        "{text:?} has a `}}` without its `{{` (write `}}}}` for a brace)"
+                    ));
+                }
+                c => lit.push(c),
+            }
+        }
+        if !lit.is_empty() {
+            pieces.push(Piece::Text(lit));
+        }
+        if !pieces.iter().any(|p| matches!(p, Piece::Column(_))) {
+            return Err(format!(
+                "{text:?} names no column; write the column in braces, e.g. \"{{image_id}}.jpg\""
+            ));
+        }
+        if text.starts_with('/') || text.split('/').any(|s| s == ".." || s == ".") {
+            return Err(format!("{text:?} must be a path inside the dataset"));
+        }
+        Ok(Pattern {
+            text: text.to_string(),
+            pieces,
+        })
+    }
+
+    /// The columns it names, in order.
+    pub fn columns(&self) -> impl Iterator<Item = &str> {
+        self.pieces.iter().filter_map(|p| match p {
+            Piece::Column(c) => Some(c.as_str()),
+            Piece::Text(_) => None,
+        })
+    }
+}
+
+/// Which columns hold a row's labels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LabelColumns {
+    /// One column, one label (`label = "dx"`).
+    Single(String),
+    /// One column, labels joined by a separator (`label = "Finding Labels"`,
+    /// `separator = "|"`).
+    Joined {
+        /// The column.
+        column: String,
+        /// What joins the labels.
+        separator: String,
+    },
+    /// One column per label, 1 when the row has it and 0 when not (`one_hot = ["MEL", ...]`):
+    /// the column names are the labels.
+    OneHot(Vec<String>),
+}
+
+/// How a table's rows are split (train, test, ...), the first level of `classes/<id>/`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Split {
+    /// No split level: `classes/<id>/<label>/`.
+    None,
+    /// Every row of this table is of this split (separate tables per split).
+    Named(String),
+    /// A column gives each row's split.
+    Column(String),
+    /// The name of the folder the image file is in upstream (`train_images/x.png`).
+    Folder,
+}
+
+/// One label table of a dataset (`[[dataset.labels]]`): where it is, which columns name the
+/// image and its labels, and how splits are given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LabelTable {
+    /// The table file: a path in the dataset, or its last segments (`*` matches within a
+    /// segment); it must name exactly one file.
+    pub table: String,
+    /// Its format; `None`: from the file's extension.
+    pub format: Option<TableFormat>,
+    /// A spreadsheet's sheet; `None`: the first.
+    pub sheet: Option<String>,
+    /// Patterns naming a row's image files, each a path in the dataset or its last segments.
+    pub image: Vec<Pattern>,
+    /// The label columns.
+    pub label: LabelColumns,
+    /// The split.
+    pub split: Split,
 }
 
 impl Dataset {
@@ -465,6 +708,200 @@ struct RawDataset {
     source: Vec<RawSource>,
     #[serde(default)]
     unsupported: Option<String>,
+    #[serde(default)]
+    folders: Option<String>,
+    #[serde(default)]
+    labels: Vec<RawLabels>,
+}
+
+/// `image` as one pattern or a list of them.
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLabels {
+    table: Option<String>,
+    format: Option<String>,
+    sheet: Option<String>,
+    image: Option<OneOrMany>,
+    label: Option<String>,
+    separator: Option<String>,
+    one_hot: Option<Vec<String>>,
+    split: Option<String>,
+    split_column: Option<String>,
+    split_folder: Option<bool>,
+}
+
+impl RawLabels {
+    /// The validated table, or the field at fault and why.
+    fn validate(&self) -> Result<LabelTable, (String, String)> {
+        let err = |f: &str, m: String| Err((f.to_string(), m));
+        let Some(table) = self
+            .table
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        else {
+            return err(
+                "table",
+                "missing; name the table file (a path in the dataset, or its file name)".into(),
+            );
+        };
+        if table.starts_with('/')
+            || table
+                .split('/')
+                .any(|s| s.is_empty() || s == ".." || s == ".")
+        {
+            return err(
+                "table",
+                format!("{table:?} must be a path inside the dataset"),
+            );
+        }
+        let format = match &self.format {
+            Some(f) => Some(TableFormat::parse(f).ok_or_else(|| {
+                (
+                    "format".to_string(),
+                    format!("unknown table format {f:?}; use csv, tsv or xlsx (any spreadsheet)"),
+                )
+            })?),
+            None => {
+                let last = table.rsplit('/').next().unwrap_or(table);
+                if TableFormat::of_name(last).is_none() && !last.contains('*') {
+                    return err(
+                        "format",
+                        format!(
+                            "{table:?} has no extension medimg knows (.csv, .tsv, .tab, .xlsx, \
+                             .xls, .ods); give `format`"
+                        ),
+                    );
+                }
+                None
+            }
+        };
+        if self.sheet.is_some() && format.is_some_and(|f| f != TableFormat::Sheet) {
+            return err("sheet", "only a spreadsheet has sheets".into());
+        }
+        let patterns = match &self.image {
+            None => {
+                return err(
+                    "image",
+                    "missing; give the image file's name from a row, e.g. \"{image_id}.jpg\""
+                        .into(),
+                );
+            }
+            Some(OneOrMany::One(p)) => vec![p.clone()],
+            Some(OneOrMany::Many(ps)) if ps.is_empty() => {
+                return err("image", "list at least one pattern".into());
+            }
+            Some(OneOrMany::Many(ps)) => ps.clone(),
+        };
+        let image = patterns
+            .iter()
+            .map(|p| Pattern::parse(p))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|m| ("image".to_string(), m))?;
+        let nonempty = |f: &str, v: &str| -> Result<String, (String, String)> {
+            if v.trim().is_empty() {
+                Err((f.to_string(), "must not be empty".into()))
+            } else {
+                Ok(v.to_string())
+            }
+        };
+        let label = match (&self.label, &self.one_hot, &self.separator) {
+            (Some(_), Some(_), _) => {
+                return err(
+                    "one_hot",
+                    "give `label` (a column holding the label) or `one_hot` (a column per \
+                     label), not both"
+                        .into(),
+                );
+            }
+            (None, None, _) => {
+                return err(
+                    "label",
+                    "missing; give `label` (the column holding the label, with `separator` if it \
+                     holds several) or `one_hot` (a column per label)"
+                        .into(),
+                );
+            }
+            (None, Some(_), Some(_)) => {
+                return err("separator", "goes with `label`, not `one_hot`".into());
+            }
+            (Some(c), None, None) => LabelColumns::Single(nonempty("label", c)?),
+            (Some(c), None, Some(sep)) => {
+                if sep.is_empty() {
+                    return err("separator", "must not be empty".into());
+                }
+                LabelColumns::Joined {
+                    column: nonempty("label", c)?,
+                    separator: sep.clone(),
+                }
+            }
+            (None, Some(cols), None) => {
+                if cols.is_empty() {
+                    return err("one_hot", "list at least one column".into());
+                }
+                let mut seen = HashSet::new();
+                for c in cols {
+                    nonempty("one_hot", c)?;
+                    if !seen.insert(c) {
+                        return err("one_hot", format!("{c:?} is listed twice"));
+                    }
+                    if let Some(m) = folder_name_problem(c) {
+                        return err("one_hot", format!("{c:?} cannot be a folder name: {m}"));
+                    }
+                }
+                LabelColumns::OneHot(cols.clone())
+            }
+        };
+        let split = match (&self.split, &self.split_column, self.split_folder) {
+            (None, None, None | Some(false)) => Split::None,
+            (Some(s), None, None | Some(false)) => {
+                if let Some(m) = folder_name_problem(s) {
+                    return err("split", format!("{s:?} cannot be a folder name: {m}"));
+                }
+                Split::Named(s.clone())
+            }
+            (None, Some(c), None | Some(false)) => Split::Column(nonempty("split_column", c)?),
+            (None, None, Some(true)) => Split::Folder,
+            _ => {
+                return err(
+                    "split",
+                    "give one of `split` (this table's split), `split_column` (a column giving \
+                     each row's) or `split_folder = true` (the image's folder upstream)"
+                        .into(),
+                );
+            }
+        };
+        Ok(LabelTable {
+            table: table.to_string(),
+            format,
+            sheet: self.sheet.clone(),
+            image,
+            label,
+            split,
+        })
+    }
+}
+
+/// Why `name` cannot be the name of a folder, if it cannot (empty, `.`, `..`, a NUL byte).
+/// A `/` can be: medimg shows it as `∕` (U+2215, see `labels`).
+pub fn folder_name_problem(name: &str) -> Option<&'static str> {
+    let t = name.trim();
+    if t.is_empty() {
+        Some("it is empty")
+    } else if t == "." || t == ".." {
+        Some("`.` and `..` name other folders")
+    } else if t.contains('\0') {
+        Some("it holds a NUL byte")
+    } else {
+        None
+    }
 }
 
 #[derive(Deserialize)]
@@ -931,6 +1368,46 @@ impl Catalog {
                     "a dataset with sources cannot also be marked unsupported".into(),
                 ));
             }
+            let mut labels = Vec::new();
+            for (j, l) in d.labels.iter().enumerate() {
+                let table = l
+                    .validate()
+                    .map_err(|(f, m)| fail(&format!("labels[{}].{f}", j + 1), m))?;
+                labels.push(table);
+            }
+            let folders = match &d.folders {
+                None if !labels.is_empty() => Some(Folders::Classes),
+                None => None,
+                Some(f) => Some(Folders::parse(f).ok_or_else(|| {
+                    fail(
+                        "folders",
+                        format!(
+                            "unknown value {f:?}; use as-shipped, classes (with \
+                             [[dataset.labels]]), none (not classification) or unavailable"
+                        ),
+                    )
+                })?),
+            };
+            if labels.is_empty() && folders == Some(Folders::Classes) {
+                return Err(fail(
+                    "folders",
+                    "\"classes\" needs the tables its labels are in: add [[dataset.labels]]".into(),
+                ));
+            }
+            if !labels.is_empty() && folders != Some(Folders::Classes) {
+                return Err(fail(
+                    "folders",
+                    "a dataset with [[dataset.labels]] is shown under classes/; leave `folders` \
+                     out or write \"classes\""
+                        .into(),
+                ));
+            }
+            if !labels.is_empty() && sources.is_empty() {
+                return Err(fail(
+                    "labels",
+                    "a dataset without sources has no files to label".into(),
+                ));
+            }
             datasets.push(Dataset {
                 id: d.id,
                 title: d.title,
@@ -945,6 +1422,8 @@ impl Catalog {
                 terms: d.terms,
                 sources,
                 unsupported: d.unsupported,
+                folders,
+                labels,
             });
         }
         if datasets.is_empty() {
@@ -1163,6 +1642,34 @@ url = "https://example.org/a/chest_xray.zip"
         assert!(supported >= 80, "{supported} datasets have sources");
     }
 
+    /// Every entry says whether a training script that expects class folders can read it;
+    /// every label table, and every dataset with sources whose labels are unreadable, says
+    /// why in a `# labels:` comment (the dataset's own documentation as evidence).
+    #[test]
+    fn shipped_catalog_says_how_each_dataset_reads_as_class_folders() {
+        let c = Catalog::builtin().unwrap();
+        let mut blocks = DEFAULT_CATALOG.split("[[dataset]]\n").skip(1);
+        for d in &c.datasets {
+            let block = blocks.next().unwrap();
+            assert!(d.folders.is_some(), "{}: no `folders`", d.id);
+            let lines: Vec<&str> = block.lines().collect();
+            for (i, l) in lines.iter().enumerate() {
+                // An unsupported dataset's labels are unreadable for want of any source.
+                let unreadable = *l == "folders = \"unavailable\"" && !d.sources.is_empty();
+                if *l == "[[dataset.labels]]" || unreadable {
+                    let above = lines[..i].iter().rev().find(|l| l.starts_with('#'));
+                    assert!(
+                        above.is_some_and(|a| a.starts_with("# labels: ")),
+                        "{}: `{l}` without a `# labels:` comment",
+                        d.id
+                    );
+                }
+            }
+        }
+        let classes = c.datasets.iter().filter(|d| !d.labels.is_empty()).count();
+        assert!(classes >= 12, "{classes} datasets have label tables");
+    }
+
     #[test]
     fn every_source_type_parses_and_names_its_missing_field() {
         let with = |src: &str| {
@@ -1309,6 +1816,130 @@ url = "https://example.org/a/chest_xray.zip"
             e.contains("`modality`") && e.contains("at least one"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn label_tables_parse_and_name_the_entry_and_field_at_fault() {
+        let with = |labels: &str| format!("{ONE}{labels}");
+        let c = Catalog::parse(
+            &with(
+                "[[dataset.labels]]\ntable = \"Data_Entry_2017.csv\"\nimage = \"{Image Index}\"\n\
+                 label = \"Finding Labels\"\nseparator = \"|\"\n\
+                 [[dataset.labels]]\ntable = \"odir/data.xlsx\"\nsheet = \"Sheet1\"\n\
+                 image = [\"Training Images/{Left-Fundus}\", \"Training Images/{Right-Fundus}\"]\n\
+                 one_hot = [\"N\", \"D\"]\nsplit = \"train\"\n",
+            ),
+            "t",
+        )
+        .unwrap();
+        let d = &c.datasets[0];
+        assert_eq!(d.folders, Some(Folders::Classes));
+        assert_eq!(d.labels.len(), 2);
+        assert_eq!(
+            d.labels[0].label,
+            LabelColumns::Joined {
+                column: "Finding Labels".into(),
+                separator: "|".into()
+            }
+        );
+        assert_eq!(d.labels[0].format, None, "from the extension when read");
+        assert_eq!(d.labels[1].image.len(), 2);
+        assert_eq!(
+            d.labels[1].image[0].columns().collect::<Vec<_>>(),
+            ["Left-Fundus"]
+        );
+        assert_eq!(d.labels[1].split, Split::Named("train".into()));
+        assert_eq!(
+            TableFormat::of_name("HAM10000_metadata.tab"),
+            Some(TableFormat::Tsv)
+        );
+        for (labels, field, says) in [
+            (
+                "image = \"{a}.jpg\"\nlabel = \"b\"",
+                "labels[1].table",
+                "missing",
+            ),
+            (
+                "table = \"t.csv\"\nlabel = \"b\"",
+                "labels[1].image",
+                "missing",
+            ),
+            (
+                "table = \"t.csv\"\nimage = \"a.jpg\"\nlabel = \"b\"",
+                "labels[1].image",
+                "names no column",
+            ),
+            (
+                "table = \"t.csv\"\nimage = \"{a.jpg\"\nlabel = \"b\"",
+                "labels[1].image",
+                "without its",
+            ),
+            (
+                "table = \"t.csv\"\nimage = \"../{a}\"\nlabel = \"b\"",
+                "labels[1].image",
+                "inside the dataset",
+            ),
+            (
+                "table = \"t.csv\"\nimage = \"{a}\"",
+                "labels[1].label",
+                "missing",
+            ),
+            (
+                "table = \"t.csv\"\nimage = \"{a}\"\nlabel = \"b\"\none_hot = [\"c\"]",
+                "labels[1].one_hot",
+                "not both",
+            ),
+            (
+                "table = \"t.csv\"\nimage = \"{a}\"\none_hot = [\"c\", \"c\"]",
+                "labels[1].one_hot",
+                "twice",
+            ),
+            (
+                "table = \"t.csv\"\nimage = \"{a}\"\nlabel = \"b\"\nsplit = \"x\"\nsplit_column = \"s\"",
+                "labels[1].split",
+                "one of",
+            ),
+            (
+                "table = \"t.bin\"\nimage = \"{a}\"\nlabel = \"b\"",
+                "labels[1].format",
+                "give `format`",
+            ),
+            (
+                "table = \"t.csv\"\nformat = \"parquet\"\nimage = \"{a}\"\nlabel = \"b\"",
+                "labels[1].format",
+                "unknown",
+            ),
+            (
+                "table = \"../t.csv\"\nimage = \"{a}\"\nlabel = \"b\"",
+                "labels[1].table",
+                "inside",
+            ),
+        ] {
+            let e = err(&with(&format!("[[dataset.labels]]\n{labels}\n")));
+            assert!(
+                e.contains("dataset #1") && e.contains("chest-xray-pneumonia"),
+                "{e}"
+            );
+            assert!(e.contains(field) && e.contains(says), "{labels}: {e}");
+        }
+        let e = err(&with(
+            "[[dataset.labels]]\ntable = \"t.csv\"\nimage = \"{a}\"\nlabel = \"b\"\ncolour = 1\n",
+        ));
+        assert!(e.contains("colour") && e.contains("line"), "{e}");
+        let e = err(&ONE.replace(
+            "access = \"open\"",
+            "access = \"open\"\nfolders = \"classes\"",
+        ));
+        assert!(
+            e.contains("`folders`") && e.contains("[[dataset.labels]]"),
+            "{e}"
+        );
+        let e = err(&ONE.replace("access = \"open\"", "access = \"open\"\nfolders = \"yes\""));
+        assert!(e.contains("`folders`") && e.contains("as-shipped"), "{e}");
+        let e = err(&with(
+            "folders = \"as-shipped\"\n[[dataset.labels]]\ntable = \"t.csv\"\nimage = \"{a}\"\nlabel = \"b\"\n",
+        ));
+        assert!(e.contains("`folders`"), "{e}");
     }
 
     #[test]

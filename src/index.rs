@@ -7,6 +7,13 @@
 //! one transaction with its fingerprint, so it is either fully indexed or not at all, and a
 //! catalog change to its sources (another fingerprint) re-indexes it.
 //!
+//! A dataset with label tables also has a classes tree (`class_nodes`, written by
+//! [`Index::put_classes`] in a transaction of its own once the dataset's files are indexed):
+//! folders, and names that point at the dataset's file entries, so a file there is the same
+//! file. `entries.links` counts the names a file has there (its `st_nlink` adds them); the
+//! `classes` row says which dataset root and which label spec the tree was made for, so a
+//! re-indexed dataset or a changed spec makes it again, and re-indexing drops it.
+//!
 //! Reads go through a small pool of read-only connections (WAL lets them run beside the writer).
 //! Closing drops them before the writer, which, closing last, moves the log into the database:
 //! a cleanly stopped daemon leaves `index.sqlite` as a single file.
@@ -135,6 +142,8 @@ pub struct Entry {
     pub location: Option<Location>,
     /// The dataset it belongs to.
     pub dataset: String,
+    /// Names the file has in its dataset's classes tree (0 for directories).
+    pub links: u32,
 }
 
 impl Entry {
@@ -277,12 +286,25 @@ CREATE TABLE IF NOT EXISTS parts (
 CREATE TABLE IF NOT EXISTS entries (
     id INTEGER PRIMARY KEY AUTOINCREMENT, dataset TEXT NOT NULL, parent INTEGER NOT NULL,
     name TEXT NOT NULL, size INTEGER NOT NULL, mtime INTEGER NOT NULL,
-    blob INTEGER, offset INTEGER, method INTEGER, csize INTEGER, crc INTEGER);
+    blob INTEGER, offset INTEGER, method INTEGER, csize INTEGER, crc INTEGER,
+    links INTEGER NOT NULL DEFAULT 0);
 CREATE UNIQUE INDEX IF NOT EXISTS entries_by_name ON entries (parent, name);
 CREATE TABLE IF NOT EXISTS checkpoints (
     blob INTEGER NOT NULL, out INTEGER NOT NULL, input INTEGER NOT NULL, bits INTEGER NOT NULL,
     bit_buf INTEGER NOT NULL, window BLOB NOT NULL, PRIMARY KEY (blob, out)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS entries_by_dataset ON entries (dataset);
+-- The classes tree of a dataset with label tables: made for this dataset root and this label
+-- spec; what the tables gave and skipped (JSON, for MNT/about/).
+CREATE TABLE IF NOT EXISTS classes (
+    dataset TEXT PRIMARY KEY, spec TEXT NOT NULL, dataset_root INTEGER NOT NULL,
+    root INTEGER NOT NULL, report TEXT NOT NULL, built_at INTEGER NOT NULL);
+-- Its folders (entry NULL) and names of the dataset's files (entry: their row in entries).
+CREATE TABLE IF NOT EXISTS class_nodes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, dataset TEXT NOT NULL, parent INTEGER NOT NULL,
+    name TEXT NOT NULL, entry INTEGER);
+CREATE UNIQUE INDEX IF NOT EXISTS class_nodes_by_name ON class_nodes (parent, name);
+CREATE INDEX IF NOT EXISTS class_nodes_by_parent ON class_nodes (parent);
+CREATE INDEX IF NOT EXISTS class_nodes_by_dataset ON class_nodes (dataset);
 -- Listing pages by (parent, id): without it every page sorts the whole directory.
 CREATE INDEX IF NOT EXISTS entries_by_parent ON entries (parent);
 ";
@@ -310,38 +332,102 @@ const UNSIZED: i64 = -1;
 const METHOD_GZIP: i64 = -1;
 
 const ENTRY_COLUMNS: &str =
-    "id, parent, name, size, mtime, blob, offset, method, csize, crc, dataset";
+    "id, parent, name, size, mtime, blob, offset, method, csize, crc, dataset, links";
+
+/// [`ENTRY_COLUMNS`] of the entry joined as `e` (NULLs when a class node is a folder).
+const JOINED_ENTRY_COLUMNS: &str = "e.id, e.parent, e.name, e.size, e.mtime, e.blob, e.offset, \
+     e.method, e.csize, e.crc, e.dataset, e.links";
+
+/// One row of [`Index::dataset_entries`]: id, parent id, name, size (`None` for directories
+/// and files not sized yet), whether it is a file.
+pub type EntryRow = (i64, i64, String, Option<u64>, bool);
+
+/// A node of a classes tree: a folder, or a name of a dataset file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassNode {
+    /// Row id in `class_nodes`.
+    pub id: i64,
+    /// Its folder (0 for the root, `classes/<id>/` itself).
+    pub parent: i64,
+    /// Its name.
+    pub name: String,
+    /// The file it names; `None` for a folder.
+    pub entry: Option<Entry>,
+}
+
+/// A classes node to write, named by its position in a flat list (folders come first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewClassNode {
+    /// Index in the list of its folder, `None` for a child of the root.
+    pub parent: Option<usize>,
+    /// Its name.
+    pub name: String,
+    /// Row id of the file it names; `None` for a folder.
+    pub entry: Option<i64>,
+}
+
+/// The classes tree recorded for a dataset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Classes {
+    /// The label spec it was made for.
+    pub spec: String,
+    /// The dataset root it was made for.
+    pub dataset_root: i64,
+    /// Its root node.
+    pub root: i64,
+    /// What the tables gave and skipped (JSON of [`crate::labels::Report`]).
+    pub report: String,
+}
+
+fn class_node_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ClassNode> {
+    let entry = match r.get::<_, Option<i64>>(3)? {
+        None => None,
+        Some(_) => Some(entry_from_row_at(r, 4)?),
+    };
+    Ok(ClassNode {
+        id: r.get(0)?,
+        parent: r.get(1)?,
+        name: r.get(2)?,
+        entry,
+    })
+}
 
 fn entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
-    let blob: Option<i64> = r.get(5)?;
+    entry_from_row_at(r, 0)
+}
+
+/// The entry whose [`ENTRY_COLUMNS`] start at column `at`.
+fn entry_from_row_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Entry> {
+    let blob: Option<i64> = r.get(at + 5)?;
     let location = match blob {
         None => None,
         Some(blob) => {
-            let method: Option<i64> = r.get(7)?;
+            let method: Option<i64> = r.get(at + 7)?;
             let storage = match method {
                 None => Storage::Raw,
                 Some(METHOD_GZIP) => Storage::Gzip,
                 Some(m) => Storage::Zip {
                     method: m as u16,
-                    compressed_size: r.get::<_, i64>(8)? as u64,
-                    crc32: r.get::<_, i64>(9)? as u32,
+                    compressed_size: r.get::<_, i64>(at + 8)? as u64,
+                    crc32: r.get::<_, i64>(at + 9)? as u32,
                 },
             };
             Some(Location {
                 blob,
-                offset: r.get::<_, i64>(6)? as u64,
+                offset: r.get::<_, i64>(at + 6)? as u64,
                 storage,
             })
         }
     };
     Ok(Entry {
-        id: r.get(0)?,
-        parent: r.get(1)?,
-        name: r.get(2)?,
-        size: u64::try_from(r.get::<_, i64>(3)?).ok(),
-        mtime: r.get(4)?,
+        id: r.get(at)?,
+        parent: r.get(at + 1)?,
+        name: r.get(at + 2)?,
+        size: u64::try_from(r.get::<_, i64>(at + 3)?).ok(),
+        mtime: r.get(at + 4)?,
         location,
-        dataset: r.get(10)?,
+        dataset: r.get(at + 10)?,
+        links: u32::try_from(r.get::<_, i64>(at + 11)?).unwrap_or(0),
     })
 }
 
@@ -366,6 +452,20 @@ impl Index {
         if !has_checksum {
             writer
                 .execute_batch("ALTER TABLE blobs ADD COLUMN checksum TEXT")
+                .map_err(err)?;
+        }
+        // Indexes written before the classes view gain the count of a file's names there.
+        let has_links: bool = writer
+            .query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('entries') WHERE name = 'links'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(err)?
+            > 0;
+        if !has_links {
+            writer
+                .execute_batch("ALTER TABLE entries ADD COLUMN links INTEGER NOT NULL DEFAULT 0")
                 .map_err(err)?;
         }
         Ok(Index {
@@ -702,6 +802,151 @@ impl Index {
         }))
     }
 
+    /// Every file and directory of `dataset`, in id order (a directory before its
+    /// children).
+    pub fn dataset_entries(&self, dataset: &str) -> Result<Vec<EntryRow>, IndexError> {
+        self.read(|c| {
+            let mut q = c.prepare_cached(
+                "SELECT id, parent, name, size, blob FROM entries WHERE dataset = ?1 ORDER BY id",
+            )?;
+            let rows = q.query_map([dataset], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    u64::try_from(r.get::<_, i64>(3)?).ok(),
+                    r.get::<_, Option<i64>>(4)?.is_some(),
+                ))
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// The classes tree recorded for `dataset`, whatever it was made for.
+    pub fn classes(&self, dataset: &str) -> Result<Option<Classes>, IndexError> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT spec, dataset_root, root, report FROM classes WHERE dataset = ?1",
+            )?
+            .query_row([dataset], |r| {
+                Ok(Classes {
+                    spec: r.get(0)?,
+                    dataset_root: r.get(1)?,
+                    root: r.get(2)?,
+                    report: r.get(3)?,
+                })
+            })
+            .optional()
+        })
+    }
+
+    /// Every recorded classes report: dataset id, report (JSON).
+    pub fn class_reports(&self) -> Result<Vec<(String, String)>, IndexError> {
+        self.read(|c| {
+            let mut q = c.prepare_cached("SELECT dataset, report FROM classes")?;
+            let rows = q.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })
+    }
+
+    /// Replace the classes tree of `dataset` (whose root entry is `dataset_root`) with
+    /// `nodes`, atomically, and count each file's names in `entries.links`. Returns the
+    /// tree's root node.
+    pub fn put_classes(
+        &self,
+        dataset: &str,
+        spec: &str,
+        dataset_root: i64,
+        nodes: &[NewClassNode],
+        report: &str,
+        at: i64,
+    ) -> Result<i64, IndexError> {
+        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = w.transaction().map_err(|e| self.err(e))?;
+        let root = (|| {
+            tx.execute("DELETE FROM class_nodes WHERE dataset = ?1", [dataset])?;
+            tx.execute("DELETE FROM classes WHERE dataset = ?1", [dataset])?;
+            tx.execute(
+                "UPDATE entries SET links = 0 WHERE dataset = ?1 AND links != 0",
+                [dataset],
+            )?;
+            tx.execute(
+                "INSERT INTO class_nodes (dataset, parent, name) VALUES (?1, 0, ?1)",
+                [dataset],
+            )?;
+            let root = tx.last_insert_rowid();
+            let mut ids = Vec::with_capacity(nodes.len());
+            {
+                let mut ins = tx.prepare_cached(
+                    "INSERT INTO class_nodes (dataset, parent, name, entry) VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                let mut link = tx.prepare_cached(
+                    "UPDATE entries SET links = links + 1 WHERE id = ?1 AND dataset = ?2",
+                )?;
+                for n in nodes {
+                    let parent = n.parent.map_or(root, |i| ids[i]);
+                    ins.execute(params![dataset, parent, n.name, n.entry])?;
+                    ids.push(tx.last_insert_rowid());
+                    if let Some(e) = n.entry {
+                        link.execute(params![e, dataset])?;
+                    }
+                }
+            }
+            tx.execute(
+                "INSERT INTO classes (dataset, spec, dataset_root, root, report, built_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![dataset, spec, dataset_root, root, report, at],
+            )?;
+            Ok(root)
+        })()
+        .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(root)
+    }
+
+    /// The classes node with this id.
+    pub fn class_node(&self, id: i64) -> Result<Option<ClassNode>, IndexError> {
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT n.id, n.parent, n.name, n.entry, {JOINED_ENTRY_COLUMNS} FROM class_nodes n \
+                 LEFT JOIN entries e ON e.id = n.entry WHERE n.id = ?1"
+            ))?
+            .query_row([id], class_node_from_row)
+            .optional()
+        })
+    }
+
+    /// The child of classes folder `parent` called `name`.
+    pub fn class_lookup(&self, parent: i64, name: &str) -> Result<Option<ClassNode>, IndexError> {
+        self.read(|c| {
+            c.prepare_cached(&format!(
+                "SELECT n.id, n.parent, n.name, n.entry, {JOINED_ENTRY_COLUMNS} FROM class_nodes n \
+                 LEFT JOIN entries e ON e.id = n.entry WHERE n.parent = ?1 AND n.name = ?2"
+            ))?
+            .query_row(params![parent, name], class_node_from_row)
+            .optional()
+        })
+    }
+
+    /// Up to `limit` children of classes folder `parent` with ids above `after`, in id order
+    /// (which is name order: [`crate::labels`] lays them out so).
+    pub fn class_children(
+        &self,
+        parent: i64,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<ClassNode>, IndexError> {
+        self.read(|c| {
+            let mut q = c.prepare_cached(&format!(
+                "SELECT n.id, n.parent, n.name, n.entry, {JOINED_ENTRY_COLUMNS} FROM class_nodes n \
+                 LEFT JOIN entries e ON e.id = n.entry WHERE n.parent = ?1 AND n.id > ?2 \
+                 ORDER BY n.id LIMIT ?3"
+            ))?;
+            let rows = q.query_map(params![parent, after, limit as i64], class_node_from_row)?;
+            rows.collect()
+        })
+    }
+
     /// Replace whatever is indexed for `dataset` with these blobs and entries, atomically.
     /// Returns the new root entry id.
     pub fn put_dataset(
@@ -721,6 +966,9 @@ impl Index {
                 [dataset],
             )?;
             tx.execute("DELETE FROM entries WHERE dataset = ?1", [dataset])?;
+            // Its classes tree named the old entries.
+            tx.execute("DELETE FROM class_nodes WHERE dataset = ?1", [dataset])?;
+            tx.execute("DELETE FROM classes WHERE dataset = ?1", [dataset])?;
             tx.execute(
                 "DELETE FROM parts WHERE blob IN (SELECT id FROM blobs WHERE dataset = ?1)",
                 [dataset],
@@ -897,6 +1145,106 @@ mod tests {
                 .len(),
             0
         );
+    }
+
+    #[test]
+    fn a_classes_tree_names_the_dataset_files_counts_their_links_and_goes_with_a_reindex() {
+        let d = tempfile::tempdir().unwrap();
+        let ix = Index::open(&d.path().join("index.sqlite")).unwrap();
+        let blob = Blob::single(Part {
+            key: BlobKey(7),
+            url: "http://h/a.zip".into(),
+            size: 100,
+            etag: None,
+            ranged: true,
+        });
+        let file = |name: &str| NewEntry {
+            parent: None,
+            name: name.into(),
+            size: Some(5),
+            mtime: 7,
+            location: Some(Location {
+                blob: 0,
+                offset: 0,
+                storage: Storage::Raw,
+            }),
+        };
+        let root = ix
+            .put_dataset(
+                "ds",
+                "fp",
+                1,
+                std::slice::from_ref(&blob),
+                &[file("a.png"), file("b.png")],
+                &[],
+            )
+            .unwrap();
+        let a = ix.lookup(root, "a.png").unwrap().unwrap();
+        let b = ix.lookup(root, "b.png").unwrap().unwrap();
+        assert_eq!((a.links, b.links), (0, 0));
+        let node = |parent: Option<usize>, name: &str, entry: Option<i64>| NewClassNode {
+            parent,
+            name: name.into(),
+            entry,
+        };
+        // a.png has two labels, b.png one.
+        let nodes = [
+            node(None, "cat", None),
+            node(Some(0), "a.png", Some(a.id)),
+            node(Some(0), "b.png", Some(b.id)),
+            node(None, "dog", None),
+            node(Some(3), "a.png", Some(a.id)),
+        ];
+        let croot = ix
+            .put_classes("ds", "spec1", root, &nodes, "{}", 9)
+            .unwrap();
+        assert_eq!(ix.lookup(root, "a.png").unwrap().unwrap().links, 2);
+        assert_eq!(ix.entry(b.id).unwrap().unwrap().links, 1);
+        let cat = ix.class_lookup(croot, "cat").unwrap().unwrap();
+        assert!(cat.entry.is_none());
+        let kids = ix.class_children(cat.id, 0, 10).unwrap();
+        assert_eq!(kids.len(), 2);
+        assert_eq!(kids[0].entry.as_ref().map(|e| e.id), Some(a.id));
+        assert_eq!(kids[0].entry.as_ref().map(|e| e.links), Some(2));
+        assert_eq!(ix.class_children(cat.id, kids[0].id, 10).unwrap().len(), 1);
+        let rec = ix.classes("ds").unwrap().unwrap();
+        assert_eq!(
+            (rec.spec.as_str(), rec.dataset_root, rec.root),
+            ("spec1", root, croot)
+        );
+        // Made again (another spec): the old names are gone and the links counted afresh.
+        let croot2 = ix
+            .put_classes("ds", "spec2", root, &nodes[..2], "{}", 9)
+            .unwrap();
+        assert!(ix.class_node(cat.id).unwrap().is_none());
+        assert_eq!(ix.entry(a.id).unwrap().unwrap().links, 1);
+        assert_eq!(ix.entry(b.id).unwrap().unwrap().links, 0);
+        assert!(ix.class_lookup(croot2, "cat").unwrap().is_some());
+        // A re-index drops the tree, which named the old entries.
+        ix.put_dataset("ds", "fp2", 1, &[blob], &[file("a.png")], &[])
+            .unwrap();
+        assert!(ix.classes("ds").unwrap().is_none());
+        assert!(ix.class_node(croot2).unwrap().is_none());
+    }
+
+    #[test]
+    fn an_index_from_before_the_classes_view_gains_its_columns() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("index.sqlite");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE entries (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT, dataset TEXT NOT NULL, parent INTEGER NOT NULL,
+                    name TEXT NOT NULL, size INTEGER NOT NULL, mtime INTEGER NOT NULL,
+                    blob INTEGER, offset INTEGER, method INTEGER, csize INTEGER, crc INTEGER);
+                 INSERT INTO entries (dataset, parent, name, size, mtime) VALUES ('ds', 0, 'ds', 0, 1);",
+            )
+            .unwrap();
+        }
+        let ix = Index::open(&path).unwrap();
+        let e = ix.entry(1).unwrap().unwrap();
+        assert_eq!((e.name.as_str(), e.links), ("ds", 0));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! - [`block`] holds one block's bytes, received once, then shared without copies;
 //! - [`index`] (SQLite) and [`archive`] (pure parsers) hold and produce the metadata;
 //! - [`resolve`] lists a source's files through its host's API, at index time;
+//! - [`labels`] reads a dataset's label tables into its classes view (`classes/<id>/`);
 //! - [`catalog`] is the validated list of datasets, [`render`] the text made from it;
 //!   [`check`] compares what is mounted for a dataset with what its entry says;
 //! - [`tier`] shares blocks and listings between the daemons of a cluster through an
@@ -34,6 +35,7 @@ pub mod fetch;
 pub mod flight;
 pub mod fuse;
 pub mod index;
+pub mod labels;
 pub mod logs;
 pub mod metrics;
 pub mod prefetch;

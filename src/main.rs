@@ -353,6 +353,7 @@ fn run_catalog(a: &CatalogArgs) -> Result<(), Error> {
                 v["state"] = st.label().into();
                 v["state_detail"] = st.detail().into();
                 v["path"] = format!("datasets/{}", d.id).into();
+                v["folders_text"] = medimg::catalog::folders_text(d).into();
                 v
             })
             .collect();
@@ -360,9 +361,15 @@ fn run_catalog(a: &CatalogArgs) -> Result<(), Error> {
         return Ok(());
     }
     let w = chosen.iter().map(|d| d.id.len()).max().unwrap_or(2).max(2);
+    let fw = chosen
+        .iter()
+        .map(|d| medimg::catalog::folders_text(d).len())
+        .max()
+        .unwrap_or(7)
+        .max(7);
     println!(
-        "{:w$}  {:12}  {:16}  {:12}  STATE",
-        "ID", "MODALITY", "ORGAN", "ACCESS"
+        "{:w$}  {:12}  {:16}  {:12}  {:fw$}  STATE",
+        "ID", "MODALITY", "ORGAN", "ACCESS", "FOLDERS"
     );
     for d in &chosen {
         let st = state(d);
@@ -371,14 +378,17 @@ fn run_catalog(a: &CatalogArgs) -> Result<(), Error> {
             x => format!(": {x}"),
         };
         println!(
-            "{:w$}  {:12}  {:16}  {:12}  {}{detail}",
+            "{:w$}  {:12}  {:16}  {:12}  {:fw$}  {}{detail}",
             d.id,
             d.modality.join(","),
             d.organ.join(","),
             d.access.as_str(),
+            medimg::catalog::folders_text(d),
             st.label()
         );
     }
+    // The line before the last counts class folders; the last, who can reach what.
+    eprintln!("{}", render::folders_summary(&chosen));
     eprintln!(
         "{} of {} datasets; {}",
         chosen.len(),

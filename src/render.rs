@@ -1,10 +1,13 @@
 //! Text generated from the catalog: the mount's `README.md` and `catalog.csv`, and the
 //! `medimg catalog` listing, and the per-dataset access notes (`MNT/about/<id>.md`). Pure
-//! functions of the catalog, the credentials found and the refusals recorded.
+//! functions of the catalog, the credentials found, the refusals recorded and what the label
+//! tables gave ([`crate::labels::Report`]).
 
 use std::fmt::Write;
 
-use crate::catalog::{Access, Catalog, Dataset, Locator};
+use crate::catalog::{
+    Access, Catalog, Dataset, Folders, LabelColumns, Locator, Split, folders_text,
+};
 use crate::credentials::{Credentials, how_to_provide};
 use crate::source::SourceError;
 
@@ -25,6 +28,8 @@ pub fn readme(c: &Catalog) -> String {
          ## Layout\n\n\
          ```\n\
          datasets/<id>/...                      each dataset's own files, as upstream ships them\n\
+         classes/<id>/<split>/<label>/<file>    the same files in a folder per label, for datasets\n\
+         \x20                                      whose labels are in a table (ImageFolder reads it)\n\
          modality/<Modality>/<organ>/<id>/...   the same datasets by modality, then organ\n\
          organ/<organ>/<Modality>/<id>/...      and by organ, then modality\n\
          catalog.csv                            one row per dataset\n\
@@ -39,7 +44,10 @@ pub fn readme(c: &Catalog) -> String {
          ls modality/X-ray/lung/\n\
          cp -r datasets/<id>/train ./train\n\
          python train.py --data datasets/<id>/...   # torchvision ImageFolder works as on disk\n\
+         python train.py --data classes/<id>/train  # labels from the dataset's own table\n\
          ```\n\n\
+         The `folders` column below says which datasets a folder-reading training script reads\n\
+         as shipped, which through `classes/<id>/`, and which are not classification datasets.\n\n\
          A dataset that fails with 'Permission denied' needs what its about/<id>.md says; a read\n\
          that fails with 'Input/output error' is explained in the daemon's log.\n",
         c.datasets.len(),
@@ -47,17 +55,18 @@ pub fn readme(c: &Catalog) -> String {
     );
     let _ = writeln!(
         s,
-        "## Datasets\n\n| id | title | modality | organ | access | status |\n|---|---|---|---|---|---|"
+        "## Datasets\n\n| id | title | modality | organ | access | folders | status |\n|---|---|---|---|---|---|---|"
     );
     for d in &c.datasets {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} |",
             d.id,
             d.title.replace('|', "/"),
             d.modality.join(", "),
             d.organ.join(", "),
             d.access.as_str(),
+            folders_text(d),
             status(d).replace('|', "/")
         );
     }
@@ -228,6 +237,7 @@ pub fn about(d: &Dataset, st: &State) -> String {
     let _ = writeln!(s, "- license: {}", d.license);
     let _ = writeln!(s, "- homepage: {}", d.homepage);
     let _ = writeln!(s, "- access: {}", d.access.as_str());
+    let _ = writeln!(s, "- folders: {}", folders_text(d));
     if let Some(t) = &d.terms {
         let _ = writeln!(s, "- terms: {t}");
     }
@@ -257,6 +267,132 @@ pub fn about(d: &Dataset, st: &State) -> String {
                  'Permission denied' (unsupported datasets: 'Input/output error').",
                 d.id
             );
+        }
+    }
+    s
+}
+
+/// The section of `MNT/about/<id>.md` on `classes/<id>/`: where its labels come from, what
+/// it holds, and everything its tables skipped (`None`: not made yet).
+pub fn classes(d: &Dataset, report: Option<&crate::labels::Report>) -> String {
+    let mut s = format!(
+        "\n## classes/{id}/\n\n`classes/{id}/` shows this dataset's files in a folder per label \
+         (`<split>/<label>/` where its tables give splits), as torchvision's `ImageFolder`, Keras' \
+         `image_dataset_from_directory` and fastai's `from_folder` expect. Each file there is the \
+         file of `datasets/{id}/` (the same inode): nothing is copied or fetched twice. The labels \
+         come from:\n\n",
+        id = d.id
+    );
+    for t in &d.labels {
+        let label = match &t.label {
+            LabelColumns::Single(c) => format!("column `{c}`"),
+            LabelColumns::Joined { column, separator } => {
+                format!("column `{column}`, labels joined by `{separator}`")
+            }
+            LabelColumns::OneHot(cs) => format!("one column per label ({})", cs.join(", ")),
+        };
+        let split = match &t.split {
+            Split::None => String::new(),
+            Split::Named(n) => format!("; split `{n}`"),
+            Split::Column(c) => format!("; split from column `{c}`"),
+            Split::Folder => "; split from the image's folder".into(),
+        };
+        let images: Vec<String> = t.image.iter().map(|p| format!("`{}`", p.text)).collect();
+        let _ = writeln!(
+            s,
+            "- `{}`: images {}; labels from {label}{split}",
+            t.table,
+            images.join(", ")
+        );
+    }
+    let Some(r) = report else {
+        let _ = writeln!(
+            s,
+            "\nNot made yet: listing `datasets/{id}/` or `classes/{id}/` the first time reads the \
+             table(s) through the cache.",
+            id = d.id
+        );
+        return s;
+    };
+    let _ = writeln!(
+        s,
+        "\nIt holds {} files in {} folders{}:\n\n| folder | files |\n|---|---|",
+        r.files,
+        r.classes.len(),
+        if r.links > r.files {
+            format!(
+                " ({} names: a file with several labels is in each of their folders)",
+                r.links
+            )
+        } else {
+            String::new()
+        }
+    );
+    for (folder, n) in &r.classes {
+        let _ = writeln!(s, "| {} | {n} |", folder.replace('|', "\\|"));
+    }
+    let mut skipped = Vec::new();
+    let examples = |p: &crate::labels::Problem| {
+        if p.examples.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ": {}{}",
+                p.examples.join("; "),
+                if p.count > p.examples.len() as u64 {
+                    "; ..."
+                } else {
+                    ""
+                }
+            )
+        }
+    };
+    for t in &r.tables {
+        let name = t.file.as_deref().unwrap_or(&t.table);
+        if let Some(e) = &t.error {
+            skipped.push(format!("`{}` was not used: {e}", t.table));
+            continue;
+        }
+        for (p, what) in [
+            (&t.missing, "name a file the dataset does not have"),
+            (&t.ambiguous, "name a file several files end with"),
+            (&t.unlabelled, "give no label"),
+            (&t.bad, "cannot be read as the catalog says"),
+        ] {
+            if p.count > 0 {
+                skipped.push(format!(
+                    "{} of the {} rows of `{name}` {what}{}",
+                    p.count,
+                    t.rows,
+                    examples(p)
+                ));
+            }
+        }
+    }
+    if r.collisions.count > 0 {
+        skipped.push(format!(
+            "{} files have the name of another file of their folder (the first is kept){}",
+            r.collisions.count,
+            examples(&r.collisions)
+        ));
+    }
+    if r.unlabelled_files.count > 0 {
+        skipped.push(format!(
+            "{} files sit beside labelled files and no row names them, so they have no label{}",
+            r.unlabelled_files.count,
+            examples(&r.unlabelled_files)
+        ));
+    }
+    if skipped.is_empty() {
+        let _ = writeln!(s, "\nEvery row of its tables placed its files.");
+    } else {
+        let _ = writeln!(
+            s,
+            "\nSkipped, and not in `classes/{}/` (medimg never guesses a label):\n",
+            d.id
+        );
+        for k in skipped {
+            let _ = writeln!(s, "- {k}");
         }
     }
     s
@@ -470,6 +606,21 @@ pub fn reach(datasets: &[&Dataset]) -> String {
     )
 }
 
+/// How many of `datasets` a training script that expects class folders reads as shipped,
+/// through `classes/`, and how many are not classification datasets or have unreadable labels.
+pub fn folders_summary(datasets: &[&Dataset]) -> String {
+    let n = |f: Option<Folders>| datasets.iter().filter(|d| d.folders == f).count();
+    format!(
+        "class folders: {} as shipped, {} through classes/, {} not classification, {} with \
+         labels medimg cannot read, {} unknown",
+        n(Some(Folders::AsShipped)),
+        n(Some(Folders::Classes)),
+        n(Some(Folders::NotClassification)),
+        n(Some(Folders::Unavailable)),
+        n(None)
+    )
+}
+
 /// One dataset of `medimg catalog --check` for a terminal: what was found, then each flag.
 pub fn check_line(r: &crate::check::Report) -> String {
     let mut s = format!(
@@ -512,10 +663,13 @@ pub fn cache_report(v: &serde_json::Value) -> String {
 }
 
 /// `MNT/catalog.csv`: one row per dataset; `group` is the Unix group a dataset's files are
-/// restricted to on this server (empty: everyone reads it).
+/// restricted to on this server (empty: everyone reads it); `folders` whether a training
+/// script that expects class folders reads it `as shipped`, through `classes/<id>`, or not
+/// (`not classification`, `labels unreadable`, `unknown`).
 pub fn catalog_csv(c: &Catalog, group: &dyn Fn(usize) -> Option<String>) -> String {
-    let mut s =
-        String::from("id,title,modality,organ,task,images,license,access,homepage,path,group\n");
+    let mut s = String::from(
+        "id,title,modality,organ,task,images,license,access,homepage,path,group,folders\n",
+    );
     for (i, d) in c.datasets.iter().enumerate() {
         let images = match &d.images_note {
             Some(unit) => format!("{} {unit}", d.images),
@@ -533,6 +687,7 @@ pub fn catalog_csv(c: &Catalog, group: &dyn Fn(usize) -> Option<String>) -> Stri
             d.homepage.clone(),
             format!("datasets/{}", d.id),
             group(i).unwrap_or_default(),
+            folders_text(d),
         ];
         let line: Vec<String> = row.iter().map(|f| csv_field(f)).collect();
         s.push_str(&line.join(","));

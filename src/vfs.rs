@@ -5,15 +5,20 @@
 //! ```text
 //! README.md, catalog.csv                 generated from the catalog
 //! datasets/<id>/...                      the dataset's own files, upstream layout
+//! classes/<id>/[<split>/]<label>/<file>  its files by label, from its label tables
 //! modality/<Modality>/<organ>/<id>/...   the same datasets by modality, then organ
 //! organ/<organ>/<Modality>/<id>/...      and by organ, then modality
 //! ```
-//! Every place a dataset appears is an *instance* of it. Inode numbers:
+//! Every place a dataset appears is an *instance* of it; `classes/<id>/` is an instance whose
+//! folders are the index's classes tree ([`crate::labels`]) rather than the dataset's own.
+//! Inode numbers:
 //! - `1..2^40`: the generated part (root, README.md, catalog.csv, the view directories);
-//! - `(instance << 40) | row`: a directory inside a dataset instance (`row` 0 is its root),
-//!   so a directory reached by two paths has two inodes, as the kernel requires;
-//! - `FILE_BIT | row`: a file, the same inode from every path (`st_nlink` counts the paths), so
-//!   the page cache and `du` see it once.
+//! - `(instance << 40) | row`: a directory inside a dataset instance (`row` 0 is its root;
+//!   in a classes instance `row` is a classes node), so a directory reached by two paths has
+//!   two inodes, as the kernel requires;
+//! - `FILE_BIT | row`: a file, the same inode from every path, `classes/` included
+//!   (`st_nlink` counts the paths), so the page cache, `du`, `cp -a` and `find -links` see it
+//!   once.
 //!
 //! # Indexing
 //! A dataset is indexed the first time a lookup or listing enters its directory: each source
@@ -39,6 +44,11 @@
 //!   are answered from the in-memory tree and the SQLite index. The one exception is the
 //!   first lookup of a file whose listing gave no size: one zero-length probe, whose answer
 //!   the index keeps ([`crate::sizes`]); listing names never asks it.
+//! - A dataset with label tables gets its classes tree when it is indexed: its tables are
+//!   read through the read path (the same cache), and the tree is kept in the index, so
+//!   `classes/<id>/` costs no request after that, across restarts. A tree that could not be
+//!   made then (the network failed) is made when `classes/<id>/` is first entered; a table
+//!   that cannot be used is reported in the log and `about/<id>.md`, never guessed around.
 //! - One indexing per dataset at a time; whoever else enters the dataset meanwhile waits for
 //!   it up to the fetcher's deadline, then gets EIO saying it is still being indexed.
 
@@ -308,6 +318,7 @@ struct AboutFacts {
     denials: HashMap<String, String>,
     indexed: std::collections::HashSet<String>,
     changes: HashMap<String, crate::index::Change>,
+    classes: HashMap<String, crate::labels::Report>,
 }
 
 /// A place where a dataset appears.
@@ -315,6 +326,8 @@ struct AboutFacts {
 struct Instance {
     dataset: usize,
     parent: u64,
+    /// `classes/<id>/`: rows are classes nodes, not the dataset's own entries.
+    classes: bool,
 }
 
 enum Ino {
@@ -388,12 +401,17 @@ pub struct Vfs {
     syn: Vec<SynNode>,
     /// Instances; index 0 is unused (instance 0 would collide with generated inodes).
     instances: Vec<Instance>,
-    /// How many instances each dataset has: the `st_nlink` of its files.
+    /// How many instances of its own files each dataset has: the `st_nlink` of its files,
+    /// before their names under `classes/`.
     paths_per_dataset: Vec<u32>,
     dataset_by_id: HashMap<String, usize>,
     roots: RwLock<HashMap<usize, i64>>,
+    /// Root nodes of the classes trees, by dataset.
+    class_roots: RwLock<HashMap<usize, i64>>,
     /// Indexings in progress: one per dataset, its result shared by whoever waited.
     indexing: Flights<usize, std::result::Result<i64, Arc<VfsError>>>,
+    /// Classes trees being made: one per dataset.
+    classing: Flights<usize, std::result::Result<i64, Arc<VfsError>>>,
     /// Rests of listings a reply had no room for, by (directory, cookie).
     listings: Mutex<LruCache<(u64, u64), Vec<DirItem>>>,
     /// The last failures users met, newest last (for `medimg status`).
@@ -438,8 +456,12 @@ impl TreeBuilder {
         self.add(parent, name, SynContent::Dir(Vec::new()))
     }
 
-    fn instance(&mut self, parent: u64, dataset: usize, id: &str) {
-        self.instances.push(Instance { dataset, parent });
+    fn instance(&mut self, parent: u64, dataset: usize, id: &str, classes: bool) {
+        self.instances.push(Instance {
+            dataset,
+            parent,
+            classes,
+        });
         let ino = dir_ino(self.instances.len() - 1, 0);
         if let SynContent::Dir(children) = &mut self.syn[parent as usize].content {
             children.push((id.to_string(), ino));
@@ -455,6 +477,7 @@ impl Vfs {
             instances: vec![Instance {
                 dataset: usize::MAX,
                 parent: 0,
+                classes: false,
             }],
         };
         // Slot 0 is a placeholder so that the root is inode 1.
@@ -483,7 +506,13 @@ impl Vfs {
             .collect();
         let datasets = t.dir(root, "datasets");
         for (i, d) in catalog.datasets.iter().enumerate() {
-            t.instance(datasets, i, &d.id);
+            t.instance(datasets, i, &d.id, false);
+        }
+        let classes = t.dir(root, "classes");
+        for (i, d) in catalog.datasets.iter().enumerate() {
+            if !d.labels.is_empty() {
+                t.instance(classes, i, &d.id, true);
+            }
         }
         let views: [View; 2] = [
             ("modality", &MODALITIES, &ORGANS, has_modality, has_organ),
@@ -507,13 +536,13 @@ impl Vfs {
                     }
                     let i_dir = t.dir(o_dir, i);
                     for k in matching {
-                        t.instance(i_dir, k, &catalog.datasets[k].id);
+                        t.instance(i_dir, k, &catalog.datasets[k].id, false);
                     }
                 }
             }
         }
         let mut paths_per_dataset = vec![0u32; catalog.datasets.len()];
-        for inst in &t.instances[1..] {
+        for inst in t.instances[1..].iter().filter(|i| !i.classes) {
             paths_per_dataset[inst.dataset] += 1;
         }
         let dataset_by_id = catalog
@@ -538,7 +567,9 @@ impl Vfs {
             paths_per_dataset,
             dataset_by_id,
             roots: RwLock::new(HashMap::new()),
+            class_roots: RwLock::new(HashMap::new()),
             indexing: Flights::new(),
+            classing: Flights::new(),
             listings: Mutex::new(LruCache::new(LISTINGS_KEPT)),
             failures: Mutex::new(std::collections::VecDeque::new()),
             started: now(),
@@ -589,6 +620,13 @@ impl Vfs {
                 .into_iter()
                 .map(|c| (c.dataset.clone(), c))
                 .collect(),
+            classes: self
+                .index
+                .class_reports()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|(d, r)| Some((d, serde_json::from_str(&r).ok()?)))
+                .collect(),
         }
     }
 
@@ -601,6 +639,9 @@ impl Vfs {
         let mut text = crate::render::about(d, &st);
         if let Some(c) = facts.changes.get(&d.id) {
             text.push_str(&crate::render::change(c));
+        }
+        if !d.labels.is_empty() {
+            text.push_str(&crate::render::classes(d, facts.classes.get(&d.id)));
         }
         if let Some(g) = self.access.group(i) {
             text.push_str(&format!(
@@ -821,7 +862,7 @@ impl Vfs {
                 perm: p.file,
                 uid: p.uid,
                 gid: p.gid,
-                nlink: d.map_or(1, |d| self.paths_per_dataset[d]),
+                nlink: d.map_or(1, |d| self.paths_per_dataset[d]) + e.links,
                 mtime: e.mtime,
             },
         }
@@ -844,6 +885,14 @@ impl Vfs {
             Ino::Syn(_) => self.syn_attr(ino).ok_or(VfsError::NotFound),
             Ino::Dir { instance, row: 0 } => {
                 let d = self.instance(instance)?.dataset;
+                Ok(self.dir_attr(ino, self.started, self.access.dataset(d)))
+            }
+            Ino::Dir { instance, row } if self.instance(instance)?.classes => {
+                let d = self.instance(instance)?.dataset;
+                let n = self.index.class_node(row)?.ok_or(VfsError::NotFound)?;
+                if n.entry.is_some() {
+                    return Err(VfsError::NotFound);
+                }
                 Ok(self.dir_attr(ino, self.started, self.access.dataset(d)))
             }
             Ino::Dir { instance, row } => {
@@ -898,6 +947,14 @@ impl Vfs {
                 }
                 SynContent::File(_) | SynContent::About(_) => Err(VfsError::NotDir),
             },
+            Ino::Dir { instance, row } if self.instance(instance)?.classes => {
+                let folder = self.class_dir_row(instance, row)?;
+                let n = self
+                    .index
+                    .class_lookup(folder, name)?
+                    .ok_or(VfsError::NotFound)?;
+                self.class_node_attr(instance, n)
+            }
             Ino::Dir { instance, row } => {
                 let parent_row = self.dir_row(instance, row)?;
                 let e = self
@@ -908,6 +965,34 @@ impl Vfs {
                 Ok(self.entry_attr(instance, &e))
             }
             Ino::File(_) => Err(VfsError::NotDir),
+        }
+    }
+
+    /// The classes node of a folder inside a classes instance (row 0: the tree's root, made
+    /// now if it is not yet).
+    fn class_dir_row(&self, instance: usize, row: i64) -> Result<i64> {
+        if row != 0 {
+            return Ok(row);
+        }
+        let dataset = self.instance(instance)?.dataset;
+        self.ensure_classes(dataset)
+    }
+
+    /// Attributes of a classes node: a folder of this instance, or the dataset's own file.
+    fn class_node_attr(&self, instance: usize, n: crate::index::ClassNode) -> Result<Attr> {
+        match n.entry {
+            None => {
+                let d = self.instance(instance)?.dataset;
+                Ok(self.dir_attr(
+                    dir_ino(instance, n.id),
+                    self.started,
+                    self.access.dataset(d),
+                ))
+            }
+            Some(e) => {
+                let e = self.sized(e)?;
+                Ok(self.entry_attr(instance, &e))
+            }
         }
     }
 
@@ -943,6 +1028,19 @@ impl Vfs {
                 (self.getattr(ino)?, node.parent)
             }
             Ino::Dir { instance, row: 0 } => (self.getattr(ino)?, self.instance(instance)?.parent),
+            Ino::Dir { instance, row } if self.instance(instance)?.classes => {
+                let n = self.index.class_node(row)?.ok_or(VfsError::NotFound)?;
+                let up = if self
+                    .index
+                    .class_node(n.parent)?
+                    .is_some_and(|p| p.parent == 0)
+                {
+                    dir_ino(instance, 0)
+                } else {
+                    dir_ino(instance, n.parent)
+                };
+                (self.getattr(ino)?, up)
+            }
             Ino::Dir { instance, row } => {
                 let e = self.index.entry(row)?.ok_or(VfsError::NotFound)?;
                 let up = if self.index.entry(e.parent)?.is_some_and(|p| p.parent == 0) {
@@ -984,6 +1082,31 @@ impl Vfs {
                     }
                 } else {
                     return Err(VfsError::NotDir);
+                }
+            }
+            Ino::Dir { instance, row } if self.instance(instance)?.classes => {
+                let folder = self.class_dir_row(instance, row)?;
+                let after = cookie.saturating_sub(2) as i64;
+                let d = self.instance(instance)?.dataset;
+                for n in self.index.class_children(folder, after, max)? {
+                    let next = n.id as u64 + 2;
+                    let (attr, provisional) = match &n.entry {
+                        None => (
+                            self.dir_attr(
+                                dir_ino(instance, n.id),
+                                self.started,
+                                self.access.dataset(d),
+                            ),
+                            false,
+                        ),
+                        Some(e) => (self.entry_attr(instance, e), e.size.is_none()),
+                    };
+                    out.push(DirItem {
+                        name: n.name,
+                        attr,
+                        provisional,
+                        next,
+                    });
                 }
             }
             Ino::Dir { instance, row } => {
@@ -1039,6 +1162,16 @@ impl Vfs {
                             .map_err(Arc::new)?;
                     // A refusal or a change it recorded is behind it now.
                     self.refresh_about(d);
+                    // Its label tables are read now, through the cache, into the index.
+                    if !ds.labels.is_empty()
+                        && let Err(e) = self.classes_of(d, root)
+                    {
+                        tracing::warn!(
+                            dataset = %ds.id,
+                            "classes/{} not made: {e}; entering it tries again",
+                            ds.id
+                        );
+                    }
                     root
                 }
                 Err(e) => return Err(Arc::new(e.into())),
@@ -1057,6 +1190,123 @@ impl Vfs {
                 waited: self.fetcher.deadline(),
             }),
         }
+    }
+
+    /// The root node of dataset `d`'s classes tree, indexing the dataset and making the tree
+    /// first if needed.
+    fn ensure_classes(&self, d: usize) -> Result<i64> {
+        if let Some(r) = self
+            .class_roots
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&d)
+        {
+            return Ok(*r);
+        }
+        let root = self.ensure_indexed(d)?;
+        self.classes_of(d, root)
+    }
+
+    /// The classes tree of dataset `d`, whose root entry is `root`: the one recorded for this
+    /// root and label spec, or one made now from its tables (one making per dataset at a
+    /// time; concurrent callers wait for it).
+    fn classes_of(&self, d: usize, root: i64) -> Result<i64> {
+        let ds = &self.catalog.datasets[d];
+        let deadline = Instant::now() + self.fetcher.deadline();
+        let made = self.classing.run(d, Some(deadline), || {
+            if let Some(r) = self
+                .class_roots
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&d)
+            {
+                return Ok(*r);
+            }
+            // Version 1 of the tree; a changed spec (or version) makes it again.
+            let spec = format!("v1 {:?}", ds.labels);
+            let r = match self.index.classes(&ds.id) {
+                Ok(Some(c)) if c.spec == spec && c.dataset_root == root => c.root,
+                Ok(_) => {
+                    crate::source::stats::on_behalf_of(&ds.id, || self.make_classes(d, root, &spec))
+                        .map_err(Arc::new)?
+                }
+                Err(e) => return Err(Arc::new(e.into())),
+            };
+            self.class_roots
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(d, r);
+            Ok(r)
+        });
+        match made {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(VfsError::Shared(e)),
+            Err(TimedOut) => Err(VfsError::StillIndexing {
+                dataset: ds.id.clone(),
+                waited: self.fetcher.deadline(),
+            }),
+        }
+    }
+
+    /// Read dataset `d`'s label tables and record its classes tree; one log line says what
+    /// it holds and what was skipped.
+    fn make_classes(&self, d: usize, root: i64, spec: &str) -> Result<i64> {
+        let ds = &self.catalog.datasets[d];
+        // Paths from the rows: a directory's row comes before its children's.
+        let mut dirs: HashMap<i64, Vec<String>> = HashMap::from([(root, Vec::new())]);
+        let mut files = Vec::new();
+        for (id, parent, name, size, is_file) in self.index.dataset_entries(&ds.id)? {
+            let Some(mut path) = dirs.get(&parent).cloned() else {
+                continue;
+            };
+            path.push(name);
+            if is_file {
+                files.push((id, path, size));
+            } else {
+                dirs.insert(id, path);
+            }
+        }
+        let files = crate::labels::Files::new(files);
+        let tree = crate::labels::build(&ds.labels, &files, &mut |entry| self.read_table(entry))?;
+        let nodes: Vec<crate::index::NewClassNode> = tree
+            .nodes
+            .into_iter()
+            .map(|n| crate::index::NewClassNode {
+                parent: n.parent,
+                name: n.name,
+                entry: n.entry,
+            })
+            .collect();
+        let report = serde_json::to_string(&tree.report).unwrap_or_else(|_| "{}".into());
+        let croot = self
+            .index
+            .put_classes(&ds.id, spec, root, &nodes, &report, now())?;
+        let line = tree.report.summary();
+        if tree.report.skipped_anything() {
+            tracing::warn!(dataset = %ds.id, "classes/{}: {line} (see about/{}.md)", ds.id, ds.id);
+        } else {
+            tracing::info!(dataset = %ds.id, "classes/{}: {line}", ds.id);
+        }
+        self.refresh_about(d);
+        Ok(croot)
+    }
+
+    /// The bytes of label table `entry` (at most one more than [`crate::labels::TABLE_MAX`]),
+    /// read through the read path: the cache, the checks, the dataset's credentials.
+    fn read_table(&self, entry: i64) -> Result<Vec<u8>> {
+        let e = self.index.entry(entry)?.ok_or(VfsError::NotFound)?;
+        let e = self.sized(e)?;
+        let size = e.size.unwrap_or(0).min(crate::labels::TABLE_MAX + 1);
+        let mut out = Vec::with_capacity(size as usize);
+        while (out.len() as u64) < size {
+            let want = (size - out.len() as u64).min(1 << 20) as u32;
+            let b = self.read_file(entry, 0, out.len() as u64, want)?;
+            if b.is_empty() {
+                break;
+            }
+            out.extend_from_slice(&b);
+        }
+        Ok(out)
     }
 
     fn index_dataset(&self, ds: &Dataset, fingerprint: &str) -> Result<i64> {
@@ -1817,6 +2067,7 @@ unsupported = "no pinned download source yet"
                 "catalog.csv",
                 "about",
                 "datasets",
+                "classes",
                 "modality",
                 "organ"
             ]
@@ -2009,6 +2260,184 @@ unsupported = "no pinned download source yet"
 
     fn about(vfs: &Vfs, id: &str) -> String {
         String::from_utf8(read_all(vfs, &format!("about/{id}.md")).unwrap()).unwrap()
+    }
+
+    const LABELLED: &str = r#"
+[[dataset]]
+id = "derm"
+title = "Skin"
+modality = ["Dermoscopy"]
+organ = ["skin"]
+access = "open"
+[[dataset.source]]
+type = "http"
+url = "http://up/images.zip"
+[[dataset.source]]
+type = "http"
+url = "http://up/meta.csv"
+[[dataset.labels]]
+table = "meta.csv"
+image = "{image_id}.jpg"
+label = "dx"
+split_column = "split"
+"#;
+
+    /// 12 flat images in two folders; the table labels 11 of them and names one missing.
+    fn labelled_mock() -> Arc<MockUpstream> {
+        let mut w = ::zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        for i in 0..12 {
+            let part = if i < 6 { "part_1" } else { "part_2" };
+            w.start_file(
+                format!("images/{part}/img_{i:03}.jpg"),
+                ::zip::write::SimpleFileOptions::default(),
+            )
+            .unwrap();
+            w.write_all(&image(i, 2000)).unwrap();
+        }
+        let up = Arc::new(MockUpstream::new());
+        up.put("http://up/images.zip", w.finish().unwrap().into_inner());
+        let mut csv = String::from("image_id,dx,split\n");
+        for i in 0..11 {
+            let dx = ["nv", "mel", "bcc"][i % 3];
+            let split = if i % 4 == 0 { "test" } else { "train" };
+            csv.push_str(&format!("img_{i:03},{dx},{split}\n"));
+        }
+        csv.push_str("img_099,nv,train\n");
+        up.put("http://up/meta.csv", csv.into_bytes());
+        up
+    }
+
+    #[test]
+    fn classes_view_is_made_at_indexing_names_the_same_files_and_costs_no_request_after() {
+        let f = Fixture::new();
+        let up = labelled_mock();
+        let vfs = f.vfs_with(LABELLED, up.clone(), 1 << 20, 4096);
+        assert_eq!(names(&vfs, "classes"), ["derm"]);
+        assert_eq!(up.request_count(), 0, "classes/ itself is the catalog's");
+        assert_eq!(names(&vfs, "datasets/derm"), ["images", "meta.csv"]);
+        let indexed = up.request_count();
+        assert_eq!(names(&vfs, "classes/derm"), ["test", "train"]);
+        assert_eq!(names(&vfs, "classes/derm/train"), ["bcc", "mel", "nv"]);
+        assert_eq!(
+            names(&vfs, "classes/derm/train/nv"),
+            ["img_003.jpg", "img_006.jpg", "img_009.jpg"]
+        );
+        assert_eq!(names(&vfs, "classes/derm/test/nv"), ["img_000.jpg"]);
+        assert_eq!(
+            up.request_count(),
+            indexed,
+            "the table was read at indexing"
+        );
+        // The same file: one inode; its links count the name under classes/.
+        let c = walk(&vfs, "classes/derm/train/nv/img_006.jpg").unwrap();
+        let d = walk(&vfs, "datasets/derm/images/part_2/img_006.jpg").unwrap();
+        assert_eq!(c.ino, d.ino);
+        assert_eq!(
+            (c.nlink, d.nlink),
+            (4, 4),
+            "datasets, modality, organ, classes"
+        );
+        let unlabelled = walk(&vfs, "datasets/derm/images/part_2/img_011.jpg").unwrap();
+        assert_eq!(unlabelled.nlink, 3);
+        assert_eq!(
+            read_all(&vfs, "classes/derm/train/nv/img_006.jpg").unwrap(),
+            image(6, 2000)
+        );
+        let up_dir = vfs
+            .readdir(walk(&vfs, "classes/derm/train/nv").unwrap().ino, 0, 10)
+            .unwrap();
+        assert_eq!(
+            up_dir[1].attr.ino,
+            walk(&vfs, "classes/derm/train").unwrap().ino
+        );
+        let a = about(&vfs, "derm");
+        assert!(a.contains("| train/nv | 3 |"), "{a}");
+        assert!(a.contains("row 13: img_099.jpg"), "{a}");
+        assert!(a.contains("images/part_2/img_011.jpg"), "{a}");
+        assert!(a.contains("- folders: classes/derm"), "{a}");
+        drop(vfs);
+        // After a restart: the tree is in the index; no request.
+        let up = labelled_mock();
+        let vfs = f.vfs_with(LABELLED, up.clone(), 1 << 20, 4096);
+        assert_eq!(names(&vfs, "classes/derm/test"), ["bcc", "mel", "nv"]);
+        let c2 = walk(&vfs, "classes/derm/train/nv/img_006.jpg").unwrap();
+        assert_eq!(c2.ino, c.ino);
+        assert_eq!(up.request_count(), 0, "{:?}", up.requests());
+        drop(vfs);
+        // Another label spec makes the tree again from the table (the cache holds it).
+        let by_dx = LABELLED.replace("split_column = \"split\"\n", "");
+        let vfs = f.vfs_with(&by_dx, up.clone(), 1 << 20, 4096);
+        assert_eq!(names(&vfs, "classes/derm"), ["bcc", "mel", "nv"]);
+        assert_eq!(names(&vfs, "classes/derm/nv").len(), 4);
+        assert_eq!(
+            walk(&vfs, "datasets/derm/images/part_1/img_000.jpg")
+                .unwrap()
+                .nlink,
+            4
+        );
+        assert_eq!(up.request_count(), 0, "{:?}", up.requests());
+    }
+
+    /// An upstream whose table answers 503 past its first block while `down` is set.
+    struct TableOutage {
+        inner: Arc<MockUpstream>,
+        down: std::sync::atomic::AtomicBool,
+    }
+
+    impl Upstream for TableOutage {
+        fn fetch(
+            &self,
+            req: &crate::source::FetchRequest<'_>,
+        ) -> std::result::Result<crate::source::Response<'_>, SourceError> {
+            if self.down.load(Ordering::SeqCst)
+                && req.url.ends_with("meta.csv")
+                && req.range.as_ref().is_some_and(|r| r.start > 0)
+            {
+                return Err(SourceError::Status {
+                    url: req.url.to_string(),
+                    status: 503,
+                });
+            }
+            self.inner.fetch(req)
+        }
+
+        fn api(
+            &self,
+            req: &crate::source::ApiRequest<'_>,
+        ) -> std::result::Result<crate::source::ApiReply, SourceError> {
+            self.inner.api(req)
+        }
+    }
+
+    #[test]
+    fn a_table_that_cannot_be_read_at_indexing_is_read_when_classes_is_entered() {
+        let f = Fixture::new();
+        let up = labelled_mock();
+        // A table of three blocks: its probe brings the first only.
+        let mut csv = String::from("image_id,dx,split,note\n");
+        for i in 0..12 {
+            csv.push_str(&format!("img_{i:03},nv,train,{}\n", "x".repeat(800)));
+        }
+        up.put("http://up/meta.csv", csv.into_bytes());
+        let outage = Arc::new(TableOutage {
+            inner: up,
+            down: std::sync::atomic::AtomicBool::new(true),
+        });
+        let vfs = f.vfs_with(LABELLED, outage.clone(), 1 << 20, 4096);
+        // The dataset's own files list; its classes wait for the table.
+        assert_eq!(names(&vfs, "datasets/derm"), ["images", "meta.csv"]);
+        let e = walk(&vfs, "classes/derm/train").unwrap_err();
+        assert_eq!(e.errno(), libc::EIO, "{e}");
+        assert!(about(&vfs, "derm").contains("Not made yet"));
+        outage.down.store(false, Ordering::SeqCst);
+        assert_eq!(names(&vfs, "classes/derm/train"), ["nv"]);
+        assert_eq!(names(&vfs, "classes/derm/train/nv").len(), 12);
+        let a = about(&vfs, "derm");
+        assert!(a.contains("| train/nv | 12 |"), "{a}");
+        assert!(
+            a.contains("Every row of its tables placed its files."),
+            "{a}"
+        );
     }
 
     #[test]

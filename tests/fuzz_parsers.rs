@@ -267,6 +267,71 @@ fn mutated_catalogs_fail_with_a_message_or_validate() {
     each_mutant("catalog_parse", 0x243F6A8885A308D3, 30_000, check_catalog);
 }
 
+/// Label tables (CSV, TSV, a spreadsheet's bytes) mutated: each gives a report or a tree
+/// whose folders are names a folder can have and whose files are the dataset's, never a panic.
+#[test]
+fn mutated_label_tables_are_reported_or_placed_never_a_panic() {
+    let entry = |labels: &str| {
+        format!(
+            "[[dataset]]\nid = \"d\"\ntitle = \"D\"\nmodality = [\"X-ray\"]\norgan = [\"lung\"]\n\
+             access = \"open\"\n[[dataset.source]]\ntype = \"http\"\nurl = \"https://h/d.zip\"\n\
+             [[dataset.labels]]\n{labels}\n"
+        )
+    };
+    let cases = [
+        (
+            "table = \"t.csv\"\nimage = \"{image_id}.jpg\"\nlabel = \"dx\"\nsplit_column = \"split\"",
+            &b"image_id,dx,split\na,nv,train\nb,\"m/el\",test\nc,,train\n\"d\",bkl,\"tr\"\"ain\"\n"
+                [..],
+        ),
+        (
+            "table = \"t.tsv\"\nimage = \"x/{f}\"\nlabel = \"l\"\nseparator = \"|\"\nsplit_folder = true",
+            b"f\tl\na.jpg\tA|B\nb.jpg\t|\nc.jpg\tNo Finding\n",
+        ),
+        (
+            "table = \"t.csv\"\nimage = [\"{l}\", \"{r}\"]\none_hot = [\"N\", \"D\"]",
+            b"l,r,N,D\na.jpg,b.jpg,1.0,0\nc.jpg,d.jpg,0,true\n",
+        ),
+    ];
+    let files = medimg::labels::Files::new(
+        [
+            "t.csv", "t.tsv", "x/a.jpg", "x/b.jpg", "y/c.jpg", "y/d.jpg", "a.jpg", "b.jpg",
+            "c.jpg", "d.jpg",
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (i as i64, p.split('/').map(str::to_string).collect(), None)),
+    );
+    let mut rng = Rng(0x9E3779B97F4A7C15);
+    for (labels, table) in cases {
+        let c = Catalog::parse(&entry(labels), "t").unwrap();
+        let spec = &c.datasets[0].labels;
+        let mut cur = table.to_vec();
+        for i in 0..3000 {
+            if i % 8 == 0 {
+                cur = table.to_vec();
+            }
+            cur = mutate_text(&mut rng, &cur);
+            let bytes = cur.clone();
+            let tree =
+                medimg::labels::build::<()>(spec, &files, &mut |_| Ok(bytes.clone())).unwrap();
+            for n in &tree.nodes {
+                let name = n.name.as_str();
+                assert!(
+                    !name.is_empty() && !name.contains('/') && name != "." && name != "..",
+                    "{name:?} from {:?}",
+                    String::from_utf8_lossy(&cur)
+                );
+                assert!(n.entry.is_none_or(|e| (0..10).contains(&e)));
+            }
+            assert_eq!(
+                tree.report.links as usize,
+                tree.nodes.iter().filter(|n| n.entry.is_some()).count()
+            );
+        }
+    }
+}
+
 fn check_config(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     if let Ok(cfg) = ConfigFile::parse(&text, Path::new("mutant.toml")) {

@@ -44,6 +44,7 @@ fn tree_views_and_sizes_before_any_member_byte_is_fetched() {
             "README.md",
             "about",
             "catalog.csv",
+            "classes",
             "datasets",
             "modality",
             "organ"
@@ -54,9 +55,9 @@ fn tree_views_and_sizes_before_any_member_byte_is_fetched() {
     let (_, out, _) = sh(&format!("ls {}/organ/brain/MRI", root.display()));
     assert_eq!(out, "brain-later\n");
     let csv = std::fs::read_to_string(root.join("catalog.csv")).unwrap();
-    assert!(
-        csv.starts_with("id,title,modality,organ,task,images,license,access,homepage,path,group\n")
-    );
+    assert!(csv.starts_with(
+        "id,title,modality,organ,task,images,license,access,homepage,path,group,folders\n"
+    ));
     assert!(csv.contains("chest-xray,Test chest-xray,X-ray,lung,"));
     assert!(
         std::fs::read_to_string(root.join("README.md"))
@@ -569,6 +570,20 @@ fn catalog_command_filters_and_prints_json() {
             && last.contains(" with credentialed access, ")
             && last.ends_with(" not at all (yet)"),
         "{last}"
+    );
+    // The line before it counts the datasets by class folders; a column says it per dataset.
+    let folders = err.lines().rev().nth(1).unwrap_or_default();
+    assert!(
+        folders.starts_with("class folders: ") && folders.contains(" through classes/, "),
+        "{folders}"
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.lines().next().unwrap_or_default().contains("FOLDERS"));
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("isic-2019 ") && l.contains(" classes/isic-2019 ")),
+        "{table}"
     );
     let out = medimg()
         .args(["catalog", "--organ", "lungs"])
