@@ -486,4 +486,31 @@ mod tests {
             "{text}"
         );
     }
+
+    #[test]
+    fn the_shared_tier_is_in_the_scrape_only_when_there_is_one() {
+        let stats = crate::tier::TierStats {
+            store: "http://s bucket b".into(),
+            hits: 7,
+            lease_waits: 2,
+            corrupt: 1,
+            errors: 3,
+            paused: true,
+            ..Default::default()
+        };
+        let status = serde_json::json!({"shared_cache": stats});
+        let text = super::render(&super::FuseTimes::default(), &status);
+        for line in [
+            "medimg_shared_cache_hits_total 7",
+            "medimg_shared_cache_lease_waits_total 2",
+            "medimg_shared_cache_damaged_total 1",
+            "medimg_shared_cache_errors_total 3",
+            "medimg_shared_cache_paused 1",
+        ] {
+            assert!(text.contains(line), "{line}\n{text}");
+        }
+        let none = serde_json::json!({"shared_cache": null});
+        let text = super::render(&super::FuseTimes::default(), &none);
+        assert!(!text.contains("shared_cache"), "{text}");
+    }
 }

@@ -709,4 +709,22 @@ mod tests {
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert!(readme(&c).contains("| shenzhen-cxr |"));
     }
+
+    #[test]
+    fn status_text_says_what_the_shared_tier_did() {
+        let v = serde_json::json!({
+            "shared_cache": {"store": "http://s:8333 bucket medimg", "hits": 7, "hit_bytes": 2048,
+                "misses": 1, "publishes": 1, "published_bytes": 1024, "lease_waits": 2,
+                "lease_waits_served": 2, "corrupt": 1, "errors": 0, "bypassed": 0,
+                "paused": false, "last_error": "shared cache x: no answer within 5s"},
+        });
+        let text = daemon_status(&v);
+        assert!(
+            text.contains("shared cache http://s:8333 bucket medimg: 7 hits (2.0 KiB), 1 misses")
+                && text.contains("1 damaged and replaced")
+                && text.contains("last store error: shared cache x: no answer within 5s"),
+            "{text}"
+        );
+        assert!(!daemon_status(&serde_json::json!({})).contains("shared cache"));
+    }
 }
