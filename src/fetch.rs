@@ -1652,6 +1652,38 @@ mod tests {
         }
 
         #[test]
+        fn a_busy_store_is_waited_for_not_taken_for_down() {
+            let up = Arc::new(MockUpstream::new());
+            let b = blob(&up, "http://h/a");
+            up.set_delay(Duration::from_millis(20));
+            let memory = Arc::new(MemoryStore::new());
+            let store = Arc::new(FaultyStore::new(memory.clone()));
+            // The first 30 requests of the cluster are told to slow down (503 SlowDown).
+            store.set(Faults {
+                throttle: 30,
+                ..Faults::default()
+            });
+            let nodes: Vec<_> = (0..3)
+                .map(|_| node(up.clone(), store.clone(), Duration::from_secs(10)))
+                .collect();
+            std::thread::scope(|s| {
+                for (_, f) in &nodes {
+                    let b = &b;
+                    s.spawn(move || assert_eq!(f.read_at(b, 0, SIZE as u64).unwrap(), data(SIZE)));
+                }
+            });
+            // Still one request per block: nobody fell back to the upstream.
+            assert_eq!(up.request_count(), 11, "{:?}", up.requests());
+            let all: Vec<TierStats> = nodes.iter().map(|(_, f)| stats(f)).collect();
+            assert_eq!(all.iter().map(|s| s.throttled).sum::<u64>(), 30, "{all:?}");
+            assert_eq!(
+                all.iter().map(|s| s.errors + s.bypassed).sum::<u64>(),
+                0,
+                "{all:?}"
+            );
+        }
+
+        #[test]
         fn a_store_that_refuses_costs_readers_nothing() {
             let up = Arc::new(MockUpstream::new());
             let b = blob(&up, "http://h/a");

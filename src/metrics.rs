@@ -344,6 +344,11 @@ pub fn render(times: &FuseTimes, status: &serde_json::Value) -> String {
                 "errors",
             ),
             (
+                "shared_cache_throttled",
+                "Store requests it asked to slow down (each waited and tried again)",
+                "throttled",
+            ),
+            (
                 "shared_cache_bypassed",
                 "Requests sent to the upstream while the store was paused after a failure",
                 "bypassed",

@@ -459,7 +459,7 @@ pub fn daemon_status(v: &serde_json::Value) -> String {
             s,
             "shared cache {}{}: {} hits ({}), {} misses, {} published ({}), {} waits for \
              another node ({} served), {} damaged and replaced, {} store errors, {} requests \
-             past it while paused",
+             past it while paused, {} asked to slow down",
             t["store"].as_str().unwrap_or("?"),
             if t["paused"].as_bool() == Some(true) {
                 " (paused after a failure)"
@@ -476,6 +476,7 @@ pub fn daemon_status(v: &serde_json::Value) -> String {
             n(&t["corrupt"]),
             n(&t["errors"]),
             n(&t["bypassed"]),
+            n(&t["throttled"]),
         );
         if let Some(e) = t["last_error"].as_str() {
             let _ = writeln!(s, "  last store error: {e}");

@@ -64,7 +64,7 @@ pub fn retry<T>(
 }
 
 /// A number in `[0, 1)` that differs between calls and threads.
-fn jitter() -> f64 {
+pub fn jitter() -> f64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(

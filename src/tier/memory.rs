@@ -105,6 +105,8 @@ pub struct Faults {
     pub delay: Option<Duration>,
     /// Objects read back have their last byte flipped.
     pub flip_reads: bool,
+    /// The next this many requests are asked to slow down (503 SlowDown).
+    pub throttle: u64,
 }
 
 /// A store that misbehaves as told ([`Faulty::set`]), in front of another.
@@ -128,7 +130,17 @@ impl<S: ObjectStore> Faulty<S> {
     }
 
     fn gate(&self) -> Result<Faults, StoreError> {
-        let f = lock(&self.faults).clone();
+        let f = {
+            let mut now = lock(&self.faults);
+            if now.throttle > 0 {
+                now.throttle -= 1;
+                return Err(StoreError::Throttled {
+                    store: self.inner.describe(),
+                    message: "HTTP 503 SlowDown (injected)".into(),
+                });
+            }
+            now.clone()
+        };
         if let Some(d) = f.delay {
             std::thread::sleep(d);
         }

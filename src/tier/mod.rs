@@ -50,6 +50,8 @@ use crate::logs::Summarised;
 pub const PAUSE_FIRST: Duration = Duration::from_secs(5);
 /// The longest the store is left alone after failures in a row.
 pub const PAUSE_MAX: Duration = Duration::from_secs(120);
+/// The longest a request waits out a store that asks to slow down before it counts as failed.
+pub const THROTTLED_MAX: Duration = Duration::from_secs(10);
 /// First and longest pause between two looks for an object another node is fetching.
 const POLL_FIRST: Duration = Duration::from_millis(20);
 const POLL_MAX: Duration = Duration::from_millis(250);
@@ -63,6 +65,14 @@ pub enum StoreError {
         /// Endpoint and bucket.
         store: String,
         /// What happened.
+        message: String,
+    },
+    /// The store asks for fewer requests (S3's 503 SlowDown, 429): it is up, and busy.
+    #[error("shared cache {store}: {message}")]
+    Throttled {
+        /// Endpoint and bucket.
+        store: String,
+        /// What it said.
         message: String,
     },
     /// The store answered and refused (credentials, permissions, no such bucket).
@@ -144,6 +154,8 @@ pub struct TierStats {
     /// Requests that went straight to the upstream because the store was paused after a
     /// failure.
     pub bypassed: u64,
+    /// Store requests it asked to slow down (each waited and tried again).
+    pub throttled: u64,
     /// Whether the store is paused now after a failure.
     pub paused: bool,
     /// The last store failure, if any.
@@ -162,6 +174,7 @@ struct Counters {
     corrupt: AtomicU64,
     errors: AtomicU64,
     bypassed: AtomicU64,
+    throttled: AtomicU64,
 }
 
 fn add(c: &AtomicU64, n: u64) {
@@ -358,6 +371,36 @@ impl Tier {
 }
 
 impl Core {
+    /// Run one store request; a store that asks to slow down is asked again after a jittered
+    /// pause (50 ms doubling to 1 s), for up to [`THROTTLED_MAX`] in all: a busy store is not a
+    /// store that is down, and falling back to the upstream would send the burst there.
+    fn patiently<T>(&self, f: impl Fn() -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match f() {
+                Err(StoreError::Throttled { .. }) if started.elapsed() < THROTTLED_MAX => {
+                    add(&self.counters.throttled, 1);
+                    std::thread::sleep(pause.mul_f64(0.5 + crate::source::jitter()));
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn get(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.patiently(|| self.store.get(name))
+    }
+
+    fn put(&self, name: &str, body: &[u8], if_absent: bool) -> Result<Put, StoreError> {
+        self.patiently(|| self.store.put(name, body, if_absent))
+    }
+
+    fn delete(&self, name: &str) -> Result<(), StoreError> {
+        self.patiently(|| self.store.delete(name))
+    }
+
     /// The object `name`: from the store when it has it (checked by its envelope, then by
     /// `accept`, which says what is wrong with a payload this node cannot use); otherwise made
     /// by `make` (once per cluster: see the module note) and published.
@@ -393,7 +436,7 @@ impl Core {
                     // The holder before us may have published and let go between our look
                     // and our lease: look once more before fetching.
                     if let Ok(Some(found)) = self.look(name, &accept) {
-                        if let Err(e) = self.store.delete(lease_name) {
+                        if let Err(e) = self.delete(lease_name) {
                             self.failed(&e);
                         }
                         return Ok(Got::Shared(found));
@@ -403,7 +446,7 @@ impl Core {
                         // The lease is let go once the object is in the store.
                         Some(p) => self.publish(name, p, Some(lease_name)),
                         None => {
-                            if let Err(e) = self.store.delete(lease_name) {
+                            if let Err(e) = self.delete(lease_name) {
                                 self.failed(&e);
                             }
                         }
@@ -453,7 +496,7 @@ impl Core {
                     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
                         stop.recv_timeout(every)
                     {
-                        if let Err(e) = self.store.put(lease_name, &self.lease_body(), false) {
+                        if let Err(e) = self.put(lease_name, &self.lease_body(), false) {
                             self.failed(&e);
                             break;
                         }
@@ -478,18 +521,18 @@ impl Core {
 
     /// Try to take the lease: `Ok(true)` when this node holds it now.
     fn take_lease(&self, lease_name: &str) -> Result<bool, ()> {
-        match self.store.put(lease_name, &self.lease_body(), true) {
+        match self.put(lease_name, &self.lease_body(), true) {
             Ok(Put::Done) => Ok(true),
             Ok(Put::Exists) => match self.lease_state(lease_name)? {
                 LeaseState::Held => Ok(false),
                 LeaseState::Free => {
                     // Void: its holder died. Remove it and race for a new one (a node that
                     // deleted a live one would at worst fetch once more).
-                    if let Err(e) = self.store.delete(lease_name) {
+                    if let Err(e) = self.delete(lease_name) {
                         self.failed(&e);
                         return Err(());
                     }
-                    match self.store.put(lease_name, &self.lease_body(), true) {
+                    match self.put(lease_name, &self.lease_body(), true) {
                         Ok(Put::Done) => Ok(true),
                         Ok(Put::Exists) => Ok(false),
                         Err(e) => {
@@ -507,7 +550,7 @@ impl Core {
     }
 
     fn lease_state(&self, lease_name: &str) -> Result<LeaseState, ()> {
-        match self.store.get(lease_name) {
+        match self.get(lease_name) {
             Ok(None) => Ok(LeaseState::Free),
             Ok(Some(body)) => match serde_json::from_slice::<Lease>(&body) {
                 Ok(l) if l.until_ms > now_ms() => Ok(LeaseState::Held),
@@ -568,7 +611,7 @@ impl Core {
         name: &str,
         accept: &impl Fn(&envelope::Opened<'_>) -> Result<(), String>,
     ) -> Result<Option<Vec<u8>>, ()> {
-        let object = match self.store.get(name) {
+        let object = match self.get(name) {
             Ok(Some(o)) => o,
             Ok(None) => return Ok(None),
             Err(e) => {
@@ -594,7 +637,7 @@ impl Core {
                         self.store.describe()
                     ),
                 );
-                if let Err(e) = self.store.delete(name) {
+                if let Err(e) = self.delete(name) {
                     self.failed(&e);
                 }
                 Ok(None)
@@ -606,7 +649,7 @@ impl Core {
     fn publish(&self, name: &str, p: Publish<'_>, release: Option<&str>) {
         if self.paused() {
             if let Some(lease) = release {
-                let _ = self.store.delete(lease);
+                let _ = self.delete(lease);
             }
             return;
         }
@@ -639,7 +682,7 @@ impl Core {
     /// Seal and write one object, then let its lease go.
     fn write(&self, job: Job) {
         let sealed = envelope::seal(&job.name, job.version.as_deref(), &job.payload);
-        match self.store.put(&job.name, &sealed, false) {
+        match self.put(&job.name, &sealed, false) {
             Ok(_) => {
                 add(&self.counters.publishes, 1);
                 add(&self.counters.published_bytes, job.payload.len() as u64);
@@ -647,7 +690,7 @@ impl Core {
             Err(e) => self.failed(&e),
         }
         if let Some(lease) = &job.release
-            && let Err(e) = self.store.delete(lease)
+            && let Err(e) = self.delete(lease)
         {
             self.failed(&e);
         }
@@ -660,7 +703,7 @@ impl Core {
             return;
         }
         add(&self.counters.corrupt, 1);
-        if let Err(e) = self.store.delete(name) {
+        if let Err(e) = self.delete(name) {
             self.failed(&e);
         }
     }
@@ -713,6 +756,7 @@ impl Core {
             corrupt: g(&c.corrupt),
             errors: g(&c.errors),
             bypassed: g(&c.bypassed),
+            throttled: g(&c.throttled),
             paused: p.until.is_some_and(|t| Instant::now() < t),
             last_error: p.last_error.clone(),
         }

@@ -219,7 +219,12 @@ impl S3Store {
         let message = format!("{what}: HTTP {} {} {}", status.as_u16(), e.code, e.message)
             .trim_end()
             .to_string();
-        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+        if status == StatusCode::TOO_MANY_REQUESTS || e.code == "SlowDown" {
+            StoreError::Throttled {
+                store: self.describe(),
+                message,
+            }
+        } else if status.is_server_error() {
             self.unavailable(message)
         } else if e.code == "NoSuchBucket" {
             StoreError::Refused {
