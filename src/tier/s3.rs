@@ -20,6 +20,10 @@ use reqwest::{Method, StatusCode};
 use super::{ObjectStore, Put, StoreError};
 use crate::credentials::StoreKeys;
 
+/// The largest answer read: blocks are at most a block, a listing of millions of files is a
+/// few hundred MB.
+const MAX_OBJECT: u64 = 1 << 30;
+
 /// Where the store is and how to address it (`[shared_cache]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct S3Settings {
@@ -150,6 +154,12 @@ impl S3Store {
                 self.unavailable(what)
             })?;
             let status = resp.status();
+            if resp.content_length().is_some_and(|n| n > MAX_OBJECT) {
+                return Err(self.unavailable(format!(
+                    "{name}: an answer of {} bytes, more than any object medimg writes",
+                    resp.content_length().unwrap_or(0)
+                )));
+            }
             let bytes = resp
                 .bytes()
                 .await
