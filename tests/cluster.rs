@@ -12,6 +12,14 @@ use common::*;
 
 const FLAGS: &[&str] = &["--block-size", "64KiB"];
 
+/// One test at a time: each starts a store and several daemons, and together on two cores
+/// they would test the machine's patience (timeouts), not the tier.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn datasets(up: &Upstream) -> (String, Vec<(String, Vec<u8>, bool)>) {
     let files = image_folder(60, 24);
     up.put("/chest_xray.zip", zip(&files), true);
@@ -42,6 +50,7 @@ fn repeated(log: &[Logged]) -> Vec<(String, Option<String>)> {
 
 #[test]
 fn three_daemons_reading_at_once_cost_the_upstream_what_one_costs() {
+    let _serial = serial();
     let up = Upstream::start();
     let (cat, files) = datasets(&up);
     // What one node alone asks of the upstream, without a shared cache.
@@ -111,6 +120,7 @@ fn three_daemons_reading_at_once_cost_the_upstream_what_one_costs() {
 
 #[test]
 fn a_store_that_dies_mid_epoch_costs_no_reader_an_error() {
+    let _serial = serial();
     let up = Upstream::start();
     let (cat, files) = datasets(&up);
     let mut store = Seaweed::start();
@@ -146,6 +156,7 @@ fn a_store_that_dies_mid_epoch_costs_no_reader_an_error() {
 
 #[test]
 fn a_damaged_object_in_the_store_is_found_reported_and_replaced() {
+    let _serial = serial();
     let up = Upstream::start();
     let (cat, files) = datasets(&up);
     let store = Seaweed::start();
@@ -211,6 +222,7 @@ fn a_damaged_object_in_the_store_is_found_reported_and_replaced() {
 
 #[test]
 fn keys_the_store_refuses_stop_the_daemon_with_what_to_fix() {
+    let _serial = serial();
     let up = Upstream::start();
     let (cat, _) = datasets(&up);
     let store = Seaweed::start();
