@@ -155,6 +155,36 @@ fn a_store_that_dies_mid_epoch_costs_no_reader_an_error() {
 }
 
 #[test]
+fn a_store_that_hangs_costs_readers_only_its_timeout() {
+    let _serial = serial();
+    let up = Upstream::start();
+    let (cat, files) = datasets(&up);
+    let store = Seaweed::start();
+    let config = store
+        .config("")
+        .replace("timeout = \"10s\"", "timeout = \"1s\"");
+    let a = Fixture::new(&up, &cat, &config);
+    let ma = a.mount_env(FLAGS, &store.env());
+    read_all(&ma.mnt, &files[..10]);
+    store.freeze();
+    let t = std::time::Instant::now();
+    read_all(&ma.mnt, &files);
+    let took = t.elapsed();
+    let st = status_json(&a.cache());
+    let t = &st["shared_cache"];
+    assert!(
+        t["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("no answer within 1s"),
+        "{t}"
+    );
+    assert!(st["failures"].as_array().unwrap().is_empty(), "{st}");
+    // One timeout, then the store is left alone: not a second per block.
+    assert!(took < std::time::Duration::from_secs(8), "{took:?}");
+}
+
+#[test]
 fn a_damaged_object_in_the_store_is_found_reported_and_replaced() {
     let _serial = serial();
     let up = Upstream::start();

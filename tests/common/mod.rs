@@ -1219,9 +1219,18 @@ impl Seaweed {
         .unwrap()
     }
 
+    /// Stop it without closing anything (SIGSTOP): connections are accepted by the kernel and
+    /// never answered, as a store that hangs.
+    pub fn freeze(&self) {
+        if let Some(c) = &self.child {
+            unsafe { libc::kill(c.id() as i32, libc::SIGSTOP) };
+        }
+    }
+
     /// Kill it, as a crashed or unplugged store.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
+            unsafe { libc::kill(c.id() as i32, libc::SIGCONT) };
             let _ = c.kill();
             let _ = c.wait();
         }
