@@ -1028,8 +1028,11 @@ impl BlobStream<'_> {
                     blob: part.key,
                     index: self.block_start / bs as u64,
                 };
-                // Best effort: a full cache only means later reads fetch again.
+                // Best effort: a full cache only means later reads fetch again. Other nodes
+                // of a cluster read these blocks from the tier instead of the upstream.
                 let _ = self.fetcher.cache.insert(key, &self.block);
+                self.fetcher
+                    .share(part.key, key.index, &self.block, strong(&part.etag));
                 self.block_start = end;
                 self.block.clear();
             }

@@ -119,6 +119,39 @@ fn three_daemons_reading_at_once_cost_the_upstream_what_one_costs() {
 }
 
 #[test]
+fn a_tar_gz_one_node_indexed_is_read_by_another_without_the_upstream() {
+    let _serial = serial();
+    let up = Upstream::start();
+    let files = image_folder(40, 24);
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data, _) in &files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, &data[..]).unwrap();
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, &b.into_inner().unwrap()).unwrap();
+    up.put("/chest.tar.gz", gz.finish().unwrap(), true);
+    let cat = catalog(&[("chest-xray", "X-ray", "lung", &[("chest.tar.gz", "tar.gz")])]);
+    let store = Seaweed::start();
+    let a = Fixture::new(&up, &cat, &store.config("tgz/"));
+    let ma = a.mount_env(FLAGS, &store.env());
+    // Indexing streams the archive once (its blocks kept, and shared).
+    let listed = std::fs::read_dir(ma.mnt.join("datasets/chest-xray"))
+        .unwrap()
+        .count();
+    assert!(listed > 0);
+    assert!(ma.stop().success());
+    let asked = up.count();
+    let b = Fixture::new(&up, &cat, &store.config("tgz/"));
+    let mb = b.mount_env(FLAGS, &store.env());
+    read_all(&mb.mnt, &files);
+    assert_eq!(up.count(), asked, "{:?}", &up.log()[asked..]);
+}
+
+#[test]
 fn a_store_that_dies_mid_epoch_costs_no_reader_an_error() {
     let _serial = serial();
     let up = Upstream::start();
