@@ -8,8 +8,17 @@
 //! daemon, whose next start cleans up the dead mount ([`crate::fuse::recover_dead_mount`]).
 
 use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use sd_notify::NotifyState;
+
+/// Set once the daemon stops: the watchdog thread looks at the mount no more.
+static STOP: AtomicBool = AtomicBool::new(false);
+/// Held by the watchdog thread while it looks at the mount (an open directory of the mount
+/// makes the unmount fail with EBUSY).
+static LOOKING: Mutex<()> = Mutex::new(());
 
 /// Announce readiness once `mountpoint` answers, then feed the watchdog while it does.
 pub fn announce(mountpoint: PathBuf) {
@@ -29,6 +38,10 @@ pub fn announce(mountpoint: PathBuf) {
             };
             loop {
                 std::thread::sleep(every / 2);
+                let _looking = LOOKING.lock().unwrap_or_else(|p| p.into_inner());
+                if STOP.load(Ordering::SeqCst) {
+                    return;
+                }
                 match std::fs::read_dir(&mountpoint) {
                     Ok(_) => notify(&[NotifyState::Watchdog]),
                     Err(e) => {
@@ -42,8 +55,19 @@ pub fn announce(mountpoint: PathBuf) {
     }
 }
 
-/// Tell systemd the daemon is stopping.
+/// Tell systemd the daemon is stopping, and stop looking at the mount (waiting up to 2 s for
+/// a look in progress, so that the unmount does not find the mount's root open).
 pub fn stopping() {
+    STOP.store(true, Ordering::SeqCst);
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        match LOOKING.try_lock() {
+            Ok(_) | Err(std::sync::TryLockError::Poisoned(_)) => break,
+            Err(std::sync::TryLockError::WouldBlock) => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+        }
+    }
     notify(&[NotifyState::Stopping]);
 }
 
