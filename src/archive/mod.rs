@@ -5,6 +5,7 @@
 //! trust the archive: sizes and offsets are checked against the blob, member paths are
 //! normalised, and a path that would escape the dataset directory is refused.
 
+pub mod compressed;
 pub mod gzip;
 pub mod tar;
 pub mod zip;
