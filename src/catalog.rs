@@ -89,6 +89,15 @@ pub enum Format {
     /// A gzip-compressed tar archive (`.tar.gz`, `.tgz`).
     #[serde(rename = "tar.gz", alias = "tgz")]
     TarGz,
+    /// A bzip2-compressed tar archive (`.tar.bz2`, `.tbz2`, `.tbz`).
+    #[serde(rename = "tar.bz2", alias = "tbz2")]
+    TarBz2,
+    /// An xz-compressed tar archive (`.tar.xz`, `.txz`).
+    #[serde(rename = "tar.xz", alias = "txz")]
+    TarXz,
+    /// A Zstandard-compressed tar archive (`.tar.zst`, `.tzst`).
+    #[serde(rename = "tar.zst", alias = "tzst")]
+    TarZst,
 }
 
 /// Where a source's files are and how to list them. `Http` names its bytes directly; every
@@ -1100,7 +1109,7 @@ impl RawSource {
                         Some(f) => Format::parse(f).ok_or_else(|| {
                             (
                                 "format".to_string(),
-                                format!("unknown format {f:?}; use zip, tar, tar.gz, file or dir"),
+                                format!("unknown format {f:?}; use zip, tar, tar.gz, tar.bz2, tar.xz, tar.zst, file or dir"),
                             )
                         })?,
                     };
@@ -1484,6 +1493,15 @@ fn default_format(url: &str) -> Format {
         Format::Tar
     } else if path.ends_with(".tar.gz") || path.ends_with(".tgz") {
         Format::TarGz
+    } else if [".tar.bz2", ".tbz2", ".tbz"]
+        .iter()
+        .any(|e| path.ends_with(e))
+    {
+        Format::TarBz2
+    } else if path.ends_with(".tar.xz") || path.ends_with(".txz") {
+        Format::TarXz
+    } else if path.ends_with(".tar.zst") || path.ends_with(".tzst") {
+        Format::TarZst
     } else {
         Format::File
     }
@@ -1532,6 +1550,9 @@ impl Format {
             "file" => Format::File,
             "tar" => Format::Tar,
             "tar.gz" | "tgz" => Format::TarGz,
+            "tar.bz2" | "tbz2" => Format::TarBz2,
+            "tar.xz" | "txz" => Format::TarXz,
+            "tar.zst" | "tzst" => Format::TarZst,
             _ => return None,
         })
     }
@@ -1549,6 +1570,9 @@ impl fmt::Display for Format {
             Format::File => "file",
             Format::Tar => "tar",
             Format::TarGz => "tar.gz",
+            Format::TarBz2 => "tar.bz2",
+            Format::TarXz => "tar.xz",
+            Format::TarZst => "tar.zst",
         })
     }
 }
@@ -1740,6 +1764,13 @@ url = "https://example.org/a/chest_xray.zip"
             ("https://h/ChestX-ray14/images_01.tar.gz", Format::TarGz),
             ("https://h/IXI-T1.tar", Format::Tar),
             ("https://h/a.TGZ", Format::TarGz),
+            ("https://h/scans.tar.bz2", Format::TarBz2),
+            ("https://h/scans.tbz2", Format::TarBz2),
+            ("https://h/scans.tar.xz", Format::TarXz),
+            ("https://h/scans.TXZ", Format::TarXz),
+            ("https://h/scans.tar.zst", Format::TarZst),
+            ("https://h/scans.tzst", Format::TarZst),
+            ("https://h/x.nii.xz", Format::File),
             ("https://h/slide.svs", Format::File),
             ("https://h/x.npz", Format::File),
         ] {

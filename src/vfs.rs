@@ -61,6 +61,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use lru::LruCache;
 
+use crate::archive::compressed::{Codec, Unpack};
 use crate::archive::gzip::{Checkpoint, GzStream};
 use crate::archive::{ArchiveError, tar, zip};
 use crate::catalog::{Catalog, Dataset, Format, Locator, MODALITIES, ORGANS, Source};
@@ -1605,19 +1606,25 @@ impl Vfs {
                         .member(under(m.path), m.is_dir, m.size, m.mtime, location);
                 }
             }
-            Format::Tar | Format::TarGz => {
+            Format::Tar | Format::TarGz | Format::TarBz2 | Format::TarXz | Format::TarZst => {
+                let codec = match format {
+                    Format::TarBz2 => Some(Codec::Bzip2),
+                    Format::TarXz => Some(Codec::Xz),
+                    Format::TarZst => Some(Codec::Zstd),
+                    _ => None,
+                };
                 let (members, skipped, cps) = self
-                    .list_tar(&blob, format == Format::TarGz)
+                    .list_tar(&blob, format == Format::TarGz, codec)
                     .map_err(|source| self.listing_failure(ds, &src_name, source))?;
                 acc.tree.skipped.extend(
                     skipped
                         .into_iter()
                         .map(|s| format!("{src_name}: skipped {s} (not a regular file)")),
                 );
-                let storage = if format == Format::TarGz {
-                    Storage::Gzip
-                } else {
-                    Storage::Raw
+                let storage = match codec {
+                    Some(c) => Storage::Packed(c),
+                    None if format == Format::TarGz => Storage::Gzip,
+                    None => Storage::Raw,
                 };
                 for m in members {
                     let location = Location {
@@ -1691,11 +1698,17 @@ impl Vfs {
         }
     }
 
-    /// One sequential pass over a tar (or tar.gz) blob: its members and, for tar.gz, the
-    /// decompression checkpoints. A host that serves ranges is read with one streaming GET
-    /// (blocks kept when the blob is small beside the cache); one that does not was already
-    /// downloaded whole by the probe and is read from the cache.
-    fn list_tar(&self, blob: &Blob, gzip: bool) -> std::result::Result<TarListing, ArchiveError> {
+    /// One sequential pass over a tar (or a tar compressed with gzip or `codec`) blob: its
+    /// members and, for a compressed one, the decompression checkpoints. A host that serves
+    /// ranges is read with one streaming GET (blocks kept when the blob is small beside the
+    /// cache); one that does not was already downloaded whole by the probe and is read from
+    /// the cache.
+    fn list_tar(
+        &self,
+        blob: &Blob,
+        gzip: bool,
+        codec: Option<Codec>,
+    ) -> std::result::Result<TarListing, ArchiveError> {
         let read_err = |e: FetchError| ArchiveError::Read(Box::new(e));
         let input: Box<dyn Read + '_> = if blob.parts.iter().all(|p| p.ranged) {
             let keep = blob.size() <= self.fetcher.cache().limit() / 2;
@@ -1705,6 +1718,24 @@ impl Vfs {
         };
         // Large reads from the network; the parsers ask for small pieces.
         let input = std::io::BufReader::with_capacity(256 << 10, input);
+        if let Some(codec) = codec {
+            let mut unpack = Unpack::indexing(codec, input, crate::read::PACKED_SPAN);
+            let (members, skipped) = tar::list(&mut unpack)?;
+            // The rest of the stream (end-of-archive padding) still has to pass its checks.
+            std::io::copy(&mut unpack, &mut std::io::sink())
+                .map_err(|e| ArchiveError::Malformed(e.to_string()))?;
+            let streams = unpack.streams();
+            let cps = unpack.into_checkpoints();
+            tracing::info!(
+                url = %blob.url(),
+                "{} tar indexed: {} members, {streams} compressed streams, {} places to start \
+                 decoding",
+                codec.name(),
+                members.len(),
+                cps.len()
+            );
+            return Ok((members, skipped, cps));
+        }
         if !gzip {
             let (members, skipped) = tar::list(input)?;
             return Ok((members, skipped, Vec::new()));

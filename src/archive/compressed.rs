@@ -327,6 +327,16 @@ impl<I: BufRead> Unpack<I> {
     }
 }
 
+impl<I: BufRead> std::fmt::Debug for Unpack<I> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unpack")
+            .field("codec", &self.codec)
+            .field("in_pos", &self.in_pos)
+            .field("position", &self.pos)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<I: BufRead> Read for Unpack<I> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         if out.is_empty() {

@@ -9,7 +9,9 @@
 //!   first byte, then answered with slices of the decoded copy ([`decoded`]);
 //! - a larger ZIP member ([`zip`]): streamed, its first byte does not wait for the rest; its
 //!   CRC is checked as its bytes are read;
-//! - a gzip-stored (tar.gz) member ([`gzip`]): decoded from the nearest checkpoint.
+//! - a gzip-stored (tar.gz) member ([`gzip`]): decoded from the nearest checkpoint;
+//! - a member of a `.tar.bz2`, `.tar.xz` or `.tar.zst` ([`packed`]): decoded from the nearest
+//!   stream start before it.
 //!
 //! After the first decode of a small file, the checked files around it whose blocks the cache
 //! holds are pushed into the kernel's page cache ([`push`]): a shuffled epoch then finds most
@@ -31,6 +33,7 @@
 mod ahead;
 mod decoded;
 mod gzip;
+mod packed;
 mod push;
 mod raw;
 mod zip;
@@ -49,6 +52,7 @@ use crate::index::{Blob, Entry, Index, IndexError, Location, Storage};
 use ahead::ReadAhead;
 pub use decoded::DECODED_BUDGET;
 pub use gzip::GZ_SPAN;
+pub use packed::PACKED_SPAN;
 pub use push::PageSink;
 
 /// Members (and checksummed files) up to this size are decoded whole into memory and checked
@@ -217,6 +221,8 @@ struct FileState {
     data_offset: OnceLock<u64>,
     /// The decoder of a large gzip-stored member, where the last read left it.
     gzip: Mutex<Option<gzip::GzCursor>>,
+    /// The decoder of a large member of a bzip2, xz or zstd tar, where the last read left it.
+    packed: Mutex<Option<packed::PackedCursor>>,
     /// The sequential state of a large ZIP member: CRC so far, decoder.
     stream: Mutex<Option<zip::MemberStream>>,
     ahead: Mutex<ReadAhead>,
@@ -232,6 +238,7 @@ impl FileState {
             blob,
             data_offset: OnceLock::new(),
             gzip: Mutex::new(None),
+            packed: Mutex::new(None),
             stream: Mutex::new(None),
             ahead: Mutex::new(ReadAhead::default()),
         }
@@ -341,6 +348,10 @@ impl Reader {
                 self.inline(&f, offset, len, || self.gzip_whole(&f).map(Bytes::from))
             }
             Storage::Gzip => self.read_gzip(&f, offset, len),
+            Storage::Packed(c) if inline => self.inline(&f, offset, len, || {
+                self.packed_whole(&f, c).map(Bytes::from)
+            }),
+            Storage::Packed(c) => self.read_packed(&f, c, offset, len),
         })
     }
 
