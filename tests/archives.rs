@@ -1,6 +1,8 @@
-//! Archives beyond plain ZIP through real mounts: tar and tar.gz (made by the `tar`/`flate2`
-//! crates and by the system's `tar`, `gzip` and `zip`), random access into a large tar.gz proven
-//! by the request log, and hostile archives refused without serving a byte.
+//! Archives beyond plain ZIP through real mounts: tar, tar.gz, tar.bz2, tar.xz and tar.zst (made by
+//! the `tar`/`flate2` crates and by the system's `tar`, `gzip`, `bzip2`, `xz`, `zstd` and `zip`),
+//! random access into a large tar.gz and a multi-stream tar.xz proven by the request log, and
+//! hostile archives (including truncated, damaged and bomb compressed tars) refused without
+//! serving a byte.
 
 mod common;
 
@@ -426,4 +428,235 @@ fn large_zip_members_stream_and_are_checked_at_their_end() {
     assert!(err.contains("Stale file handle"), "{err}");
     std::thread::sleep(Duration::from_millis(50));
     assert!(m.log_text().contains("stored.nii") && m.log_text().contains("CRC"));
+}
+
+/// `data` compressed with the system's `tool` (`bzip2`, `xz`, `zstd`), as one stream, or as
+/// one stream per `piece` bytes of input concatenated (what pbzip2, pixz-style and
+/// `zstd --rsyncable`-like tools make).
+fn system_compress(tool: &str, data: &[u8], piece: Option<usize>) -> Vec<u8> {
+    let one = |chunk: &[u8]| {
+        let mut c = std::process::Command::new(tool)
+            .args(["-c", "-q"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = c.stdin.take().unwrap();
+        let chunk = chunk.to_vec();
+        let feeder = std::thread::spawn(move || stdin.write_all(&chunk).unwrap());
+        let out = c.wait_with_output().unwrap();
+        feeder.join().unwrap();
+        assert!(out.status.success(), "{tool} failed");
+        out.stdout
+    };
+    match piece {
+        None => one(data),
+        Some(n) => data.chunks(n).flat_map(one).collect(),
+    }
+}
+
+#[test]
+fn bz2_xz_and_zst_tars_read_back_byte_for_byte_and_a_restart_asks_nothing() {
+    let up = Upstream::start();
+    let files = image_folder(30, 20);
+    let tar = tar_of(&files);
+    let mut sets: Vec<(String, String)> = Vec::new();
+    for (tool, ext, alias) in [
+        ("bzip2", "tar.bz2", "tbz2"),
+        ("xz", "tar.xz", "txz"),
+        ("zstd", "tar.zst", "tzst"),
+    ] {
+        // One stream, named with the long extension and the catalog's format.
+        up.put(
+            &format!("/one.{ext}"),
+            system_compress(tool, &tar, None),
+            true,
+        );
+        sets.push((format!("one-{tool}"), format!("one.{ext}|{ext}")));
+        // Many streams (one per 100 kB of tar), under the short extension's format alias.
+        up.put(
+            &format!("/many.{alias}"),
+            system_compress(tool, &tar, Some(100_000)),
+            true,
+        );
+        sets.push((format!("many-{tool}"), format!("many.{alias}|{alias}")));
+    }
+    // The same tree packed by the system's tar.
+    let work = tempfile::tempdir().unwrap();
+    unpack_to(work.path(), &files);
+    let (code, _, err) = sh(&format!(
+        "cd {0} && tar cjf sys.tbz2 chest_xray && tar cJf sys.txz chest_xray \
+         && tar --zstd -cf sys.tzst chest_xray",
+        work.path().display()
+    ));
+    assert_eq!(code, 0, "{err}");
+    for (name, format) in [
+        ("sys.tbz2", "tar.bz2"),
+        ("sys.txz", "tar.xz"),
+        ("sys.tzst", "tar.zst"),
+    ] {
+        up.put(
+            &format!("/{name}"),
+            std::fs::read(work.path().join(name)).unwrap(),
+            true,
+        );
+        sets.push((format!("sys-{}", &name[4..]), format!("{name}|{format}")));
+    }
+    let sources: Vec<(String, String)> = sets
+        .iter()
+        .map(|(_, s)| {
+            let (p, f) = s.split_once('|').unwrap();
+            (p.to_string(), f.to_string())
+        })
+        .collect();
+    let one_each: Vec<[(&str, &str); 1]> = sources
+        .iter()
+        .map(|(p, f)| [(p.as_str(), f.as_str())])
+        .collect();
+    let datasets: Vec<TestDataset<'_>> = sets
+        .iter()
+        .zip(&one_each)
+        .map(|((id, _), src)| (id.as_str(), "CT", "lung", &src[..]))
+        .collect();
+    let fx = Fixture::new(&up, &catalog(&datasets), "");
+    let m = fx.mount(&["--block-size", "64KiB"]);
+    for (id, _) in &sets {
+        assert_tree(&m.mnt.join("datasets").join(id), &files);
+    }
+    let meta = std::fs::metadata(m.mnt.join("datasets/one-xz").join(&files[0].0)).unwrap();
+    assert_eq!(
+        meta.modified().unwrap(),
+        std::time::UNIX_EPOCH + Duration::from_secs(1_600_000_000)
+    );
+    assert!(m.stop().success());
+    // After a restart, listings and reads of what was read come from the index and the cache.
+    let before = up.count();
+    let m = fx.mount(&["--block-size", "64KiB"]);
+    for (id, _) in &sets {
+        let dir = m.mnt.join("datasets").join(id);
+        let (_, out, _) = sh(&format!("find {} -type f | wc -l", dir.display()));
+        assert_eq!(out.trim(), files.len().to_string(), "{id}");
+        for i in [0, 17, 29] {
+            assert_eq!(std::fs::read(dir.join(&files[i].0)).unwrap(), files[i].1);
+        }
+    }
+    assert_eq!(
+        up.count(),
+        before,
+        "new requests after restart: {:?}",
+        &up.log()[before..]
+    );
+}
+
+#[test]
+fn a_member_deep_in_a_multi_stream_tar_xz_costs_one_span_not_the_archive() {
+    let up = Upstream::start();
+    let files = image_folder(160, 120); // about 19 MB of noisy PNGs
+    // One xz stream per MiB of tar, as a parallel compressor makes them.
+    let txz = system_compress("xz", &tar_of(&files), Some(1 << 20));
+    up.put("/big.tar.xz", txz.clone(), true);
+    let cat = catalog(&[("big", "CT", "lung", &[("big.tar.xz", "tar.xz")])]);
+    let fx = Fixture::new(&up, &cat, "");
+    // A cache far smaller than the archive: the index pass cannot keep its blocks.
+    let m = fx.mount(&["--block-size", "256KiB", "--cache-size", "4MiB"]);
+    let dir = m.mnt.join("datasets/big");
+    let (_, out, _) = sh(&format!("find {} -type f | wc -l", dir.display()));
+    assert_eq!(out.trim(), "160");
+    assert_eq!(
+        up.log().iter().filter(|l| l.range.is_none()).count(),
+        1,
+        "one streaming pass"
+    );
+    let (before, bytes_before) = (up.count(), up.bytes());
+    let (name, data, _) = &files[150];
+    assert_eq!(&std::fs::read(dir.join(name)).unwrap(), data);
+    let bytes = up.bytes() - bytes_before;
+    // From the checkpoint before it (a 4 MiB span plus at most one 1 MiB stream of output)
+    // to its end, in 256 KiB blocks.
+    let bound = (5 << 20) + data.len() as u64 + 2 * (256 << 10);
+    assert!(
+        bytes <= bound,
+        "{bytes} bytes in {} requests for one member (bound {bound}, archive {})",
+        up.count() - before,
+        txz.len()
+    );
+    // A large read in the middle of the archive stays correct across a seek backwards.
+    let (name, data, _) = &files[80];
+    assert_eq!(&std::fs::read(dir.join(name)).unwrap(), data);
+    let rss = rss_kb(m.child.as_ref().unwrap().id());
+    assert!(rss < 300 * 1024, "daemon RSS {rss} kB");
+}
+
+/// A tar whose one member claims `size` bytes of zeros, compressed with zstd: a bomb of a
+/// few hundred kB.
+fn zstd_bomb(size: u64) -> Vec<u8> {
+    let mut e = zstd::stream::Encoder::new(Vec::new(), 1).unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_path("zeros.png").unwrap();
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_cksum();
+    e.write_all(h.as_bytes()).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..size >> 20 {
+        e.write_all(&zeros).unwrap();
+    }
+    e.write_all(&[0u8; 1024]).unwrap();
+    e.finish().unwrap()
+}
+
+#[test]
+fn truncated_damaged_and_bomb_compressed_tars_are_refused_and_nothing_is_served() {
+    let up = Upstream::start();
+    let tar = tar_of(&image_folder(5, 10));
+    let mut cat = Vec::new();
+    for (tool, ext) in [("bzip2", "tar.bz2"), ("xz", "tar.xz"), ("zstd", "tar.zst")] {
+        let whole = system_compress(tool, &tar, None);
+        up.put(
+            &format!("/truncated.{ext}"),
+            whole[..whole.len() * 2 / 3].to_vec(),
+            true,
+        );
+        let mut damaged = whole.clone();
+        let mid = damaged.len() / 2;
+        damaged[mid] ^= 0x5a;
+        up.put(&format!("/damaged.{ext}"), damaged, true);
+        cat.push((format!("truncated-{tool}"), format!("truncated.{ext}"), ext));
+        cat.push((format!("damaged-{tool}"), format!("damaged.{ext}"), ext));
+    }
+    up.put("/bomb.tar.zst", zstd_bomb(1100 << 20), true);
+    cat.push(("bomb".into(), "bomb.tar.zst".into(), "tar.zst"));
+    let srcs: Vec<[(&str, &str); 1]> = cat.iter().map(|(_, p, f)| [(p.as_str(), *f)]).collect();
+    let datasets: Vec<TestDataset<'_>> = cat
+        .iter()
+        .zip(&srcs)
+        .map(|((id, ..), s)| (id.as_str(), "CT", "lung", &s[..]))
+        .collect();
+    let fx = Fixture::new(&up, &catalog(&datasets), "");
+    let m = fx.mount(&["--block-size", "64KiB"]);
+    for (id, path, _) in &cat {
+        let why = if id.starts_with("truncated") {
+            "truncated"
+        } else if id == "bomb" {
+            "decompression bomb"
+        } else {
+            ""
+        };
+        let (code, out, err) = sh(&format!("ls {}/datasets/{id}", m.mnt.display()));
+        assert_ne!(code, 0, "{id}: listed {out}");
+        assert!(err.contains("Input/output error"), "{id}: {err}");
+        std::thread::sleep(Duration::from_millis(50));
+        let log = m.log_text();
+        assert!(
+            log.lines().any(|l| l.contains(&format!("dataset {id}:"))
+                && l.contains(path.as_str())
+                && l.contains(why)),
+            "{id}: no log line naming {path} with {why:?}:\n{log}"
+        );
+    }
+    let (_, out, _) = sh(&format!(
+        "find {}/datasets -type f | wc -l",
+        m.mnt.display()
+    ));
+    assert_eq!(out.trim(), "0", "nothing served from a refused archive");
 }
