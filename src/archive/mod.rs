@@ -7,6 +7,7 @@
 
 pub mod compressed;
 pub mod gzip;
+pub mod sevenz;
 pub mod tar;
 pub mod zip;
 
