@@ -98,6 +98,9 @@ pub enum Format {
     /// A Zstandard-compressed tar archive (`.tar.zst`, `.tzst`).
     #[serde(rename = "tar.zst", alias = "tzst")]
     TarZst,
+    /// A 7z archive (solid or not).
+    #[serde(rename = "7z")]
+    SevenZ,
 }
 
 /// Where a source's files are and how to list them. `Http` names its bytes directly; every
@@ -1109,7 +1112,7 @@ impl RawSource {
                         Some(f) => Format::parse(f).ok_or_else(|| {
                             (
                                 "format".to_string(),
-                                format!("unknown format {f:?}; use zip, tar, tar.gz, tar.bz2, tar.xz, tar.zst, file or dir"),
+                                format!("unknown format {f:?}; use zip, 7z, tar, tar.gz, tar.bz2, tar.xz, tar.zst, file or dir"),
                             )
                         })?,
                     };
@@ -1489,6 +1492,8 @@ fn default_format(url: &str) -> Format {
     let path = url_path(url).to_ascii_lowercase();
     if path.ends_with(".zip") {
         Format::Zip
+    } else if path.ends_with(".7z") {
+        Format::SevenZ
     } else if path.ends_with(".tar") {
         Format::Tar
     } else if path.ends_with(".tar.gz") || path.ends_with(".tgz") {
@@ -1553,6 +1558,7 @@ impl Format {
             "tar.bz2" | "tbz2" => Format::TarBz2,
             "tar.xz" | "txz" => Format::TarXz,
             "tar.zst" | "tzst" => Format::TarZst,
+            "7z" => Format::SevenZ,
             _ => return None,
         })
     }
@@ -1573,6 +1579,7 @@ impl fmt::Display for Format {
             Format::TarBz2 => "tar.bz2",
             Format::TarXz => "tar.xz",
             Format::TarZst => "tar.zst",
+            Format::SevenZ => "7z",
         })
     }
 }
@@ -1770,6 +1777,7 @@ url = "https://example.org/a/chest_xray.zip"
             ("https://h/scans.TXZ", Format::TarXz),
             ("https://h/scans.tar.zst", Format::TarZst),
             ("https://h/scans.tzst", Format::TarZst),
+            ("https://h/Brain_MRI.7z", Format::SevenZ),
             ("https://h/x.nii.xz", Format::File),
             ("https://h/slide.svs", Format::File),
             ("https://h/x.npz", Format::File),

@@ -107,6 +107,12 @@ pub enum Storage {
     /// `.tar.xz` or `.tar.zst` member), reached through the blob's checkpoints (stream starts;
     /// see [`crate::archive::compressed`]).
     Packed(Codec),
+    /// Member `file` of a 7z archive (its index in the archive's file list), whose content
+    /// starts at `offset` in its block's output.
+    SevenZ {
+        /// Index in the archive's file list.
+        file: u32,
+    },
     /// A ZIP member whose local header is at `offset`.
     Zip {
         /// ZIP compression method.
@@ -190,7 +196,7 @@ pub struct DatasetRows {
 
 impl DatasetRows {
     /// The encoding's version: another one is another object in the tier (2: members of
-    /// `.tar.bz2`/`.tar.xz`/`.tar.zst`, which version 1 cannot decode).
+    /// `.tar.bz2`/`.tar.xz`/`.tar.zst` and 7z, which version 1 cannot decode).
     pub const FORMAT: u32 = 2;
 
     /// The rows as bytes (postcard, deflated: checkpoint windows are text-like tar data).
@@ -340,6 +346,8 @@ const METHOD_GZIP: i64 = -1;
 const METHOD_BZIP2: i64 = -2;
 const METHOD_XZ: i64 = -3;
 const METHOD_ZSTD: i64 = -4;
+/// `entries.method` of a 7z member; `csize` holds its index in the archive's file list.
+const METHOD_7Z: i64 = -5;
 
 /// The `method` column of a member of a compressed tar.
 fn method_of(c: Codec) -> i64 {
@@ -428,6 +436,9 @@ fn entry_from_row_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Entry
                 Some(METHOD_BZIP2) => Storage::Packed(Codec::Bzip2),
                 Some(METHOD_XZ) => Storage::Packed(Codec::Xz),
                 Some(METHOD_ZSTD) => Storage::Packed(Codec::Zstd),
+                Some(METHOD_7Z) => Storage::SevenZ {
+                    file: r.get::<_, i64>(at + 8)? as u32,
+                },
                 Some(m) => Storage::Zip {
                     method: m as u16,
                     compressed_size: r.get::<_, i64>(at + 8)? as u64,
@@ -1048,6 +1059,9 @@ impl Index {
                                 Storage::Raw => (None, None, None),
                                 Storage::Gzip => (Some(METHOD_GZIP), None, None),
                                 Storage::Packed(c) => (Some(method_of(c)), None, None),
+                                Storage::SevenZ { file } => {
+                                    (Some(METHOD_7Z), Some(file as i64), None)
+                                }
                                 Storage::Zip {
                                     method,
                                     compressed_size,

@@ -63,7 +63,7 @@ use lru::LruCache;
 
 use crate::archive::compressed::{Codec, Unpack};
 use crate::archive::gzip::{Checkpoint, GzStream};
-use crate::archive::{ArchiveError, tar, zip};
+use crate::archive::{ArchiveError, sevenz, tar, zip};
 use crate::catalog::{Catalog, Dataset, Format, Locator, MODALITIES, ORGANS, Source};
 use crate::credentials::Credentials;
 use crate::fetch::{BlobBytes, BlobReader, FetchError, Fetcher};
@@ -1601,6 +1601,29 @@ impl Vfs {
                         blob: b,
                         offset: m.header_offset,
                         storage,
+                    };
+                    acc.tree
+                        .member(under(m.path), m.is_dir, m.size, m.mtime, location);
+                }
+            }
+            Format::SevenZ => {
+                let bytes = BlobBytes {
+                    fetcher: &self.fetcher,
+                    blob: &blob,
+                };
+                let (members, skipped) = sevenz::open(&bytes, blob.size())
+                    .and_then(|archive| sevenz::list(&archive))
+                    .map_err(|source| self.listing_failure(ds, &src_name, source))?;
+                acc.tree.skipped.extend(
+                    skipped
+                        .into_iter()
+                        .map(|s| format!("{src_name}: skipped {s}")),
+                );
+                for m in members {
+                    let location = Location {
+                        blob: b,
+                        offset: m.offset,
+                        storage: Storage::SevenZ { file: m.file },
                     };
                     acc.tree
                         .member(under(m.path), m.is_dir, m.size, m.mtime, location);

@@ -234,7 +234,8 @@ pub fn list(archive: &Archive) -> Result<(Vec<SevenZEntry>, Vec<String>), Archiv
 
 /// Decode member `file` of `archive` from `source` (the archive's bytes), handing its bytes to
 /// `each` in order; `each` returns `false` to stop. The members before it in its block are
-/// decoded and dropped. Its CRC, when it has one, is checked at its last byte.
+/// decoded and dropped, with a call of `each` with no bytes per 256 KiB of them. Its CRC, when
+/// it has one, is checked at its last byte.
 pub fn decode_member<S: Read + Seek>(
     archive: &Archive,
     source: &mut S,
@@ -259,12 +260,24 @@ pub fn decode_member<S: Read + Seek>(
     let result = catch_unwind(AssertUnwindSafe(|| {
         let password = Password::empty();
         let decoder = BlockDecoder::new(1, block, archive, &password, source);
+        let mut buf = vec![0u8; 256 << 10];
         decoder.for_each_entries(&mut |entry, r| {
             if !std::ptr::eq(entry, target) {
-                io::copy(r, &mut io::sink())?;
-                return Ok(true);
+                // A member before it in the block: decoded and dropped, with an empty call of
+                // `each` per piece (progress, and a chance to stop).
+                loop {
+                    match r.read(&mut buf) {
+                        Ok(0) => return Ok(true),
+                        Ok(_) if !each(&[]) => return Ok(false),
+                        Ok(_) => {}
+                        Err(e) => {
+                            let msg = e.to_string();
+                            failure = Some(e);
+                            return Err(sevenz_rust2::Error::Other(msg.into()));
+                        }
+                    }
+                }
             }
-            let mut buf = vec![0u8; 256 << 10];
             loop {
                 let n = match r.read(&mut buf) {
                     Ok(0) => return Ok(false),

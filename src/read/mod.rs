@@ -11,7 +11,8 @@
 //!   CRC is checked as its bytes are read;
 //! - a gzip-stored (tar.gz) member ([`gzip`]): decoded from the nearest checkpoint;
 //! - a member of a `.tar.bz2`, `.tar.xz` or `.tar.zst` ([`packed`]): decoded from the nearest
-//!   stream start before it.
+//!   stream start before it;
+//! - a 7z member ([`sevenz`]): decoded from its block's start by a thread of its own.
 //!
 //! After the first decode of a small file, the checked files around it whose blocks the cache
 //! holds are pushed into the kernel's page cache ([`push`]): a shuffled epoch then finds most
@@ -36,6 +37,7 @@ mod gzip;
 mod packed;
 mod push;
 mod raw;
+mod sevenz;
 mod zip;
 
 use std::collections::HashMap;
@@ -223,6 +225,8 @@ struct FileState {
     gzip: Mutex<Option<gzip::GzCursor>>,
     /// The decoder of a large member of a bzip2, xz or zstd tar, where the last read left it.
     packed: Mutex<Option<packed::PackedCursor>>,
+    /// The decoding thread of a large 7z member, where the last read left it.
+    sevenz: Mutex<Option<sevenz::SevenZCursor>>,
     /// The sequential state of a large ZIP member: CRC so far, decoder.
     stream: Mutex<Option<zip::MemberStream>>,
     ahead: Mutex<ReadAhead>,
@@ -239,6 +243,7 @@ impl FileState {
             data_offset: OnceLock::new(),
             gzip: Mutex::new(None),
             packed: Mutex::new(None),
+            sevenz: Mutex::new(None),
             stream: Mutex::new(None),
             ahead: Mutex::new(ReadAhead::default()),
         }
@@ -254,6 +259,8 @@ pub struct Reader {
     handles: Mutex<HashMap<u64, i64>>,
     next_fh: AtomicU64,
     decoded: decoded::Decoded,
+    /// Parsed headers of the 7z archives read last, by blob.
+    sevenz_headers: Mutex<LruCache<i64, Arc<sevenz_rust2::Archive>>>,
     /// Large members found damaged since start, with what did not match.
     damaged: Mutex<HashMap<i64, String>>,
     /// Pushes checked neighbours of cold reads into the kernel's page cache, once started.
@@ -283,6 +290,9 @@ impl Reader {
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             decoded: decoded::Decoded::new(DECODED_BUDGET),
+            sevenz_headers: Mutex::new(LruCache::new(
+                std::num::NonZeroUsize::new(sevenz::HEADERS).unwrap_or(std::num::NonZeroUsize::MIN),
+            )),
             damaged: Mutex::new(HashMap::new()),
             pusher: OnceLock::new(),
             counters: Counters::default(),
@@ -352,6 +362,10 @@ impl Reader {
                 self.packed_whole(&f, c).map(Bytes::from)
             }),
             Storage::Packed(c) => self.read_packed(&f, c, offset, len),
+            Storage::SevenZ { file } if inline => self.inline(&f, offset, len, || {
+                self.sevenz_whole(&f, file).map(Bytes::from)
+            }),
+            Storage::SevenZ { file } => self.read_sevenz(&f, file, offset, len),
         })
     }
 
