@@ -660,3 +660,140 @@ fn truncated_damaged_and_bomb_compressed_tars_are_refused_and_nothing_is_served(
     ));
     assert_eq!(out.trim(), "0", "nothing served from a refused archive");
 }
+
+/// A 7z of `files` made by the system's 7-Zip (`7zz`, Debian's `7zip`) with `args`, or `None`
+/// when it is not installed.
+fn system_7z(files: &Files, args: &str) -> Option<Vec<u8>> {
+    let tool = ["7zz", "7z", "7za"]
+        .into_iter()
+        .find(|t| sh(&format!("command -v {t}")).0 == 0)?;
+    let work = tempfile::tempdir().unwrap();
+    unpack_to(work.path(), files);
+    let (code, _, err) = sh(&format!(
+        "cd {} && {tool} a -bd {args} x.7z chest_xray >/dev/null",
+        work.path().display()
+    ));
+    assert_eq!(code, 0, "{err}");
+    Some(std::fs::read(work.path().join("x.7z")).unwrap())
+}
+
+/// A solid 7z (LZMA2) written by sevenz-rust2 itself.
+fn library_7z(files: &Files) -> Vec<u8> {
+    let mut w = sevenz_rust2::ArchiveWriter::new(std::io::Cursor::new(Vec::new())).unwrap();
+    let entries: Vec<_> = files
+        .iter()
+        .map(|(n, ..)| sevenz_rust2::ArchiveEntry::new_file(n))
+        .collect();
+    let readers: Vec<sevenz_rust2::SourceReader<&[u8]>> =
+        files.iter().map(|(_, d, _)| (&d[..]).into()).collect();
+    w.push_archive_entries(entries, readers).unwrap();
+    w.finish().unwrap().into_inner()
+}
+
+#[test]
+fn seven_zip_archives_solid_or_not_read_back_and_a_restart_asks_nothing() {
+    let up = Upstream::start();
+    let files = image_folder(30, 20);
+    let mut ids = vec!["lib-solid"];
+    up.put("/lib.7z", library_7z(&files), true);
+    let mut sources = vec![("lib-solid", "lib.7z")];
+    if let Some(z) = system_7z(&files, "") {
+        up.put("/solid.7z", z, true);
+        sources.push(("sys-solid", "solid.7z"));
+        ids.push("sys-solid");
+    }
+    if let Some(z) = system_7z(&files, "-ms=off -mx=1") {
+        up.put("/nonsolid.7z", z, true);
+        sources.push(("sys-nonsolid", "nonsolid.7z"));
+        ids.push("sys-nonsolid");
+    }
+    // A large member (over the 16 MiB decoded whole) streams, and a host without ranges.
+    let big = vec![("vol/ct.nii".to_string(), noisy(20 << 20, 9), true)];
+    up.put("/big.7z", library_7z(&big), true);
+    up.put("/noranges.7z", library_7z(&files), false);
+    let srcs: Vec<[(&str, &str); 1]> = sources.iter().map(|(_, p)| [(*p, "7z")]).collect();
+    let mut datasets: Vec<TestDataset<'_>> = sources
+        .iter()
+        .zip(&srcs)
+        .map(|((id, _), s)| (*id, "CT", "lung", &s[..]))
+        .collect();
+    datasets.push(("big", "CT", "lung", &[("big.7z", "7z")]));
+    datasets.push(("noranges", "CT", "lung", &[("noranges.7z", "7z")]));
+    let fx = Fixture::new(&up, &catalog(&datasets), "");
+    let m = fx.mount(&["--block-size", "64KiB"]);
+    // Listing a ranged 7z reads its start header and its header, not its members.
+    let (code, _, err) = sh(&format!("ls -lR {}/datasets/big", m.mnt.display()));
+    assert_eq!(code, 0, "{err}");
+    let listing: usize = up
+        .log()
+        .iter()
+        .filter(|l| l.path.ends_with("/big.7z"))
+        .count();
+    assert!(listing <= 3, "{listing} requests to list a 20 MiB 7z");
+    for id in ids.iter().chain(&["noranges"]) {
+        assert_tree(&m.mnt.join("datasets").join(id), &files);
+    }
+    assert_tree(&m.mnt.join("datasets/big"), &big);
+    assert!(m.stop().success());
+    let before = up.count();
+    let m = fx.mount(&["--block-size", "64KiB"]);
+    for id in ids.iter().chain(&["noranges"]) {
+        let dir = m.mnt.join("datasets").join(id);
+        let (_, out, _) = sh(&format!("find {} -type f | wc -l", dir.display()));
+        assert_eq!(out.trim(), files.len().to_string(), "{id}");
+        assert_eq!(std::fs::read(dir.join(&files[3].0)).unwrap(), files[3].1);
+    }
+    assert_eq!(
+        up.count(),
+        before,
+        "new requests after restart: {:?}",
+        &up.log()[before..]
+    );
+}
+
+#[test]
+fn truncated_blank_and_damaged_7z_archives_are_refused_and_nothing_bad_is_served() {
+    let up = Upstream::start();
+    let files = image_folder(5, 10);
+    let z = library_7z(&files);
+    up.put("/truncated.7z", z[..z.len() - 20].to_vec(), true);
+    let mut blank = z.clone();
+    blank[8..32].fill(0);
+    up.put("/blank.7z", blank, true);
+    let mut damaged = z.clone();
+    damaged[100] ^= 0x40;
+    up.put("/damaged.7z", damaged, true);
+    let cat = catalog(&[
+        ("truncated", "CT", "lung", &[("truncated.7z", "7z")]),
+        ("blank", "CT", "lung", &[("blank.7z", "7z")]),
+        ("damaged", "CT", "lung", &[("damaged.7z", "7z")]),
+    ]);
+    let fx = Fixture::new(&up, &cat, "");
+    let m = fx.mount(&["--block-size", "64KiB"]);
+    for (id, why) in [("truncated", "truncated"), ("blank", "blank")] {
+        let (code, out, err) = sh(&format!("ls {}/datasets/{id}", m.mnt.display()));
+        assert_ne!(code, 0, "{id}: listed {out}");
+        assert!(err.contains("Input/output error"), "{id}: {err}");
+        std::thread::sleep(Duration::from_millis(50));
+        let log = m.log_text();
+        assert!(
+            log.lines()
+                .any(|l| l.contains(&format!("dataset {id}:")) && l.contains(why)),
+            "{id}: no log line with {why:?}:\n{log}"
+        );
+    }
+    // Damage in the packed data: the header lists, but no member of the damaged block is
+    // served (its decoder or its CRC fails the read).
+    let dir = m.mnt.join("datasets/damaged");
+    let mut served = 0;
+    for (name, data, _) in &files {
+        match std::fs::read(dir.join(name)) {
+            Ok(got) => {
+                assert!(got == *data, "{name}: damaged bytes served");
+                served += 1;
+            }
+            Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EIO), "{name}: {e}"),
+        }
+    }
+    assert!(served < files.len(), "the damage went unnoticed");
+}
