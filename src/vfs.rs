@@ -63,7 +63,7 @@ use lru::LruCache;
 
 use crate::archive::compressed::{Codec, Unpack};
 use crate::archive::gzip::{Checkpoint, GzStream};
-use crate::archive::{ArchiveError, sevenz, tar, zip};
+use crate::archive::{ArchiveError, ReadAt, sevenz, tar, zip};
 use crate::catalog::{Catalog, Dataset, Format, Locator, MODALITIES, ORGANS, Source};
 use crate::credentials::Credentials;
 use crate::fetch::{BlobBytes, BlobReader, FetchError, Fetcher};
@@ -371,6 +371,19 @@ type Has = fn(&Dataset, &str) -> bool;
 
 /// Members of a tar blob, the names of members skipped, and (tar.gz) decompression checkpoints.
 type TarListing = (Vec<tar::TarEntry>, Vec<String>, Vec<Checkpoint>);
+
+/// Whether a member at `path` is, by its name, an archive expanded in place (ZIP, plain tar).
+fn nestable(path: &[String]) -> bool {
+    path.last()
+        .is_some_and(|n| matches!(Format::of_name(n), Format::Zip | Format::Tar))
+}
+
+/// One member of an archive: path, directory or not, size, mtime, where its bytes are.
+type Member = (Vec<String>, bool, u64, i64, Location);
+
+/// How deep archives inside archives are expanded: a ZIP or plain tar stored as it is inside
+/// a ZIP or plain tar becomes a folder of its name, to this many levels; deeper ones stay files.
+pub const NESTED_DEPTH: u32 = 3;
 
 /// A part of a listed file, with its `Last-Modified` when it was probed.
 type ProbedPart = (Part, Option<i64>);
@@ -1591,19 +1604,13 @@ impl Vfs {
                     &blob.part_sizes(),
                 )
                 .map_err(|source| self.listing_failure(ds, &src_name, source))?;
-                for m in members {
-                    let storage = Storage::Zip {
-                        method: m.method,
-                        compressed_size: m.compressed_size,
-                        crc32: m.crc32,
-                    };
-                    let location = Location {
-                        blob: b,
-                        offset: m.header_offset,
-                        storage,
-                    };
-                    acc.tree
-                        .member(under(m.path), m.is_dir, m.size, m.mtime, location);
+                let bytes = BlobBytes {
+                    fetcher: &self.fetcher,
+                    blob: &blob,
+                };
+                let members = self.zip_nested(&bytes, b, 0, members, 0, &mut acc.tree.skipped);
+                for (path, is_dir, size, mtime, location) in members {
+                    acc.tree.member(under(path), is_dir, size, mtime, location);
                 }
             }
             Format::SevenZ => {
@@ -1649,6 +1656,21 @@ impl Vfs {
                     None if format == Format::TarGz => Storage::Gzip,
                     None => Storage::Raw,
                 };
+                let members = if storage == Storage::Raw {
+                    // A plain tar's members are its bytes as they are: archives among them
+                    // are expanded in place.
+                    let bytes = BlobBytes {
+                        fetcher: &self.fetcher,
+                        blob: &blob,
+                    };
+                    let nested = self.tar_nested(&bytes, b, 0, members, 0, &mut acc.tree.skipped);
+                    for (path, is_dir, size, mtime, location) in nested {
+                        acc.tree.member(under(path), is_dir, size, mtime, location);
+                    }
+                    Vec::new()
+                } else {
+                    members
+                };
                 for m in members {
                     let location = Location {
                         blob: b,
@@ -1665,6 +1687,163 @@ impl Vfs {
         }
         acc.blobs.push(blob);
         Ok(())
+    }
+
+    /// The members of a ZIP whose bytes start at `base` of blob `b` (`r`), with the archives
+    /// among its stored members expanded in place (see [`Vfs::nested`]).
+    fn zip_nested(
+        &self,
+        r: &dyn ReadAt,
+        b: i64,
+        base: u64,
+        members: Vec<zip::ZipEntry>,
+        depth: u32,
+        notes: &mut Vec<String>,
+    ) -> Vec<Member> {
+        let mut out = Vec::with_capacity(members.len());
+        for m in members {
+            let location = Location {
+                blob: b,
+                offset: base + m.header_offset,
+                storage: Storage::Zip {
+                    method: m.method,
+                    compressed_size: m.compressed_size,
+                    crc32: m.crc32,
+                },
+            };
+            let stored = m.method == zip::METHOD_STORED && m.size == m.compressed_size;
+            // Only a member named as an archive costs a read here (its local header).
+            if !m.is_dir && stored && nestable(&m.path) {
+                // The inner archive's bytes follow its local header.
+                let at = base + m.header_offset;
+                let data = r
+                    .read_at(at, zip::LOCAL_HEADER_LEN)
+                    .and_then(|h| zip::local_data_offset(&h));
+                if let Ok(rel) = data
+                    && let Some(inner) =
+                        self.nested(r, b, at + rel, m.size, &m.path, m.mtime, depth, notes)
+                {
+                    out.extend(inner);
+                    continue;
+                }
+            }
+            out.push((m.path, m.is_dir, m.size, m.mtime, location));
+        }
+        out
+    }
+
+    /// The members of a plain tar whose bytes start at `base` of blob `b` (`r`), with the
+    /// archives among them expanded in place (see [`Vfs::nested`]).
+    fn tar_nested(
+        &self,
+        r: &dyn ReadAt,
+        b: i64,
+        base: u64,
+        members: Vec<tar::TarEntry>,
+        depth: u32,
+        notes: &mut Vec<String>,
+    ) -> Vec<Member> {
+        let mut out = Vec::with_capacity(members.len());
+        for m in members {
+            let at = base + m.data_offset;
+            if !m.is_dir
+                && nestable(&m.path)
+                && let Some(inner) = self.nested(r, b, at, m.size, &m.path, m.mtime, depth, notes)
+            {
+                out.extend(inner);
+                continue;
+            }
+            let location = Location {
+                blob: b,
+                offset: at,
+                storage: Storage::Raw,
+            };
+            out.push((m.path, m.is_dir, m.size, m.mtime, location));
+        }
+        out
+    }
+
+    /// The members of the archive at `path` (a ZIP or a plain tar by its name, whose bytes are
+    /// `[at, at + size)` of `r` as they are), under a folder of that name, when it is one and
+    /// the depth allows ([`NESTED_DEPTH`]); `None` keeps it a file. An inner archive that does
+    /// not list (truncated, hostile, not an archive) stays a file, with a note why.
+    #[allow(clippy::too_many_arguments)]
+    fn nested(
+        &self,
+        r: &dyn ReadAt,
+        b: i64,
+        at: u64,
+        size: u64,
+        path: &[String],
+        mtime: i64,
+        depth: u32,
+        notes: &mut Vec<String>,
+    ) -> Option<Vec<Member>> {
+        if !nestable(path) {
+            return None;
+        }
+        let format = Format::of_name(path.last()?);
+        if depth + 1 > NESTED_DEPTH {
+            notes.push(format!(
+                "{}: not expanded: archives nest deeper than {NESTED_DEPTH} levels",
+                path.join("/")
+            ));
+            return None;
+        }
+        let window = crate::archive::Window {
+            inner: r,
+            base: at,
+            len: size,
+        };
+        let listed =
+            match format {
+                Format::Zip => zip::list(&window, size)
+                    .map(|ms| self.zip_nested(r, b, at, ms, depth + 1, notes)),
+                _ => {
+                    let reader = std::io::BufReader::with_capacity(
+                        256 << 10,
+                        crate::archive::WindowReader::new(crate::archive::Window {
+                            inner: r,
+                            base: at,
+                            len: size,
+                        }),
+                    );
+                    tar::list(reader).map(|(ms, skipped)| {
+                        notes.extend(skipped.into_iter().map(|s| {
+                            format!("{}: skipped {s} (not a regular file)", path.join("/"))
+                        }));
+                        self.tar_nested(r, b, at, ms, depth + 1, notes)
+                    })
+                }
+            };
+        match listed {
+            Ok(members) => {
+                let mut out = vec![(
+                    path.to_vec(),
+                    true,
+                    0,
+                    mtime,
+                    Location {
+                        blob: b,
+                        offset: at,
+                        storage: Storage::Raw,
+                    },
+                )];
+                out.extend(
+                    members
+                        .into_iter()
+                        .map(|(p, d, s, t, l)| ([path, &p[..]].concat(), d, s, t, l)),
+                );
+                Some(out)
+            }
+            Err(e) => {
+                notes.push(format!(
+                    "{}: an archive inside the archive, kept as a file: {e}",
+                    path.join("/")
+                ));
+                None
+            }
+        }
     }
 
     /// An archive that cannot be listed; a refusal by its host is a denial.

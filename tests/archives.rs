@@ -797,3 +797,87 @@ fn truncated_blank_and_damaged_7z_archives_are_refused_and_nothing_bad_is_served
     }
     assert!(served < files.len(), "the damage went unnoticed");
 }
+
+/// A ZIP of `(name, bytes)` with every member stored (as zip tools keep archives inside
+/// archives, which deflate cannot shrink).
+fn stored_zip(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for (n, data) in files {
+        w.start_file(*n, opts).unwrap();
+        w.write_all(data).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
+#[test]
+fn archives_inside_archives_are_folders_to_three_levels_and_a_bad_one_stays_a_file() {
+    let up = Upstream::start();
+    let files = image_folder(6, 10);
+    let inner_zip = zip(&files);
+    let inner_tar = tar_of(&files);
+    let deep4 = stored_zip(&[("x.txt", b"four levels down")]);
+    let deep3 = stored_zip(&[("deep4.zip", &deep4)]);
+    let deep2 = stored_zip(&[("deep3.zip", &deep3)]);
+    let deep1 = stored_zip(&[("deep2.zip", &deep2)]);
+    let evil = zip_with_names(&["ok.png", "../../escape.png"]);
+    let outer_tar = tar_of(&vec![
+        ("data/inner.zip".to_string(), inner_zip.clone(), true),
+        ("data/evil.zip".to_string(), evil.clone(), true),
+        ("readme.txt".to_string(), b"hello".to_vec(), true),
+    ]);
+    let outer_zip = stored_zip(&[
+        ("inner.tar", &inner_tar),
+        ("deep1.zip", &deep1),
+        ("notes.txt", b"notes"),
+    ]);
+    up.put("/outer.tar", outer_tar, true);
+    up.put("/outer.zip", outer_zip, true);
+    let cat = catalog(&[
+        ("nested-tar", "CT", "lung", &[("outer.tar", "tar")]),
+        ("nested-zip", "CT", "lung", &[("outer.zip", "zip")]),
+    ]);
+    let fx = Fixture::new(&up, &cat, "");
+    let m = fx.mount(&["--block-size", "64KiB"]);
+    let t = m.mnt.join("datasets/nested-tar");
+    assert!(t.join("data/inner.zip").is_dir());
+    for (name, data, _) in &files {
+        assert!(std::fs::read(t.join("data/inner.zip").join(name)).unwrap() == *data);
+    }
+    assert_eq!(std::fs::read(t.join("readme.txt")).unwrap(), b"hello");
+    // An inner archive that is refused stays the upstream's file, and the log says why.
+    assert!(std::fs::read(t.join("data/evil.zip")).unwrap() == evil);
+    assert!(!m.mnt.join("datasets/escape.png").exists());
+    let z = m.mnt.join("datasets/nested-zip");
+    for (name, data, _) in &files {
+        assert!(std::fs::read(z.join("inner.tar").join(name)).unwrap() == *data);
+    }
+    // Three levels are folders; the fourth stays a file.
+    let third = z.join("deep1.zip/deep2.zip/deep3.zip");
+    assert!(third.is_dir());
+    assert!(std::fs::read(third.join("deep4.zip")).unwrap() == deep4);
+    assert_eq!(std::fs::read(z.join("notes.txt")).unwrap(), b"notes");
+    std::thread::sleep(Duration::from_millis(50));
+    let log = m.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("data/evil.zip") && l.contains("kept as a file")),
+        "{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("deep4.zip") && l.contains("deeper than 3")),
+        "{log}"
+    );
+    assert!(m.stop().success());
+    let before = up.count();
+    let m = fx.mount(&["--block-size", "64KiB"]);
+    let (_, out, _) = sh(&format!(
+        "find {}/datasets -type f | wc -l",
+        m.mnt.display()
+    ));
+    assert_eq!(out.trim(), (6 + 2 + 6 + 2).to_string());
+    assert!(std::fs::read(third.join("deep4.zip")).unwrap() == deep4);
+    assert_eq!(up.count(), before, "new requests after restart");
+}

@@ -29,6 +29,61 @@ impl ReadAt for [u8] {
     }
 }
 
+/// The bytes `[base, base + len)` of another [`ReadAt`]: an archive stored as it is inside
+/// another (a tar member, a stored ZIP member), read in place.
+pub struct Window<'a> {
+    /// The outer bytes.
+    pub inner: &'a dyn ReadAt,
+    /// Where the window starts in them.
+    pub base: u64,
+    /// Its length.
+    pub len: u64,
+}
+
+impl ReadAt for Window<'_> {
+    fn read_at(&self, offset: u64, len: u64) -> Result<Vec<u8>, ArchiveError> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.len => self.inner.read_at(self.base + offset, len),
+            _ => Err(ArchiveError::Malformed(format!(
+                "read past the end of an inner archive at {offset}+{len} (it holds {} bytes)",
+                self.len
+            ))),
+        }
+    }
+}
+
+/// A [`Window`] read from start to end (sequential parsers: tar).
+pub struct WindowReader<'a> {
+    window: Window<'a>,
+    pos: u64,
+}
+
+impl<'a> WindowReader<'a> {
+    /// Read `window` from its start.
+    pub fn new(window: Window<'a>) -> WindowReader<'a> {
+        WindowReader { window, pos: 0 }
+    }
+}
+
+impl std::io::Read for WindowReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let n = (out.len() as u64)
+            .min(self.window.len - self.pos)
+            .min(1 << 20);
+        if n == 0 {
+            return Ok(0);
+        }
+        let data = self
+            .window
+            .read_at(self.pos, n)
+            .map_err(std::io::Error::other)?;
+        let n = data.len().min(out.len());
+        out[..n].copy_from_slice(&data[..n]);
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
 /// Why an archive cannot be listed.
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
@@ -84,6 +139,23 @@ pub fn normalize_member_path(name: &str) -> Result<(Vec<String>, bool), ArchiveE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_window_reads_inside_its_range_only() {
+        let outer: Vec<u8> = (0..=255u8).collect();
+        let w = Window {
+            inner: &&outer[..],
+            base: 100,
+            len: 50,
+        };
+        assert_eq!(w.read_at(0, 3).unwrap(), vec![100, 101, 102]);
+        assert_eq!(w.read_at(47, 3).unwrap(), vec![147, 148, 149]);
+        assert!(w.read_at(48, 3).is_err());
+        assert!(w.read_at(u64::MAX, 2).is_err());
+        let mut all = Vec::new();
+        std::io::Read::read_to_end(&mut WindowReader::new(w), &mut all).unwrap();
+        assert_eq!(all, outer[100..150]);
+    }
 
     #[test]
     fn member_paths_are_normalised_or_refused() {
