@@ -881,3 +881,48 @@ fn archives_inside_archives_are_folders_to_three_levels_and_a_bad_one_stays_a_fi
     assert!(std::fs::read(third.join("deep4.zip")).unwrap() == deep4);
     assert_eq!(up.count(), before, "new requests after restart");
 }
+
+#[test]
+fn a_7z_or_tar_xz_changed_upstream_is_estale_not_mixed() {
+    let up = Upstream::start();
+    let files = image_folder(40, 60);
+    up.put("/set.7z", library_7z(&files), true);
+    up.put(
+        "/set.tar.xz",
+        system_compress("xz", &tar_of(&files), Some(200_000)),
+        true,
+    );
+    let cat = catalog(&[
+        ("sz", "CT", "lung", &[("set.7z", "7z")]),
+        ("txz", "CT", "lung", &[("set.tar.xz", "tar.xz")]),
+    ]);
+    let fx = Fixture::new(&up, &cat, "");
+    // A cache smaller than the archives, so the members read later need blocks again.
+    let m = fx.mount(&["--block-size", "64KiB", "--cache-size", "1MiB"]);
+    let (_, out, _) = sh(&format!(
+        "find {}/datasets -type f | wc -l",
+        m.mnt.display()
+    ));
+    assert_eq!(out.trim(), "80");
+    let other = image_folder(41, 60);
+    up.put("/set.7z", library_7z(&other), true);
+    up.put(
+        "/set.tar.xz",
+        system_compress("xz", &tar_of(&other), Some(200_000)),
+        true,
+    );
+    for id in ["sz", "txz"] {
+        let dir = m.mnt.join("datasets").join(id);
+        let mut stale = 0;
+        for (name, data, _) in files.iter().rev() {
+            match std::fs::read(dir.join(name)) {
+                Ok(got) => assert!(got == *data, "{id} {name}: mixed bytes"),
+                Err(e) => {
+                    assert_eq!(e.raw_os_error(), Some(libc::ESTALE), "{id} {name}: {e}");
+                    stale += 1;
+                }
+            }
+        }
+        assert!(stale > 0, "{id}: the change went unnoticed");
+    }
+}

@@ -19,8 +19,8 @@
 //! byte is read, and a mismatch fails that read and every read after.
 
 use std::io::BufReader;
-use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sevenz_rust2::Archive;
@@ -28,7 +28,7 @@ use sevenz_rust2::Archive;
 use super::{FileState, ReadError, Reader, Result, lock};
 use crate::archive::sevenz::{self, BlobCursor};
 use crate::archive::{ArchiveError, ReadAt};
-use crate::fetch::Fetcher;
+use crate::fetch::{FetchError, Fetcher};
 use crate::index::Blob;
 
 /// Parsed 7z headers kept in memory.
@@ -36,23 +36,37 @@ pub(super) const HEADERS: usize = 4;
 /// Chunks in flight between a decoding thread and its reader (256 KiB each).
 const IN_FLIGHT: usize = 4;
 
-/// One blob's bytes through the cache, owned (the decoding thread outlives the read).
+/// One blob's bytes through the cache, owned (the decoding thread outlives the read). The
+/// first fetch error is kept, so the reader gets it with its type (EACCES, ESTALE), not as
+/// the library's text.
 struct OwnedBlob {
     fetcher: Arc<Fetcher>,
     blob: Blob,
+    failed: Arc<Mutex<Option<Arc<FetchError>>>>,
 }
 
 impl ReadAt for OwnedBlob {
     fn read_at(&self, offset: u64, len: u64) -> std::result::Result<Vec<u8>, ArchiveError> {
-        self.fetcher
-            .read_at(&self.blob, offset, len)
-            .map_err(|e| ArchiveError::Read(Box::new(e)))
+        self.fetcher.read_at(&self.blob, offset, len).map_err(|e| {
+            let e = Arc::new(e);
+            lock(&self.failed).get_or_insert_with(|| e.clone());
+            ArchiveError::Read(Box::new(FetchError::Shared(e)))
+        })
     }
+}
+
+/// Why a decoding thread stopped.
+#[derive(Debug)]
+enum Failure {
+    /// Its bytes could not be fetched.
+    Fetch(Arc<FetchError>),
+    /// The archive is damaged or unreadable.
+    Other(String),
 }
 
 /// What a decoding thread hands over: bytes of the member (empty: still decoding what comes
 /// before it), or why it stopped.
-type Chunk = std::result::Result<Vec<u8>, String>;
+type Chunk = std::result::Result<Vec<u8>, Failure>;
 
 /// A member being decoded by its thread.
 #[derive(Debug)]
@@ -70,11 +84,16 @@ impl Reader {
         if let Some(a) = lock(&self.sevenz_headers).get(&f.blob.id) {
             return Ok(a.clone());
         }
+        let failed = Arc::new(Mutex::new(None));
         let src = OwnedBlob {
             fetcher: self.fetcher.clone(),
             blob: f.blob.clone(),
+            failed: failed.clone(),
         };
-        let archive = sevenz::open(src, f.blob.size()).map_err(|e| self.archive_err(f, e))?;
+        let archive = sevenz::open(src, f.blob.size()).map_err(|e| match lock(&failed).take() {
+            Some(fe) => self.fetch_err(f, FetchError::Shared(fe)),
+            None => self.archive_err(f, e),
+        })?;
         let archive = Arc::new(archive);
         lock(&self.sevenz_headers).put(f.blob.id, archive.clone());
         Ok(archive)
@@ -94,9 +113,11 @@ impl Reader {
     fn sevenz_cursor(&self, f: &FileState, file: u32) -> Result<SevenZCursor> {
         let archive = self.sevenz_header(f)?;
         let (tx, rx) = sync_channel::<Chunk>(IN_FLIGHT);
+        let failed = Arc::new(Mutex::new(None));
         let src = OwnedBlob {
             fetcher: self.fetcher.clone(),
             blob: f.blob.clone(),
+            failed: failed.clone(),
         };
         let size = f.blob.size();
         let tag = Some(f.dataset.clone());
@@ -110,7 +131,11 @@ impl Reader {
                         tx.send(Ok(b.to_vec())).is_ok()
                     });
                     if let Err(e) = r {
-                        let _ = tx.send(Err(e.to_string()));
+                        let why = match lock(&failed).take() {
+                            Some(fe) => Failure::Fetch(fe),
+                            None => Failure::Other(e.to_string()),
+                        };
+                        let _ = tx.send(Err(why));
                     }
                 })
             })
@@ -163,11 +188,14 @@ impl Reader {
                     c.buf = chunk;
                     c.at = 0;
                 }
-                Ok(Err(msg)) => return Err(self.unreadable(f, msg)),
+                Ok(Err(Failure::Fetch(fe))) => {
+                    return Err(self.fetch_err(f, FetchError::Shared(fe)));
+                }
+                Ok(Err(Failure::Other(msg))) => return Err(self.unreadable(f, msg)),
                 Err(RecvTimeoutError::Timeout) => {
                     return Err(self.fetch_err(
                         f,
-                        crate::fetch::FetchError::TimedOut {
+                        FetchError::TimedOut {
                             url: f.blob.url().to_string(),
                             after: deadline,
                         },
