@@ -1608,7 +1608,9 @@ impl Vfs {
                     fetcher: &self.fetcher,
                     blob: &blob,
                 };
-                let members = self.zip_nested(&bytes, b, 0, members, 0, &mut acc.tree.skipped);
+                let members = self
+                    .zip_nested(&bytes, b, 0, members, 0, &mut acc.tree.skipped)
+                    .map_err(|source| self.listing_failure(ds, &src_name, source))?;
                 for (path, is_dir, size, mtime, location) in members {
                     acc.tree.member(under(path), is_dir, size, mtime, location);
                 }
@@ -1663,7 +1665,9 @@ impl Vfs {
                         fetcher: &self.fetcher,
                         blob: &blob,
                     };
-                    let nested = self.tar_nested(&bytes, b, 0, members, 0, &mut acc.tree.skipped);
+                    let nested = self
+                        .tar_nested(&bytes, b, 0, members, 0, &mut acc.tree.skipped)
+                        .map_err(|source| self.listing_failure(ds, &src_name, source))?;
                     for (path, is_dir, size, mtime, location) in nested {
                         acc.tree.member(under(path), is_dir, size, mtime, location);
                     }
@@ -1699,7 +1703,7 @@ impl Vfs {
         members: Vec<zip::ZipEntry>,
         depth: u32,
         notes: &mut Vec<String>,
-    ) -> Vec<Member> {
+    ) -> std::result::Result<Vec<Member>, ArchiveError> {
         let mut out = Vec::with_capacity(members.len());
         for m in members {
             let location = Location {
@@ -1716,12 +1720,10 @@ impl Vfs {
             if !m.is_dir && stored && nestable(&m.path) {
                 // The inner archive's bytes follow its local header.
                 let at = base + m.header_offset;
-                let data = r
-                    .read_at(at, zip::LOCAL_HEADER_LEN)
-                    .and_then(|h| zip::local_data_offset(&h));
-                if let Ok(rel) = data
+                let header = r.read_at(at, zip::LOCAL_HEADER_LEN)?;
+                if let Ok(rel) = zip::local_data_offset(&header)
                     && let Some(inner) =
-                        self.nested(r, b, at + rel, m.size, &m.path, m.mtime, depth, notes)
+                        self.nested(r, b, at + rel, m.size, &m.path, m.mtime, depth, notes)?
                 {
                     out.extend(inner);
                     continue;
@@ -1729,7 +1731,7 @@ impl Vfs {
             }
             out.push((m.path, m.is_dir, m.size, m.mtime, location));
         }
-        out
+        Ok(out)
     }
 
     /// The members of a plain tar whose bytes start at `base` of blob `b` (`r`), with the
@@ -1742,13 +1744,14 @@ impl Vfs {
         members: Vec<tar::TarEntry>,
         depth: u32,
         notes: &mut Vec<String>,
-    ) -> Vec<Member> {
+    ) -> std::result::Result<Vec<Member>, ArchiveError> {
         let mut out = Vec::with_capacity(members.len());
         for m in members {
             let at = base + m.data_offset;
             if !m.is_dir
                 && nestable(&m.path)
-                && let Some(inner) = self.nested(r, b, at, m.size, &m.path, m.mtime, depth, notes)
+                && let Some(inner) =
+                    self.nested(r, b, at, m.size, &m.path, m.mtime, depth, notes)?
             {
                 out.extend(inner);
                 continue;
@@ -1760,13 +1763,15 @@ impl Vfs {
             };
             out.push((m.path, m.is_dir, m.size, m.mtime, location));
         }
-        out
+        Ok(out)
     }
 
     /// The members of the archive at `path` (a ZIP or a plain tar by its name, whose bytes are
     /// `[at, at + size)` of `r` as they are), under a folder of that name, when it is one and
     /// the depth allows ([`NESTED_DEPTH`]); `None` keeps it a file. An inner archive that does
-    /// not list (truncated, hostile, not an archive) stays a file, with a note why.
+    /// not list (truncated, hostile, not an archive) stays a file, with a note why; a failure
+    /// to read its bytes fails the listing (it is not the archive's fault, and the next
+    /// listing may succeed).
     #[allow(clippy::too_many_arguments)]
     fn nested(
         &self,
@@ -1778,44 +1783,49 @@ impl Vfs {
         mtime: i64,
         depth: u32,
         notes: &mut Vec<String>,
-    ) -> Option<Vec<Member>> {
-        if !nestable(path) {
-            return None;
-        }
-        let format = Format::of_name(path.last()?);
+    ) -> std::result::Result<Option<Vec<Member>>, ArchiveError> {
+        let Some(name) = path.last().filter(|_| nestable(path)) else {
+            return Ok(None);
+        };
+        let format = Format::of_name(name);
         if depth + 1 > NESTED_DEPTH {
             notes.push(format!(
                 "{}: not expanded: archives nest deeper than {NESTED_DEPTH} levels",
                 path.join("/")
             ));
-            return None;
+            return Ok(None);
         }
         let window = crate::archive::Window {
             inner: r,
             base: at,
             len: size,
         };
-        let listed =
-            match format {
-                Format::Zip => zip::list(&window, size)
-                    .map(|ms| self.zip_nested(r, b, at, ms, depth + 1, notes)),
-                _ => {
-                    let reader = std::io::BufReader::with_capacity(
-                        256 << 10,
-                        crate::archive::WindowReader::new(crate::archive::Window {
-                            inner: r,
-                            base: at,
-                            len: size,
-                        }),
-                    );
-                    tar::list(reader).map(|(ms, skipped)| {
+        let listed = match format {
+            Format::Zip => match zip::list(&window, size) {
+                Ok(ms) => Ok(self.zip_nested(r, b, at, ms, depth + 1, notes)?),
+                Err(e @ ArchiveError::Read(_)) => return Err(e),
+                Err(e) => Err(e),
+            },
+            _ => {
+                let mut reader = std::io::BufReader::with_capacity(
+                    256 << 10,
+                    crate::archive::WindowReader::new(window),
+                );
+                let listed = tar::list(&mut reader);
+                if let Some(e) = reader.get_mut().take_failure() {
+                    return Err(e);
+                }
+                match listed {
+                    Ok((ms, skipped)) => {
                         notes.extend(skipped.into_iter().map(|s| {
                             format!("{}: skipped {s} (not a regular file)", path.join("/"))
                         }));
-                        self.tar_nested(r, b, at, ms, depth + 1, notes)
-                    })
+                        Ok(self.tar_nested(r, b, at, ms, depth + 1, notes)?)
+                    }
+                    Err(e) => Err(e),
                 }
-            };
+            }
+        };
         match listed {
             Ok(members) => {
                 let mut out = vec![(
@@ -1834,14 +1844,14 @@ impl Vfs {
                         .into_iter()
                         .map(|(p, d, s, t, l)| ([path, &p[..]].concat(), d, s, t, l)),
                 );
-                Some(out)
+                Ok(Some(out))
             }
             Err(e) => {
                 notes.push(format!(
                     "{}: an archive inside the archive, kept as a file: {e}",
                     path.join("/")
                 ));
-                None
+                Ok(None)
             }
         }
     }

@@ -56,12 +56,23 @@ impl ReadAt for Window<'_> {
 pub struct WindowReader<'a> {
     window: Window<'a>,
     pos: u64,
+    failure: Option<ArchiveError>,
 }
 
 impl<'a> WindowReader<'a> {
     /// Read `window` from its start.
     pub fn new(window: Window<'a>) -> WindowReader<'a> {
-        WindowReader { window, pos: 0 }
+        WindowReader {
+            window,
+            pos: 0,
+            failure: None,
+        }
+    }
+
+    /// The first failure to read the outer bytes, if any, with its type (a parser reading
+    /// through this sees only an I/O error).
+    pub fn take_failure(&mut self) -> Option<ArchiveError> {
+        self.failure.take()
     }
 }
 
@@ -73,10 +84,14 @@ impl std::io::Read for WindowReader<'_> {
         if n == 0 {
             return Ok(0);
         }
-        let data = self
-            .window
-            .read_at(self.pos, n)
-            .map_err(std::io::Error::other)?;
+        let data = match self.window.read_at(self.pos, n) {
+            Ok(d) => d,
+            Err(e) => {
+                let msg = e.to_string();
+                self.failure.get_or_insert(e);
+                return Err(std::io::Error::other(msg));
+            }
+        };
         let n = data.len().min(out.len());
         out[..n].copy_from_slice(&data[..n]);
         self.pos += n as u64;
