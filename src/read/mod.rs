@@ -29,7 +29,11 @@
 //!   deadline EIO; a full cache slows reads down and never fails them.
 //! - Memory is bounded whatever the number of open files: per-file state lives in an LRU of
 //!   [`FILE_STATES`], decoded members in a byte budget ([`decoded::DECODED_BUDGET`]), and a
-//!   streamed member keeps at most [`zip::RECENT_MAX`] of recent output.
+//!   streamed member keeps at most [`zip::RECENT_MAX`] of recent output. A large member of a
+//!   compressed tar or a 7z also keeps its decoder, whose dictionary is the archive's choice:
+//!   a few MiB for bzip2 and zstd's usual levels, up to 64 MiB for `xz -9` or `7z -mx9`
+//!   (liblzma is held under [`crate::archive::compressed::XZ_MEMLIMIT`]), so sixteen such
+//!   members read at once can hold about 1 GiB.
 
 mod ahead;
 mod decoded;
