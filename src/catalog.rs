@@ -1784,6 +1784,26 @@ url = "https://example.org/a/chest_xray.zip"
         ] {
             assert_eq!(default_format(url), f, "{url}");
         }
+        // Every format's name parses back to it, and the short names are aliases.
+        for f in [
+            Format::Zip,
+            Format::File,
+            Format::Tar,
+            Format::TarGz,
+            Format::TarBz2,
+            Format::TarXz,
+            Format::TarZst,
+            Format::SevenZ,
+        ] {
+            assert_eq!(Format::parse(&f.to_string()), Some(f));
+        }
+        for (short, f) in [
+            ("tbz2", Format::TarBz2),
+            ("txz", Format::TarXz),
+            ("tzst", Format::TarZst),
+        ] {
+            assert_eq!(Format::parse(short), Some(f));
+        }
         let t = ONE.replace(
             "url = \"https://example.org/a/chest_xray.zip\"",
             "urls = [\"https://h/x.zip.001\", \"https://h/x.zip.002\"]",
