@@ -385,6 +385,10 @@ type Member = (Vec<String>, bool, u64, i64, Location);
 /// a ZIP or plain tar becomes a folder of its name, to this many levels; deeper ones stay files.
 pub const NESTED_DEPTH: u32 = 3;
 
+/// A solid 7z block larger than this gets a log line at index time (random reads of its
+/// members are slow).
+const SOLID_WARN: u64 = 64 << 20;
+
 /// A part of a listed file, with its `Last-Modified` when it was probed.
 type ProbedPart = (Part, Option<i64>);
 
@@ -1620,9 +1624,20 @@ impl Vfs {
                     fetcher: &self.fetcher,
                     blob: &blob,
                 };
-                let (members, skipped) = sevenz::open(&bytes, blob.size())
-                    .and_then(|archive| sevenz::list(&archive))
+                let archive = sevenz::open(&bytes, blob.size())
                     .map_err(|source| self.listing_failure(ds, &src_name, source))?;
+                let (members, skipped) = sevenz::list(&archive)
+                    .map_err(|source| self.listing_failure(ds, &src_name, source))?;
+                let solid = sevenz::largest_solid_block(&archive);
+                if solid > SOLID_WARN {
+                    tracing::warn!(
+                        dataset = %ds.id,
+                        "{src_name}: a solid 7z with blocks of up to {} MiB: reading a member \
+                         decodes its block from the start, so random reads are slow; read it \
+                         once in order (`medimg prefetch`) or copy it out",
+                        solid >> 20
+                    );
+                }
                 acc.tree.skipped.extend(
                     skipped
                         .into_iter()

@@ -180,6 +180,25 @@ pub fn open<R: ReadAt>(r: R, size: u64) -> Result<Archive, ArchiveError> {
     Ok(archive)
 }
 
+/// The largest output of a block holding more than one member (0 when every member has a
+/// block of its own): what a random read of a member may decode before it.
+pub fn largest_solid_block(archive: &Archive) -> u64 {
+    let mut members = vec![0u32; archive.blocks.len()];
+    for b in archive.stream_map.file_block_index.iter().flatten() {
+        if let Some(n) = members.get_mut(*b) {
+            *n += 1;
+        }
+    }
+    archive
+        .blocks
+        .iter()
+        .zip(members)
+        .filter(|(_, n)| *n > 1)
+        .map(|(b, _)| b.get_unpack_size())
+        .max()
+        .unwrap_or(0)
+}
+
 /// The members of `archive`, and the names of anti-items skipped.
 pub fn list(archive: &Archive) -> Result<(Vec<SevenZEntry>, Vec<String>), ArchiveError> {
     let mut out = Vec::new();
@@ -360,6 +379,11 @@ mod tests {
 
     fn check_round_trip(z: &[u8], files: &[(&str, Vec<u8>)]) {
         let archive = open(z, z.len() as u64).unwrap();
+        if archive.is_solid {
+            assert!(largest_solid_block(&archive) > 0);
+        } else {
+            assert_eq!(largest_solid_block(&archive), 0);
+        }
         let (list, skipped) = list(&archive).unwrap();
         assert!(skipped.is_empty());
         for (name, data) in files {
