@@ -926,3 +926,44 @@ fn a_7z_or_tar_xz_changed_upstream_is_estale_not_mixed() {
         assert!(stale > 0, "{id}: the change went unnoticed");
     }
 }
+
+#[test]
+fn a_solid_7z_read_in_archive_order_reads_back_and_is_fetched_about_once() {
+    let up = Upstream::start();
+    let files: Files = (0..60)
+        .map(|i| (format!("chest_xray/s{i:03}.dcm"), noisy(60_000, i), true))
+        .collect();
+    // 7-Zip's default: one solid block.
+    let Some(z) = system_7z(&files, "-mx=1") else {
+        eprintln!("no 7-Zip here: skipped");
+        return;
+    };
+    assert!(
+        z.len() > 2 << 20,
+        "{} bytes: too small to test the cache",
+        z.len()
+    );
+    up.put("/solid.7z", z.clone(), true);
+    let cat = catalog(&[("solid", "CT", "lung", &[("solid.7z", "7z")])]);
+    let fx = Fixture::new(&up, &cat, "");
+    // A cache far smaller than the archive: decoding the block from its start for every
+    // member would fetch it again and again.
+    let m = fx.mount(&["--block-size", "64KiB", "--cache-size", "1MiB"]);
+    let dir = m.mnt.join("datasets/solid");
+    let before = up.bytes();
+    // `find` lists in index order, which is the archive's order.
+    let (code, _, err) = sh(&format!(
+        "find {} -type f -exec cat {{}} + > /dev/null",
+        dir.display()
+    ));
+    assert_eq!(code, 0, "{err}");
+    let fetched = up.bytes() - before;
+    assert!(
+        fetched <= z.len() as u64 * 3 / 2,
+        "{fetched} bytes fetched to read a {} byte solid 7z in order",
+        z.len()
+    );
+    for (name, data, _) in &files {
+        assert!(std::fs::read(dir.join(name)).unwrap() == *data, "{name}");
+    }
+}

@@ -253,53 +253,66 @@ pub fn list(archive: &Archive) -> Result<(Vec<SevenZEntry>, Vec<String>), Archiv
 
 /// Decode member `file` of `archive` from `source` (the archive's bytes), handing its bytes to
 /// `each` in order; `each` returns `false` to stop. The members before it in its block are
-/// decoded and dropped, with a call of `each` with no bytes per 256 KiB of them. Its CRC, when
-/// it has one, is checked at its last byte.
+/// decoded and dropped. Its CRC, when it has one, is checked at its last byte.
 pub fn decode_member<S: Read + Seek>(
     archive: &Archive,
     source: &mut S,
     file: u32,
     each: &mut dyn FnMut(&[u8]) -> bool,
 ) -> Result<(), ArchiveError> {
-    let file = file as usize;
+    decode_block_from(archive, source, file, &mut |i, _, b| {
+        if i > file {
+            return false;
+        }
+        i < file || b.is_empty() || each(b)
+    })
+}
+
+/// Decode the block of member `file` from its start, handing `each(member, offset in the
+/// member, bytes)` for the bytes of `file` and of every member after it in the block, in
+/// order; `each` returns `false` to stop. The members before `file` are decoded and dropped,
+/// with one call with no bytes per 256 KiB of them (progress, and a chance to stop). Each
+/// member's CRC, when it has one, is checked at its last byte, before any byte of the next
+/// member is handed over.
+pub fn decode_block_from<S: Read + Seek>(
+    archive: &Archive,
+    source: &mut S,
+    file: u32,
+    each: &mut dyn FnMut(u32, u64, &[u8]) -> bool,
+) -> Result<(), ArchiveError> {
     let target = archive
         .files
-        .get(file)
+        .get(file as usize)
         .ok_or_else(|| malformed(format!("no member {file}")))?;
     let Some(block) = archive
         .stream_map
         .file_block_index
-        .get(file)
+        .get(file as usize)
         .copied()
         .flatten()
     else {
         return Ok(());
     };
+    let first = archive
+        .stream_map
+        .block_first_file_index
+        .get(block)
+        .copied()
+        .ok_or_else(|| malformed(format!("no block {block}")))?;
     let mut failure: Option<io::Error> = None;
     let result = catch_unwind(AssertUnwindSafe(|| {
         let password = Password::empty();
         let decoder = BlockDecoder::new(1, block, archive, &password, source);
         let mut buf = vec![0u8; 256 << 10];
-        decoder.for_each_entries(&mut |entry, r| {
-            if !std::ptr::eq(entry, target) {
-                // A member before it in the block: decoded and dropped, with an empty call of
-                // `each` per piece (progress, and a chance to stop).
-                loop {
-                    match r.read(&mut buf) {
-                        Ok(0) => return Ok(true),
-                        Ok(_) if !each(&[]) => return Ok(false),
-                        Ok(_) => {}
-                        Err(e) => {
-                            let msg = e.to_string();
-                            failure = Some(e);
-                            return Err(sevenz_rust2::Error::Other(msg.into()));
-                        }
-                    }
-                }
-            }
+        // The library walks the block's members in file order from `first`, one call each.
+        let mut index = first as u32;
+        decoder.for_each_entries(&mut |_, r| {
+            let i = index;
+            index += 1;
+            let mut offset = 0u64;
             loop {
                 let n = match r.read(&mut buf) {
-                    Ok(0) => return Ok(false),
+                    Ok(0) => return Ok(true),
                     Ok(n) => n,
                     Err(e) => {
                         let msg = e.to_string();
@@ -307,9 +320,15 @@ pub fn decode_member<S: Read + Seek>(
                         return Err(sevenz_rust2::Error::Other(msg.into()));
                     }
                 };
-                if !each(&buf[..n]) {
+                let go = if i < file {
+                    each(i, offset, &[])
+                } else {
+                    each(i, offset, &buf[..n])
+                };
+                if !go {
                     return Ok(false);
                 }
+                offset += n as u64;
             }
         })
     }));

@@ -265,6 +265,9 @@ pub struct Reader {
     decoded: decoded::Decoded,
     /// Parsed headers of the 7z archives read last, by blob.
     sevenz_headers: Mutex<LruCache<i64, Arc<sevenz_rust2::Archive>>>,
+    /// 7z block decoders kept after a small member was read from them, by (blob, block),
+    /// oldest first: the next member in archive order continues from there.
+    sevenz_blocks: Mutex<Vec<sevenz::KeptBlock>>,
     /// Large members found damaged since start, with what did not match.
     damaged: Mutex<HashMap<i64, String>>,
     /// Pushes checked neighbours of cold reads into the kernel's page cache, once started.
@@ -294,6 +297,7 @@ impl Reader {
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             decoded: decoded::Decoded::new(DECODED_BUDGET),
+            sevenz_blocks: Mutex::new(Vec::new()),
             sevenz_headers: Mutex::new(LruCache::new(
                 std::num::NonZeroUsize::new(sevenz::HEADERS).unwrap_or(std::num::NonZeroUsize::MIN),
             )),

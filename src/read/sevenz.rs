@@ -1,13 +1,17 @@
 //! Members of a 7z archive: decoded by a thread of their own from the start of their block
-//! (see [`crate::archive::sevenz`]), which hands the member's bytes over a small bounded
+//! (see [`crate::archive::sevenz`]), which hands over the bytes of the member asked for and of
+//! every member after it in the block, tagged with member and offset, over a small bounded
 //! channel.
 //!
 //! The thread owns what the library borrows (the parsed archive, a cursor over the blob), so
-//! a large member's decoder can be kept between reads like a tar.gz member's: a sequential
-//! reader decodes the block once, a seek backwards starts again from the block's start.
-//! Dropping the cursor ends the thread at its next hand-over; while it decodes the members
-//! before this one in a solid block, it hands over empty heartbeats, so a reader waits at most
-//! the deadline for progress, not for the whole block.
+//! a decoder can be kept between reads: a large member keeps its own (a sequential reader
+//! decodes the block once, a seek backwards starts again from the block's start), and after a
+//! small member is read whole its block's decoder is kept ([`BLOCK_STREAMS`] of them), so the
+//! next member in archive order (`cp -r`, `find`, `medimg prefetch`, a sorted DataLoader)
+//! continues from there instead of decoding the block from its start again. Dropping a cursor
+//! ends its thread at its next hand-over; while it decodes the members before the one asked
+//! for, it hands over empty heartbeats, so a reader waits at most the deadline for progress,
+//! not for the whole block.
 //!
 //! Parsed headers are kept for the last few archives read ([`HEADERS`]), so a folder of small
 //! members does not parse the header once per member.
@@ -35,6 +39,9 @@ use crate::index::Blob;
 pub(super) const HEADERS: usize = 4;
 /// Chunks in flight between a decoding thread and its reader (256 KiB each).
 const IN_FLIGHT: usize = 4;
+/// Block decoders kept for the small members after the one just read (each a thread waiting
+/// to hand over its next chunk).
+pub(super) const BLOCK_STREAMS: usize = 4;
 
 /// One blob's bytes through the cache, owned (the decoding thread outlives the read). The
 /// first fetch error is kept, so the reader gets it with its type (EACCES, ESTALE), not as
@@ -64,18 +71,108 @@ enum Failure {
     Other(String),
 }
 
-/// What a decoding thread hands over: bytes of the member (empty: still decoding what comes
-/// before it), or why it stopped.
-type Chunk = std::result::Result<Vec<u8>, Failure>;
+/// What a decoding thread hands over: `(member, offset in it, bytes)` (no bytes: still
+/// decoding the members before the one asked for), or why it stopped.
+type Chunk = std::result::Result<(u32, u64, Vec<u8>), Failure>;
 
-/// A member being decoded by its thread.
+/// A thread decoding a block from a member on, through the end of the block.
 #[derive(Debug)]
 pub(super) struct SevenZCursor {
     rx: Receiver<Chunk>,
-    buf: Vec<u8>,
-    at: usize,
-    /// Offset in the member of the next byte [`Reader::sevenz_read`] returns.
-    pos: u64,
+    /// A chunk received and not wholly consumed: member, its offset, bytes, bytes used.
+    pending: Option<(u32, u64, Vec<u8>, usize)>,
+    /// The member and offset of the next byte this cursor hands out.
+    at: (u32, u64),
+}
+
+/// A block decoder kept after a small member was read from it: (blob, block) and the cursor.
+pub(super) type KeptBlock = ((i64, Option<usize>), SevenZCursor);
+
+/// How a cursor read ended short.
+enum Short {
+    Failed(Failure),
+    TimedOut,
+    /// The member has fewer bytes than asked, or more than indexed.
+    Size(String),
+}
+
+impl SevenZCursor {
+    /// Whether this cursor can still reach byte `from` of member `file`.
+    fn reaches(&self, file: u32, from: u64) -> bool {
+        self.at.0 < file || (self.at.0 == file && self.at.1 <= from)
+    }
+
+    /// Fill `out` with member `file` from byte `from`; with `to_end`, `out` ends the member
+    /// and the member's CRC is waited for (the first byte of a later member, or the block's
+    /// end, comes only after it passed).
+    fn take(
+        &mut self,
+        file: u32,
+        from: u64,
+        out: &mut [u8],
+        to_end: bool,
+        deadline: Duration,
+    ) -> std::result::Result<(), Short> {
+        let mut filled = 0usize;
+        loop {
+            if let Some((i, off, data, used)) = self.pending.as_mut() {
+                let (i, pos, avail) = (*i, *off + *used as u64, data.len() - *used);
+                if i < file || avail == 0 {
+                    self.pending = None;
+                    continue;
+                }
+                if i > file {
+                    if filled == out.len() {
+                        return Ok(());
+                    }
+                    return Err(Short::Size(format!(
+                        "7z: the member ends at byte {} of its indexed {}",
+                        from + filled as u64,
+                        from + out.len() as u64
+                    )));
+                }
+                let want = from + filled as u64;
+                if pos < want {
+                    *used += (want - pos).min(avail as u64) as usize;
+                    self.at = (i, pos + (want - pos).min(avail as u64));
+                    continue;
+                }
+                if filled == out.len() {
+                    if to_end {
+                        return Err(Short::Size("7z: the member is longer than indexed".into()));
+                    }
+                    return Ok(());
+                }
+                let n = avail.min(out.len() - filled);
+                out[filled..filled + n].copy_from_slice(&data[*used..*used + n]);
+                *used += n;
+                filled += n;
+                self.at = (i, pos + n as u64);
+                continue;
+            }
+            if filled == out.len() && !to_end {
+                return Ok(());
+            }
+            match self.rx.recv_timeout(deadline) {
+                Ok(Ok((i, off, data))) => {
+                    if data.is_empty() {
+                        continue;
+                    }
+                    self.pending = Some((i, off, data, 0));
+                }
+                Ok(Err(why)) => return Err(Short::Failed(why)),
+                Err(RecvTimeoutError::Timeout) => return Err(Short::TimedOut),
+                Err(RecvTimeoutError::Disconnected) if filled == out.len() => return Ok(()),
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(Short::Size(format!(
+                        "7z: the member ends at byte {} of its indexed {}",
+                        from + filled as u64,
+                        from + out.len() as u64
+                    )));
+                }
+            }
+        }
+    }
 }
 
 impl Reader {
@@ -127,9 +224,10 @@ impl Reader {
                 crate::source::stats::on_behalf_of_tag(tag, || {
                     let mut cursor =
                         BufReader::with_capacity(256 << 10, BlobCursor::new(src, size));
-                    let r = sevenz::decode_member(&archive, &mut cursor, file, &mut |b| {
-                        tx.send(Ok(b.to_vec())).is_ok()
-                    });
+                    let r =
+                        sevenz::decode_block_from(&archive, &mut cursor, file, &mut |i, o, b| {
+                            tx.send(Ok((i, o, b.to_vec()))).is_ok()
+                        });
                     if let Err(e) = r {
                         let why = match lock(&failed).take() {
                             Some(fe) => Failure::Fetch(fe),
@@ -142,82 +240,69 @@ impl Reader {
             .map_err(|e| self.unreadable(f, format!("cannot start a 7z decoder: {e}")))?;
         Ok(SevenZCursor {
             rx,
-            buf: Vec::new(),
-            at: 0,
-            pos: 0,
+            pending: None,
+            at: (file, 0),
         })
     }
 
-    /// Fill `out` from the cursor (skipping up to member offset `from` first); with `to_end`,
-    /// also wait for the thread to finish, so the member's CRC has been checked.
-    fn sevenz_read(
+    /// Fill `out` with member `file` of `f` from byte `from` through cursor `c`.
+    fn sevenz_take(
         &self,
         f: &FileState,
         c: &mut SevenZCursor,
+        file: u32,
         from: u64,
         out: &mut [u8],
         to_end: bool,
     ) -> Result<()> {
         let deadline = self.fetcher.deadline();
-        let mut filled = 0;
-        loop {
-            if c.at < c.buf.len() {
-                let avail = &c.buf[c.at..];
-                if c.pos < from {
-                    let n = (from - c.pos).min(avail.len() as u64) as usize;
-                    c.at += n;
-                    c.pos += n as u64;
-                    continue;
-                }
-                let n = avail.len().min(out.len() - filled);
-                out[filled..filled + n].copy_from_slice(&avail[..n]);
-                filled += n;
-                c.at += n;
-                c.pos += n as u64;
-            }
-            if filled == out.len() && !to_end {
-                return Ok(());
-            }
-            match c.rx.recv_timeout(deadline) {
-                Ok(Ok(chunk)) => {
-                    if to_end && filled == out.len() && !chunk.is_empty() {
-                        return Err(
-                            self.unreadable(f, "7z: the member is longer than indexed".into())
-                        );
-                    }
-                    c.buf = chunk;
-                    c.at = 0;
-                }
-                Ok(Err(Failure::Fetch(fe))) => {
-                    return Err(self.fetch_err(f, FetchError::Shared(fe)));
-                }
-                Ok(Err(Failure::Other(msg))) => return Err(self.unreadable(f, msg)),
-                Err(RecvTimeoutError::Timeout) => {
-                    return Err(self.fetch_err(
-                        f,
-                        FetchError::TimedOut {
-                            url: f.blob.url().to_string(),
-                            after: deadline,
-                        },
-                    ));
-                }
-                Err(RecvTimeoutError::Disconnected) if filled == out.len() => return Ok(()),
-                Err(RecvTimeoutError::Disconnected) => {
-                    return Err(self.unreadable(
-                        f,
-                        format!("7z: the member ends at byte {} of {}", c.pos, f.size),
-                    ));
-                }
-            }
-        }
+        c.take(file, from, out, to_end, deadline)
+            .map_err(|short| match short {
+                Short::Failed(Failure::Fetch(fe)) => self.fetch_err(f, FetchError::Shared(fe)),
+                Short::Failed(Failure::Other(msg)) | Short::Size(msg) => self.unreadable(f, msg),
+                Short::TimedOut => self.fetch_err(
+                    f,
+                    FetchError::TimedOut {
+                        url: f.blob.url().to_string(),
+                        after: deadline,
+                    },
+                ),
+            })
     }
 
-    /// The whole of a member up to [`super::INLINE_MAX`], its CRC checked.
+    /// The whole of a member up to [`super::INLINE_MAX`], its CRC checked. The block's decoder
+    /// is kept (for [`BLOCK_STREAMS`] blocks), so reading a folder's members in archive
+    /// order decodes each block once.
     pub(super) fn sevenz_whole(&self, f: &FileState, file: u32) -> Result<Vec<u8>> {
         let started = Instant::now();
-        let mut c = self.sevenz_cursor(f, file)?;
+        let block = self
+            .sevenz_header(f)?
+            .stream_map
+            .file_block_index
+            .get(file as usize)
+            .copied()
+            .flatten();
+        let block_key = (f.blob.id, block);
+        let kept = {
+            let mut streams = lock(&self.sevenz_blocks);
+            let hit = streams
+                .iter()
+                .position(|(b, c)| *b == block_key && c.reaches(file, 0));
+            hit.map(|i| streams.remove(i).1)
+        };
+        let mut c = match kept {
+            Some(c) => c,
+            None => self.sevenz_cursor(f, file)?,
+        };
         let mut out = vec![0u8; f.size as usize];
-        self.sevenz_read(f, &mut c, 0, &mut out, true)?;
+        self.sevenz_take(f, &mut c, file, 0, &mut out, true)?;
+        {
+            let mut streams = lock(&self.sevenz_blocks);
+            if streams.len() >= BLOCK_STREAMS {
+                streams.remove(0);
+            }
+            streams.push((block_key, c));
+        }
         if started.elapsed() > Duration::from_secs(5) {
             tracing::info!(
                 dataset = %f.entry.dataset,
@@ -238,7 +323,7 @@ impl Reader {
         len: u64,
     ) -> Result<bytes::Bytes> {
         let mut slot = lock(&f.sevenz);
-        if slot.as_ref().is_none_or(|c| c.pos > offset) {
+        if slot.as_ref().is_none_or(|c| !c.reaches(file, offset)) {
             *slot = Some(self.sevenz_cursor(f, file)?);
         }
         let Some(cursor) = slot.as_mut() else {
@@ -247,7 +332,7 @@ impl Reader {
         let mut out = vec![0u8; len as usize];
         // The read that reaches the end waits for the CRC check.
         let to_end = offset + len == f.size;
-        if let Err(e) = self.sevenz_read(f, cursor, offset, &mut out, to_end) {
+        if let Err(e) = self.sevenz_take(f, cursor, file, offset, &mut out, to_end) {
             *slot = None;
             return Err(e);
         }
