@@ -89,6 +89,18 @@ pub enum Format {
     /// A gzip-compressed tar archive (`.tar.gz`, `.tgz`).
     #[serde(rename = "tar.gz", alias = "tgz")]
     TarGz,
+    /// A bzip2-compressed tar archive (`.tar.bz2`, `.tbz2`, `.tbz`).
+    #[serde(rename = "tar.bz2", alias = "tbz2")]
+    TarBz2,
+    /// An xz-compressed tar archive (`.tar.xz`, `.txz`).
+    #[serde(rename = "tar.xz", alias = "txz")]
+    TarXz,
+    /// A Zstandard-compressed tar archive (`.tar.zst`, `.tzst`).
+    #[serde(rename = "tar.zst", alias = "tzst")]
+    TarZst,
+    /// A 7z archive (solid or not).
+    #[serde(rename = "7z")]
+    SevenZ,
 }
 
 /// Where a source's files are and how to list them. `Http` names its bytes directly; every
@@ -1100,7 +1112,7 @@ impl RawSource {
                         Some(f) => Format::parse(f).ok_or_else(|| {
                             (
                                 "format".to_string(),
-                                format!("unknown format {f:?}; use zip, tar, tar.gz, file or dir"),
+                                format!("unknown format {f:?}; use zip, 7z, tar, tar.gz, tar.bz2, tar.xz, tar.zst, file or dir"),
                             )
                         })?,
                     };
@@ -1480,10 +1492,21 @@ fn default_format(url: &str) -> Format {
     let path = url_path(url).to_ascii_lowercase();
     if path.ends_with(".zip") {
         Format::Zip
+    } else if path.ends_with(".7z") {
+        Format::SevenZ
     } else if path.ends_with(".tar") {
         Format::Tar
     } else if path.ends_with(".tar.gz") || path.ends_with(".tgz") {
         Format::TarGz
+    } else if [".tar.bz2", ".tbz2", ".tbz"]
+        .iter()
+        .any(|e| path.ends_with(e))
+    {
+        Format::TarBz2
+    } else if path.ends_with(".tar.xz") || path.ends_with(".txz") {
+        Format::TarXz
+    } else if path.ends_with(".tar.zst") || path.ends_with(".tzst") {
+        Format::TarZst
     } else {
         Format::File
     }
@@ -1532,6 +1555,10 @@ impl Format {
             "file" => Format::File,
             "tar" => Format::Tar,
             "tar.gz" | "tgz" => Format::TarGz,
+            "tar.bz2" | "tbz2" => Format::TarBz2,
+            "tar.xz" | "txz" => Format::TarXz,
+            "tar.zst" | "tzst" => Format::TarZst,
+            "7z" => Format::SevenZ,
             _ => return None,
         })
     }
@@ -1549,6 +1576,10 @@ impl fmt::Display for Format {
             Format::File => "file",
             Format::Tar => "tar",
             Format::TarGz => "tar.gz",
+            Format::TarBz2 => "tar.bz2",
+            Format::TarXz => "tar.xz",
+            Format::TarZst => "tar.zst",
+            Format::SevenZ => "7z",
         })
     }
 }
@@ -1740,10 +1771,38 @@ url = "https://example.org/a/chest_xray.zip"
             ("https://h/ChestX-ray14/images_01.tar.gz", Format::TarGz),
             ("https://h/IXI-T1.tar", Format::Tar),
             ("https://h/a.TGZ", Format::TarGz),
+            ("https://h/scans.tar.bz2", Format::TarBz2),
+            ("https://h/scans.tbz2", Format::TarBz2),
+            ("https://h/scans.tar.xz", Format::TarXz),
+            ("https://h/scans.TXZ", Format::TarXz),
+            ("https://h/scans.tar.zst", Format::TarZst),
+            ("https://h/scans.tzst", Format::TarZst),
+            ("https://h/Brain_MRI.7z", Format::SevenZ),
+            ("https://h/x.nii.xz", Format::File),
             ("https://h/slide.svs", Format::File),
             ("https://h/x.npz", Format::File),
         ] {
             assert_eq!(default_format(url), f, "{url}");
+        }
+        // Every format's name parses back to it, and the short names are aliases.
+        for f in [
+            Format::Zip,
+            Format::File,
+            Format::Tar,
+            Format::TarGz,
+            Format::TarBz2,
+            Format::TarXz,
+            Format::TarZst,
+            Format::SevenZ,
+        ] {
+            assert_eq!(Format::parse(&f.to_string()), Some(f));
+        }
+        for (short, f) in [
+            ("tbz2", Format::TarBz2),
+            ("txz", Format::TarXz),
+            ("tzst", Format::TarZst),
+        ] {
+            assert_eq!(Format::parse(short), Some(f));
         }
         let t = ONE.replace(
             "url = \"https://example.org/a/chest_xray.zip\"",

@@ -23,6 +23,7 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::archive::compressed::Codec;
 use crate::archive::gzip::{Checkpoint, WINDOW};
 use crate::cache::BlobKey;
 
@@ -102,6 +103,16 @@ pub enum Storage {
     /// Bytes `[offset, offset + size)` of the blob's gzip-decompressed stream (a `.tar.gz`
     /// member), reached through the blob's checkpoints.
     Gzip,
+    /// Bytes `[offset, offset + size)` of the blob's decompressed stream (a `.tar.bz2`,
+    /// `.tar.xz` or `.tar.zst` member), reached through the blob's checkpoints (stream starts;
+    /// see [`crate::archive::compressed`]).
+    Packed(Codec),
+    /// Member `file` of a 7z archive (its index in the archive's file list), whose content
+    /// starts at `offset` in its block's output.
+    SevenZ {
+        /// Index in the archive's file list.
+        file: u32,
+    },
     /// A ZIP member whose local header is at `offset`.
     Zip {
         /// ZIP compression method.
@@ -184,8 +195,9 @@ pub struct DatasetRows {
 }
 
 impl DatasetRows {
-    /// The encoding's version: another one is another object in the tier.
-    pub const FORMAT: u32 = 1;
+    /// The encoding's version: another one is another object in the tier (2: members of
+    /// `.tar.bz2`/`.tar.xz`/`.tar.zst` and 7z, which version 1 cannot decode).
+    pub const FORMAT: u32 = 2;
 
     /// The rows as bytes (postcard, deflated: checkpoint windows are text-like tar data).
     pub fn encode(&self) -> Vec<u8> {
@@ -330,6 +342,21 @@ const UNSIZED: i64 = -1;
 
 /// `entries.method` of a member of a gzip stream (ZIP methods are 0..=65535).
 const METHOD_GZIP: i64 = -1;
+/// `entries.method` of members of the compressed tars of [`Storage::Packed`].
+const METHOD_BZIP2: i64 = -2;
+const METHOD_XZ: i64 = -3;
+const METHOD_ZSTD: i64 = -4;
+/// `entries.method` of a 7z member; `csize` holds its index in the archive's file list.
+const METHOD_7Z: i64 = -5;
+
+/// The `method` column of a member of a compressed tar.
+fn method_of(c: Codec) -> i64 {
+    match c {
+        Codec::Bzip2 => METHOD_BZIP2,
+        Codec::Xz => METHOD_XZ,
+        Codec::Zstd => METHOD_ZSTD,
+    }
+}
 
 const ENTRY_COLUMNS: &str =
     "id, parent, name, size, mtime, blob, offset, method, csize, crc, dataset, links";
@@ -406,6 +433,12 @@ fn entry_from_row_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Entry
             let storage = match method {
                 None => Storage::Raw,
                 Some(METHOD_GZIP) => Storage::Gzip,
+                Some(METHOD_BZIP2) => Storage::Packed(Codec::Bzip2),
+                Some(METHOD_XZ) => Storage::Packed(Codec::Xz),
+                Some(METHOD_ZSTD) => Storage::Packed(Codec::Zstd),
+                Some(METHOD_7Z) => Storage::SevenZ {
+                    file: r.get::<_, i64>(at + 8)? as u32,
+                },
                 Some(m) => Storage::Zip {
                     method: m as u16,
                     compressed_size: r.get::<_, i64>(at + 8)? as u64,
@@ -1025,6 +1058,10 @@ impl Index {
                             let (m, cs, crc) = match l.storage {
                                 Storage::Raw => (None, None, None),
                                 Storage::Gzip => (Some(METHOD_GZIP), None, None),
+                                Storage::Packed(c) => (Some(method_of(c)), None, None),
+                                Storage::SevenZ { file } => {
+                                    (Some(METHOD_7Z), Some(file as i64), None)
+                                }
                                 Storage::Zip {
                                     method,
                                     compressed_size,

@@ -61,8 +61,9 @@ use std::time::Instant;
 use bytes::Bytes;
 use lru::LruCache;
 
+use crate::archive::compressed::{Codec, Unpack};
 use crate::archive::gzip::{Checkpoint, GzStream};
-use crate::archive::{ArchiveError, tar, zip};
+use crate::archive::{ArchiveError, ReadAt, sevenz, tar, zip};
 use crate::catalog::{Catalog, Dataset, Format, Locator, MODALITIES, ORGANS, Source};
 use crate::credentials::Credentials;
 use crate::fetch::{BlobBytes, BlobReader, FetchError, Fetcher};
@@ -370,6 +371,23 @@ type Has = fn(&Dataset, &str) -> bool;
 
 /// Members of a tar blob, the names of members skipped, and (tar.gz) decompression checkpoints.
 type TarListing = (Vec<tar::TarEntry>, Vec<String>, Vec<Checkpoint>);
+
+/// Whether a member at `path` is, by its name, an archive expanded in place (ZIP, plain tar).
+fn nestable(path: &[String]) -> bool {
+    path.last()
+        .is_some_and(|n| matches!(Format::of_name(n), Format::Zip | Format::Tar))
+}
+
+/// One member of an archive: path, directory or not, size, mtime, where its bytes are.
+type Member = (Vec<String>, bool, u64, i64, Location);
+
+/// How deep archives inside archives are expanded: a ZIP or plain tar stored as it is inside
+/// a ZIP or plain tar becomes a folder of its name, to this many levels; deeper ones stay files.
+pub const NESTED_DEPTH: u32 = 3;
+
+/// A solid 7z block larger than this gets a log line at index time (random reads of its
+/// members are slow).
+const SOLID_WARN: u64 = 64 << 20;
 
 /// A part of a listed file, with its `Last-Modified` when it was probed.
 type ProbedPart = (Part, Option<i64>);
@@ -1590,34 +1608,87 @@ impl Vfs {
                     &blob.part_sizes(),
                 )
                 .map_err(|source| self.listing_failure(ds, &src_name, source))?;
+                let bytes = BlobBytes {
+                    fetcher: &self.fetcher,
+                    blob: &blob,
+                };
+                let members = self
+                    .zip_nested(&bytes, b, 0, members, 0, &mut acc.tree.skipped)
+                    .map_err(|source| self.listing_failure(ds, &src_name, source))?;
+                for (path, is_dir, size, mtime, location) in members {
+                    acc.tree.member(under(path), is_dir, size, mtime, location);
+                }
+            }
+            Format::SevenZ => {
+                let bytes = BlobBytes {
+                    fetcher: &self.fetcher,
+                    blob: &blob,
+                };
+                let archive = sevenz::open(&bytes, blob.size())
+                    .map_err(|source| self.listing_failure(ds, &src_name, source))?;
+                let (members, skipped) = sevenz::list(&archive)
+                    .map_err(|source| self.listing_failure(ds, &src_name, source))?;
+                let solid = sevenz::largest_solid_block(&archive);
+                if solid > SOLID_WARN {
+                    tracing::warn!(
+                        dataset = %ds.id,
+                        "{src_name}: a solid 7z with blocks of up to {} MiB: reading a member \
+                         decodes its block from the start, so random reads are slow; read it \
+                         once in order (`medimg prefetch`) or copy it out",
+                        solid >> 20
+                    );
+                }
+                acc.tree.skipped.extend(
+                    skipped
+                        .into_iter()
+                        .map(|s| format!("{src_name}: skipped {s}")),
+                );
                 for m in members {
-                    let storage = Storage::Zip {
-                        method: m.method,
-                        compressed_size: m.compressed_size,
-                        crc32: m.crc32,
-                    };
                     let location = Location {
                         blob: b,
-                        offset: m.header_offset,
-                        storage,
+                        offset: m.offset,
+                        storage: Storage::SevenZ { file: m.file },
                     };
                     acc.tree
                         .member(under(m.path), m.is_dir, m.size, m.mtime, location);
                 }
             }
-            Format::Tar | Format::TarGz => {
+            Format::Tar | Format::TarGz | Format::TarBz2 | Format::TarXz | Format::TarZst => {
+                let codec = match format {
+                    Format::TarBz2 => Some(Codec::Bzip2),
+                    Format::TarXz => Some(Codec::Xz),
+                    Format::TarZst => Some(Codec::Zstd),
+                    _ => None,
+                };
                 let (members, skipped, cps) = self
-                    .list_tar(&blob, format == Format::TarGz)
+                    .list_tar(&blob, format == Format::TarGz, codec)
                     .map_err(|source| self.listing_failure(ds, &src_name, source))?;
                 acc.tree.skipped.extend(
                     skipped
                         .into_iter()
                         .map(|s| format!("{src_name}: skipped {s} (not a regular file)")),
                 );
-                let storage = if format == Format::TarGz {
-                    Storage::Gzip
+                let storage = match codec {
+                    Some(c) => Storage::Packed(c),
+                    None if format == Format::TarGz => Storage::Gzip,
+                    None => Storage::Raw,
+                };
+                let members = if storage == Storage::Raw {
+                    // A plain tar's members are its bytes as they are: archives among them
+                    // are expanded in place.
+                    let bytes = BlobBytes {
+                        fetcher: &self.fetcher,
+                        blob: &blob,
+                    };
+                    let nested = self
+                        .tar_nested(&bytes, b, 0, members, 0, &mut acc.tree.skipped)
+                        .map_err(|source| self.listing_failure(ds, &src_name, source))?;
+                    for (path, is_dir, size, mtime, location) in nested {
+                        acc.tree.member(under(path), is_dir, size, mtime, location);
+                    }
+                    Vec::new()
                 } else {
-                    Storage::Raw
+                    members
                 };
                 for m in members {
                     let location = Location {
@@ -1635,6 +1706,169 @@ impl Vfs {
         }
         acc.blobs.push(blob);
         Ok(())
+    }
+
+    /// The members of a ZIP whose bytes start at `base` of blob `b` (`r`), with the archives
+    /// among its stored members expanded in place (see [`Vfs::nested`]).
+    fn zip_nested(
+        &self,
+        r: &dyn ReadAt,
+        b: i64,
+        base: u64,
+        members: Vec<zip::ZipEntry>,
+        depth: u32,
+        notes: &mut Vec<String>,
+    ) -> std::result::Result<Vec<Member>, ArchiveError> {
+        let mut out = Vec::with_capacity(members.len());
+        for m in members {
+            let location = Location {
+                blob: b,
+                offset: base + m.header_offset,
+                storage: Storage::Zip {
+                    method: m.method,
+                    compressed_size: m.compressed_size,
+                    crc32: m.crc32,
+                },
+            };
+            let stored = m.method == zip::METHOD_STORED && m.size == m.compressed_size;
+            // Only a member named as an archive costs a read here (its local header).
+            if !m.is_dir && stored && nestable(&m.path) {
+                // The inner archive's bytes follow its local header.
+                let at = base + m.header_offset;
+                let header = r.read_at(at, zip::LOCAL_HEADER_LEN)?;
+                if let Ok(rel) = zip::local_data_offset(&header)
+                    && let Some(inner) =
+                        self.nested(r, b, at + rel, m.size, &m.path, m.mtime, depth, notes)?
+                {
+                    out.extend(inner);
+                    continue;
+                }
+            }
+            out.push((m.path, m.is_dir, m.size, m.mtime, location));
+        }
+        Ok(out)
+    }
+
+    /// The members of a plain tar whose bytes start at `base` of blob `b` (`r`), with the
+    /// archives among them expanded in place (see [`Vfs::nested`]).
+    fn tar_nested(
+        &self,
+        r: &dyn ReadAt,
+        b: i64,
+        base: u64,
+        members: Vec<tar::TarEntry>,
+        depth: u32,
+        notes: &mut Vec<String>,
+    ) -> std::result::Result<Vec<Member>, ArchiveError> {
+        let mut out = Vec::with_capacity(members.len());
+        for m in members {
+            let at = base + m.data_offset;
+            if !m.is_dir
+                && nestable(&m.path)
+                && let Some(inner) =
+                    self.nested(r, b, at, m.size, &m.path, m.mtime, depth, notes)?
+            {
+                out.extend(inner);
+                continue;
+            }
+            let location = Location {
+                blob: b,
+                offset: at,
+                storage: Storage::Raw,
+            };
+            out.push((m.path, m.is_dir, m.size, m.mtime, location));
+        }
+        Ok(out)
+    }
+
+    /// The members of the archive at `path` (a ZIP or a plain tar by its name, whose bytes are
+    /// `[at, at + size)` of `r` as they are), under a folder of that name, when it is one and
+    /// the depth allows ([`NESTED_DEPTH`]); `None` keeps it a file. An inner archive that does
+    /// not list (truncated, hostile, not an archive) stays a file, with a note why; a failure
+    /// to read its bytes fails the listing (it is not the archive's fault, and the next
+    /// listing may succeed).
+    #[allow(clippy::too_many_arguments)]
+    fn nested(
+        &self,
+        r: &dyn ReadAt,
+        b: i64,
+        at: u64,
+        size: u64,
+        path: &[String],
+        mtime: i64,
+        depth: u32,
+        notes: &mut Vec<String>,
+    ) -> std::result::Result<Option<Vec<Member>>, ArchiveError> {
+        let Some(name) = path.last().filter(|_| nestable(path)) else {
+            return Ok(None);
+        };
+        let format = Format::of_name(name);
+        if depth + 1 > NESTED_DEPTH {
+            notes.push(format!(
+                "{}: not expanded: archives nest deeper than {NESTED_DEPTH} levels",
+                path.join("/")
+            ));
+            return Ok(None);
+        }
+        let window = crate::archive::Window {
+            inner: r,
+            base: at,
+            len: size,
+        };
+        let listed = match format {
+            Format::Zip => match zip::list(&window, size) {
+                Ok(ms) => Ok(self.zip_nested(r, b, at, ms, depth + 1, notes)?),
+                Err(e @ ArchiveError::Read(_)) => return Err(e),
+                Err(e) => Err(e),
+            },
+            _ => {
+                let mut reader = std::io::BufReader::with_capacity(
+                    256 << 10,
+                    crate::archive::WindowReader::new(window),
+                );
+                let listed = tar::list(&mut reader);
+                if let Some(e) = reader.get_mut().take_failure() {
+                    return Err(e);
+                }
+                match listed {
+                    Ok((ms, skipped)) => {
+                        notes.extend(skipped.into_iter().map(|s| {
+                            format!("{}: skipped {s} (not a regular file)", path.join("/"))
+                        }));
+                        Ok(self.tar_nested(r, b, at, ms, depth + 1, notes)?)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        match listed {
+            Ok(members) => {
+                let mut out = vec![(
+                    path.to_vec(),
+                    true,
+                    0,
+                    mtime,
+                    Location {
+                        blob: b,
+                        offset: at,
+                        storage: Storage::Raw,
+                    },
+                )];
+                out.extend(
+                    members
+                        .into_iter()
+                        .map(|(p, d, s, t, l)| ([path, &p[..]].concat(), d, s, t, l)),
+                );
+                Ok(Some(out))
+            }
+            Err(e) => {
+                notes.push(format!(
+                    "{}: an archive inside the archive, kept as a file: {e}",
+                    path.join("/")
+                ));
+                Ok(None)
+            }
+        }
     }
 
     /// An archive that cannot be listed; a refusal by its host is a denial.
@@ -1691,11 +1925,17 @@ impl Vfs {
         }
     }
 
-    /// One sequential pass over a tar (or tar.gz) blob: its members and, for tar.gz, the
-    /// decompression checkpoints. A host that serves ranges is read with one streaming GET
-    /// (blocks kept when the blob is small beside the cache); one that does not was already
-    /// downloaded whole by the probe and is read from the cache.
-    fn list_tar(&self, blob: &Blob, gzip: bool) -> std::result::Result<TarListing, ArchiveError> {
+    /// One sequential pass over a tar (or a tar compressed with gzip or `codec`) blob: its
+    /// members and, for a compressed one, the decompression checkpoints. A host that serves
+    /// ranges is read with one streaming GET (blocks kept when the blob is small beside the
+    /// cache); one that does not was already downloaded whole by the probe and is read from
+    /// the cache.
+    fn list_tar(
+        &self,
+        blob: &Blob,
+        gzip: bool,
+        codec: Option<Codec>,
+    ) -> std::result::Result<TarListing, ArchiveError> {
         let read_err = |e: FetchError| ArchiveError::Read(Box::new(e));
         let input: Box<dyn Read + '_> = if blob.parts.iter().all(|p| p.ranged) {
             let keep = blob.size() <= self.fetcher.cache().limit() / 2;
@@ -1705,6 +1945,24 @@ impl Vfs {
         };
         // Large reads from the network; the parsers ask for small pieces.
         let input = std::io::BufReader::with_capacity(256 << 10, input);
+        if let Some(codec) = codec {
+            let mut unpack = Unpack::indexing(codec, input, crate::read::PACKED_SPAN);
+            let (members, skipped) = tar::list(&mut unpack)?;
+            // The rest of the stream (end-of-archive padding) still has to pass its checks.
+            std::io::copy(&mut unpack, &mut std::io::sink())
+                .map_err(|e| ArchiveError::Malformed(e.to_string()))?;
+            let streams = unpack.streams();
+            let cps = unpack.into_checkpoints();
+            tracing::info!(
+                url = %blob.url(),
+                "{} tar indexed: {} members, {streams} compressed streams, {} places to start \
+                 decoding",
+                codec.name(),
+                members.len(),
+                cps.len()
+            );
+            return Ok((members, skipped, cps));
+        }
         if !gzip {
             let (members, skipped) = tar::list(input)?;
             return Ok((members, skipped, Vec::new()));

@@ -1,6 +1,8 @@
-//! Archives beyond plain ZIP through real mounts: tar and tar.gz (made by the `tar`/`flate2`
-//! crates and by the system's `tar`, `gzip` and `zip`), random access into a large tar.gz proven
-//! by the request log, and hostile archives refused without serving a byte.
+//! Archives beyond plain ZIP through real mounts: tar, tar.gz, tar.bz2, tar.xz and tar.zst (made by
+//! the `tar`/`flate2` crates and by the system's `tar`, `gzip`, `bzip2`, `xz`, `zstd` and `zip`),
+//! random access into a large tar.gz and a multi-stream tar.xz proven by the request log, and
+//! hostile archives (including truncated, damaged and bomb compressed tars) refused without
+//! serving a byte.
 
 mod common;
 
@@ -426,4 +428,542 @@ fn large_zip_members_stream_and_are_checked_at_their_end() {
     assert!(err.contains("Stale file handle"), "{err}");
     std::thread::sleep(Duration::from_millis(50));
     assert!(m.log_text().contains("stored.nii") && m.log_text().contains("CRC"));
+}
+
+/// `data` compressed with the system's `tool` (`bzip2`, `xz`, `zstd`), as one stream, or as
+/// one stream per `piece` bytes of input concatenated (what pbzip2, pixz-style and
+/// `zstd --rsyncable`-like tools make).
+fn system_compress(tool: &str, data: &[u8], piece: Option<usize>) -> Vec<u8> {
+    let one = |chunk: &[u8]| {
+        let mut c = std::process::Command::new(tool)
+            .args(["-c", "-q"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = c.stdin.take().unwrap();
+        let chunk = chunk.to_vec();
+        let feeder = std::thread::spawn(move || stdin.write_all(&chunk).unwrap());
+        let out = c.wait_with_output().unwrap();
+        feeder.join().unwrap();
+        assert!(out.status.success(), "{tool} failed");
+        out.stdout
+    };
+    match piece {
+        None => one(data),
+        Some(n) => data.chunks(n).flat_map(one).collect(),
+    }
+}
+
+#[test]
+fn bz2_xz_and_zst_tars_read_back_byte_for_byte_and_a_restart_asks_nothing() {
+    let up = Upstream::start();
+    let files = image_folder(30, 20);
+    let tar = tar_of(&files);
+    let mut sets: Vec<(String, String)> = Vec::new();
+    for (tool, ext, alias) in [
+        ("bzip2", "tar.bz2", "tbz2"),
+        ("xz", "tar.xz", "txz"),
+        ("zstd", "tar.zst", "tzst"),
+    ] {
+        // One stream, named with the long extension and the catalog's format.
+        up.put(
+            &format!("/one.{ext}"),
+            system_compress(tool, &tar, None),
+            true,
+        );
+        sets.push((format!("one-{tool}"), format!("one.{ext}|{ext}")));
+        // Many streams (one per 100 kB of tar), under the short extension's format alias.
+        up.put(
+            &format!("/many.{alias}"),
+            system_compress(tool, &tar, Some(100_000)),
+            true,
+        );
+        sets.push((format!("many-{tool}"), format!("many.{alias}|{alias}")));
+    }
+    // The same tree packed by the system's tar.
+    let work = tempfile::tempdir().unwrap();
+    unpack_to(work.path(), &files);
+    let (code, _, err) = sh(&format!(
+        "cd {0} && tar cjf sys.tbz2 chest_xray && tar cJf sys.txz chest_xray \
+         && tar --zstd -cf sys.tzst chest_xray",
+        work.path().display()
+    ));
+    assert_eq!(code, 0, "{err}");
+    for (name, format) in [
+        ("sys.tbz2", "tar.bz2"),
+        ("sys.txz", "tar.xz"),
+        ("sys.tzst", "tar.zst"),
+    ] {
+        up.put(
+            &format!("/{name}"),
+            std::fs::read(work.path().join(name)).unwrap(),
+            true,
+        );
+        sets.push((format!("sys-{}", &name[4..]), format!("{name}|{format}")));
+    }
+    let sources: Vec<(String, String)> = sets
+        .iter()
+        .map(|(_, s)| {
+            let (p, f) = s.split_once('|').unwrap();
+            (p.to_string(), f.to_string())
+        })
+        .collect();
+    let one_each: Vec<[(&str, &str); 1]> = sources
+        .iter()
+        .map(|(p, f)| [(p.as_str(), f.as_str())])
+        .collect();
+    let datasets: Vec<TestDataset<'_>> = sets
+        .iter()
+        .zip(&one_each)
+        .map(|((id, _), src)| (id.as_str(), "CT", "lung", &src[..]))
+        .collect();
+    let fx = Fixture::new(&up, &catalog(&datasets), "");
+    let m = fx.mount(&["--block-size", "64KiB"]);
+    for (id, _) in &sets {
+        assert_tree(&m.mnt.join("datasets").join(id), &files);
+    }
+    let meta = std::fs::metadata(m.mnt.join("datasets/one-xz").join(&files[0].0)).unwrap();
+    assert_eq!(
+        meta.modified().unwrap(),
+        std::time::UNIX_EPOCH + Duration::from_secs(1_600_000_000)
+    );
+    assert!(m.stop().success());
+    // After a restart, listings and reads of what was read come from the index and the cache.
+    let before = up.count();
+    let m = fx.mount(&["--block-size", "64KiB"]);
+    for (id, _) in &sets {
+        let dir = m.mnt.join("datasets").join(id);
+        let (_, out, _) = sh(&format!("find {} -type f | wc -l", dir.display()));
+        assert_eq!(out.trim(), files.len().to_string(), "{id}");
+        for i in [0, 17, 29] {
+            assert_eq!(std::fs::read(dir.join(&files[i].0)).unwrap(), files[i].1);
+        }
+    }
+    assert_eq!(
+        up.count(),
+        before,
+        "new requests after restart: {:?}",
+        &up.log()[before..]
+    );
+}
+
+#[test]
+fn a_member_deep_in_a_multi_stream_tar_xz_costs_one_span_not_the_archive() {
+    let up = Upstream::start();
+    let files = image_folder(160, 120); // about 19 MB of noisy PNGs
+    // One xz stream per MiB of tar, as a parallel compressor makes them.
+    let txz = system_compress("xz", &tar_of(&files), Some(1 << 20));
+    up.put("/big.tar.xz", txz.clone(), true);
+    let cat = catalog(&[("big", "CT", "lung", &[("big.tar.xz", "tar.xz")])]);
+    let fx = Fixture::new(&up, &cat, "");
+    // A cache far smaller than the archive: the index pass cannot keep its blocks.
+    let m = fx.mount(&["--block-size", "256KiB", "--cache-size", "4MiB"]);
+    let dir = m.mnt.join("datasets/big");
+    let (_, out, _) = sh(&format!("find {} -type f | wc -l", dir.display()));
+    assert_eq!(out.trim(), "160");
+    assert_eq!(
+        up.log().iter().filter(|l| l.range.is_none()).count(),
+        1,
+        "one streaming pass"
+    );
+    let (before, bytes_before) = (up.count(), up.bytes());
+    let (name, data, _) = &files[150];
+    assert_eq!(&std::fs::read(dir.join(name)).unwrap(), data);
+    let bytes = up.bytes() - bytes_before;
+    // From the checkpoint before it (a 4 MiB span plus at most one 1 MiB stream of output)
+    // to its end, in 256 KiB blocks.
+    let bound = (5 << 20) + data.len() as u64 + 2 * (256 << 10);
+    assert!(
+        bytes <= bound,
+        "{bytes} bytes in {} requests for one member (bound {bound}, archive {})",
+        up.count() - before,
+        txz.len()
+    );
+    // A large read in the middle of the archive stays correct across a seek backwards.
+    let (name, data, _) = &files[80];
+    assert_eq!(&std::fs::read(dir.join(name)).unwrap(), data);
+    let rss = rss_kb(m.child.as_ref().unwrap().id());
+    assert!(rss < 300 * 1024, "daemon RSS {rss} kB");
+}
+
+/// A tar whose one member claims `size` bytes of zeros, compressed with zstd: a bomb of a
+/// few hundred kB.
+fn zstd_bomb(size: u64) -> Vec<u8> {
+    let mut e = zstd::stream::Encoder::new(Vec::new(), 1).unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_path("zeros.png").unwrap();
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_cksum();
+    e.write_all(h.as_bytes()).unwrap();
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..size >> 20 {
+        e.write_all(&zeros).unwrap();
+    }
+    e.write_all(&[0u8; 1024]).unwrap();
+    e.finish().unwrap()
+}
+
+#[test]
+fn truncated_damaged_and_bomb_compressed_tars_are_refused_and_nothing_is_served() {
+    let up = Upstream::start();
+    let tar = tar_of(&image_folder(5, 10));
+    let mut cat = Vec::new();
+    for (tool, ext) in [("bzip2", "tar.bz2"), ("xz", "tar.xz"), ("zstd", "tar.zst")] {
+        let whole = system_compress(tool, &tar, None);
+        up.put(
+            &format!("/truncated.{ext}"),
+            whole[..whole.len() * 2 / 3].to_vec(),
+            true,
+        );
+        let mut damaged = whole.clone();
+        let mid = damaged.len() / 2;
+        damaged[mid] ^= 0x5a;
+        up.put(&format!("/damaged.{ext}"), damaged, true);
+        cat.push((format!("truncated-{tool}"), format!("truncated.{ext}"), ext));
+        cat.push((format!("damaged-{tool}"), format!("damaged.{ext}"), ext));
+    }
+    up.put("/bomb.tar.zst", zstd_bomb(1100 << 20), true);
+    cat.push(("bomb".into(), "bomb.tar.zst".into(), "tar.zst"));
+    let srcs: Vec<[(&str, &str); 1]> = cat.iter().map(|(_, p, f)| [(p.as_str(), *f)]).collect();
+    let datasets: Vec<TestDataset<'_>> = cat
+        .iter()
+        .zip(&srcs)
+        .map(|((id, ..), s)| (id.as_str(), "CT", "lung", &s[..]))
+        .collect();
+    let fx = Fixture::new(&up, &catalog(&datasets), "");
+    let m = fx.mount(&["--block-size", "64KiB"]);
+    for (id, path, _) in &cat {
+        let why = if id.starts_with("truncated") {
+            "truncated"
+        } else if id == "bomb" {
+            "decompression bomb"
+        } else {
+            ""
+        };
+        let (code, out, err) = sh(&format!("ls {}/datasets/{id}", m.mnt.display()));
+        assert_ne!(code, 0, "{id}: listed {out}");
+        assert!(err.contains("Input/output error"), "{id}: {err}");
+        std::thread::sleep(Duration::from_millis(50));
+        let log = m.log_text();
+        assert!(
+            log.lines().any(|l| l.contains(&format!("dataset {id}:"))
+                && l.contains(path.as_str())
+                && l.contains(why)),
+            "{id}: no log line naming {path} with {why:?}:\n{log}"
+        );
+    }
+    let (_, out, _) = sh(&format!(
+        "find {}/datasets -type f | wc -l",
+        m.mnt.display()
+    ));
+    assert_eq!(out.trim(), "0", "nothing served from a refused archive");
+}
+
+/// A 7z of `files` made by the system's 7-Zip (`7zz`, Debian's `7zip`) with `args`, or `None`
+/// when it is not installed.
+fn system_7z(files: &Files, args: &str) -> Option<Vec<u8>> {
+    let tool = ["7zz", "7z", "7za"]
+        .into_iter()
+        .find(|t| sh(&format!("command -v {t}")).0 == 0)?;
+    let work = tempfile::tempdir().unwrap();
+    unpack_to(work.path(), files);
+    let (code, _, err) = sh(&format!(
+        "cd {} && {tool} a -bd {args} x.7z chest_xray >/dev/null",
+        work.path().display()
+    ));
+    assert_eq!(code, 0, "{err}");
+    Some(std::fs::read(work.path().join("x.7z")).unwrap())
+}
+
+/// A solid 7z (LZMA2) written by sevenz-rust2 itself.
+fn library_7z(files: &Files) -> Vec<u8> {
+    let mut w = sevenz_rust2::ArchiveWriter::new(std::io::Cursor::new(Vec::new())).unwrap();
+    let entries: Vec<_> = files
+        .iter()
+        .map(|(n, ..)| sevenz_rust2::ArchiveEntry::new_file(n))
+        .collect();
+    let readers: Vec<sevenz_rust2::SourceReader<&[u8]>> =
+        files.iter().map(|(_, d, _)| (&d[..]).into()).collect();
+    w.push_archive_entries(entries, readers).unwrap();
+    w.finish().unwrap().into_inner()
+}
+
+#[test]
+fn seven_zip_archives_solid_or_not_read_back_and_a_restart_asks_nothing() {
+    let up = Upstream::start();
+    let files = image_folder(30, 20);
+    let mut ids = vec!["lib-solid"];
+    up.put("/lib.7z", library_7z(&files), true);
+    let mut sources = vec![("lib-solid", "lib.7z")];
+    if let Some(z) = system_7z(&files, "") {
+        up.put("/solid.7z", z, true);
+        sources.push(("sys-solid", "solid.7z"));
+        ids.push("sys-solid");
+    }
+    if let Some(z) = system_7z(&files, "-ms=off -mx=1") {
+        up.put("/nonsolid.7z", z, true);
+        sources.push(("sys-nonsolid", "nonsolid.7z"));
+        ids.push("sys-nonsolid");
+    }
+    // A large member (over the 16 MiB decoded whole) streams, and a host without ranges.
+    let big = vec![("vol/ct.nii".to_string(), noisy(20 << 20, 9), true)];
+    up.put("/big.7z", library_7z(&big), true);
+    up.put("/noranges.7z", library_7z(&files), false);
+    let srcs: Vec<[(&str, &str); 1]> = sources.iter().map(|(_, p)| [(*p, "7z")]).collect();
+    let mut datasets: Vec<TestDataset<'_>> = sources
+        .iter()
+        .zip(&srcs)
+        .map(|((id, _), s)| (*id, "CT", "lung", &s[..]))
+        .collect();
+    datasets.push(("big", "CT", "lung", &[("big.7z", "7z")]));
+    datasets.push(("noranges", "CT", "lung", &[("noranges.7z", "7z")]));
+    let fx = Fixture::new(&up, &catalog(&datasets), "");
+    let m = fx.mount(&["--block-size", "64KiB"]);
+    // Listing a ranged 7z reads its start header and its header, not its members.
+    let (code, _, err) = sh(&format!("ls -lR {}/datasets/big", m.mnt.display()));
+    assert_eq!(code, 0, "{err}");
+    let listing: usize = up
+        .log()
+        .iter()
+        .filter(|l| l.path.ends_with("/big.7z"))
+        .count();
+    assert!(listing <= 3, "{listing} requests to list a 20 MiB 7z");
+    for id in ids.iter().chain(&["noranges"]) {
+        assert_tree(&m.mnt.join("datasets").join(id), &files);
+    }
+    assert_tree(&m.mnt.join("datasets/big"), &big);
+    assert!(m.stop().success());
+    let before = up.count();
+    let m = fx.mount(&["--block-size", "64KiB"]);
+    for id in ids.iter().chain(&["noranges"]) {
+        let dir = m.mnt.join("datasets").join(id);
+        let (_, out, _) = sh(&format!("find {} -type f | wc -l", dir.display()));
+        assert_eq!(out.trim(), files.len().to_string(), "{id}");
+        assert_eq!(std::fs::read(dir.join(&files[3].0)).unwrap(), files[3].1);
+    }
+    assert_eq!(
+        up.count(),
+        before,
+        "new requests after restart: {:?}",
+        &up.log()[before..]
+    );
+}
+
+#[test]
+fn truncated_blank_and_damaged_7z_archives_are_refused_and_nothing_bad_is_served() {
+    let up = Upstream::start();
+    let files = image_folder(5, 10);
+    let z = library_7z(&files);
+    up.put("/truncated.7z", z[..z.len() - 20].to_vec(), true);
+    let mut blank = z.clone();
+    blank[8..32].fill(0);
+    up.put("/blank.7z", blank, true);
+    let mut damaged = z.clone();
+    damaged[100] ^= 0x40;
+    up.put("/damaged.7z", damaged, true);
+    let cat = catalog(&[
+        ("truncated", "CT", "lung", &[("truncated.7z", "7z")]),
+        ("blank", "CT", "lung", &[("blank.7z", "7z")]),
+        ("damaged", "CT", "lung", &[("damaged.7z", "7z")]),
+    ]);
+    let fx = Fixture::new(&up, &cat, "");
+    let m = fx.mount(&["--block-size", "64KiB"]);
+    for (id, why) in [("truncated", "truncated"), ("blank", "blank")] {
+        let (code, out, err) = sh(&format!("ls {}/datasets/{id}", m.mnt.display()));
+        assert_ne!(code, 0, "{id}: listed {out}");
+        assert!(err.contains("Input/output error"), "{id}: {err}");
+        std::thread::sleep(Duration::from_millis(50));
+        let log = m.log_text();
+        assert!(
+            log.lines()
+                .any(|l| l.contains(&format!("dataset {id}:")) && l.contains(why)),
+            "{id}: no log line with {why:?}:\n{log}"
+        );
+    }
+    // Damage in the packed data: the header lists, but no member of the damaged block is
+    // served (its decoder or its CRC fails the read).
+    let dir = m.mnt.join("datasets/damaged");
+    let mut served = 0;
+    for (name, data, _) in &files {
+        match std::fs::read(dir.join(name)) {
+            Ok(got) => {
+                assert!(got == *data, "{name}: damaged bytes served");
+                served += 1;
+            }
+            Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EIO), "{name}: {e}"),
+        }
+    }
+    assert!(served < files.len(), "the damage went unnoticed");
+}
+
+/// A ZIP of `(name, bytes)` with every member stored (as zip tools keep archives inside
+/// archives, which deflate cannot shrink).
+fn stored_zip(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for (n, data) in files {
+        w.start_file(*n, opts).unwrap();
+        w.write_all(data).unwrap();
+    }
+    w.finish().unwrap().into_inner()
+}
+
+#[test]
+fn archives_inside_archives_are_folders_to_three_levels_and_a_bad_one_stays_a_file() {
+    let up = Upstream::start();
+    let files = image_folder(6, 10);
+    let inner_zip = zip(&files);
+    let inner_tar = tar_of(&files);
+    let deep4 = stored_zip(&[("x.txt", b"four levels down")]);
+    let deep3 = stored_zip(&[("deep4.zip", &deep4)]);
+    let deep2 = stored_zip(&[("deep3.zip", &deep3)]);
+    let deep1 = stored_zip(&[("deep2.zip", &deep2)]);
+    let evil = zip_with_names(&["ok.png", "../../escape.png"]);
+    let outer_tar = tar_of(&vec![
+        ("data/inner.zip".to_string(), inner_zip.clone(), true),
+        ("data/evil.zip".to_string(), evil.clone(), true),
+        ("readme.txt".to_string(), b"hello".to_vec(), true),
+    ]);
+    let outer_zip = stored_zip(&[
+        ("inner.tar", &inner_tar),
+        ("deep1.zip", &deep1),
+        ("notes.txt", b"notes"),
+    ]);
+    up.put("/outer.tar", outer_tar, true);
+    up.put("/outer.zip", outer_zip, true);
+    let cat = catalog(&[
+        ("nested-tar", "CT", "lung", &[("outer.tar", "tar")]),
+        ("nested-zip", "CT", "lung", &[("outer.zip", "zip")]),
+    ]);
+    let fx = Fixture::new(&up, &cat, "");
+    let m = fx.mount(&["--block-size", "64KiB"]);
+    let t = m.mnt.join("datasets/nested-tar");
+    assert!(t.join("data/inner.zip").is_dir());
+    for (name, data, _) in &files {
+        assert!(std::fs::read(t.join("data/inner.zip").join(name)).unwrap() == *data);
+    }
+    assert_eq!(std::fs::read(t.join("readme.txt")).unwrap(), b"hello");
+    // An inner archive that is refused stays the upstream's file, and the log says why.
+    assert!(std::fs::read(t.join("data/evil.zip")).unwrap() == evil);
+    assert!(!m.mnt.join("datasets/escape.png").exists());
+    let z = m.mnt.join("datasets/nested-zip");
+    for (name, data, _) in &files {
+        assert!(std::fs::read(z.join("inner.tar").join(name)).unwrap() == *data);
+    }
+    // Three levels are folders; the fourth stays a file.
+    let third = z.join("deep1.zip/deep2.zip/deep3.zip");
+    assert!(third.is_dir());
+    assert!(std::fs::read(third.join("deep4.zip")).unwrap() == deep4);
+    assert_eq!(std::fs::read(z.join("notes.txt")).unwrap(), b"notes");
+    std::thread::sleep(Duration::from_millis(50));
+    let log = m.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("data/evil.zip") && l.contains("kept as a file")),
+        "{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("deep4.zip") && l.contains("deeper than 3")),
+        "{log}"
+    );
+    assert!(m.stop().success());
+    let before = up.count();
+    let m = fx.mount(&["--block-size", "64KiB"]);
+    let (_, out, _) = sh(&format!(
+        "find {}/datasets -type f | wc -l",
+        m.mnt.display()
+    ));
+    assert_eq!(out.trim(), (6 + 2 + 6 + 2).to_string());
+    assert!(std::fs::read(third.join("deep4.zip")).unwrap() == deep4);
+    assert_eq!(up.count(), before, "new requests after restart");
+}
+
+#[test]
+fn a_7z_or_tar_xz_changed_upstream_is_estale_not_mixed() {
+    let up = Upstream::start();
+    let files = image_folder(40, 60);
+    up.put("/set.7z", library_7z(&files), true);
+    up.put(
+        "/set.tar.xz",
+        system_compress("xz", &tar_of(&files), Some(200_000)),
+        true,
+    );
+    let cat = catalog(&[
+        ("sz", "CT", "lung", &[("set.7z", "7z")]),
+        ("txz", "CT", "lung", &[("set.tar.xz", "tar.xz")]),
+    ]);
+    let fx = Fixture::new(&up, &cat, "");
+    // A cache smaller than the archives, so the members read later need blocks again.
+    let m = fx.mount(&["--block-size", "64KiB", "--cache-size", "1MiB"]);
+    let (_, out, _) = sh(&format!(
+        "find {}/datasets -type f | wc -l",
+        m.mnt.display()
+    ));
+    assert_eq!(out.trim(), "80");
+    let other = image_folder(41, 60);
+    up.put("/set.7z", library_7z(&other), true);
+    up.put(
+        "/set.tar.xz",
+        system_compress("xz", &tar_of(&other), Some(200_000)),
+        true,
+    );
+    for id in ["sz", "txz"] {
+        let dir = m.mnt.join("datasets").join(id);
+        let mut stale = 0;
+        for (name, data, _) in files.iter().rev() {
+            match std::fs::read(dir.join(name)) {
+                Ok(got) => assert!(got == *data, "{id} {name}: mixed bytes"),
+                Err(e) => {
+                    assert_eq!(e.raw_os_error(), Some(libc::ESTALE), "{id} {name}: {e}");
+                    stale += 1;
+                }
+            }
+        }
+        assert!(stale > 0, "{id}: the change went unnoticed");
+    }
+}
+
+#[test]
+fn a_solid_7z_read_in_archive_order_reads_back_and_is_fetched_about_once() {
+    let up = Upstream::start();
+    let files: Files = (0..60)
+        .map(|i| (format!("chest_xray/s{i:03}.dcm"), noisy(60_000, i), true))
+        .collect();
+    // 7-Zip's default: one solid block.
+    let Some(z) = system_7z(&files, "-mx=1") else {
+        eprintln!("no 7-Zip here: skipped");
+        return;
+    };
+    assert!(
+        z.len() > 2 << 20,
+        "{} bytes: too small to test the cache",
+        z.len()
+    );
+    up.put("/solid.7z", z.clone(), true);
+    let cat = catalog(&[("solid", "CT", "lung", &[("solid.7z", "7z")])]);
+    let fx = Fixture::new(&up, &cat, "");
+    // A cache far smaller than the archive: decoding the block from its start for every
+    // member would fetch it again and again.
+    let m = fx.mount(&["--block-size", "64KiB", "--cache-size", "1MiB"]);
+    let dir = m.mnt.join("datasets/solid");
+    let before = up.bytes();
+    // `find` lists in index order, which is the archive's order.
+    let (code, _, err) = sh(&format!(
+        "find {} -type f -exec cat {{}} + > /dev/null",
+        dir.display()
+    ));
+    assert_eq!(code, 0, "{err}");
+    let fetched = up.bytes() - before;
+    assert!(
+        fetched <= z.len() as u64 * 3 / 2,
+        "{fetched} bytes fetched to read a {} byte solid 7z in order",
+        z.len()
+    );
+    for (name, data, _) in &files {
+        assert!(std::fs::read(dir.join(name)).unwrap() == *data, "{name}");
+    }
 }

@@ -1,5 +1,6 @@
 //! Deterministic mutation fuzzing of the parsers of untrusted input on stable Rust (the
-//! cargo-fuzz targets in `fuzz/` explore further with coverage guidance): the archive parsers,
+//! cargo-fuzz targets in `fuzz/` explore further with coverage guidance): the archive parsers
+//! (ZIP, tar, gzip, bzip2/xz/zstd streams, 7z),
 //! the catalog and config files, every host's API answers, directory listing pages and HTTP
 //! header values. Every mutant of a valid sample (the archives built here, the text ones the
 //! seeds in `fuzz/corpus/`) must give an error or a result that keeps the parser's promises,
@@ -136,6 +137,81 @@ fn mutated_tar_and_gzip_streams_never_panic() {
         // A mutant either decodes (to some bytes) or fails its checks; it never panics.
         if s.read_to_end(&mut out).is_ok() {
             assert!(out.len() <= 64 << 20);
+        }
+    }
+}
+
+#[test]
+fn mutated_bzip2_xz_and_zstd_streams_never_panic() {
+    use medimg::archive::compressed::{Codec, Unpack};
+    let (t, _) = sample_tar_gz();
+    let samples = [
+        (Codec::Bzip2, {
+            let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+            e.write_all(&t).unwrap();
+            e.finish().unwrap()
+        }),
+        (Codec::Xz, {
+            let mut e = liblzma::write::XzEncoder::new(Vec::new(), 1);
+            e.write_all(&t).unwrap();
+            e.finish().unwrap()
+        }),
+        (Codec::Zstd, zstd::encode_all(&t[..], 1).unwrap()),
+    ];
+    let mut rng = Rng(0x2545F4914F6CDD1D);
+    for (codec, packed) in &samples {
+        for _ in 0..1_500 {
+            let m = mutate(&mut rng, packed);
+            let mut s = Unpack::indexing(*codec, &m[..], 1024).with_bomb_limit(1 << 20, 100);
+            let mut out = Vec::new();
+            if s.read_to_end(&mut out).is_ok() {
+                assert!(out.len() <= 64 << 20);
+            }
+        }
+    }
+}
+
+#[test]
+fn mutated_7z_archives_never_panic_or_name_escaping_paths() {
+    use medimg::archive::sevenz;
+    let (t, _) = sample_tar_gz();
+    let files: Vec<(String, Vec<u8>)> = vec![
+        ("a/one.txt".into(), b"hello".to_vec()),
+        ("a/b/two.bin".into(), t[..t.len().min(20_000)].to_vec()),
+        ("three.txt".into(), b"x".repeat(3000)),
+    ];
+    let mut w = sevenz_rust2::ArchiveWriter::new(std::io::Cursor::new(Vec::new())).unwrap();
+    let entries: Vec<_> = files
+        .iter()
+        .map(|(n, _)| sevenz_rust2::ArchiveEntry::new_file(n))
+        .collect();
+    let readers: Vec<sevenz_rust2::SourceReader<&[u8]>> =
+        files.iter().map(|(_, d)| (&d[..]).into()).collect();
+    w.push_archive_entries(entries, readers).unwrap();
+    let base = w.finish().unwrap().into_inner();
+    let mut rng = Rng(0x94D049BB133111EB);
+    for _ in 0..3_000 {
+        let m = mutate(&mut rng, &base);
+        let Ok(archive) = sevenz::open(&m[..], m.len() as u64) else {
+            continue;
+        };
+        let Ok((entries, _)) = sevenz::list(&archive) else {
+            continue;
+        };
+        for e in entries {
+            assert!(e.path.iter().all(|c| c != ".." && !c.contains('/')));
+            if e.size > 0 && e.size < 1 << 20 {
+                let mut got = 0u64;
+                let _ = sevenz::decode_member(
+                    &archive,
+                    &mut std::io::Cursor::new(&m),
+                    e.file,
+                    &mut |b| {
+                        got += b.len() as u64;
+                        got <= 64 << 20
+                    },
+                );
+            }
         }
     }
 }

@@ -5,7 +5,9 @@
 //! trust the archive: sizes and offsets are checked against the blob, member paths are
 //! normalised, and a path that would escape the dataset directory is refused.
 
+pub mod compressed;
 pub mod gzip;
+pub mod sevenz;
 pub mod tar;
 pub mod zip;
 
@@ -24,6 +26,76 @@ impl ReadAt for [u8] {
                 ArchiveError::Malformed(format!("read past the end at {offset}+{len}"))
             })?;
         Ok(self[offset as usize..end as usize].to_vec())
+    }
+}
+
+/// The bytes `[base, base + len)` of another [`ReadAt`]: an archive stored as it is inside
+/// another (a tar member, a stored ZIP member), read in place.
+pub struct Window<'a> {
+    /// The outer bytes.
+    pub inner: &'a dyn ReadAt,
+    /// Where the window starts in them.
+    pub base: u64,
+    /// Its length.
+    pub len: u64,
+}
+
+impl ReadAt for Window<'_> {
+    fn read_at(&self, offset: u64, len: u64) -> Result<Vec<u8>, ArchiveError> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.len => self.inner.read_at(self.base + offset, len),
+            _ => Err(ArchiveError::Malformed(format!(
+                "read past the end of an inner archive at {offset}+{len} (it holds {} bytes)",
+                self.len
+            ))),
+        }
+    }
+}
+
+/// A [`Window`] read from start to end (sequential parsers: tar).
+pub struct WindowReader<'a> {
+    window: Window<'a>,
+    pos: u64,
+    failure: Option<ArchiveError>,
+}
+
+impl<'a> WindowReader<'a> {
+    /// Read `window` from its start.
+    pub fn new(window: Window<'a>) -> WindowReader<'a> {
+        WindowReader {
+            window,
+            pos: 0,
+            failure: None,
+        }
+    }
+
+    /// The first failure to read the outer bytes, if any, with its type (a parser reading
+    /// through this sees only an I/O error).
+    pub fn take_failure(&mut self) -> Option<ArchiveError> {
+        self.failure.take()
+    }
+}
+
+impl std::io::Read for WindowReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let n = (out.len() as u64)
+            .min(self.window.len - self.pos)
+            .min(1 << 20);
+        if n == 0 {
+            return Ok(0);
+        }
+        let data = match self.window.read_at(self.pos, n) {
+            Ok(d) => d,
+            Err(e) => {
+                let msg = e.to_string();
+                self.failure.get_or_insert(e);
+                return Err(std::io::Error::other(msg));
+            }
+        };
+        let n = data.len().min(out.len());
+        out[..n].copy_from_slice(&data[..n]);
+        self.pos += n as u64;
+        Ok(n)
     }
 }
 
@@ -82,6 +154,23 @@ pub fn normalize_member_path(name: &str) -> Result<(Vec<String>, bool), ArchiveE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_window_reads_inside_its_range_only() {
+        let outer: Vec<u8> = (0..=255u8).collect();
+        let w = Window {
+            inner: &&outer[..],
+            base: 100,
+            len: 50,
+        };
+        assert_eq!(w.read_at(0, 3).unwrap(), vec![100, 101, 102]);
+        assert_eq!(w.read_at(47, 3).unwrap(), vec![147, 148, 149]);
+        assert!(w.read_at(48, 3).is_err());
+        assert!(w.read_at(u64::MAX, 2).is_err());
+        let mut all = Vec::new();
+        std::io::Read::read_to_end(&mut WindowReader::new(w), &mut all).unwrap();
+        assert_eq!(all, outer[100..150]);
+    }
 
     #[test]
     fn member_paths_are_normalised_or_refused() {

@@ -9,7 +9,10 @@
 //!   first byte, then answered with slices of the decoded copy ([`decoded`]);
 //! - a larger ZIP member ([`zip`]): streamed, its first byte does not wait for the rest; its
 //!   CRC is checked as its bytes are read;
-//! - a gzip-stored (tar.gz) member ([`gzip`]): decoded from the nearest checkpoint.
+//! - a gzip-stored (tar.gz) member ([`gzip`]): decoded from the nearest checkpoint;
+//! - a member of a `.tar.bz2`, `.tar.xz` or `.tar.zst` ([`packed`]): decoded from the nearest
+//!   stream start before it;
+//! - a 7z member ([`sevenz`]): decoded from its block's start by a thread of its own.
 //!
 //! After the first decode of a small file, the checked files around it whose blocks the cache
 //! holds are pushed into the kernel's page cache ([`push`]): a shuffled epoch then finds most
@@ -26,13 +29,19 @@
 //!   deadline EIO; a full cache slows reads down and never fails them.
 //! - Memory is bounded whatever the number of open files: per-file state lives in an LRU of
 //!   [`FILE_STATES`], decoded members in a byte budget ([`decoded::DECODED_BUDGET`]), and a
-//!   streamed member keeps at most [`zip::RECENT_MAX`] of recent output.
+//!   streamed member keeps at most [`zip::RECENT_MAX`] of recent output. A large member of a
+//!   compressed tar or a 7z also keeps its decoder, whose dictionary is the archive's choice:
+//!   a few MiB for bzip2 and zstd's usual levels, up to 64 MiB for `xz -9` or `7z -mx9`
+//!   (liblzma is held under [`crate::archive::compressed::XZ_MEMLIMIT`]), so sixteen such
+//!   members read at once can hold about 1 GiB.
 
 mod ahead;
 mod decoded;
 mod gzip;
+mod packed;
 mod push;
 mod raw;
+mod sevenz;
 mod zip;
 
 use std::collections::HashMap;
@@ -49,6 +58,7 @@ use crate::index::{Blob, Entry, Index, IndexError, Location, Storage};
 use ahead::ReadAhead;
 pub use decoded::DECODED_BUDGET;
 pub use gzip::GZ_SPAN;
+pub use packed::PACKED_SPAN;
 pub use push::PageSink;
 
 /// Members (and checksummed files) up to this size are decoded whole into memory and checked
@@ -217,6 +227,10 @@ struct FileState {
     data_offset: OnceLock<u64>,
     /// The decoder of a large gzip-stored member, where the last read left it.
     gzip: Mutex<Option<gzip::GzCursor>>,
+    /// The decoder of a large member of a bzip2, xz or zstd tar, where the last read left it.
+    packed: Mutex<Option<packed::PackedCursor>>,
+    /// The decoding thread of a large 7z member, where the last read left it.
+    sevenz: Mutex<Option<sevenz::SevenZCursor>>,
     /// The sequential state of a large ZIP member: CRC so far, decoder.
     stream: Mutex<Option<zip::MemberStream>>,
     ahead: Mutex<ReadAhead>,
@@ -232,6 +246,8 @@ impl FileState {
             blob,
             data_offset: OnceLock::new(),
             gzip: Mutex::new(None),
+            packed: Mutex::new(None),
+            sevenz: Mutex::new(None),
             stream: Mutex::new(None),
             ahead: Mutex::new(ReadAhead::default()),
         }
@@ -247,6 +263,11 @@ pub struct Reader {
     handles: Mutex<HashMap<u64, i64>>,
     next_fh: AtomicU64,
     decoded: decoded::Decoded,
+    /// Parsed headers of the 7z archives read last, by blob.
+    sevenz_headers: Mutex<LruCache<i64, Arc<sevenz_rust2::Archive>>>,
+    /// 7z block decoders kept after a small member was read from them, by (blob, block),
+    /// oldest first: the next member in archive order continues from there.
+    sevenz_blocks: Mutex<Vec<sevenz::KeptBlock>>,
     /// Large members found damaged since start, with what did not match.
     damaged: Mutex<HashMap<i64, String>>,
     /// Pushes checked neighbours of cold reads into the kernel's page cache, once started.
@@ -276,6 +297,10 @@ impl Reader {
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             decoded: decoded::Decoded::new(DECODED_BUDGET),
+            sevenz_blocks: Mutex::new(Vec::new()),
+            sevenz_headers: Mutex::new(LruCache::new(
+                std::num::NonZeroUsize::new(sevenz::HEADERS).unwrap_or(std::num::NonZeroUsize::MIN),
+            )),
             damaged: Mutex::new(HashMap::new()),
             pusher: OnceLock::new(),
             counters: Counters::default(),
@@ -341,6 +366,14 @@ impl Reader {
                 self.inline(&f, offset, len, || self.gzip_whole(&f).map(Bytes::from))
             }
             Storage::Gzip => self.read_gzip(&f, offset, len),
+            Storage::Packed(c) if inline => self.inline(&f, offset, len, || {
+                self.packed_whole(&f, c).map(Bytes::from)
+            }),
+            Storage::Packed(c) => self.read_packed(&f, c, offset, len),
+            Storage::SevenZ { file } if inline => self.inline(&f, offset, len, || {
+                self.sevenz_whole(&f, file).map(Bytes::from)
+            }),
+            Storage::SevenZ { file } => self.read_sevenz(&f, file, offset, len),
         })
     }
 

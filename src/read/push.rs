@@ -197,7 +197,9 @@ impl Reader {
                 (c.len() as u64 == size && crc32fast::hash(&c) == crc32).then_some(c)?
             }
             Storage::Raw if f.blob.checksum.is_none() => within(location.offset, size)?,
-            Storage::Raw | Storage::Gzip => return None,
+            Storage::Raw | Storage::Gzip | Storage::Packed(_) | Storage::SevenZ { .. } => {
+                return None;
+            }
         };
         Some((e.id, content))
     }
@@ -210,7 +212,7 @@ impl Reader {
                 compressed_size, ..
             } => HEADER_ROOM + compressed_size,
             Storage::Raw => size,
-            Storage::Gzip => return None,
+            Storage::Gzip | Storage::Packed(_) | Storage::SevenZ { .. } => return None,
         };
         let need = need.min(f.blob.size() - location.offset.min(f.blob.size()));
         if !self.fetcher.is_present(&f.blob, location.offset, need) {
@@ -227,7 +229,7 @@ impl Reader {
                 .fetcher
                 .read_bytes(&g.blob, location.offset, g.size, Check::Crc)
                 .ok()?,
-            Storage::Gzip => return None,
+            Storage::Gzip | Storage::Packed(_) | Storage::SevenZ { .. } => return None,
         };
         Some((row, content))
     }
