@@ -362,10 +362,7 @@ impl Tier {
     /// Wait (up to `within`) for the objects queued to be written; say how many store
     /// failures each open log window counted (at the end of the daemon).
     pub fn finish(&self, within: Duration) {
-        let until = Instant::now() + within;
-        while self.0.pending.load(Ordering::Relaxed) > 0 && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        self.0.drain(within);
         self.0.log.flush();
     }
 }
@@ -446,6 +443,10 @@ impl Core {
                         // The lease is let go once the object is in the store.
                         Some(p) => self.publish(name, p, Some(lease_name)),
                         None => {
+                            // `make` published its objects itself, through the queue: they
+                            // are in the store before the lease goes, or waiters would find
+                            // neither and fetch again.
+                            self.drain(self.settings.lease);
                             if let Err(e) = self.delete(lease_name) {
                                 self.failed(&e);
                             }
@@ -672,6 +673,14 @@ impl Core {
             None => job,
         };
         self.write_now(job);
+    }
+
+    /// Wait (up to `within`) until every queued object is written.
+    fn drain(&self, within: Duration) {
+        let until = Instant::now() + within;
+        while self.pending.load(Ordering::Relaxed) > 0 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     fn write_now(&self, job: Job) {
