@@ -34,7 +34,12 @@ fn catalog_check_counts_what_is_mounted_and_flags_what_a_training_script_would_t
     let good = image_folder(10, 4);
     up.put("/good.zip", zip(&good), true);
     let mut bad = image_folder(10, 4);
-    bad.push(("extra/more.zip".into(), zip(&image_folder(3, 2)), false));
+    // A RAR stays a file (a zip stored inside a zip is expanded in place now).
+    bad.push((
+        "extra/more.rar".into(),
+        b"Rar!\x1a\x07\x01\x00 not expanded by medimg".to_vec(),
+        false,
+    ));
     bad.push((
         "chest_xray/train/NORMAL/lfs.png".into(),
         b"version https://git-lfs.github.com/spec/v1\noid sha256:4d7a\nsize 123456\n".to_vec(),
@@ -76,7 +81,7 @@ fn catalog_check_counts_what_is_mounted_and_flags_what_a_training_script_would_t
     for want in [
         "bad: 13 files",
         "12 image files found, the catalog says 10 images",
-        "1 archive(s) shown as files, not expanded: extra/more.zip",
+        "1 archive(s) shown as files, not expanded: extra/more.rar",
         "Git LFS pointer(s) where the file should be: chest_xray/train/NORMAL/lfs.png",
         "HTML page(s) where a file should be: chest_xray/train/NORMAL/page.png",
         "later: 0 files",
