@@ -12,7 +12,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use medimg::tier::memory::{Faults, Faulty, MemoryStore};
-use medimg::tier::{Got, ObjectStore, Patience, Publish, Tier, TierSettings};
+use medimg::tier::{ObjectStore, Patience, Publish, Tier, TierSettings};
 
 const BLOCKS: u64 = 8;
 const BLOCK_BYTES: usize = 64 << 10;
@@ -105,7 +105,7 @@ fn run(n: usize) {
                                 })
                             },
                         );
-                        assert!(matches!(got, Ok(Got::Shared(_) | Got::Made(_))));
+                        assert!(got.is_ok(), "the upstream never fails here");
                     }
                     let finished = Instant::now();
                     tier.finish(Duration::from_secs(30));

@@ -1372,22 +1372,28 @@ impl Vfs {
             );
             return Ok(rows);
         }
+        // The rows the check decoded, kept: a listing of a million files is decoded once.
+        let decoded = std::cell::RefCell::new(None);
         let got = tier.once(
             &name,
             &format!("lease/{name}"),
             Patience::WhileLeased,
-            |o| DatasetRows::decode(o.payload).map(drop),
+            |o| {
+                let rows = DatasetRows::decode(o.payload)?;
+                *decoded.borrow_mut() = Some(rows);
+                Ok(())
+            },
             || self.list_dataset(ds).map(|rows| (rows.encode(), rows)),
             |(encoded, _)| publish(encoded),
         )?;
         match got {
             Got::Made((_, rows)) => Ok(rows),
-            Got::Shared(bytes) => {
+            Got::Shared(_) => {
                 tracing::info!(dataset = %ds.id, "listing from the shared cache");
-                DatasetRows::decode(&bytes).map_err(|message| VfsError::Unreadable {
+                decoded.into_inner().ok_or_else(|| VfsError::Unreadable {
                     dataset: ds.id.clone(),
                     member: name,
-                    message,
+                    message: "the shared listing was not decoded".into(),
                 })
             }
         }

@@ -25,19 +25,7 @@ impl Reader {
     /// them).
     fn gzip_cursor(&self, f: &FileState, offset: u64, ahead: bool) -> Result<GzCursor> {
         let target = f.location.offset + offset;
-        let cp = self
-            .index
-            .checkpoint_before(f.blob.id, target)?
-            .ok_or_else(|| {
-                self.unreadable(
-                    f,
-                    "its archive has no decompression checkpoints in the index".into(),
-                )
-            })?;
-        let mut input = BlobReader::new(self.fetcher.clone(), f.blob.clone(), cp.input);
-        if ahead {
-            input = input.with_read_ahead(f.blob.size());
-        }
+        let (input, cp) = self.resume_at(f, target, ahead)?;
         let mut cursor = GzStream::resume(input, &cp);
         cursor.skip_to(target).map_err(|e| self.decode_err(f, e))?;
         Ok(cursor)

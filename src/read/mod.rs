@@ -489,6 +489,33 @@ impl Reader {
         }
     }
 
+    /// A compressed member's decoding starts here: the nearest decompression checkpoint at or
+    /// before uncompressed offset `target` of `f`'s blob, and the blob's bytes from that
+    /// checkpoint on; with `ahead`, the compressed blocks after the one being decoded are
+    /// fetched in the background (a large member read on; a small one would only waste them).
+    fn resume_at(
+        &self,
+        f: &FileState,
+        target: u64,
+        ahead: bool,
+    ) -> Result<(crate::fetch::BlobReader, crate::archive::gzip::Checkpoint)> {
+        let cp = self
+            .index
+            .checkpoint_before(f.blob.id, target)?
+            .ok_or_else(|| {
+                self.unreadable(
+                    f,
+                    "its archive has no decompression checkpoints in the index".into(),
+                )
+            })?;
+        let mut input =
+            crate::fetch::BlobReader::new(self.fetcher.clone(), f.blob.clone(), cp.input);
+        if ahead {
+            input = input.with_read_ahead(f.blob.size());
+        }
+        Ok((input, cp))
+    }
+
     /// A decoder's I/O error: the fetch error inside it keeps its type.
     fn decode_err(&self, f: &FileState, e: std::io::Error) -> ReadError {
         match e.into_inner().map(|inner| inner.downcast::<FetchError>()) {
