@@ -222,6 +222,18 @@ pub enum Locator {
         /// Project id (5 characters).
         project: String,
     },
+    /// A collection or folder of a Girder server (Kitware's data platform), listed folder by
+    /// folder through its REST API; each file is fetched on its own.
+    Girder {
+        /// The API root, e.g. `https://humanheart-project.creatis.insa-lyon.fr/database/api/v1`.
+        api: String,
+        /// Collection id (24 hex digits), when the source is a whole collection.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        collection: Option<String>,
+        /// Folder id (24 hex digits), when the source is one folder.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        folder: Option<String>,
+    },
     /// A Dataverse dataset version.
     Dataverse {
         /// The installation, e.g. `dataverse.harvard.edu`.
@@ -247,6 +259,20 @@ pub struct Source {
     pub files: Vec<String>,
     /// A directory inside the dataset to put this source's files in ("" for the root).
     pub into: String,
+    /// Set when the host is a third party's copy, not the authors' or their institution's:
+    /// who made it and under which licence it is offered (shown in `about/<id>.md`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<Mirror>,
+}
+
+/// A third party's copy of a dataset (a Kaggle upload by someone other than the authors, a
+/// re-packaging by another project): `mirror = { by = "...", license = "..." }` on a source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Mirror {
+    /// Who made the copy and where, e.g. "Kaggle user andrewmvd, not the authors".
+    pub by: String,
+    /// The licence the copy is offered under, as its page states it.
+    pub license: String,
 }
 
 impl Source {
@@ -296,6 +322,7 @@ impl Source {
             Locator::Huggingface { .. } => "huggingface",
             Locator::Osf { .. } => "osf",
             Locator::Dataverse { .. } => "dataverse",
+            Locator::Girder { .. } => "girder",
         }
     }
 }
@@ -325,6 +352,7 @@ const SOURCE_TYPES: &[(&str, &[&str], &[&str])] = &[
     ("huggingface", &["repo", "revision"], &[]),
     ("osf", &["project"], &[]),
     ("dataverse", &["server", "doi", "version"], &[]),
+    ("girder", &["api"], &["collection", "folder"]),
 ];
 
 /// IDC's main public bucket (`s3://idc-open-data`), where `idc` sources find their series.
@@ -943,10 +971,13 @@ struct RawSource {
     revision: Option<String>,
     server: Option<String>,
     doi: Option<String>,
+    api: Option<String>,
+    folder: Option<String>,
     #[serde(default)]
     files: Vec<String>,
     into: Option<String>,
     extract: Option<bool>,
+    mirror: Option<toml::Value>,
 }
 
 /// A version written as a number (`3`) or a string (`"1.0.0"`).
@@ -997,6 +1028,8 @@ impl RawSource {
         f("revision", self.revision.is_some());
         f("server", self.server.is_some());
         f("doi", self.doi.is_some());
+        f("api", self.api.is_some());
+        f("folder", self.folder.is_some());
         v
     }
 
@@ -1260,6 +1293,38 @@ impl RawSource {
                     version: version(),
                 }
             }
+            "girder" => {
+                let api = s(&self.api);
+                https("api", &api)?;
+                let object_id = |f: &str, v: &str| -> Result<String, (String, String)> {
+                    if v.len() == 24 && v.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        Ok(v.to_ascii_lowercase())
+                    } else {
+                        Err((
+                            f.to_string(),
+                            format!("{v:?} is not a Girder id (24 hex digits)"),
+                        ))
+                    }
+                };
+                let (collection, folder) = match (&self.collection, &self.folder) {
+                    (Some(c), None) => (Some(object_id("collection", c)?), None),
+                    (None, Some(f)) => (None, Some(object_id("folder", f)?)),
+                    (Some(_), Some(_)) => {
+                        return err("folder", "give `collection` or `folder`, not both".into());
+                    }
+                    (None, None) => {
+                        return err(
+                            "collection",
+                            "missing; a \"girder\" source needs `collection` or `folder`".into(),
+                        );
+                    }
+                };
+                Locator::Girder {
+                    api: api.trim_end_matches('/').to_string(),
+                    collection,
+                    folder,
+                }
+            }
             _ => return err("type", format!("{:?} is not handled", self.kind)),
         };
         for (f, v) in [
@@ -1304,13 +1369,55 @@ impl RawSource {
             };
             return err(f, "only listed sources (not a plain http URL) take it; an http source's `format` says what it is".into());
         }
+        let mirror = match &self.mirror {
+            None => None,
+            Some(v) => Some(parse_mirror(v)?),
+        };
         Ok(Source {
             locator,
             extract: self.extract.unwrap_or(true),
             files: self.files.clone(),
             into,
+            mirror,
         })
     }
+}
+
+/// `mirror = { by = "...", license = "..." }`, or the field at fault and why.
+fn parse_mirror(v: &toml::Value) -> Result<Mirror, (String, String)> {
+    let shape = || {
+        (
+            "mirror".to_string(),
+            "must be a table `{ by = \"who made the copy, where\", license = \"the copy's \
+             licence\" }`"
+                .to_string(),
+        )
+    };
+    let t = v.as_table().ok_or_else(shape)?;
+    if let Some(k) = t.keys().find(|k| *k != "by" && *k != "license") {
+        return Err((
+            format!("mirror.{k}"),
+            "not a field of `mirror`; it takes by, license".into(),
+        ));
+    }
+    let field = |k: &str| -> Result<String, (String, String)> {
+        match t.get(k) {
+            Some(toml::Value::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_string()),
+            Some(toml::Value::String(_)) => {
+                Err((format!("mirror.{k}"), "must not be empty".into()))
+            }
+            Some(_) => Err((format!("mirror.{k}"), "must be a string".into())),
+            None => Err((
+                format!("mirror.{k}"),
+                "missing; a mirror says who made the copy (`by`) and its licence (`license`)"
+                    .into(),
+            )),
+        }
+    };
+    Ok(Mirror {
+        by: field("by")?,
+        license: field("license")?,
+    })
 }
 
 impl Catalog {
@@ -1729,6 +1836,8 @@ url = "https://example.org/a/chest_xray.zip"
             "type = \"osf\"\nproject = \"x7k2q\"",
             "type = \"dataverse\"\nserver = \"dataverse.harvard.edu\"\ndoi = \"doi:1/2\"\nversion = \"1.0\"",
             "type = \"http\"\nformat = \"dir\"\nurl = \"https://h/d/\"",
+            "type = \"girder\"\napi = \"https://h/api/v1\"\ncollection = \"637218c173e9f0047faa00fb\"",
+            "type = \"girder\"\napi = \"https://h/api/v1/\"\nfolder = \"637218E573E9F0047FAA00FC\"",
         ] {
             Catalog::parse(&with(src), "t").unwrap_or_else(|e| panic!("{src}: {e}"));
         }
@@ -1754,6 +1863,92 @@ url = "https://example.org/a/chest_xray.zip"
         assert!(e.contains("source[1].into"), "{e}");
         let e = err(&with("type = \"idc\"\ncollection = \"c\""));
         assert!(e.contains("source[1].index"), "{e}");
+    }
+
+    #[test]
+    fn girder_sources_name_one_collection_or_folder_by_its_id() {
+        let with = |src: &str| {
+            ONE.replace(
+                "type = \"http\"\nurl = \"https://example.org/a/chest_xray.zip\"",
+                src,
+            )
+        };
+        let c = Catalog::parse(
+            &with("type = \"girder\"\napi = \"https://h/api/v1/\"\nfolder = \"637218E573E9F0047FAA00FC\""),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            c.datasets[0].sources[0].locator,
+            Locator::Girder {
+                api: "https://h/api/v1".into(),
+                collection: None,
+                folder: Some("637218e573e9f0047faa00fc".into()),
+            }
+        );
+        let e = err(&with("type = \"girder\"\napi = \"https://h/api/v1\""));
+        assert!(
+            e.contains("source[1].collection") && e.contains("`folder`"),
+            "{e}"
+        );
+        let e = err(&with(
+            "type = \"girder\"\napi = \"https://h/api/v1\"\ncollection = \"637218c173e9f0047faa00fb\"\nfolder = \"637218e573e9f0047faa00fc\"",
+        ));
+        assert!(
+            e.contains("source[1].folder") && e.contains("not both"),
+            "{e}"
+        );
+        let e = err(&with(
+            "type = \"girder\"\napi = \"https://h/api/v1\"\nfolder = \"acdc\"",
+        ));
+        assert!(
+            e.contains("source[1].folder") && e.contains("24 hex"),
+            "{e}"
+        );
+        let e = err(&with(
+            "type = \"girder\"\napi = \"h/api\"\nfolder = \"637218e573e9f0047faa00fc\"",
+        ));
+        assert!(e.contains("source[1].api"), "{e}");
+    }
+
+    #[test]
+    fn a_mirror_says_who_made_the_copy_and_its_licence() {
+        let with = |m: &str| ONE.replace(".zip\"\n", &format!(".zip\"\n{m}\n"));
+        let c = Catalog::parse(
+            &with("mirror = { by = \"Kaggle user x, not the authors\", license = \"CC BY 4.0\" }"),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            c.datasets[0].sources[0].mirror,
+            Some(Mirror {
+                by: "Kaggle user x, not the authors".into(),
+                license: "CC BY 4.0".into()
+            })
+        );
+        assert_eq!(
+            Catalog::parse(ONE, "t").unwrap().datasets[0].sources[0].mirror,
+            None
+        );
+        let e = err(&with("mirror = \"Kaggle\""));
+        assert!(e.contains("source[1].mirror") && e.contains("table"), "{e}");
+        let e = err(&with("mirror = { by = \"Kaggle user x\" }"));
+        assert!(
+            e.contains("source[1].mirror.license") && e.contains("missing"),
+            "{e}"
+        );
+        let e = err(&with("mirror = { by = \" \", license = \"CC0\" }"));
+        assert!(
+            e.contains("source[1].mirror.by") && e.contains("empty"),
+            "{e}"
+        );
+        let e = err(&with(
+            "mirror = { by = \"x\", license = \"CC0\", url = \"u\" }",
+        ));
+        assert!(
+            e.contains("source[1].mirror.url") && e.contains("not a field"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -248,6 +248,13 @@ pub fn about(d: &Dataset, st: &State) -> String {
             src.type_name(),
             locator_text(&src.locator)
         );
+        if let Some(m) = &src.mirror {
+            let _ = writeln!(
+                s,
+                "  - a third-party mirror, not the authors' copy: {}; its licence: {}",
+                m.by, m.license
+            );
+        }
     }
     let _ = writeln!(s, "\n## State: {}\n", st.label());
     match st {

@@ -536,6 +536,7 @@ fn check_dir_listing(data: &[u8]) {
         extract: false,
         files: Vec::new(),
         into: String::new(),
+        mirror: None,
     };
     let Ok(files) = resolve::list(&src, &up) else {
         return;

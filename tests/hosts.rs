@@ -1238,3 +1238,199 @@ fn tcia_collection_is_listed_through_nbia_and_its_instances_fetched_whole() {
         "the instance came whole with the probe of its size (NBIA ignores Range)"
     );
 }
+
+/// A Girder server as its REST API answers (Girder's docs and `girder-client`): folder, item
+/// and file documents as JSON arrays with `_id`, `_modelType`, `name`, `size`; `limit`
+/// (default 50) and `offset` page every listing; `file/{id}/download` serves bytes by Range.
+#[test]
+fn girder_collection_is_walked_folder_by_folder_and_each_file_read_by_range() {
+    let up = Upstream::start();
+    const API: &str = "/heart.example.org/database/api/v1";
+    let nii = png(16, 16, 3);
+    let cfg = b"ED: 1\nES: 12\n".to_vec();
+    let (a, b) = (png(16, 16, 4), png(16, 16, 5));
+    let readme = b"cite us\n".to_vec();
+    let col = "637218c173e9f0047faa00fb";
+    // id -> (name, parent type, parent id); items -> (name, folder); files -> (name, item, bytes).
+    let folders: Vec<(&str, &str, &str, &str)> = vec![
+        ("aaaaaaaaaaaaaaaaaaaaaa01", "database", "collection", col),
+        (
+            "aaaaaaaaaaaaaaaaaaaaaa02",
+            "training",
+            "folder",
+            "aaaaaaaaaaaaaaaaaaaaaa01",
+        ),
+        (
+            "aaaaaaaaaaaaaaaaaaaaaa03",
+            "patient001",
+            "folder",
+            "aaaaaaaaaaaaaaaaaaaaaa02",
+        ),
+    ];
+    let items: Vec<(&str, &str, &str)> = vec![
+        (
+            "bbbbbbbbbbbbbbbbbbbbbb01",
+            "MANDATORY_CITATION.md",
+            "aaaaaaaaaaaaaaaaaaaaaa01",
+        ),
+        (
+            "bbbbbbbbbbbbbbbbbbbbbb02",
+            "patient001_frame01.nii.gz",
+            "aaaaaaaaaaaaaaaaaaaaaa03",
+        ),
+        (
+            "bbbbbbbbbbbbbbbbbbbbbb03",
+            "Info.cfg",
+            "aaaaaaaaaaaaaaaaaaaaaa03",
+        ),
+        (
+            "bbbbbbbbbbbbbbbbbbbbbb04",
+            "views",
+            "aaaaaaaaaaaaaaaaaaaaaa03",
+        ),
+    ];
+    let files: Vec<(&str, &str, &str, Vec<u8>)> = vec![
+        (
+            "cccccccccccccccccccccc01",
+            "MANDATORY_CITATION.md",
+            "bbbbbbbbbbbbbbbbbbbbbb01",
+            readme.clone(),
+        ),
+        (
+            "cccccccccccccccccccccc02",
+            "patient001_frame01.nii.gz",
+            "bbbbbbbbbbbbbbbbbbbbbb02",
+            nii.clone(),
+        ),
+        (
+            "cccccccccccccccccccccc03",
+            "Info.cfg",
+            "bbbbbbbbbbbbbbbbbbbbbb03",
+            cfg.clone(),
+        ),
+        (
+            "cccccccccccccccccccccc04",
+            "2CH.png",
+            "bbbbbbbbbbbbbbbbbbbbbb04",
+            a.clone(),
+        ),
+        (
+            "cccccccccccccccccccccc05",
+            "4CH.png",
+            "bbbbbbbbbbbbbbbbbbbbbb04",
+            b.clone(),
+        ),
+    ];
+    for (id, _, _, data) in &files {
+        up.put(&format!("{API}/file/{id}/download"), data.clone(), true);
+    }
+    let page = |r: &Req, docs: Vec<serde_json::Value>| {
+        let limit: usize = r.param("limit").and_then(|l| l.parse().ok()).unwrap_or(50);
+        let offset: usize = r.param("offset").and_then(|o| o.parse().ok()).unwrap_or(0);
+        let docs: Vec<_> = docs.into_iter().skip(offset).take(limit).collect();
+        Answer::json(json!(docs))
+    };
+    up.route(move |r| {
+        let rest = r.path.strip_prefix(API)?;
+        if rest.ends_with("/download") {
+            return None;
+        }
+        Some(match rest {
+            "/folder" => {
+                let (pt, pid) = (r.param("parentType")?, r.param("parentId")?);
+                let docs = folders
+                    .iter()
+                    .filter(|f| f.2 == pt && f.3 == pid)
+                    .map(|f| {
+                        json!({"_id": f.0, "_modelType": "folder", "name": f.1,
+                        "parentCollection": f.2, "parentId": f.3, "public": true,
+                        "description": "", "created": "2022-11-14T10:32:01.000000+00:00"})
+                    })
+                    .collect();
+                page(r, docs)
+            }
+            "/item" => {
+                let fid = r.param("folderId")?;
+                let docs = items
+                    .iter()
+                    .filter(|i| i.2 == fid)
+                    .map(|i| {
+                        let size: usize =
+                            files.iter().filter(|f| f.2 == i.0).map(|f| f.3.len()).sum();
+                        json!({"_id": i.0, "_modelType": "item", "name": i.1, "folderId": i.2,
+                            "size": size, "description": "", "meta": {}})
+                    })
+                    .collect();
+                page(r, docs)
+            }
+            _ => {
+                let item = rest.strip_prefix("/item/")?.strip_suffix("/files")?;
+                let docs = files
+                    .iter()
+                    .filter(|f| f.2 == item)
+                    .map(|f| {
+                        json!({"_id": f.0, "_modelType": "file", "name": f.1, "itemId": f.2,
+                        "size": f.3.len(), "mimeType": "application/octet-stream",
+                        "exts": [], "sha512": "00", "assetstoreId": "dddddddddddddddddddddd01"})
+                    })
+                    .collect();
+                page(r, docs)
+            }
+        })
+    });
+    let catalog = dataset_entry(
+        "heart",
+        "",
+        &format!(
+            "[[dataset.source]]\ntype = \"girder\"\napi = \"https://heart.example.org/database/api/v1\"\ncollection = \"{col}\"\n"
+        ),
+    );
+    let fx = fixture(&up, &catalog);
+    let m = fx.mount(&[]);
+    assert_eq!(ls(&m, "datasets/heart").unwrap(), ["database"]);
+    assert_eq!(
+        ls(&m, "datasets/heart/database").unwrap(),
+        ["MANDATORY_CITATION.md", "training"]
+    );
+    assert_eq!(
+        ls(&m, "datasets/heart/database/training/patient001").unwrap(),
+        ["Info.cfg", "patient001_frame01.nii.gz", "views"]
+    );
+    assert_eq!(
+        ls(&m, "datasets/heart/database/training/patient001/views").unwrap(),
+        ["2CH.png", "4CH.png"]
+    );
+    let p = "datasets/heart/database/training/patient001";
+    assert_eq!(
+        read(&m, &format!("{p}/patient001_frame01.nii.gz")).unwrap(),
+        nii
+    );
+    assert_eq!(read(&m, &format!("{p}/Info.cfg")).unwrap(), cfg);
+    assert_eq!(read(&m, &format!("{p}/views/4CH.png")).unwrap(), b);
+    assert_eq!(
+        read(&m, "datasets/heart/database/MANDATORY_CITATION.md").unwrap(),
+        readme
+    );
+    let log = up.log();
+    let downloads: Vec<_> = log
+        .iter()
+        .filter(|l| l.path.ends_with("/download"))
+        .collect();
+    assert!(!downloads.is_empty());
+    assert!(
+        downloads
+            .iter()
+            .all(|l| l.path.contains("/file/") && l.range.is_some()),
+        "only single files are downloaded, by Range: {:?}",
+        downloads.iter().map(|l| &l.path).collect::<Vec<_>>()
+    );
+    let listing = log
+        .iter()
+        .find(|l| l.path == format!("{API}/folder"))
+        .unwrap();
+    assert!(
+        listing.query.contains("parentType=collection"),
+        "{}",
+        listing.query
+    );
+}

@@ -39,6 +39,7 @@ fuzz_target!(|data: &[u8]| {
         extract: false,
         files: Vec::new(),
         into: String::new(),
+        mirror: None,
     };
     if let Ok(files) = resolve::list(&src, &Scripted::new(replies())) {
         for f in files {

@@ -18,6 +18,7 @@ pub mod dataverse;
 pub mod dir;
 pub mod figshare;
 pub mod gdrive;
+pub mod girder;
 pub mod github;
 pub mod huggingface;
 pub mod idc;
@@ -358,6 +359,11 @@ pub fn list(src: &Source, up: &dyn Upstream) -> Result<Vec<RemoteFile>, ResolveE
             doi,
             version,
         } => dataverse::list(&api, server, doi, version)?,
+        Locator::Girder {
+            api: root,
+            collection,
+            folder,
+        } => girder::list(&api, root, collection.as_deref(), folder.as_deref())?,
     };
     let total = files.len();
     let files: Vec<RemoteFile> = files

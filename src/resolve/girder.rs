@@ -1,0 +1,160 @@
+//! Girder (Kitware's data management platform; CREATIS's Human Heart database is one): a
+//! collection holds folders, a folder holds folders and items, an item holds files. Each level
+//! is a JSON array, paged by `limit` and `offset` (a page shorter than `limit` is the last, as
+//! the official `girder-client`'s `listResource` reads it): `GET {api}/folder?parentType=
+//! collection|folder&parentId=ID` the sub-folders, `GET {api}/item?folderId=ID` the items,
+//! `GET {api}/item/{id}/files` an item's files, each document with `_id`, `name` and (items and
+//! files) `size`. Bytes come from `GET {api}/file/{id}/download`, which honours Range, so every
+//! file is read on its own rather than through the zip Girder builds for a whole folder.
+//!
+//! Paths are laid out as Girder's own folder download does: an item holding one file of its
+//! own name is that file; any other item is a directory of its files.
+
+use serde_json::Value;
+
+use super::{Api, Fields, Pages, RemoteFile, ResolveError};
+
+/// Documents asked for a page (Girder's own default is 50; a larger page means fewer requests).
+const PAGE: usize = 1000;
+/// Folders nest at most this deep.
+const MAX_DEPTH: usize = 32;
+/// Items listed at most (one request each for its files).
+const MAX_ITEMS: usize = 200_000;
+
+/// The files under collection `collection` or folder `folder` of the Girder at `api`.
+pub fn list(
+    api: &Api<'_>,
+    root: &str,
+    collection: Option<&str>,
+    folder: Option<&str>,
+) -> Result<Vec<RemoteFile>, ResolveError> {
+    let mut w = Walk {
+        api,
+        root,
+        pages: Pages::new(),
+        items: Pages::bounded(MAX_ITEMS, "items"),
+        out: Vec::new(),
+    };
+    match (collection, folder) {
+        (Some(c), _) => w.folders("collection", c, "", 0)?,
+        (None, Some(f)) => w.folder(f, "", 0)?,
+        (None, None) => {
+            return Err(ResolveError::Shape {
+                url: root.to_string(),
+                message: "a girder source names a collection or a folder".into(),
+            });
+        }
+    }
+    Ok(w.out)
+}
+
+struct Walk<'a, 'b> {
+    api: &'a Api<'b>,
+    root: &'a str,
+    pages: Pages,
+    items: Pages,
+    out: Vec<RemoteFile>,
+}
+
+impl Walk<'_, '_> {
+    /// Every document of the paged listing `url` (with its other parameters, if any).
+    fn all(&mut self, url: &str) -> Result<Vec<Value>, ResolveError> {
+        let mut docs = Vec::new();
+        let mut offset = 0;
+        loop {
+            let sep = if url.contains('?') { '&' } else { '?' };
+            let page = format!("{url}{sep}limit={PAGE}&offset={offset}");
+            self.pages.next(&page, &page)?;
+            let v = self.api.json(&page)?;
+            let Some(batch) = v.as_array() else {
+                return Err(ResolveError::Shape {
+                    url: page,
+                    message: "expected a JSON array of documents".into(),
+                });
+            };
+            let n = batch.len();
+            docs.extend(batch.iter().cloned());
+            if n < PAGE {
+                return Ok(docs);
+            }
+            offset += n;
+        }
+    }
+
+    /// The sub-folders of `parent` (a collection or a folder), each walked under `dir`.
+    fn folders(
+        &mut self,
+        parent_type: &str,
+        parent: &str,
+        dir: &str,
+        depth: usize,
+    ) -> Result<(), ResolveError> {
+        let url = format!(
+            "{}/folder?parentType={parent_type}&parentId={parent}",
+            self.root
+        );
+        for f in self.all(&url)? {
+            let fields = Fields::of(&f, &url);
+            let id = fields.str("_id")?.to_string();
+            let path = join(dir, segment(&url, fields.str("name")?)?);
+            if depth >= MAX_DEPTH {
+                return Err(ResolveError::Endless {
+                    url,
+                    message: format!("folders nest deeper than {MAX_DEPTH} (medimg's bound)"),
+                });
+            }
+            self.folder(&id, &path, depth + 1)?;
+        }
+        Ok(())
+    }
+
+    /// Folder `id`'s items, then its sub-folders, under `dir`.
+    fn folder(&mut self, id: &str, dir: &str, depth: usize) -> Result<(), ResolveError> {
+        let url = format!("{}/item?folderId={id}", self.root);
+        for item in self.all(&url)? {
+            let fields = Fields::of(&item, &url);
+            let item_id = fields.str("_id")?.to_string();
+            let name = segment(&url, fields.str("name")?)?.to_string();
+            let files_url = format!("{}/item/{item_id}/files", self.root);
+            self.items.next(&files_url, &files_url)?;
+            let files = self.all(&files_url)?;
+            let alone = files.len() == 1 && files[0]["name"].as_str() == Some(name.as_str());
+            for f in files {
+                let ff = Fields::of(&f, &files_url);
+                let file_name = segment(&files_url, ff.str("name")?)?;
+                let path = if alone {
+                    join(dir, file_name)
+                } else {
+                    join(&join(dir, &name), file_name)
+                };
+                self.out.push(RemoteFile {
+                    path,
+                    url: format!("{}/file/{}/download", self.root, ff.str("_id")?),
+                    size: Some(ff.u64("size")?),
+                    checksum: None,
+                    etag: None,
+                });
+            }
+        }
+        self.folders("folder", id, dir, depth)
+    }
+}
+
+/// `name` as one path segment, or an error naming the listing.
+fn segment<'n>(url: &str, name: &'n str) -> Result<&'n str, ResolveError> {
+    if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
+        return Err(ResolveError::Shape {
+            url: url.to_string(),
+            message: format!("{name:?} is not a file or folder name"),
+        });
+    }
+    Ok(name)
+}
+
+fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
