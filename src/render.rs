@@ -719,6 +719,20 @@ mod tests {
     }
 
     #[test]
+    fn about_says_a_source_is_a_third_partys_copy_and_its_licence() {
+        let c = Catalog::builtin().unwrap();
+        let d = c.datasets.iter().find(|d| d.id == "drive").unwrap();
+        let text = about(d, &State::Reachable);
+        assert!(
+            text.contains("a third-party mirror, not the authors' copy: Kaggle user andrewmvd")
+                && text.contains("; its licence: "),
+            "{text}"
+        );
+        let d = c.datasets.iter().find(|d| d.id == "camus").unwrap();
+        assert!(!about(d, &State::Reachable).contains("mirror"));
+    }
+
+    #[test]
     fn status_text_says_what_the_shared_tier_did() {
         let v = serde_json::json!({
             "shared_cache": {"store": "http://s:8333 bucket medimg", "hits": 7, "hit_bytes": 2048,
