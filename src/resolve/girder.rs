@@ -28,9 +28,20 @@ pub fn list(
     collection: Option<&str>,
     folder: Option<&str>,
 ) -> Result<Vec<RemoteFile>, ResolveError> {
+    list_paged(api, root, collection, folder, PAGE)
+}
+
+fn list_paged(
+    api: &Api<'_>,
+    root: &str,
+    collection: Option<&str>,
+    folder: Option<&str>,
+    page: usize,
+) -> Result<Vec<RemoteFile>, ResolveError> {
     let mut w = Walk {
         api,
         root,
+        page,
         pages: Pages::new(),
         items: Pages::bounded(MAX_ITEMS, "items"),
         out: Vec::new(),
@@ -51,19 +62,22 @@ pub fn list(
 struct Walk<'a, 'b> {
     api: &'a Api<'b>,
     root: &'a str,
+    page: usize,
     pages: Pages,
     items: Pages,
     out: Vec<RemoteFile>,
 }
 
 impl Walk<'_, '_> {
-    /// Every document of the paged listing `url` (with its other parameters, if any).
+    /// Every document of the paged listing `url` (with its other parameters, if any). A page
+    /// that brings no document the listing has not already given ends it with an error (a host
+    /// that ignores `offset` would otherwise answer the same page until the bound).
     fn all(&mut self, url: &str) -> Result<Vec<Value>, ResolveError> {
         let mut docs = Vec::new();
-        let mut offset = 0;
+        let mut ids = std::collections::HashSet::new();
+        let sep = if url.contains('?') { '&' } else { '?' };
         loop {
-            let sep = if url.contains('?') { '&' } else { '?' };
-            let page = format!("{url}{sep}limit={PAGE}&offset={offset}");
+            let page = format!("{url}{sep}limit={}&offset={}", self.page, docs.len());
             self.pages.next(&page, &page)?;
             let v = self.api.json(&page)?;
             let Some(batch) = v.as_array() else {
@@ -73,11 +87,26 @@ impl Walk<'_, '_> {
                 });
             };
             let n = batch.len();
+            let mut new = 0;
+            for d in batch {
+                if ids.insert(Fields::of(d, &page).str("_id")?.to_string()) {
+                    new += 1;
+                }
+            }
+            if n > 0 && new == 0 {
+                return Err(ResolveError::Endless {
+                    url: page,
+                    message: format!(
+                        "the page at offset {} repeats documents already listed (the host may \
+                         ignore `offset`)",
+                        docs.len()
+                    ),
+                });
+            }
             docs.extend(batch.iter().cloned());
-            if n < PAGE {
+            if n < self.page {
                 return Ok(docs);
             }
-            offset += n;
         }
     }
 
@@ -156,5 +185,131 @@ fn join(dir: &str, name: &str) -> String {
         name.to_string()
     } else {
         format!("{dir}/{name}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::mock::MockUpstream;
+    use serde_json::json;
+
+    const ROOT: &str = "https://g.example.org/api/v1";
+    const COL: &str = "637218c173e9f0047faa00fb";
+
+    fn put(up: &MockUpstream, path: &str, v: Value) {
+        up.put(&format!("{ROOT}/{path}"), v.to_string().into_bytes());
+    }
+
+    fn item(id: &str, name: &str) -> Value {
+        json!({"_id": id, "_modelType": "item", "name": name, "size": 1})
+    }
+
+    fn file(id: &str, name: &str, size: u64) -> Value {
+        json!({"_id": id, "_modelType": "file", "name": name, "size": size})
+    }
+
+    #[test]
+    fn listings_are_paged_by_limit_and_offset_until_a_short_page() {
+        let up = MockUpstream::new();
+        put(
+            &up,
+            &format!("folder?parentType=collection&parentId={COL}&limit=2&offset=0"),
+            json!([{"_id": "f1", "_modelType": "folder", "name": "db"}]),
+        );
+        put(
+            &up,
+            "item?folderId=f1&limit=2&offset=0",
+            json!([item("i1", "a.nii.gz"), item("i2", "b.nii.gz")]),
+        );
+        put(
+            &up,
+            "item?folderId=f1&limit=2&offset=2",
+            json!([item("i3", "views")]),
+        );
+        put(
+            &up,
+            "item/i1/files?limit=2&offset=0",
+            json!([file("x1", "a.nii.gz", 10)]),
+        );
+        put(
+            &up,
+            "item/i2/files?limit=2&offset=0",
+            json!([file("x2", "b.nii.gz", 20)]),
+        );
+        put(
+            &up,
+            "item/i3/files?limit=2&offset=0",
+            json!([file("x3", "2CH.png", 3), file("x4", "4CH.png", 4)]),
+        );
+        put(&up, "item/i3/files?limit=2&offset=2", json!([]));
+        put(
+            &up,
+            "folder?parentType=folder&parentId=f1&limit=2&offset=0",
+            json!([]),
+        );
+        let files = list_paged(&Api::new(&up), ROOT, Some(COL), None, 2).unwrap();
+        let got: Vec<_> = files
+            .iter()
+            .map(|f| (f.path.as_str(), f.url.as_str(), f.size))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "db/a.nii.gz",
+                    "https://g.example.org/api/v1/file/x1/download",
+                    Some(10)
+                ),
+                (
+                    "db/b.nii.gz",
+                    "https://g.example.org/api/v1/file/x2/download",
+                    Some(20)
+                ),
+                (
+                    "db/views/2CH.png",
+                    "https://g.example.org/api/v1/file/x3/download",
+                    Some(3)
+                ),
+                (
+                    "db/views/4CH.png",
+                    "https://g.example.org/api/v1/file/x4/download",
+                    Some(4)
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_host_that_ignores_offset_is_stopped_at_its_second_page() {
+        let up = MockUpstream::new();
+        let page = json!([{"_id": "f1", "_modelType": "folder", "name": "a"},
+                          {"_id": "f2", "_modelType": "folder", "name": "b"}]);
+        for offset in [0, 2, 4] {
+            put(
+                &up,
+                &format!("folder?parentType=collection&parentId={COL}&limit=2&offset={offset}"),
+                page.clone(),
+            );
+        }
+        let e = list_paged(&Api::new(&up), ROOT, Some(COL), None, 2)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("repeats documents already listed"), "{e}");
+        assert_eq!(up.request_count(), 2);
+    }
+
+    #[test]
+    fn a_name_that_is_not_one_path_segment_is_refused() {
+        let up = MockUpstream::new();
+        put(
+            &up,
+            "item?folderId=f1&limit=2&offset=0",
+            json!([item("i1", "../etc")]),
+        );
+        let e = list_paged(&Api::new(&up), ROOT, None, Some("f1"), 2)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"../etc\" is not a file or folder name"), "{e}");
     }
 }
