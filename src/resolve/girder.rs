@@ -18,7 +18,8 @@ use super::{Api, Fields, Pages, RemoteFile, ResolveError};
 const PAGE: usize = 1000;
 /// Folders nest at most this deep.
 const MAX_DEPTH: usize = 32;
-/// Items listed at most (one request each for its files).
+/// Pages of items' file lists at most (one request for each item's files; folder and item
+/// listings count against [`super::MAX_PAGES`]).
 const MAX_ITEMS: usize = 200_000;
 
 /// The files under collection `collection` or folder `folder` of the Girder at `api`.
@@ -72,13 +73,18 @@ impl Walk<'_, '_> {
     /// Every document of the paged listing `url` (with its other parameters, if any). A page
     /// that brings no document the listing has not already given ends it with an error (a host
     /// that ignores `offset` would otherwise answer the same page until the bound).
-    fn all(&mut self, url: &str) -> Result<Vec<Value>, ResolveError> {
+    /// Its pages count against the bound of folder listings, or (`of_item`) of item listings.
+    fn all(&mut self, url: &str, of_item: bool) -> Result<Vec<Value>, ResolveError> {
         let mut docs = Vec::new();
         let mut ids = std::collections::HashSet::new();
         let sep = if url.contains('?') { '&' } else { '?' };
         loop {
             let page = format!("{url}{sep}limit={}&offset={}", self.page, docs.len());
-            self.pages.next(&page, &page)?;
+            if of_item {
+                self.items.next(&page, &page)?;
+            } else {
+                self.pages.next(&page, &page)?;
+            }
             let v = self.api.json(&page)?;
             let Some(batch) = v.as_array() else {
                 return Err(ResolveError::Shape {
@@ -122,7 +128,7 @@ impl Walk<'_, '_> {
             "{}/folder?parentType={parent_type}&parentId={parent}",
             self.root
         );
-        for f in self.all(&url)? {
+        for f in self.all(&url, false)? {
             let fields = Fields::of(&f, &url);
             let id = fields.str("_id")?.to_string();
             let path = join(dir, segment(&url, fields.str("name")?)?);
@@ -140,13 +146,12 @@ impl Walk<'_, '_> {
     /// Folder `id`'s items, then its sub-folders, under `dir`.
     fn folder(&mut self, id: &str, dir: &str, depth: usize) -> Result<(), ResolveError> {
         let url = format!("{}/item?folderId={id}", self.root);
-        for item in self.all(&url)? {
+        for item in self.all(&url, false)? {
             let fields = Fields::of(&item, &url);
             let item_id = fields.str("_id")?.to_string();
             let name = segment(&url, fields.str("name")?)?.to_string();
             let files_url = format!("{}/item/{item_id}/files", self.root);
-            self.items.next(&files_url, &files_url)?;
-            let files = self.all(&files_url)?;
+            let files = self.all(&files_url, true)?;
             let alone = files.len() == 1 && files[0]["name"].as_str() == Some(name.as_str());
             for f in files {
                 let ff = Fields::of(&f, &files_url);
