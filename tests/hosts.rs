@@ -6,7 +6,8 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
 use serde_json::json;
@@ -961,6 +962,112 @@ fn huggingface_osf_and_dataverse_list_paged_nested_and_original_files() {
         .find(|l| l.path.ends_with("/datafile/12"))
         .unwrap();
     assert_eq!(dl.query, "format=original");
+}
+
+/// Dataverse 6.10+ with a guestbook on the dataset (HAM10000's case): a plain GET of a file is
+/// 400 "without the required Guestbook response"; a POST of `{"guestbookResponse": ...}` to the
+/// same URL records it and answers `data.signedUrl`, good for one minute (Dataverse's
+/// `Access.java`, and the Data Access API guide).
+#[test]
+fn a_dataverse_guestbook_is_answered_from_the_config_and_only_when_asked() {
+    let up = Upstream::start();
+    let (zipped, files) = small_zip();
+    let csv = b"image_id,dx\nimg_000,nv\n".to_vec();
+    up.put("/store/21", zipped.clone(), true);
+    up.put("/store/22", csv.clone(), true);
+    let issued: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
+    let bodies: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let (z1, c1, issued1, bodies1) = (zipped.clone(), csv.clone(), issued.clone(), bodies.clone());
+    up.route(move |r| {
+        if r.path == "/dataverse.harvard.edu/api/datasets/:persistentId/versions/4.0/files" {
+            return Some(Answer::json(json!({"status": "OK", "data": [
+                {"label": "images.zip", "restricted": false,
+                 "dataFile": {"id": 21, "filesize": z1.len(), "md5": md5_hex(&z1)}},
+                {"label": "meta.csv", "restricted": false,
+                 "dataFile": {"id": 22, "filesize": c1.len(), "md5": md5_hex(&c1)}}]})));
+        }
+        let id = r.path.strip_prefix("/dataverse.harvard.edu/api/access/datafile/")?;
+        if r.method == "POST" {
+            let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+            bodies1.lock().unwrap().push(v.clone());
+            let g = &v["guestbookResponse"];
+            if g["name"].as_str().is_none() || g["email"].as_str().is_none() {
+                return Some(Answer::Raw { status: 400, headers: vec![("Content-Type".into(), "application/json".into())],
+                    body: json!({"status": "ERROR", "message": "Error processing guestbook response: email is required"}).to_string().into_bytes() });
+            }
+            let token = format!("{:0128x}", issued1.lock().unwrap().len() + 1);
+            issued1.lock().unwrap().push((token.clone(), Instant::now()));
+            return Some(Answer::json(json!({"status": "OK", "data": {"signedUrl": format!(
+                "https://dataverse.harvard.edu/api/access/datafile/{id}?gbrecs=true&gbrids=9&until=2026-12-07T14:00:00.000&user=guest&method=GET&token={token}")}})));
+        }
+        match r.param("token") {
+            Some(t) => {
+                let fresh = issued1.lock().unwrap().iter().any(|(k, at)| *k == t && at.elapsed() < Duration::from_secs(60));
+                Some(if fresh { Answer::File(format!("/store/{id}")) } else { Answer::status(401, "{\"status\":\"ERROR\",\"message\":\"Bad signed URL\"}") })
+            }
+            None => Some(Answer::Raw { status: 400, headers: vec![("Content-Type".into(), "application/json".into())],
+                body: json!({"status": "ERROR", "code": 400, "message": "Bad Request. The API request cannot be completed with the parameters supplied. Details: You may not download this file without the required Guestbook response for guestbookID 7. - please check your code for typos, or consult our API guide at http://guides.dataverse.org.",
+                    "requestUrl": format!("https://dataverse.harvard.edu/api/v1/access/datafile/{id}"), "requestMethod": "GET"}).to_string().into_bytes() }),
+        }
+    });
+    let catalog = dataset_entry(
+        "gb",
+        "",
+        "[[dataset.source]]\ntype = \"dataverse\"\nserver = \"dataverse.harvard.edu\"\ndoi = \"doi:10.7910/DVN/DBW86T\"\nversion = \"4.0\"\n",
+    );
+    // Without [guestbook]: refused, with what to add, and nothing POSTed.
+    {
+        let fx = fixture(&up, &catalog);
+        let m = fx.mount(&[]);
+        assert!(eacces(read(&m, "datasets/gb/meta.csv")));
+        let about = String::from_utf8(read(&m, "about/gb.md").unwrap()).unwrap();
+        assert!(
+            about.contains("required Guestbook response") && about.contains("[guestbook]"),
+            "{about}"
+        );
+        assert!(bodies.lock().unwrap().is_empty());
+    }
+    // With it: every byte, one response per file, and the answers the config gives.
+    let fx = Fixture::new(
+        &up,
+        &catalog,
+        &format!(
+            "{}\n[guestbook]\nname = \"Ada Lovelace\"\nemail = \"ada@example.org\"\ninstitution = \"Example University\"\n",
+            all_hosts_to(&up)
+        ),
+    );
+    let m = fx.mount(&[]);
+    assert_eq!(read(&m, "datasets/gb/meta.csv").unwrap(), csv);
+    for (name, data, _) in &files {
+        assert_eq!(
+            &read(&m, &format!("datasets/gb/{name}")).unwrap(),
+            data,
+            "{name}"
+        );
+    }
+    let bodies = bodies.lock().unwrap().clone();
+    assert_eq!(
+        bodies.len(),
+        2,
+        "one guestbook response per file: {bodies:?}"
+    );
+    assert!(
+        bodies.iter().all(|b| *b
+            == json!({"guestbookResponse": {
+        "name": "Ada Lovelace", "email": "ada@example.org", "institution": "Example University"}}))
+    );
+    let signed_gets = up
+        .log()
+        .iter()
+        .filter(|l| {
+            l.method == "GET" && l.path.contains("/datafile/") && l.query.contains("token=")
+        })
+        .count();
+    assert!(signed_gets >= 2, "{signed_gets}");
+    assert!(
+        !m.log_text().contains(&format!("{:0128x}", 1)),
+        "a signed URL's token was logged"
+    );
 }
 
 #[test]
