@@ -964,6 +964,96 @@ fn huggingface_osf_and_dataverse_list_paged_nested_and_original_files() {
     assert_eq!(dl.query, "format=original");
 }
 
+/// figshare's article version answer shows the first 10 files only; the paged
+/// `/articles/{id}/files` lists every file of the latest version.
+#[test]
+fn figshare_lists_a_version_past_ten_files_and_refuses_an_older_one_it_cannot() {
+    let up = Upstream::start();
+    let files: Vec<(u64, String, Vec<u8>)> = (0..130u64)
+        .map(|i| (5000 + i, format!("img_{i:03}.png"), png(4, 4, i as u32)))
+        .collect();
+    for (id, _, data) in &files {
+        up.put(
+            &format!("/s3-eu-west-1.amazonaws.com/pfigshare/{id}"),
+            data.clone(),
+            true,
+        );
+    }
+    signed_storage(&up, "/s3-eu-west-1.amazonaws.com/", None);
+    let entries: Vec<serde_json::Value> = files
+        .iter()
+        .map(|(id, name, data)| {
+            json!({"id": id, "name": name, "size": data.len(),
+            "computed_md5": md5_hex(data), "is_link_only": false})
+        })
+        .collect();
+    let e1 = entries.clone();
+    up.route(move |r| {
+        let rest = r.path.strip_prefix("/api.figshare.com/v2/")?;
+        Some(match rest {
+            // Version 2 is the latest of article 777; article 778's latest is 3.
+            "articles/777/versions/2" => {
+                Answer::json(json!({"id": 777, "version": 2, "files": e1[..10]}))
+            }
+            "articles/777" => Answer::json(json!({"id": 777, "version": 2, "files": e1[..10]})),
+            "articles/777/files" => {
+                let page: usize = r.param("page")?.parse().ok()?;
+                let size: usize = r.param("page_size")?.parse().ok()?;
+                let from = ((page - 1) * size).min(e1.len());
+                Answer::json(json!(e1[from..(from + size).min(e1.len())]))
+            }
+            "articles/778/versions/1" => {
+                Answer::json(json!({"id": 778, "version": 1, "files": e1[..10]}))
+            }
+            "articles/778" => Answer::json(json!({"id": 778, "version": 3, "files": e1[..10]})),
+            _ => {
+                let id = rest.strip_prefix("file/download/")?;
+                Answer::redirect(
+                    302,
+                    &sign(
+                        &format!("https://s3-eu-west-1.amazonaws.com/pfigshare/{id}"),
+                        300,
+                        true,
+                    ),
+                )
+            }
+        })
+    });
+    let catalog = [
+        dataset_entry(
+            "many",
+            "",
+            "[[dataset.source]]\ntype = \"figshare\"\narticle = 777\nversion = 2\n",
+        ),
+        dataset_entry(
+            "old",
+            "",
+            "[[dataset.source]]\ntype = \"figshare\"\narticle = 778\nversion = 1\n",
+        ),
+    ]
+    .concat();
+    let fx = fixture(&up, &catalog);
+    let m = fx.mount(&[]);
+    let names = ls(&m, "datasets/many").unwrap();
+    assert_eq!(names.len(), 130);
+    for (_, name, data) in [&files[0], &files[64], &files[129]] {
+        assert_eq!(&read(&m, &format!("datasets/many/{name}")).unwrap(), data);
+    }
+    let pages = up
+        .log()
+        .iter()
+        .filter(|l| l.path.ends_with("/articles/777/files"))
+        .count();
+    assert_eq!(pages, 2, "130 files at 100 a page");
+    assert!(eio(ls(&m, "datasets/old")));
+    assert!(
+        m.log_text()
+            .contains("version 1 cannot be listed whole; pin `version = 3`"),
+        "{}",
+        m.log_text()
+    );
+}
+
 /// Dataverse 6.10+ with a guestbook on the dataset (HAM10000's case): a plain GET of a file is
 /// 400 "without the required Guestbook response"; a POST of `{"guestbookResponse": ...}` to the
 /// same URL records it and answers `data.signedUrl`, good for one minute (Dataverse's
