@@ -427,6 +427,11 @@ pub fn settings(a: &MountArgs) -> Result<Settings, CliError> {
         .as_ref()
         .map(|s| s.validate(&|key| cfg_place(&format!("[shared_cache] {key}"))))
         .transpose()?;
+    let guestbook = file
+        .guestbook
+        .as_ref()
+        .map(|g| g.validate(&|key| cfg_place(&format!("[guestbook] {key}"))))
+        .transpose()?;
     Ok(Settings {
         cache_dir,
         cache_size,
@@ -441,6 +446,7 @@ pub fn settings(a: &MountArgs) -> Result<Settings, CliError> {
         metrics,
         offline: a.offline,
         shared_cache,
+        guestbook,
     })
 }
 

@@ -52,6 +52,8 @@ pub struct Settings {
     pub offline: bool,
     /// The store the daemons of a cluster share, if any (`[shared_cache]`).
     pub shared_cache: Option<SharedCache>,
+    /// The user's answers to Dataverse guestbooks (`[guestbook]`), if given.
+    pub guestbook: Option<crate::source::guestbook::Guestbook>,
 }
 
 /// A config file that cannot be used.
@@ -113,6 +115,69 @@ pub struct ConfigFile {
     pub metrics: MetricsSection,
     /// `[shared_cache]`
     pub shared_cache: Option<SharedCacheSection>,
+    /// `[guestbook]`
+    pub guestbook: Option<GuestbookSection>,
+}
+
+/// `[guestbook]` of the config file: what medimg answers when a Dataverse dataset asks each
+/// downloader for a guestbook response ([`crate::source::guestbook`]).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuestbookSection {
+    /// Full name (required).
+    pub name: Option<String>,
+    /// E-mail address (required).
+    pub email: Option<String>,
+    /// Institution.
+    pub institution: Option<String>,
+    /// Position.
+    pub position: Option<String>,
+}
+
+impl GuestbookSection {
+    /// Check every key; `place` names a key in errors.
+    pub fn validate(
+        &self,
+        place: &dyn Fn(&str) -> String,
+    ) -> Result<crate::source::guestbook::Guestbook, ConfigError> {
+        let bad = |key: &str, message: &str| ConfigError::Invalid {
+            place: place(key),
+            message: message.to_string(),
+        };
+        let text = |key: &str, v: &Option<String>| -> Result<Option<String>, ConfigError> {
+            match v.as_deref().map(str::trim) {
+                Some("") => Err(bad(key, "is empty; give a value or leave the key out")),
+                Some(t) if t.len() > 255 || t.chars().any(char::is_control) => Err(bad(
+                    key,
+                    "must be one line of at most 255 characters (Dataverse's limit)",
+                )),
+                t => Ok(t.map(str::to_string)),
+            }
+        };
+        let name = text("name", &self.name)?
+            .ok_or_else(|| bad("name", "is missing; a guestbook response needs your name"))?;
+        let email = text("email", &self.email)?.ok_or_else(|| {
+            bad(
+                "email",
+                "is missing; a guestbook response needs your e-mail address",
+            )
+        })?;
+        match email.split_once('@') {
+            Some((user, domain)) if !user.is_empty() && domain.contains('.') => {}
+            _ => {
+                return Err(bad(
+                    "email",
+                    "is not an e-mail address like \"ada@example.org\"",
+                ));
+            }
+        }
+        Ok(crate::source::guestbook::Guestbook {
+            name,
+            email,
+            institution: text("institution", &self.institution)?,
+            position: text("position", &self.position)?,
+        })
+    }
 }
 
 /// `[shared_cache]` of the config file: an S3-compatible store the daemons of a cluster share
@@ -694,6 +759,39 @@ mod tests {
         let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/medimg.toml");
         let cfg = ConfigFile::load(&p).unwrap();
         assert!(parse_size(cfg.cache.block_size.as_deref().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn guestbook_section_is_checked_key_by_key() {
+        let check = |text: &str| {
+            let cfg = ConfigFile::parse(&format!("[guestbook]\n{text}\n"), Path::new("m.toml"))?;
+            cfg.guestbook
+                .expect("a [guestbook] section")
+                .validate(&|k| format!("m.toml `[guestbook] {k}`"))
+        };
+        let ok =
+            check("name = \" Ada Lovelace \"\nemail = \"ada@example.org\"\nposition = \"PhD\"")
+                .unwrap();
+        assert_eq!(ok.name, "Ada Lovelace");
+        assert_eq!(ok.institution, None);
+        assert_eq!(ok.position.as_deref(), Some("PhD"));
+        for (text, key, says) in [
+            ("email = \"a@b.org\"", "name", "is missing"),
+            ("name = \"A\"", "email", "is missing"),
+            ("name = \"A\"\nemail = \"ada\"", "email", "not an e-mail"),
+            ("name = \"\"\nemail = \"a@b.org\"", "name", "is empty"),
+            ("name = \"A\\nB\"\nemail = \"a@b.org\"", "name", "one line"),
+        ] {
+            let e = check(text).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("`[guestbook] {key}`")) && e.contains(says),
+                "{text}: {e}"
+            );
+        }
+        let e = ConfigFile::parse("[guestbook]\nmail = \"x\"\n", Path::new("m.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mail"), "{e}");
     }
 
     #[test]

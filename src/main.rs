@@ -597,7 +597,8 @@ fn open_core(
         credentials.clone(),
         limiter,
         settings.deadline,
-    )?;
+    )?
+    .with_guestbook(settings.guestbook.clone());
     let upstream = Arc::new(if settings.offline {
         tracing::info!("--offline: serving what the cache holds; no host is asked anything");
         upstream.offline()

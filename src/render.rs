@@ -152,6 +152,10 @@ pub fn missing_credential(d: &Dataset, creds: &Credentials) -> Option<String> {
 
 /// Why a host refused `d`, in plain words, with what to do.
 pub fn denial(d: &Dataset, creds: &Credentials, e: &SourceError) -> String {
+    if let SourceError::Asks { url, what } = e {
+        let host = crate::credentials::host_of(url).unwrap_or_default();
+        return format!("{host} wants something before it serves the files: {what}");
+    }
     let url = match e {
         SourceError::Status { url, .. } => url.as_str(),
         _ => "",

@@ -6,7 +6,8 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
 use serde_json::json;
@@ -961,6 +962,202 @@ fn huggingface_osf_and_dataverse_list_paged_nested_and_original_files() {
         .find(|l| l.path.ends_with("/datafile/12"))
         .unwrap();
     assert_eq!(dl.query, "format=original");
+}
+
+/// figshare's article version answer shows the first 10 files only; the paged
+/// `/articles/{id}/files` lists every file of the latest version.
+#[test]
+fn figshare_lists_a_version_past_ten_files_and_refuses_an_older_one_it_cannot() {
+    let up = Upstream::start();
+    let files: Vec<(u64, String, Vec<u8>)> = (0..130u64)
+        .map(|i| (5000 + i, format!("img_{i:03}.png"), png(4, 4, i as u32)))
+        .collect();
+    for (id, _, data) in &files {
+        up.put(
+            &format!("/s3-eu-west-1.amazonaws.com/pfigshare/{id}"),
+            data.clone(),
+            true,
+        );
+    }
+    signed_storage(&up, "/s3-eu-west-1.amazonaws.com/", None);
+    let entries: Vec<serde_json::Value> = files
+        .iter()
+        .map(|(id, name, data)| {
+            json!({"id": id, "name": name, "size": data.len(),
+            "computed_md5": md5_hex(data), "is_link_only": false})
+        })
+        .collect();
+    let e1 = entries.clone();
+    up.route(move |r| {
+        let rest = r.path.strip_prefix("/api.figshare.com/v2/")?;
+        Some(match rest {
+            // Version 2 is the latest of article 777; article 778's latest is 3.
+            "articles/777/versions/2" => {
+                Answer::json(json!({"id": 777, "version": 2, "files": e1[..10]}))
+            }
+            "articles/777" => Answer::json(json!({"id": 777, "version": 2, "files": e1[..10]})),
+            "articles/777/files" => {
+                let page: usize = r.param("page")?.parse().ok()?;
+                let size: usize = r.param("page_size")?.parse().ok()?;
+                let from = ((page - 1) * size).min(e1.len());
+                Answer::json(json!(e1[from..(from + size).min(e1.len())]))
+            }
+            "articles/778/versions/1" => {
+                Answer::json(json!({"id": 778, "version": 1, "files": e1[..10]}))
+            }
+            "articles/778" => Answer::json(json!({"id": 778, "version": 3, "files": e1[..10]})),
+            _ => {
+                let id = rest.strip_prefix("file/download/")?;
+                Answer::redirect(
+                    302,
+                    &sign(
+                        &format!("https://s3-eu-west-1.amazonaws.com/pfigshare/{id}"),
+                        300,
+                        true,
+                    ),
+                )
+            }
+        })
+    });
+    let catalog = [
+        dataset_entry(
+            "many",
+            "",
+            "[[dataset.source]]\ntype = \"figshare\"\narticle = 777\nversion = 2\n",
+        ),
+        dataset_entry(
+            "old",
+            "",
+            "[[dataset.source]]\ntype = \"figshare\"\narticle = 778\nversion = 1\n",
+        ),
+    ]
+    .concat();
+    let fx = fixture(&up, &catalog);
+    let m = fx.mount(&[]);
+    let names = ls(&m, "datasets/many").unwrap();
+    assert_eq!(names.len(), 130);
+    for (_, name, data) in [&files[0], &files[64], &files[129]] {
+        assert_eq!(&read(&m, &format!("datasets/many/{name}")).unwrap(), data);
+    }
+    let pages = up
+        .log()
+        .iter()
+        .filter(|l| l.path.ends_with("/articles/777/files"))
+        .count();
+    assert_eq!(pages, 2, "130 files at 100 a page");
+    assert!(eio(ls(&m, "datasets/old")));
+    assert!(
+        m.log_text()
+            .contains("version 1 cannot be listed whole; pin `version = 3`"),
+        "{}",
+        m.log_text()
+    );
+}
+
+/// Dataverse 6.10+ with a guestbook on the dataset (HAM10000's case): a plain GET of a file is
+/// 400 "without the required Guestbook response"; a POST of `{"guestbookResponse": ...}` to the
+/// same URL records it and answers `data.signedUrl`, good for one minute (Dataverse's
+/// `Access.java`, and the Data Access API guide).
+#[test]
+fn a_dataverse_guestbook_is_answered_from_the_config_and_only_when_asked() {
+    let up = Upstream::start();
+    let (zipped, files) = small_zip();
+    let csv = b"image_id,dx\nimg_000,nv\n".to_vec();
+    up.put("/store/21", zipped.clone(), true);
+    up.put("/store/22", csv.clone(), true);
+    let issued: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
+    let bodies: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let (z1, c1, issued1, bodies1) = (zipped.clone(), csv.clone(), issued.clone(), bodies.clone());
+    up.route(move |r| {
+        if r.path == "/dataverse.harvard.edu/api/datasets/:persistentId/versions/4.0/files" {
+            return Some(Answer::json(json!({"status": "OK", "data": [
+                {"label": "images.zip", "restricted": false,
+                 "dataFile": {"id": 21, "filesize": z1.len(), "md5": md5_hex(&z1)}},
+                {"label": "meta.csv", "restricted": false,
+                 "dataFile": {"id": 22, "filesize": c1.len(), "md5": md5_hex(&c1)}}]})));
+        }
+        let id = r.path.strip_prefix("/dataverse.harvard.edu/api/access/datafile/")?;
+        if r.method == "POST" {
+            let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+            bodies1.lock().unwrap().push(v.clone());
+            let g = &v["guestbookResponse"];
+            if g["name"].as_str().is_none() || g["email"].as_str().is_none() {
+                return Some(Answer::Raw { status: 400, headers: vec![("Content-Type".into(), "application/json".into())],
+                    body: json!({"status": "ERROR", "message": "Error processing guestbook response: email is required"}).to_string().into_bytes() });
+            }
+            let token = format!("{:0128x}", issued1.lock().unwrap().len() + 1);
+            issued1.lock().unwrap().push((token.clone(), Instant::now()));
+            return Some(Answer::json(json!({"status": "OK", "data": {"signedUrl": format!(
+                "https://dataverse.harvard.edu/api/access/datafile/{id}?gbrecs=true&gbrids=9&until=2026-12-07T14:00:00.000&user=guest&method=GET&token={token}")}})));
+        }
+        match r.param("token") {
+            Some(t) => {
+                let fresh = issued1.lock().unwrap().iter().any(|(k, at)| *k == t && at.elapsed() < Duration::from_secs(60));
+                Some(if fresh { Answer::File(format!("/store/{id}")) } else { Answer::status(401, "{\"status\":\"ERROR\",\"message\":\"Bad signed URL\"}") })
+            }
+            None => Some(Answer::Raw { status: 400, headers: vec![("Content-Type".into(), "application/json".into())],
+                body: json!({"status": "ERROR", "code": 400, "message": "Bad Request. The API request cannot be completed with the parameters supplied. Details: You may not download this file without the required Guestbook response for guestbookID 7. - please check your code for typos, or consult our API guide at http://guides.dataverse.org.",
+                    "requestUrl": format!("https://dataverse.harvard.edu/api/v1/access/datafile/{id}"), "requestMethod": "GET"}).to_string().into_bytes() }),
+        }
+    });
+    let catalog = dataset_entry(
+        "gb",
+        "",
+        "[[dataset.source]]\ntype = \"dataverse\"\nserver = \"dataverse.harvard.edu\"\ndoi = \"doi:10.7910/DVN/DBW86T\"\nversion = \"4.0\"\n",
+    );
+    // Without [guestbook]: refused, with what to add, and nothing POSTed.
+    {
+        let fx = fixture(&up, &catalog);
+        let m = fx.mount(&[]);
+        assert!(eacces(read(&m, "datasets/gb/meta.csv")));
+        let about = String::from_utf8(read(&m, "about/gb.md").unwrap()).unwrap();
+        assert!(
+            about.contains("required Guestbook response") && about.contains("[guestbook]"),
+            "{about}"
+        );
+        assert!(bodies.lock().unwrap().is_empty());
+    }
+    // With it: every byte, one response per file, and the answers the config gives.
+    let fx = Fixture::new(
+        &up,
+        &catalog,
+        &format!(
+            "{}\n[guestbook]\nname = \"Ada Lovelace\"\nemail = \"ada@example.org\"\ninstitution = \"Example University\"\n",
+            all_hosts_to(&up)
+        ),
+    );
+    let m = fx.mount(&[]);
+    assert_eq!(read(&m, "datasets/gb/meta.csv").unwrap(), csv);
+    for (name, data, _) in &files {
+        assert_eq!(
+            &read(&m, &format!("datasets/gb/{name}")).unwrap(),
+            data,
+            "{name}"
+        );
+    }
+    let bodies = bodies.lock().unwrap().clone();
+    assert_eq!(
+        bodies.len(),
+        2,
+        "one guestbook response per file: {bodies:?}"
+    );
+    assert!(
+        bodies.iter().all(|b| *b
+            == json!({"guestbookResponse": {
+        "name": "Ada Lovelace", "email": "ada@example.org", "institution": "Example University"}}))
+    );
+    let signed_gets = up
+        .log()
+        .iter()
+        .filter(|l| {
+            l.method == "GET" && l.path.contains("/datafile/") && l.query.contains("token=")
+        })
+        .count();
+    assert!(signed_gets >= 2, "{signed_gets}");
+    assert!(
+        !m.log_text().contains(&format!("{:0128x}", 1)),
+        "a signed URL's token was logged"
+    );
 }
 
 #[test]

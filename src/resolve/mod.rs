@@ -80,6 +80,14 @@ pub enum ResolveError {
         /// What went on too long, and the bound.
         message: String,
     },
+    /// The host cannot list the source whole as the catalog pins it.
+    #[error("{url}: {message}")]
+    Incomplete {
+        /// The URL asked last.
+        url: String,
+        /// Why, and what to pin instead.
+        message: String,
+    },
     /// The source lists no file (or none that its `files` patterns select).
     #[error("{what} lists no files{filtered}")]
     Empty {

@@ -29,6 +29,7 @@ use reqwest::header::{
 };
 use reqwest::{Method, StatusCode};
 
+use super::guestbook::{self, Guestbook};
 use super::limits::{Limiter, Permit};
 use super::stats::{HostCounters, HostStats};
 use super::{
@@ -87,6 +88,8 @@ pub struct HttpUpstream {
     offline: bool,
     /// Hosts found unreachable, and until when they are not asked again.
     down: Mutex<HashMap<String, Down>>,
+    /// The user's answers to a Dataverse guestbook (`[guestbook]`), if given.
+    guestbook: Option<Guestbook>,
 }
 
 /// A host found unreachable.
@@ -159,7 +162,14 @@ impl HttpUpstream {
             stats: HostStats::default(),
             offline: false,
             down: Mutex::new(HashMap::new()),
+            guestbook: None,
         })
+    }
+
+    /// Answer a Dataverse guestbook with `guestbook` when a host asks for one.
+    pub fn with_guestbook(mut self, guestbook: Option<Guestbook>) -> HttpUpstream {
+        self.guestbook = guestbook;
+        self
     }
 
     /// Ask nothing of any host: every fetch of what the cache lacks fails at once.
@@ -468,6 +478,13 @@ impl HttpUpstream {
                     what: "HTTP 416: shorter than when indexed".to_string(),
                 });
             }
+            StatusCode::BAD_REQUEST if guestbook::is_datafile_url(start) => {
+                let body = small_body(resp).await;
+                return Err(match guestbook::demand(&body) {
+                    Some(what) => SourceError::Asks { url, what },
+                    None => SourceError::Status { url, status: 400 },
+                });
+            }
             s => {
                 return Err(SourceError::Status {
                     url,
@@ -567,6 +584,63 @@ impl HttpUpstream {
         if down.remove(host).is_some() {
             tracing::info!(host, "the host answers again");
         }
+    }
+
+    /// Answer the guestbook Dataverse asks for before serving `url` (its demand `what`, at
+    /// `shown`): POST the user's `[guestbook]` to the same URL, and return the signed URL the
+    /// answer gives, which must stay on the same host.
+    fn answer_guestbook(
+        &self,
+        url: &str,
+        shown: String,
+        what: String,
+    ) -> Result<String, SourceError> {
+        let Some(g) = &self.guestbook else {
+            return Err(SourceError::Asks {
+                url: shown,
+                what: format!(
+                    "{what} This Dataverse dataset asks each downloader for a guestbook response \
+                     (name and e-mail, and for some institution and position); give yours in \
+                     `[guestbook]` of the config file (see config/medimg.toml), then restart \
+                     medimg"
+                ),
+            });
+        };
+        let body = g.body();
+        let (status, answer, url_shown) = self.runtime.block_on(async {
+            let sent = self
+                .send_chain(url, Method::POST, Some(&body), None, None, None)
+                .await?;
+            let status = sent.resp.status();
+            Ok::<_, SourceError>((status, small_body(sent.resp).await, sent.url))
+        })?;
+        if !status.is_success() {
+            return Err(SourceError::Asks {
+                url: url_shown,
+                what: format!(
+                    "the host refused the guestbook response from `[guestbook]` (HTTP {}): {}; \
+                     complete `[guestbook]` in the config file as the dataset's guestbook asks, \
+                     then restart medimg",
+                    status.as_u16(),
+                    guestbook::refusal(&answer)
+                ),
+            });
+        }
+        let signed = guestbook::signed_url(&answer).map_err(|message| SourceError::BadAnswer {
+            url: url_shown.clone(),
+            message,
+        })?;
+        if host_of(&signed) != host_of(url) {
+            return Err(SourceError::BadAnswer {
+                url: url_shown,
+                message: format!(
+                    "the guestbook's signed URL leads to another host ({})",
+                    redact(&signed)
+                ),
+            });
+        }
+        tracing::debug!("{}: guestbook response given", redact(url));
+        Ok(signed)
     }
 
     fn lock_resolved(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, SystemTime)>> {
@@ -727,7 +801,23 @@ impl Upstream for HttpUpstream {
                 Err(e) => return Err(e),
             }
         }
-        let (reply, body, redirected_to) = self.runtime.block_on(self.send_bytes(req, req.url))?;
+        let (reply, body, redirected_to) =
+            match self.runtime.block_on(self.send_bytes(req, req.url)) {
+                Err(SourceError::Asks { url, what }) => {
+                    let signed = self.answer_guestbook(req.url, url, what)?;
+                    let (reply, body, to) = self.runtime.block_on(self.send_bytes(req, &signed))?;
+                    // Where the signed URL leads (Dataverse on S3 redirects to a presigned
+                    // URL) is good for longer than the signed URL itself.
+                    if to.is_none() {
+                        self.lock_resolved().insert(
+                            req.url.to_string(),
+                            (signed, SystemTime::now() + guestbook::SIGNED_REUSE),
+                        );
+                    }
+                    (reply, body, to)
+                }
+                other => other?,
+            };
         if let Some(to) = redirected_to {
             let until = signed_expiry(&to)
                 .map(|t| t.checked_sub(EXPIRY_MARGIN).unwrap_or(UNIX_EPOCH))
@@ -840,6 +930,18 @@ pub fn redirect_target(current: &str, location: &str) -> Option<String> {
             .ok()?
             .to_string(),
     )
+}
+
+/// The first few KiB of an error answer's body (the rest is dropped).
+async fn small_body(mut resp: reqwest::Response) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Ok(Some(c)) = resp.chunk().await {
+        out.extend_from_slice(&c);
+        if out.len() >= 16 << 10 {
+            break;
+        }
+    }
+    out
 }
 
 /// When a signed URL stops working: AWS SigV4 and Google V4 (`X-Amz-Date` + `X-Amz-Expires`,

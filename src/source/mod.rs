@@ -15,6 +15,7 @@
 //! - an answer in a content coding medimg did not ask for (`Content-Encoding: gzip` on a
 //!   Range request) is an error, never data.
 
+pub mod guestbook;
 pub mod http;
 pub mod limits;
 pub mod mock;
@@ -251,6 +252,15 @@ pub enum SourceError {
         /// URL that would have been requested.
         url: String,
     },
+    /// The host wants something of the user before it serves the file (a Dataverse guestbook
+    /// response the config does not give, or one the host refused).
+    #[error("{url}: {what}")]
+    Asks {
+        /// URL requested.
+        url: String,
+        /// What the host wants, and where to give it.
+        what: String,
+    },
     /// The host could not be reached a moment ago, and is not asked again yet.
     #[error("{url}: {why} (cached files still read)")]
     Unreachable {
@@ -272,9 +282,11 @@ impl SourceError {
     }
 
     /// True when the host refused access (401, 403): missing or wrong credentials, terms not
-    /// accepted, or an expired signed URL that re-resolving did not fix.
+    /// accepted, an expired signed URL that re-resolving did not fix, or something the host
+    /// asks of the user first ([`SourceError::Asks`]).
     pub fn is_denied(&self) -> bool {
         matches!(self, SourceError::Status { status, .. } if *status == 401 || *status == 403)
+            || matches!(self, SourceError::Asks { .. })
     }
 
     /// The HTTP status, for a status error.
