@@ -63,7 +63,7 @@ use lru::LruCache;
 
 use crate::archive::compressed::{Codec, Unpack};
 use crate::archive::gzip::{Checkpoint, GzStream};
-use crate::archive::{ArchiveError, ReadAt, sevenz, tar, zip};
+use crate::archive::{ArchiveError, ReadAt, rar, sevenz, tar, zip};
 use crate::catalog::{Catalog, Dataset, Format, Locator, MODALITIES, ORGANS, Source};
 use crate::credentials::Credentials;
 use crate::fetch::{BlobBytes, BlobReader, FetchError, Fetcher};
@@ -1657,6 +1657,44 @@ impl Vfs {
                     };
                     acc.tree
                         .member(under(m.path), m.is_dir, m.size, m.mtime, location);
+                }
+            }
+            Format::Rar => {
+                let bytes = BlobBytes {
+                    fetcher: &self.fetcher,
+                    blob: &blob,
+                };
+                match rar::list(&bytes, blob.size()) {
+                    Ok((members, skipped)) => {
+                        acc.tree.skipped.extend(
+                            skipped
+                                .into_iter()
+                                .map(|s| format!("{src_name}: skipped {s}")),
+                        );
+                        for m in members {
+                            let location = Location {
+                                blob: b,
+                                offset: 0,
+                                storage: Storage::Rar { entry: m.entry },
+                            };
+                            acc.tree
+                                .member(under(m.path), m.is_dir, m.size, m.mtime, location);
+                        }
+                    }
+                    // A valid archive libarchive cannot decode stays a file.
+                    Err(ArchiveError::Unsupported(why)) => {
+                        acc.tree
+                            .skipped
+                            .push(format!("{src_name}: not expanded ({why}); shown as a file"));
+                        let location = Location {
+                            blob: b,
+                            offset: 0,
+                            storage: Storage::Raw,
+                        };
+                        acc.tree
+                            .file(under(vec![name]), Some(blob.size()), mtime, location);
+                    }
+                    Err(source) => return Err(self.listing_failure(ds, &src_name, source)),
                 }
             }
             Format::Tar | Format::TarGz | Format::TarBz2 | Format::TarXz | Format::TarZst => {

@@ -1,0 +1,56 @@
+//! Members of a RAR archive: decoded by libarchive on a thread of their own, from the
+//! archive's start (libarchive reads a RAR only forwards from its signature; see
+//! [`crate::archive::rar`]), with the hand-over, kept decoders and deadlines of the 7z
+//! reader ([`super::sevenz`]).
+//!
+//! Cost: reaching member N walks the headers before it. In a non-solid archive libarchive
+//! skips the members before it (over 64 KiB it seeks, so their blocks are never fetched; a
+//! smaller one is read through); in a solid RAR 5 it decodes them, as any RAR reader must.
+//! A member up to [`super::INLINE_MAX`] is decoded whole, its CRC checked by libarchive, and
+//! served from the decoded-member cache; its decoder is kept afterwards, so reading the
+//! archive's members in order (`cp -r`, `medimg prefetch`, a sorted DataLoader) decodes the
+//! archive once. A larger member keeps its own decoder and is checked as its last byte is
+//! read: a mismatch fails that read and every read after.
+
+use super::sevenz::Chunk;
+use super::{FileState, Reader, Result};
+use crate::archive::rar;
+
+/// The key under which a RAR's kept decoder is found (7z keys by block; a RAR is one
+/// stream from its start).
+const RAR_STREAM: Option<usize> = Some(usize::MAX);
+
+impl Reader {
+    /// A thread decoding `f`'s archive from member `entry` on.
+    fn rar_cursor(&self, f: &FileState, entry: u32) -> Result<super::sevenz::SevenZCursor> {
+        let size = f.blob.size();
+        self.spawn_cursor(f, entry, "medimg-rar", move |src, tx| {
+            // Progress while libarchive skips or decodes the members before: a reader waits
+            // for progress, not for the whole walk; a reader gone stops the walk.
+            let beat = tx.clone();
+            let tick = Box::new(move || beat.send(Ok((entry, 0, Vec::new()))).is_ok());
+            rar::decode_from(src, size, entry, tick, &mut |i, o, b| {
+                let chunk: Chunk = Ok((i, o, b.to_vec()));
+                tx.send(chunk).is_ok()
+            })
+        })
+    }
+
+    /// The whole of a member up to [`super::INLINE_MAX`], its CRC checked.
+    pub(super) fn rar_whole(&self, f: &FileState, entry: u32) -> Result<Vec<u8>> {
+        self.cursor_whole(f, entry, RAR_STREAM, "RAR member", &|| {
+            self.rar_cursor(f, entry)
+        })
+    }
+
+    /// A range of a large member.
+    pub(super) fn read_rar(
+        &self,
+        f: &FileState,
+        entry: u32,
+        offset: u64,
+        len: u64,
+    ) -> Result<bytes::Bytes> {
+        self.read_cursor(f, entry, offset, len, &|| self.rar_cursor(f, entry))
+    }
+}
