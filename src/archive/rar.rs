@@ -371,8 +371,10 @@ fn walk<R: ReadAt>(
     }
     let failed = Arc::new(Mutex::new(None));
     let source = Ticking {
+        // Small reads: libarchive asks 16 KiB at a time and seeks over what it skips, so a
+        // larger buffer would only fetch blocks of members it is about to seek over.
         inner: BufReader::with_capacity(
-            256 << 10,
+            64 << 10,
             BlobCursor::new(
                 Recording {
                     inner: r,
