@@ -1114,7 +1114,7 @@ impl RawSource {
                         Some(f) => Format::parse(f).ok_or_else(|| {
                             (
                                 "format".to_string(),
-                                format!("unknown format {f:?}; use zip, 7z, tar, tar.gz, tar.bz2, tar.xz, tar.zst, file or dir"),
+                                format!("unknown format {f:?}; use zip, 7z, rar, tar, tar.gz, tar.bz2, tar.xz, tar.zst, file or dir"),
                             )
                         })?,
                     };

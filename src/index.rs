@@ -122,11 +122,14 @@ pub enum Storage {
         /// CRC-32 of the content.
         crc32: u32,
     },
-    /// Member `entry` of a RAR archive (its position among the archive's headers, see
-    /// [`crate::archive::rar`]); `offset` is 0.
+    /// Member `entry` of the RAR archive of `len` bytes that starts at `offset` of the blob
+    /// (0, or where a RAR stored inside a ZIP or tar starts); `entry` is its position among
+    /// the archive's file headers (see [`crate::archive::rar`]).
     Rar {
-        /// Position among the archive's headers.
+        /// Position among the archive's file headers.
         entry: u32,
+        /// The RAR's length.
+        len: u64,
     },
 }
 
@@ -355,7 +358,7 @@ const METHOD_XZ: i64 = -3;
 const METHOD_ZSTD: i64 = -4;
 /// `entries.method` of a 7z member; `csize` holds its index in the archive's file list.
 const METHOD_7Z: i64 = -5;
-/// A RAR member; `csize` holds its entry number.
+/// A RAR member; `csize` holds its entry number, `crc` the RAR's length.
 const METHOD_RAR: i64 = -6;
 
 /// The `method` column of a member of a compressed tar.
@@ -450,6 +453,7 @@ fn entry_from_row_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Entry
                 },
                 Some(METHOD_RAR) => Storage::Rar {
                     entry: r.get::<_, i64>(at + 8)? as u32,
+                    len: r.get::<_, i64>(at + 9)? as u64,
                 },
                 Some(m) => Storage::Zip {
                     method: m as u16,
@@ -1074,8 +1078,8 @@ impl Index {
                                 Storage::SevenZ { file } => {
                                     (Some(METHOD_7Z), Some(file as i64), None)
                                 }
-                                Storage::Rar { entry } => {
-                                    (Some(METHOD_RAR), Some(entry as i64), None)
+                                Storage::Rar { entry, len } => {
+                                    (Some(METHOD_RAR), Some(entry as i64), Some(len as i64))
                                 }
                                 Storage::Zip {
                                     method,

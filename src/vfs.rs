@@ -375,13 +375,13 @@ type TarListing = (Vec<tar::TarEntry>, Vec<String>, Vec<Checkpoint>);
 /// Whether a member at `path` is, by its name, an archive expanded in place (ZIP, plain tar).
 fn nestable(path: &[String]) -> bool {
     path.last()
-        .is_some_and(|n| matches!(Format::of_name(n), Format::Zip | Format::Tar))
+        .is_some_and(|n| matches!(Format::of_name(n), Format::Zip | Format::Tar | Format::Rar))
 }
 
 /// One member of an archive: path, directory or not, size, mtime, where its bytes are.
 type Member = (Vec<String>, bool, u64, i64, Location);
 
-/// How deep archives inside archives are expanded: a ZIP or plain tar stored as it is inside
+/// How deep archives inside archives are expanded: a ZIP, plain tar or RAR stored as it is inside
 /// a ZIP or plain tar becomes a folder of its name, to this many levels; deeper ones stay files.
 pub const NESTED_DEPTH: u32 = 3;
 
@@ -1675,7 +1675,10 @@ impl Vfs {
                             let location = Location {
                                 blob: b,
                                 offset: 0,
-                                storage: Storage::Rar { entry: m.entry },
+                                storage: Storage::Rar {
+                                    entry: m.entry,
+                                    len: blob.size(),
+                                },
                             };
                             acc.tree
                                 .member(under(m.path), m.is_dir, m.size, m.mtime, location);
@@ -1862,6 +1865,33 @@ impl Vfs {
         let listed = match format {
             Format::Zip => match zip::list(&window, size) {
                 Ok(ms) => Ok(self.zip_nested(r, b, at, ms, depth + 1, notes)?),
+                Err(e @ ArchiveError::Read(_)) => return Err(e),
+                Err(e) => Err(e),
+            },
+            // A RAR's members are read in place too, by libarchive through the window; an
+            // archive among them stays a file (its bytes are RAR's, not the blob's).
+            Format::Rar => match rar::list(&window, size) {
+                Ok((ms, skipped)) => {
+                    notes.extend(
+                        skipped
+                            .into_iter()
+                            .map(|s| format!("{}: skipped {s}", path.join("/"))),
+                    );
+                    Ok(ms
+                        .into_iter()
+                        .map(|m| {
+                            let location = Location {
+                                blob: b,
+                                offset: at,
+                                storage: Storage::Rar {
+                                    entry: m.entry,
+                                    len: size,
+                                },
+                            };
+                            (m.path, m.is_dir, m.size, m.mtime, location)
+                        })
+                        .collect())
+                }
                 Err(e @ ArchiveError::Read(_)) => return Err(e),
                 Err(e) => Err(e),
             },

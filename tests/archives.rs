@@ -1225,3 +1225,60 @@ fn a_rar_member_is_reached_by_seeking_over_the_members_before_it() {
         .expect("the first member");
     assert!(std::fs::read(dir.join(name)).unwrap() == *data, "{name}");
 }
+
+#[test]
+fn rars_stored_inside_a_zip_or_a_tar_are_folders_read_in_place() {
+    let up = Upstream::start();
+    let five = rar_fixture("rar5_multiple_files_solid.rar");
+    let four = rar_fixture("rar3_subdirs.rar");
+    let solid4 = rar_fixture("rar3_solid.rar");
+    up.put(
+        "/in.zip",
+        stored_zip(&[
+            ("a/five.rar", &five[..]),
+            ("b/four.rar", &four[..]),
+            ("c/solid4.rar", &solid4[..]),
+        ]),
+        true,
+    );
+    let t: Files = vec![
+        ("x/five.rar".into(), five.clone(), true),
+        ("y/four.rar".into(), four.clone(), true),
+    ];
+    up.put("/in.tar", tar_of(&t), true);
+    let cat = catalog(&[
+        ("zipped", "CT", "lung", &[("in.zip", "zip")]),
+        ("tarred", "CT", "lung", &[("in.tar", "tar")]),
+    ]);
+    let fx = Fixture::new(&up, &cat, "");
+    let m = fx.mount(&["--block-size", "64KiB"]);
+    let (five_files, four_files) = (unar_files(&five), unar_files(&four));
+    for (dir, five_at, four_at) in [
+        ("datasets/zipped", "a/five.rar", "b/four.rar"),
+        ("datasets/tarred", "x/five.rar", "y/four.rar"),
+    ] {
+        let root = m.mnt.join(dir);
+        // Two RARs in one blob, their members read in turns: the decoder kept after one
+        // RAR's member must not serve the other RAR's.
+        assert!(
+            root.join(five_at).is_dir() && root.join(four_at).is_dir(),
+            "{dir}"
+        );
+        for i in 0..five_files.len().max(four_files.len()) {
+            for (at, files) in [(five_at, &five_files), (four_at, &four_files)] {
+                let Some((name, data, _)) = files.get(i) else {
+                    continue;
+                };
+                let got = std::fs::read(root.join(at).join(name))
+                    .unwrap_or_else(|e| panic!("{dir}/{at}/{name}: {e}"));
+                assert!(got == *data, "{dir}/{at}/{name}: bytes differ");
+            }
+        }
+    }
+    // Not one read failed on the way (a failed read may be retried and pass unnoticed).
+    let log = m.log_text();
+    assert!(!log.contains("ERROR"), "{log}");
+    // A RAR libarchive cannot decode stays a file inside the zip, the upstream's bytes.
+    let kept = std::fs::read(m.mnt.join("datasets/zipped/c/solid4.rar")).unwrap();
+    assert_eq!(kept, solid4);
+}

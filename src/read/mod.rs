@@ -377,10 +377,10 @@ impl Reader {
                 self.sevenz_whole(&f, file).map(Bytes::from)
             }),
             Storage::SevenZ { file } => self.read_sevenz(&f, file, offset, len),
-            Storage::Rar { entry } if inline => self.inline(&f, offset, len, || {
+            Storage::Rar { entry, .. } if inline => self.inline(&f, offset, len, || {
                 self.rar_whole(&f, entry).map(Bytes::from)
             }),
-            Storage::Rar { entry } => self.read_rar(&f, entry, offset, len),
+            Storage::Rar { entry, .. } => self.read_rar(&f, entry, offset, len),
         })
     }
 

@@ -14,17 +14,28 @@
 
 use super::sevenz::Chunk;
 use super::{FileState, Reader, Result};
-use crate::archive::rar;
+use crate::archive::{Window, rar};
+use crate::index::Storage;
 
-/// The key under which a RAR's kept decoder is found (7z keys by block; a RAR is one
-/// stream from its start).
-const RAR_STREAM: Option<usize> = Some(usize::MAX);
+/// Where `f`'s RAR starts in its blob, and its length.
+fn window(f: &FileState) -> (u64, u64) {
+    match f.location.storage {
+        Storage::Rar { len, .. } => (f.location.offset, len),
+        _ => (0, f.blob.size()),
+    }
+}
 
 impl Reader {
     /// A thread decoding `f`'s archive from member `entry` on.
     fn rar_cursor(&self, f: &FileState, entry: u32) -> Result<super::sevenz::SevenZCursor> {
-        let size = f.blob.size();
+        let (base, size) = window(f);
         self.spawn_cursor(f, entry, "medimg-rar", move |src, tx| {
+            // The RAR's bytes: the blob's, or a window of them (a RAR inside a ZIP or tar).
+            let src = Window {
+                inner: &src,
+                base,
+                len: size,
+            };
             // Progress while libarchive skips or decodes the members before: a reader waits
             // for progress, not for the whole walk; a reader gone stops the walk.
             let beat = tx.clone();
@@ -38,9 +49,10 @@ impl Reader {
 
     /// The whole of a member up to [`super::INLINE_MAX`], its CRC checked.
     pub(super) fn rar_whole(&self, f: &FileState, entry: u32) -> Result<Vec<u8>> {
-        self.cursor_whole(f, entry, RAR_STREAM, "RAR member", &|| {
-            self.rar_cursor(f, entry)
-        })
+        // Kept decoders are found by (blob, where the RAR starts in it): a tar may hold
+        // several RARs (a blob is a RAR or holds RARs, never 7z blocks, which key by block).
+        let key = Some(window(f).0 as usize);
+        self.cursor_whole(f, entry, key, "RAR member", &|| self.rar_cursor(f, entry))
     }
 
     /// A range of a large member.
