@@ -88,7 +88,9 @@ struct Recording<R> {
 impl<R: ReadAt> ReadAt for Recording<R> {
     fn read_at(&self, offset: u64, len: u64) -> Result<Vec<u8>, ArchiveError> {
         self.inner.read_at(offset, len).map_err(|e| {
-            let msg = e.to_string();
+            // The binding hands this text to libarchive as a C string, and a NUL in it would
+            // abort the process.
+            let msg = e.to_string().replace('\0', " ");
             if let Ok(mut slot) = self.failed.lock() {
                 slot.get_or_insert(e);
             }
