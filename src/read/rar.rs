@@ -3,11 +3,16 @@
 //! [`crate::archive::rar`]), with the hand-over, kept decoders and deadlines of the 7z
 //! reader ([`super::sevenz`]).
 //!
+//! A RAR stored inside a ZIP or a tar is read the same way through a window of its blob
+//! ([`crate::index::Storage::Rar`] keeps where it starts and its length); kept decoders are
+//! found by blob and that start, so two RARs in one blob never serve each other's members.
+//!
 //! Cost: reaching member N walks the headers before it. In a non-solid archive libarchive
 //! skips the members before it (over 64 KiB it seeks, so their blocks are never fetched; a
 //! smaller one is read through); in a solid RAR 5 it decodes them, as any RAR reader must.
-//! A member up to [`super::INLINE_MAX`] is decoded whole, its CRC checked by libarchive, and
-//! served from the decoded-member cache; its decoder is kept afterwards, so reading the
+//! A member up to [`super::INLINE_MAX`] is decoded whole, its CRC-32 checked (by medimg, and
+//! by libarchive for a compressed member) before its first byte is served, and served from
+//! the decoded-member cache; its decoder is kept afterwards, so reading the
 //! archive's members in order (`cp -r`, `medimg prefetch`, a sorted DataLoader) decodes the
 //! archive once. A larger member keeps its own decoder and is checked as its last byte is
 //! read: a mismatch fails that read and every read after.
