@@ -462,10 +462,18 @@ fn walk<R: ReadAt>(
         }
         // The iterator ends quietly on a failure it already reported; a read failure that
         // libarchive took for the end is still a failure.
-        match failed.lock().ok().and_then(|mut s| s.take()) {
-            Some(fe) => Err(fe),
-            None => Ok(()),
+        if let Some(fe) = failed.lock().ok().and_then(|mut s| s.take()) {
+            return Err(fe);
         }
+        // libarchive saw every file header the walk found: no member goes missing unseen.
+        if counter.get() as usize != hdrs.files.len() {
+            return Err(malformed(format!(
+                "libarchive ended after {} entries where the headers hold {}",
+                counter.get(),
+                hdrs.files.len()
+            )));
+        }
+        Ok(())
     }));
     result.unwrap_or_else(|_| Err(malformed("libarchive's binding gave up (a panic)")))
 }
