@@ -704,3 +704,15 @@ fn found_identifiers_and_lines_that_name_no_file() {
     assert!(e.to_string().contains("line 1 names no file"), "{e}");
     check_host_answers(&hosts, &[&[10][..], tcia].concat());
 }
+
+#[test]
+fn found_a_rar_name_libarchive_cannot_convert_is_an_error_not_a_crash() {
+    // cargo-fuzz's rar_list target: a mutant of rar3_subdirs.rar whose header leaves
+    // libarchive's pathname NULL, which compress-tools' iterator dereferenced (SIGSEGV;
+    // fixed in vendor/compress-tools).
+    use medimg::archive::rar;
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rar/found_null_pathname.rar");
+    let data = std::fs::read(path).unwrap();
+    let _ = rar::list(&data[..], data.len() as u64);
+}
