@@ -101,6 +101,8 @@ pub enum Format {
     /// A 7z archive (solid or not).
     #[serde(rename = "7z")]
     SevenZ,
+    /// A RAR archive (RAR 4 or RAR 5; solid only in RAR 5).
+    Rar,
 }
 
 /// Where a source's files are and how to list them. `Http` names its bytes directly; every
@@ -1145,7 +1147,7 @@ impl RawSource {
                         Some(f) => Format::parse(f).ok_or_else(|| {
                             (
                                 "format".to_string(),
-                                format!("unknown format {f:?}; use zip, 7z, tar, tar.gz, tar.bz2, tar.xz, tar.zst, file or dir"),
+                                format!("unknown format {f:?}; use zip, 7z, rar, tar, tar.gz, tar.bz2, tar.xz, tar.zst, file or dir"),
                             )
                         })?,
                     };
@@ -1601,6 +1603,8 @@ fn default_format(url: &str) -> Format {
         Format::Zip
     } else if path.ends_with(".7z") {
         Format::SevenZ
+    } else if path.ends_with(".rar") {
+        Format::Rar
     } else if path.ends_with(".tar") {
         Format::Tar
     } else if path.ends_with(".tar.gz") || path.ends_with(".tgz") {
@@ -1666,6 +1670,7 @@ impl Format {
             "tar.xz" | "txz" => Format::TarXz,
             "tar.zst" | "tzst" => Format::TarZst,
             "7z" => Format::SevenZ,
+            "rar" => Format::Rar,
             _ => return None,
         })
     }
@@ -1687,6 +1692,7 @@ impl fmt::Display for Format {
             Format::TarXz => "tar.xz",
             Format::TarZst => "tar.zst",
             Format::SevenZ => "7z",
+            Format::Rar => "rar",
         })
     }
 }
@@ -1973,6 +1979,7 @@ url = "https://example.org/a/chest_xray.zip"
             ("https://h/scans.tar.zst", Format::TarZst),
             ("https://h/scans.tzst", Format::TarZst),
             ("https://h/Brain_MRI.7z", Format::SevenZ),
+            ("https://h/Kvasir.RAR", Format::Rar),
             ("https://h/x.nii.xz", Format::File),
             ("https://h/slide.svs", Format::File),
             ("https://h/x.npz", Format::File),
@@ -1989,6 +1996,7 @@ url = "https://example.org/a/chest_xray.zip"
             Format::TarXz,
             Format::TarZst,
             Format::SevenZ,
+            Format::Rar,
         ] {
             assert_eq!(Format::parse(&f.to_string()), Some(f));
         }

@@ -122,6 +122,15 @@ pub enum Storage {
         /// CRC-32 of the content.
         crc32: u32,
     },
+    /// Member `entry` of the RAR archive of `len` bytes that starts at `offset` of the blob
+    /// (0, or where a RAR stored inside a ZIP or tar starts); `entry` is its position among
+    /// the archive's file headers (see [`crate::archive::rar`]).
+    Rar {
+        /// Position among the archive's file headers.
+        entry: u32,
+        /// The RAR's length.
+        len: u64,
+    },
 }
 
 /// Where a file's bytes come from.
@@ -196,8 +205,9 @@ pub struct DatasetRows {
 
 impl DatasetRows {
     /// The encoding's version: another one is another object in the tier (2: members of
-    /// `.tar.bz2`/`.tar.xz`/`.tar.zst` and 7z, which version 1 cannot decode).
-    pub const FORMAT: u32 = 2;
+    /// `.tar.bz2`/`.tar.xz`/`.tar.zst` and 7z, which version 1 cannot decode; 3: RAR
+    /// members, which version 2 cannot decode).
+    pub const FORMAT: u32 = 3;
 
     /// The rows as bytes (postcard, deflated: checkpoint windows are text-like tar data).
     pub fn encode(&self) -> Vec<u8> {
@@ -348,6 +358,8 @@ const METHOD_XZ: i64 = -3;
 const METHOD_ZSTD: i64 = -4;
 /// `entries.method` of a 7z member; `csize` holds its index in the archive's file list.
 const METHOD_7Z: i64 = -5;
+/// A RAR member; `csize` holds its entry number, `crc` the RAR's length.
+const METHOD_RAR: i64 = -6;
 
 /// The `method` column of a member of a compressed tar.
 fn method_of(c: Codec) -> i64 {
@@ -438,6 +450,10 @@ fn entry_from_row_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Entry
                 Some(METHOD_ZSTD) => Storage::Packed(Codec::Zstd),
                 Some(METHOD_7Z) => Storage::SevenZ {
                     file: r.get::<_, i64>(at + 8)? as u32,
+                },
+                Some(METHOD_RAR) => Storage::Rar {
+                    entry: r.get::<_, i64>(at + 8)? as u32,
+                    len: r.get::<_, i64>(at + 9)? as u64,
                 },
                 Some(m) => Storage::Zip {
                     method: m as u16,
@@ -1061,6 +1077,9 @@ impl Index {
                                 Storage::Packed(c) => (Some(method_of(c)), None, None),
                                 Storage::SevenZ { file } => {
                                     (Some(METHOD_7Z), Some(file as i64), None)
+                                }
+                                Storage::Rar { entry, len } => {
+                                    (Some(METHOD_RAR), Some(entry as i64), Some(len as i64))
                                 }
                                 Storage::Zip {
                                     method,

@@ -63,7 +63,7 @@ use lru::LruCache;
 
 use crate::archive::compressed::{Codec, Unpack};
 use crate::archive::gzip::{Checkpoint, GzStream};
-use crate::archive::{ArchiveError, ReadAt, sevenz, tar, zip};
+use crate::archive::{ArchiveError, ReadAt, rar, sevenz, tar, zip};
 use crate::catalog::{Catalog, Dataset, Format, Locator, MODALITIES, ORGANS, Source};
 use crate::credentials::Credentials;
 use crate::fetch::{BlobBytes, BlobReader, FetchError, Fetcher};
@@ -375,13 +375,13 @@ type TarListing = (Vec<tar::TarEntry>, Vec<String>, Vec<Checkpoint>);
 /// Whether a member at `path` is, by its name, an archive expanded in place (ZIP, plain tar).
 fn nestable(path: &[String]) -> bool {
     path.last()
-        .is_some_and(|n| matches!(Format::of_name(n), Format::Zip | Format::Tar))
+        .is_some_and(|n| matches!(Format::of_name(n), Format::Zip | Format::Tar | Format::Rar))
 }
 
 /// One member of an archive: path, directory or not, size, mtime, where its bytes are.
 type Member = (Vec<String>, bool, u64, i64, Location);
 
-/// How deep archives inside archives are expanded: a ZIP or plain tar stored as it is inside
+/// How deep archives inside archives are expanded: a ZIP, plain tar or RAR stored as it is inside
 /// a ZIP or plain tar becomes a folder of its name, to this many levels; deeper ones stay files.
 pub const NESTED_DEPTH: u32 = 3;
 
@@ -1659,6 +1659,47 @@ impl Vfs {
                         .member(under(m.path), m.is_dir, m.size, m.mtime, location);
                 }
             }
+            Format::Rar => {
+                let bytes = BlobBytes {
+                    fetcher: &self.fetcher,
+                    blob: &blob,
+                };
+                match rar::list(&bytes, blob.size()) {
+                    Ok((members, skipped)) => {
+                        acc.tree.skipped.extend(
+                            skipped
+                                .into_iter()
+                                .map(|s| format!("{src_name}: skipped {s}")),
+                        );
+                        for m in members {
+                            let location = Location {
+                                blob: b,
+                                offset: 0,
+                                storage: Storage::Rar {
+                                    entry: m.entry,
+                                    len: blob.size(),
+                                },
+                            };
+                            acc.tree
+                                .member(under(m.path), m.is_dir, m.size, m.mtime, location);
+                        }
+                    }
+                    // A valid archive libarchive cannot decode stays a file.
+                    Err(ArchiveError::Unsupported(why)) => {
+                        acc.tree
+                            .skipped
+                            .push(format!("{src_name}: not expanded ({why}); shown as a file"));
+                        let location = Location {
+                            blob: b,
+                            offset: 0,
+                            storage: Storage::Raw,
+                        };
+                        acc.tree
+                            .file(under(vec![name]), Some(blob.size()), mtime, location);
+                    }
+                    Err(source) => return Err(self.listing_failure(ds, &src_name, source)),
+                }
+            }
             Format::Tar | Format::TarGz | Format::TarBz2 | Format::TarXz | Format::TarZst => {
                 let codec = match format {
                     Format::TarBz2 => Some(Codec::Bzip2),
@@ -1824,6 +1865,33 @@ impl Vfs {
         let listed = match format {
             Format::Zip => match zip::list(&window, size) {
                 Ok(ms) => Ok(self.zip_nested(r, b, at, ms, depth + 1, notes)?),
+                Err(e @ ArchiveError::Read(_)) => return Err(e),
+                Err(e) => Err(e),
+            },
+            // A RAR's members are read in place too, by libarchive through the window; an
+            // archive among them stays a file (its bytes are RAR's, not the blob's).
+            Format::Rar => match rar::list(&window, size) {
+                Ok((ms, skipped)) => {
+                    notes.extend(
+                        skipped
+                            .into_iter()
+                            .map(|s| format!("{}: skipped {s}", path.join("/"))),
+                    );
+                    Ok(ms
+                        .into_iter()
+                        .map(|m| {
+                            let location = Location {
+                                blob: b,
+                                offset: at,
+                                storage: Storage::Rar {
+                                    entry: m.entry,
+                                    len: size,
+                                },
+                            };
+                            (m.path, m.is_dir, m.size, m.mtime, location)
+                        })
+                        .collect())
+                }
                 Err(e @ ArchiveError::Read(_)) => return Err(e),
                 Err(e) => Err(e),
             },

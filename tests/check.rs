@@ -34,10 +34,15 @@ fn catalog_check_counts_what_is_mounted_and_flags_what_a_training_script_would_t
     let good = image_folder(10, 4);
     up.put("/good.zip", zip(&good), true);
     let mut bad = image_folder(10, 4);
-    // A RAR stays a file (a zip stored inside a zip is expanded in place now).
+    // A solid RAR 4 stays a file: libarchive cannot decode one (RAR 4 and RAR 5 are expanded
+    // otherwise, and a zip stored inside a zip is expanded in place). A real one, made by RAR.
+    let solid4 = format!(
+        "{}/tests/fixtures/rar/rar3_solid.rar",
+        env!("CARGO_MANIFEST_DIR")
+    );
     bad.push((
         "extra/more.rar".into(),
-        b"Rar!\x1a\x07\x01\x00 not expanded by medimg".to_vec(),
+        std::fs::read(solid4).unwrap(),
         false,
     ));
     bad.push((
@@ -60,10 +65,17 @@ fn catalog_check_counts_what_is_mounted_and_flags_what_a_training_script_would_t
             ),
         )
     };
+    // An expanded RAR is folders and files, not an archive shown as a file.
+    let rar = format!(
+        "{}/tests/fixtures/rar/rar3_subdirs.rar",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    up.put("/subdirs.rar", std::fs::read(rar).unwrap(), true);
     let catalog = [entry("good", "good.zip"), entry("bad", "bad.zip")].concat()
         + &catalog(&[("later", "MRI", "brain", &[])]);
     // Every entry says 10 images.
     let catalog = catalog.replace("images = 1\n", "images = 10\n");
+    let catalog_text = catalog.clone();
     let fx = Fixture::new(&up, &catalog, "");
 
     // One that matches: exit 0, its counts.
@@ -100,6 +112,16 @@ fn catalog_check_counts_what_is_mounted_and_flags_what_a_training_script_would_t
     assert_eq!(v[0]["images"], 12);
     assert_eq!(v[0]["catalog_images"], 10);
     assert_eq!(v[0]["flags"].as_array().unwrap().len(), 4, "{out}");
+
+    // A RAR medimg expands is not flagged as an archive left unexpanded.
+    let fx = Fixture::new(
+        &up,
+        &(catalog_text.clone() + &entry("rar", "subdirs.rar")),
+        "",
+    );
+    let (_, out, err) = check(&fx, &["rar"]);
+    assert!(out.contains("rar: 4 files"), "{out}{err}");
+    assert!(!out.contains("not expanded"), "{out}");
 
     // A dataset the catalog does not have is an error naming it.
     let (code, _, err) = check(&fx, &["nope"]);

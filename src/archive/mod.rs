@@ -7,6 +7,7 @@
 
 pub mod compressed;
 pub mod gzip;
+pub mod rar;
 pub mod sevenz;
 pub mod tar;
 pub mod zip;
@@ -108,6 +109,9 @@ pub enum ArchiveError {
     /// The bytes are not a valid archive.
     #[error("not a valid archive: {0}")]
     Malformed(String),
+    /// A valid archive of a kind medimg cannot decode (a solid RAR 4): it can stay a file.
+    #[error("not supported: {0}")]
+    Unsupported(String),
     /// A member is unsafe to expose (path escapes, absurd size).
     #[error("refused member {name:?}: {reason}")]
     Hostile {

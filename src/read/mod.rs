@@ -12,7 +12,9 @@
 //! - a gzip-stored (tar.gz) member ([`gzip`]): decoded from the nearest checkpoint;
 //! - a member of a `.tar.bz2`, `.tar.xz` or `.tar.zst` ([`packed`]): decoded from the nearest
 //!   stream start before it;
-//! - a 7z member ([`sevenz`]): decoded from its block's start by a thread of its own.
+//! - a 7z member ([`sevenz`]): decoded from its block's start by a thread of its own;
+//! - a RAR member ([`rar`]): decoded by libarchive from the archive's start (skipping the
+//!   members before it) by a thread of its own.
 //!
 //! After the first decode of a small file, the checked files around it whose blocks the cache
 //! holds are pushed into the kernel's page cache ([`push`]): a shuffled epoch then finds most
@@ -40,6 +42,7 @@ mod decoded;
 mod gzip;
 mod packed;
 mod push;
+mod rar;
 mod raw;
 mod sevenz;
 mod zip;
@@ -229,7 +232,7 @@ struct FileState {
     gzip: Mutex<Option<gzip::GzCursor>>,
     /// The decoder of a large member of a bzip2, xz or zstd tar, where the last read left it.
     packed: Mutex<Option<packed::PackedCursor>>,
-    /// The decoding thread of a large 7z member, where the last read left it.
+    /// The decoding thread of a large 7z or RAR member, where the last read left it.
     sevenz: Mutex<Option<sevenz::SevenZCursor>>,
     /// The sequential state of a large ZIP member: CRC so far, decoder.
     stream: Mutex<Option<zip::MemberStream>>,
@@ -374,6 +377,10 @@ impl Reader {
                 self.sevenz_whole(&f, file).map(Bytes::from)
             }),
             Storage::SevenZ { file } => self.read_sevenz(&f, file, offset, len),
+            Storage::Rar { entry, .. } if inline => self.inline(&f, offset, len, || {
+                self.rar_whole(&f, entry).map(Bytes::from)
+            }),
+            Storage::Rar { entry, .. } => self.read_rar(&f, entry, offset, len),
         })
     }
 

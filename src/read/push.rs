@@ -197,7 +197,11 @@ impl Reader {
                 (c.len() as u64 == size && crc32fast::hash(&c) == crc32).then_some(c)?
             }
             Storage::Raw if f.blob.checksum.is_none() => within(location.offset, size)?,
-            Storage::Raw | Storage::Gzip | Storage::Packed(_) | Storage::SevenZ { .. } => {
+            Storage::Raw
+            | Storage::Gzip
+            | Storage::Packed(_)
+            | Storage::SevenZ { .. }
+            | Storage::Rar { .. } => {
                 return None;
             }
         };
@@ -212,7 +216,9 @@ impl Reader {
                 compressed_size, ..
             } => HEADER_ROOM + compressed_size,
             Storage::Raw => size,
-            Storage::Gzip | Storage::Packed(_) | Storage::SevenZ { .. } => return None,
+            Storage::Gzip | Storage::Packed(_) | Storage::SevenZ { .. } | Storage::Rar { .. } => {
+                return None;
+            }
         };
         let need = need.min(f.blob.size() - location.offset.min(f.blob.size()));
         if !self.fetcher.is_present(&f.blob, location.offset, need) {
@@ -229,7 +235,9 @@ impl Reader {
                 .fetcher
                 .read_bytes(&g.blob, location.offset, g.size, Check::Crc)
                 .ok()?,
-            Storage::Gzip | Storage::Packed(_) | Storage::SevenZ { .. } => return None,
+            Storage::Gzip | Storage::Packed(_) | Storage::SevenZ { .. } | Storage::Rar { .. } => {
+                return None;
+            }
         };
         Some((row, content))
     }

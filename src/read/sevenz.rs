@@ -23,7 +23,7 @@
 //! byte is read, and a mismatch fails that read and every read after.
 
 use std::io::BufReader;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -46,7 +46,7 @@ pub(super) const BLOCK_STREAMS: usize = 4;
 /// One blob's bytes through the cache, owned (the decoding thread outlives the read). The
 /// first fetch error is kept, so the reader gets it with its type (EACCES, ESTALE), not as
 /// the library's text.
-struct OwnedBlob {
+pub(super) struct OwnedBlob {
     fetcher: Arc<Fetcher>,
     blob: Blob,
     failed: Arc<Mutex<Option<Arc<FetchError>>>>,
@@ -64,7 +64,7 @@ impl ReadAt for OwnedBlob {
 
 /// Why a decoding thread stopped.
 #[derive(Debug)]
-enum Failure {
+pub(super) enum Failure {
     /// Its bytes could not be fetched.
     Fetch(Arc<FetchError>),
     /// The archive is damaged or unreadable.
@@ -73,7 +73,7 @@ enum Failure {
 
 /// What a decoding thread hands over: `(member, offset in it, bytes)` (no bytes: still
 /// decoding the members before the one asked for), or why it stopped.
-type Chunk = std::result::Result<(u32, u64, Vec<u8>), Failure>;
+pub(super) type Chunk = std::result::Result<(u32, u64, Vec<u8>), Failure>;
 
 /// A thread decoding a block from a member on, through the end of the block.
 #[derive(Debug)]
@@ -126,7 +126,7 @@ impl SevenZCursor {
                         return Ok(());
                     }
                     return Err(Short::Size(format!(
-                        "7z: the member ends at byte {} of its indexed {}",
+                        "the member ends at byte {} of its indexed {}",
                         from + filled as u64,
                         from + out.len() as u64
                     )));
@@ -139,7 +139,7 @@ impl SevenZCursor {
                 }
                 if filled == out.len() {
                     if to_end {
-                        return Err(Short::Size("7z: the member is longer than indexed".into()));
+                        return Err(Short::Size("the member is longer than indexed".into()));
                     }
                     return Ok(());
                 }
@@ -165,7 +165,7 @@ impl SevenZCursor {
                 Err(RecvTimeoutError::Disconnected) if filled == out.len() => return Ok(()),
                 Err(RecvTimeoutError::Disconnected) => {
                     return Err(Short::Size(format!(
-                        "7z: the member ends at byte {} of its indexed {}",
+                        "the member ends at byte {} of its indexed {}",
                         from + filled as u64,
                         from + out.len() as u64
                     )));
@@ -209,6 +209,26 @@ impl Reader {
     /// A thread decoding member `file` of `f`'s archive from its block's start.
     fn sevenz_cursor(&self, f: &FileState, file: u32) -> Result<SevenZCursor> {
         let archive = self.sevenz_header(f)?;
+        let size = f.blob.size();
+        self.spawn_cursor(f, file, "medimg-7z", move |src, tx| {
+            let mut cursor = BufReader::with_capacity(256 << 10, BlobCursor::new(src, size));
+            sevenz::decode_block_from(&archive, &mut cursor, file, &mut |i, o, b| {
+                tx.send(Ok((i, o, b.to_vec()))).is_ok()
+            })
+        })
+    }
+
+    /// A thread running `body` over `f`'s blob, which hands over member `file` and the
+    /// members after it (see [`SevenZCursor`]); its fetch errors keep their type.
+    pub(super) fn spawn_cursor(
+        &self,
+        f: &FileState,
+        file: u32,
+        name: &str,
+        body: impl FnOnce(OwnedBlob, &SyncSender<Chunk>) -> std::result::Result<(), ArchiveError>
+        + Send
+        + 'static,
+    ) -> Result<SevenZCursor> {
         let (tx, rx) = sync_channel::<Chunk>(IN_FLIGHT);
         let failed = Arc::new(Mutex::new(None));
         let src = OwnedBlob {
@@ -216,19 +236,12 @@ impl Reader {
             blob: f.blob.clone(),
             failed: failed.clone(),
         };
-        let size = f.blob.size();
         let tag = Some(f.dataset.clone());
         std::thread::Builder::new()
-            .name("medimg-7z".into())
+            .name(name.into())
             .spawn(move || {
                 crate::source::stats::on_behalf_of_tag(tag, || {
-                    let mut cursor =
-                        BufReader::with_capacity(256 << 10, BlobCursor::new(src, size));
-                    let r =
-                        sevenz::decode_block_from(&archive, &mut cursor, file, &mut |i, o, b| {
-                            tx.send(Ok((i, o, b.to_vec()))).is_ok()
-                        });
-                    if let Err(e) = r {
+                    if let Err(e) = body(src, &tx) {
                         let why = match lock(&failed).take() {
                             Some(fe) => Failure::Fetch(fe),
                             None => Failure::Other(e.to_string()),
@@ -237,7 +250,7 @@ impl Reader {
                     }
                 })
             })
-            .map_err(|e| self.unreadable(f, format!("cannot start a 7z decoder: {e}")))?;
+            .map_err(|e| self.unreadable(f, format!("cannot start a decoder: {e}")))?;
         Ok(SevenZCursor {
             rx,
             pending: None,
@@ -274,7 +287,6 @@ impl Reader {
     /// is kept (for [`BLOCK_STREAMS`] blocks), so reading a folder's members in archive
     /// order decodes each block once.
     pub(super) fn sevenz_whole(&self, f: &FileState, file: u32) -> Result<Vec<u8>> {
-        let started = Instant::now();
         let block = self
             .sevenz_header(f)?
             .stream_map
@@ -282,6 +294,20 @@ impl Reader {
             .get(file as usize)
             .copied()
             .flatten();
+        self.cursor_whole(f, file, block, "7z member", &|| self.sevenz_cursor(f, file))
+    }
+
+    /// The whole of member `file` through a kept decoder of `(f's blob, block)` that can
+    /// still reach it, or a new one (`make`); the decoder is kept afterwards.
+    pub(super) fn cursor_whole(
+        &self,
+        f: &FileState,
+        file: u32,
+        block: Option<usize>,
+        what: &str,
+        make: &dyn Fn() -> Result<SevenZCursor>,
+    ) -> Result<Vec<u8>> {
+        let started = Instant::now();
         let block_key = (f.blob.id, block);
         let kept = {
             let mut streams = lock(&self.sevenz_blocks);
@@ -292,7 +318,7 @@ impl Reader {
         };
         let mut c = match kept {
             Some(c) => c,
-            None => self.sevenz_cursor(f, file)?,
+            None => make()?,
         };
         let mut out = vec![0u8; f.size as usize];
         self.sevenz_take(f, &mut c, file, 0, &mut out, true)?;
@@ -307,7 +333,7 @@ impl Reader {
             tracing::info!(
                 dataset = %f.entry.dataset,
                 member = %self.member_path(f),
-                "7z member decoded in {:.1} s (a solid block is decoded from its start)",
+                "{what} decoded in {:.1} s (a solid archive is decoded from its start)",
                 started.elapsed().as_secs_f64()
             );
         }
@@ -322,9 +348,21 @@ impl Reader {
         offset: u64,
         len: u64,
     ) -> Result<bytes::Bytes> {
+        self.read_cursor(f, file, offset, len, &|| self.sevenz_cursor(f, file))
+    }
+
+    /// A range of a large member through the file's own decoder, or a new one (`make`).
+    pub(super) fn read_cursor(
+        &self,
+        f: &FileState,
+        file: u32,
+        offset: u64,
+        len: u64,
+        make: &dyn Fn() -> Result<SevenZCursor>,
+    ) -> Result<bytes::Bytes> {
         let mut slot = lock(&f.sevenz);
         if slot.as_ref().is_none_or(|c| !c.reaches(file, offset)) {
-            *slot = Some(self.sevenz_cursor(f, file)?);
+            *slot = Some(make()?);
         }
         let Some(cursor) = slot.as_mut() else {
             return Err(ReadError::BadHandle);
