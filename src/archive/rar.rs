@@ -623,16 +623,20 @@ mod tests {
         Ok(out)
     }
 
+    /// The real fixtures libarchive 3.6 decodes: RAR 4 (one with folders), RAR 5 (solid,
+    /// stored).
+    const READABLE: [&str; 6] = [
+        "rar4.rar",
+        "rar4_normal.rar",
+        "rar3_subdirs.rar",
+        "rar5_multiple_files.rar",
+        "rar5_multiple_files_solid.rar",
+        "rar5_stored.rar",
+    ];
+
     #[test]
     fn rar4_and_rar5_members_are_listed_and_decoded() {
-        for name in [
-            "rar4.rar",
-            "rar4_normal.rar",
-            "rar3_subdirs.rar",
-            "rar5_multiple_files.rar",
-            "rar5_multiple_files_solid.rar",
-            "rar5_stored.rar",
-        ] {
+        for name in READABLE {
             let bytes = fixture(name);
             let (members, _) = all(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(members.iter().any(|m| !m.is_dir && m.size > 0), "{name}");
@@ -667,14 +671,7 @@ mod tests {
         // libarchive 3.6 does not check a stored member's CRC: medimg does. Flip bytes
         // across each archive (every one of the small ones): every outcome is an error or
         // the very same content, never other bytes.
-        for name in [
-            "rar4.rar",
-            "rar4_normal.rar",
-            "rar3_subdirs.rar",
-            "rar5_multiple_files.rar",
-            "rar5_multiple_files_solid.rar",
-            "rar5_stored.rar",
-        ] {
+        for name in READABLE {
             let bytes = fixture(name);
             let good = contents(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
             let mut failures = 0;
