@@ -1439,6 +1439,60 @@ fn tcia_collection_is_listed_through_nbia_and_its_instances_fetched_whole() {
 /// A Girder server as its REST API answers (Girder's docs and `girder-client`): folder, item
 /// and file documents as JSON arrays with `_id`, `_modelType`, `name`, `size`; `limit`
 /// (default 50) and `offset` page every listing; `file/{id}/download` serves bytes by Range.
+/// CAMUS holds thousands of items, each needing its own file-list request: a folder's are asked
+/// several at a time, not one round trip after another.
+#[test]
+fn girder_item_file_lists_are_asked_several_at_a_time() {
+    let up = Upstream::start();
+    const API: &str = "/heart.example.org/database/api/v1";
+    let col = "6373703d73e9f0047faa1bc8";
+    let folder = "aaaaaaaaaaaaaaaaaaaaaa01";
+    let n = 24;
+    let item = |i: usize| format!("bbbbbbbbbbbbbbbbbbbb{i:04}");
+    up.route(move |r| {
+        let rest = r.path.strip_prefix(API)?;
+        let offset: usize = r.param("offset").and_then(|o| o.parse().ok()).unwrap_or(0);
+        let docs = match rest {
+            "/folder" if r.param("parentId").as_deref() == Some(col) => {
+                vec![json!({"_id": folder, "_modelType": "folder", "name": "patient0001"})]
+            }
+            "/folder" => vec![],
+            "/item" => (0..n)
+                .map(|i| json!({"_id": item(i), "_modelType": "item", "name": format!("f{i:02}.png"), "size": 3}))
+                .collect(),
+            _ => {
+                let id = rest.strip_prefix("/item/")?.strip_suffix("/files")?;
+                let i: usize = id[20..].parse().ok()?;
+                vec![json!({"_id": format!("cccccccccccccccccccc{i:04}"), "_modelType": "file",
+                    "name": format!("f{i:02}.png"), "size": 3, "itemId": id})]
+            }
+        };
+        Some(Answer::json(json!(docs.into_iter().skip(offset).collect::<Vec<_>>())))
+    });
+    up.set_delay(Duration::from_millis(40));
+    let catalog = dataset_entry(
+        "camus",
+        "",
+        &format!(
+            "[[dataset.source]]\ntype = \"girder\"\napi = \"https://heart.example.org/database/api/v1\"\ncollection = \"{col}\"\n"
+        ),
+    );
+    let fx = fixture(&up, &catalog);
+    let m = fx.mount(&[]);
+    assert_eq!(ls(&m, "datasets/camus/patient0001").unwrap().len(), n);
+    let file_lists = up
+        .log()
+        .iter()
+        .filter(|l| l.path.ends_with("/files"))
+        .count();
+    assert_eq!(file_lists, n, "one file-list request per item");
+    assert!(
+        up.peak_concurrency() >= 4,
+        "item file lists were asked one at a time (peak {})",
+        up.peak_concurrency()
+    );
+}
+
 #[test]
 fn girder_collection_is_walked_folder_by_folder_and_each_file_read_by_range() {
     let up = Upstream::start();

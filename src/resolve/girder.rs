@@ -18,9 +18,11 @@ use super::{Api, Fields, Pages, RemoteFile, ResolveError};
 const PAGE: usize = 1000;
 /// Folders nest at most this deep.
 const MAX_DEPTH: usize = 32;
-/// Pages of items' file lists at most (one request for each item's files; folder and item
-/// listings count against [`super::MAX_PAGES`]).
+/// Items whose file lists are asked at most (one request each; folder and item listings count
+/// against [`super::MAX_PAGES`]).
 const MAX_ITEMS: usize = 200_000;
+/// Item file lists asked at once (each host's own budget still bounds its requests).
+const ITEMS_AT_ONCE: usize = 8;
 
 /// The files under collection `collection` or folder `folder` of the Girder at `api`.
 pub fn list(
@@ -70,50 +72,10 @@ struct Walk<'a, 'b> {
 }
 
 impl Walk<'_, '_> {
-    /// Every document of the paged listing `url` (with its other parameters, if any). A page
-    /// that brings no document the listing has not already given ends it with an error (a host
-    /// that ignores `offset` would otherwise answer the same page until the bound).
-    /// Its pages count against the bound of folder listings, or (`of_item`) of item listings.
-    fn all(&mut self, url: &str, of_item: bool) -> Result<Vec<Value>, ResolveError> {
-        let mut docs = Vec::new();
-        let mut ids = std::collections::HashSet::new();
-        let sep = if url.contains('?') { '&' } else { '?' };
-        loop {
-            let page = format!("{url}{sep}limit={}&offset={}", self.page, docs.len());
-            if of_item {
-                self.items.next(&page, &page)?;
-            } else {
-                self.pages.next(&page, &page)?;
-            }
-            let v = self.api.json(&page)?;
-            let Some(batch) = v.as_array() else {
-                return Err(ResolveError::Shape {
-                    url: page,
-                    message: "expected a JSON array of documents".into(),
-                });
-            };
-            let n = batch.len();
-            let mut new = 0;
-            for d in batch {
-                if ids.insert(Fields::of(d, &page).str("_id")?.to_string()) {
-                    new += 1;
-                }
-            }
-            if n > 0 && new == 0 {
-                return Err(ResolveError::Endless {
-                    url: page,
-                    message: format!(
-                        "the page at offset {} repeats documents already listed (the host may \
-                         ignore `offset`)",
-                        docs.len()
-                    ),
-                });
-            }
-            docs.extend(batch.iter().cloned());
-            if n < self.page {
-                return Ok(docs);
-            }
-        }
+    /// Every document of the paged listing `url`, its pages counted against the bound of
+    /// folder listings.
+    fn all(&mut self, url: &str) -> Result<Vec<Value>, ResolveError> {
+        paged(self.api, url, self.page, &mut self.pages)
     }
 
     /// The sub-folders of `parent` (a collection or a folder), each walked under `dir`.
@@ -128,7 +90,7 @@ impl Walk<'_, '_> {
             "{}/folder?parentType={parent_type}&parentId={parent}",
             self.root
         );
-        for f in self.all(&url, false)? {
+        for f in self.all(&url)? {
             let fields = Fields::of(&f, &url);
             let id = fields.str("_id")?.to_string();
             let path = join(dir, segment(&url, fields.str("name")?)?);
@@ -143,23 +105,29 @@ impl Walk<'_, '_> {
         Ok(())
     }
 
-    /// Folder `id`'s items, then its sub-folders, under `dir`.
+    /// Folder `id`'s items, then its sub-folders, under `dir`. The items' file lists are asked
+    /// [`ITEMS_AT_ONCE`] at a time: a collection of thousands of items (CAMUS) would otherwise
+    /// take one round trip after another for each.
     fn folder(&mut self, id: &str, dir: &str, depth: usize) -> Result<(), ResolveError> {
         let url = format!("{}/item?folderId={id}", self.root);
-        for item in self.all(&url, false)? {
+        let mut items = Vec::new();
+        for item in self.all(&url)? {
             let fields = Fields::of(&item, &url);
-            let item_id = fields.str("_id")?.to_string();
             let name = segment(&url, fields.str("name")?)?.to_string();
-            let files_url = format!("{}/item/{item_id}/files", self.root);
-            let files = self.all(&files_url, true)?;
+            let files_url = format!("{}/item/{}/files", self.root, fields.str("_id")?);
+            self.items.next(&files_url, &files_url)?;
+            items.push((name, files_url));
+        }
+        for ((name, files_url), files) in items.iter().zip(self.files_of(&items)) {
+            let files = files?;
             let alone = files.len() == 1 && files[0]["name"].as_str() == Some(name.as_str());
             for f in files {
-                let ff = Fields::of(&f, &files_url);
-                let file_name = segment(&files_url, ff.str("name")?)?;
+                let ff = Fields::of(&f, files_url);
+                let file_name = segment(files_url, ff.str("name")?)?;
                 let path = if alone {
                     join(dir, file_name)
                 } else {
-                    join(&join(dir, &name), file_name)
+                    join(&join(dir, name), file_name)
                 };
                 self.out.push(RemoteFile {
                     path,
@@ -171,6 +139,80 @@ impl Walk<'_, '_> {
             }
         }
         self.folders("folder", id, dir, depth)
+    }
+
+    /// The file lists of `items` (name, files URL), in order, asked by up to
+    /// [`ITEMS_AT_ONCE`] threads.
+    fn files_of(&self, items: &[(String, String)]) -> Vec<Result<Vec<Value>, ResolveError>> {
+        let (api, page) = (self.api, self.page);
+        let mut done = Vec::with_capacity(items.len());
+        std::thread::scope(|s| {
+            let workers: Vec<_> = (0..ITEMS_AT_ONCE.min(items.len()))
+                .map(|w| {
+                    s.spawn(move || {
+                        items
+                            .iter()
+                            .enumerate()
+                            .skip(w)
+                            .step_by(ITEMS_AT_ONCE)
+                            .map(|(i, (_, url))| (i, paged(api, url, page, &mut Pages::new())))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            for w in workers {
+                done.extend(w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+            }
+        });
+        done.sort_by_key(|(i, _)| *i);
+        done.into_iter().map(|(_, r)| r).collect()
+    }
+}
+
+/// Every document of the paged listing `url` (with its other parameters, if any), `page` at a
+/// time, each page counted in `pages`. A page that brings no document the listing has not
+/// already given ends it with an error (a host that ignores `offset` would otherwise answer the
+/// same page until the bound).
+fn paged(
+    api: &Api<'_>,
+    url: &str,
+    page: usize,
+    pages: &mut Pages,
+) -> Result<Vec<Value>, ResolveError> {
+    let mut docs = Vec::new();
+    let mut ids = std::collections::HashSet::new();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    loop {
+        let asked = format!("{url}{sep}limit={page}&offset={}", docs.len());
+        pages.next(&asked, &asked)?;
+        let v = api.json(&asked)?;
+        let Some(batch) = v.as_array() else {
+            return Err(ResolveError::Shape {
+                url: asked,
+                message: "expected a JSON array of documents".into(),
+            });
+        };
+        let n = batch.len();
+        let mut new = 0;
+        for d in batch {
+            if ids.insert(Fields::of(d, &asked).str("_id")?.to_string()) {
+                new += 1;
+            }
+        }
+        if n > 0 && new == 0 {
+            return Err(ResolveError::Endless {
+                url: asked,
+                message: format!(
+                    "the page at offset {} repeats documents already listed (the host may \
+                     ignore `offset`)",
+                    docs.len()
+                ),
+            });
+        }
+        docs.extend(batch.iter().cloned());
+        if n < page {
+            return Ok(docs);
+        }
     }
 }
 
