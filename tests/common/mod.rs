@@ -439,7 +439,7 @@ async fn answer(req: Req, ticket: InFlight) -> Result<hyper::Response<Sending>, 
             user_agent: req.header("user-agent").unwrap_or_default().to_string(),
             bytes: 0,
         }),
-        ticket,
+        ticket: Some(ticket),
     })?;
     tokio::time::sleep(delay).await;
     Ok(resp)
@@ -500,7 +500,9 @@ struct Sending {
     throttle: Duration,
     pause: Option<Pin<Box<tokio::time::Sleep>>>,
     logged: Option<Logged>,
-    ticket: InFlight,
+    /// Let go when the last byte is handed over: the client may have it, and its next request
+    /// may start, before the connection drops this body.
+    ticket: Option<InFlight>,
 }
 
 impl hyper::body::Body for Sending {
@@ -514,6 +516,7 @@ impl hyper::body::Body for Sending {
         let this = &mut *self;
         this.sent = this.handed;
         if this.handed == this.data.len() {
+            this.finish();
             return Poll::Ready(None);
         }
         if this.handed > 0 && !this.throttle.is_zero() {
@@ -532,6 +535,7 @@ impl hyper::body::Body for Sending {
         if end == this.data.len() {
             // The connection asks no more once the length it announced is reached.
             this.sent = end;
+            this.finish();
         }
         Poll::Ready(Some(Ok(hyper::body::Frame::data(piece))))
     }
@@ -541,13 +545,24 @@ impl hyper::body::Body for Sending {
     }
 }
 
-impl Drop for Sending {
-    fn drop(&mut self) {
-        if let (Some(mut l), Ok(mut st)) = (self.logged.take(), self.ticket.0.state.lock()) {
+impl Sending {
+    /// Log the request and stop counting it in flight (once: at its last byte, or when the
+    /// client hangs up first).
+    fn finish(&mut self) {
+        let Some(ticket) = self.ticket.take() else {
+            return;
+        };
+        if let (Some(mut l), Ok(mut st)) = (self.logged.take(), ticket.0.state.lock()) {
             l.at = Instant::now();
             l.bytes = self.sent as u64;
             st.log.push(l);
         }
+    }
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        self.finish();
     }
 }
 
