@@ -593,6 +593,8 @@ class Medimg:
         os.makedirs(self.mnt, exist_ok=True)
 
     def start(self):
+        if is_mounted(self.mnt):
+            raise RuntimeError(f"{self.mnt} is still mounted; the numbers would be another mount's")
         binary = os.path.join(REPO, "target", "release", "medimg")
         self.proc = subprocess.Popen(
             [binary, "mount", self.mnt, "--catalog", self.catalog, "--config", self.config,
@@ -740,6 +742,13 @@ def main():
     peer_files = a.peer_files or peer_files
     data = os.path.join(a.work, "data")
     os.makedirs(a.work, exist_ok=True)
+    # A run that was killed leaves its mounts (and their daemons) behind; a new mount there
+    # would fail, and the old one would be measured instead.
+    for name in sorted(os.listdir(a.work)):
+        path = os.path.join(a.work, name)
+        if name.startswith("mnt-") and is_mounted(path):
+            subprocess.run(["fusermount3", "-uz", path], capture_output=True)
+            print(f"bench: unmounted {path}, left mounted by an earlier run", flush=True)
     print(f"# medimg benchmark ({'small' if a.small else 'full'}): {n_files} PNGs of ~{kb} KB, "
           f"a {big_mb} MB file, a directory of {dir_entries} entries, deflated members of "
           f"{', '.join(map(str, volumes))} MiB", flush=True)
