@@ -11,8 +11,9 @@
 //! `Access.java`).
 //!
 //! medimg answers with the user's own details from `[guestbook]` in the config, and only when the
-//! host asks: a read that comes within the signed URL's minute reuses it, a later one gives a new
-//! response, as a browser gives one per download. Without `[guestbook]`, the read is refused with
+//! host asks: reads in the next [`SIGNED_REUSE`] reuse the signed URL (or the presigned storage
+//! URL it redirects to, until that expires), a later one gives a new response, as a browser gives
+//! one per download. Without `[guestbook]`, the read is refused with
 //! what to add. This module holds the pure parts (what the host's answers say, what is sent); the
 //! requests are made by [`super::http`].
 
