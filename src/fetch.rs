@@ -1597,6 +1597,15 @@ mod tests {
             Blob::single(Fetcher::listed_part(url, SIZE as u64, Some(etag), None))
         }
 
+        /// Every node reads the whole blob at once, and gets its bytes.
+        fn all_read_whole(nodes: &[(tempfile::TempDir, Arc<Fetcher>)], b: &Blob) {
+            std::thread::scope(|s| {
+                for (_, f) in nodes {
+                    s.spawn(move || assert_eq!(f.read_at(b, 0, SIZE as u64).unwrap(), data(SIZE)));
+                }
+            });
+        }
+
         /// What the node's tier did, once what it queued is written.
         fn stats(f: &Fetcher) -> TierStats {
             let t = f.tier().unwrap();
@@ -1614,12 +1623,7 @@ mod tests {
             let nodes: Vec<_> = (0..4)
                 .map(|_| node(up.clone(), store.clone(), Duration::from_secs(10)))
                 .collect();
-            std::thread::scope(|s| {
-                for (_, f) in &nodes {
-                    let b = &b;
-                    s.spawn(move || assert_eq!(f.read_at(b, 0, SIZE as u64).unwrap(), data(SIZE)));
-                }
-            });
+            all_read_whole(&nodes, &b);
             // 11 blocks, each asked of the upstream once in the whole cluster.
             assert_eq!(up.request_count(), 11, "{:?}", up.requests());
             let all: Vec<TierStats> = nodes.iter().map(|(_, f)| stats(f)).collect();
@@ -1669,12 +1673,7 @@ mod tests {
             let nodes: Vec<_> = (0..3)
                 .map(|_| node(up.clone(), store.clone(), Duration::from_secs(10)))
                 .collect();
-            std::thread::scope(|s| {
-                for (_, f) in &nodes {
-                    let b = &b;
-                    s.spawn(move || assert_eq!(f.read_at(b, 0, SIZE as u64).unwrap(), data(SIZE)));
-                }
-            });
+            all_read_whole(&nodes, &b);
             // Still one request per block: nobody fell back to the upstream.
             assert_eq!(up.request_count(), 11, "{:?}", up.requests());
             let all: Vec<TierStats> = nodes.iter().map(|(_, f)| stats(f)).collect();

@@ -1595,6 +1595,11 @@ impl Vfs {
         let b = acc.blobs.len() as i64;
         let mtime = last_modified.unwrap_or(self.started);
         let under = |path: Vec<String>| [dir.clone(), path].concat();
+        // The blob's bytes through the block cache, for the archive parsers.
+        let bytes = BlobBytes {
+            fetcher: &self.fetcher,
+            blob: &blob,
+        };
         match format {
             Format::File => {
                 let location = Location {
@@ -1606,18 +1611,8 @@ impl Vfs {
                     .file(under(vec![name]), Some(blob.size()), mtime, location);
             }
             Format::Zip => {
-                let members = zip::list_parts(
-                    &BlobBytes {
-                        fetcher: &self.fetcher,
-                        blob: &blob,
-                    },
-                    &blob.part_sizes(),
-                )
-                .map_err(|source| self.listing_failure(ds, &src_name, source))?;
-                let bytes = BlobBytes {
-                    fetcher: &self.fetcher,
-                    blob: &blob,
-                };
+                let members = zip::list_parts(&bytes, &blob.part_sizes())
+                    .map_err(|source| self.listing_failure(ds, &src_name, source))?;
                 let members = self
                     .zip_nested(&bytes, b, 0, members, 0, &mut acc.tree.skipped)
                     .map_err(|source| self.listing_failure(ds, &src_name, source))?;
@@ -1626,10 +1621,6 @@ impl Vfs {
                 }
             }
             Format::SevenZ => {
-                let bytes = BlobBytes {
-                    fetcher: &self.fetcher,
-                    blob: &blob,
-                };
                 let archive = sevenz::open(&bytes, blob.size())
                     .map_err(|source| self.listing_failure(ds, &src_name, source))?;
                 let (members, skipped) = sevenz::list(&archive)
@@ -1660,10 +1651,6 @@ impl Vfs {
                 }
             }
             Format::Rar => {
-                let bytes = BlobBytes {
-                    fetcher: &self.fetcher,
-                    blob: &blob,
-                };
                 match rar::list(&bytes, blob.size()) {
                     Ok((members, skipped)) => {
                         acc.tree.skipped.extend(
@@ -1723,10 +1710,6 @@ impl Vfs {
                 let members = if storage == Storage::Raw {
                     // A plain tar's members are its bytes as they are: archives among them
                     // are expanded in place.
-                    let bytes = BlobBytes {
-                        fetcher: &self.fetcher,
-                        blob: &blob,
-                    };
                     let nested = self
                         .tar_nested(&bytes, b, 0, members, 0, &mut acc.tree.skipped)
                         .map_err(|source| self.listing_failure(ds, &src_name, source))?;

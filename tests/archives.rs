@@ -35,6 +35,21 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
+/// `ls` (the command, with its flags) of dataset `id` fails with EIO, and the daemon's log has
+/// a line for the dataset that says every one of `says`.
+fn refused_with(m: &Mount, ls: &str, id: &str, says: &[&str]) {
+    let (code, out, err) = sh(&format!("{ls} {}/datasets/{id}", m.mnt.display()));
+    assert_ne!(code, 0, "{id}: listed {out}");
+    assert!(err.contains("Input/output error"), "{id}: {err}");
+    std::thread::sleep(Duration::from_millis(50));
+    let log = m.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&format!("dataset {id}:")) && says.iter().all(|s| l.contains(s))),
+        "{id}: no log line with {says:?}:\n{log}"
+    );
+}
+
 /// Compare every file under `dir` of the mount with `files`, and that nothing else is there.
 fn assert_tree(dir: &Path, files: &Files) {
     for (name, data, _) in files {
@@ -211,16 +226,7 @@ fn hostile_archives_are_refused_with_a_clear_error_and_nothing_is_served() {
         ("overlap", "overlaps"),
         ("bomb", "zip bomb"),
     ] {
-        let (code, out, err) = sh(&format!("ls {}/datasets/{id}", m.mnt.display()));
-        assert_ne!(code, 0, "{id}: listed {out}");
-        assert!(err.contains("Input/output error"), "{id}: {err}");
-        std::thread::sleep(Duration::from_millis(50));
-        let log = m.log_text();
-        assert!(
-            log.lines()
-                .any(|l| l.contains(&format!("dataset {id}:")) && l.contains(why)),
-            "{id}: no log line with {why:?}:\n{log}"
-        );
+        refused_with(&m, "ls", id, &[why]);
     }
     assert!(!fx.mnt().join("etc").exists());
     let (_, out, _) = sh(&format!(
@@ -540,12 +546,7 @@ fn bz2_xz_and_zst_tars_read_back_byte_for_byte_and_a_restart_asks_nothing() {
             assert_eq!(std::fs::read(dir.join(&files[i].0)).unwrap(), files[i].1);
         }
     }
-    assert_eq!(
-        up.count(),
-        before,
-        "new requests after restart: {:?}",
-        &up.log()[before..]
-    );
+    up.assert_no_requests_since(before, "after restart");
 }
 
 #[test]
@@ -642,17 +643,7 @@ fn truncated_damaged_and_bomb_compressed_tars_are_refused_and_nothing_is_served(
         } else {
             ""
         };
-        let (code, out, err) = sh(&format!("ls {}/datasets/{id}", m.mnt.display()));
-        assert_ne!(code, 0, "{id}: listed {out}");
-        assert!(err.contains("Input/output error"), "{id}: {err}");
-        std::thread::sleep(Duration::from_millis(50));
-        let log = m.log_text();
-        assert!(
-            log.lines().any(|l| l.contains(&format!("dataset {id}:"))
-                && l.contains(path.as_str())
-                && l.contains(why)),
-            "{id}: no log line naming {path} with {why:?}:\n{log}"
-        );
+        refused_with(&m, "ls", id, &[path.as_str(), why]);
     }
     let (_, out, _) = sh(&format!(
         "find {}/datasets -type f | wc -l",
@@ -743,12 +734,7 @@ fn seven_zip_archives_solid_or_not_read_back_and_a_restart_asks_nothing() {
         assert_eq!(out.trim(), files.len().to_string(), "{id}");
         assert_eq!(std::fs::read(dir.join(&files[3].0)).unwrap(), files[3].1);
     }
-    assert_eq!(
-        up.count(),
-        before,
-        "new requests after restart: {:?}",
-        &up.log()[before..]
-    );
+    up.assert_no_requests_since(before, "after restart");
 }
 
 #[test]
@@ -771,16 +757,7 @@ fn truncated_blank_and_damaged_7z_archives_are_refused_and_nothing_bad_is_served
     let fx = Fixture::new(&up, &cat, "");
     let m = fx.mount(&["--block-size", "64KiB"]);
     for (id, why) in [("truncated", "truncated"), ("blank", "blank")] {
-        let (code, out, err) = sh(&format!("ls {}/datasets/{id}", m.mnt.display()));
-        assert_ne!(code, 0, "{id}: listed {out}");
-        assert!(err.contains("Input/output error"), "{id}: {err}");
-        std::thread::sleep(Duration::from_millis(50));
-        let log = m.log_text();
-        assert!(
-            log.lines()
-                .any(|l| l.contains(&format!("dataset {id}:")) && l.contains(why)),
-            "{id}: no log line with {why:?}:\n{log}"
-        );
+        refused_with(&m, "ls", id, &[why]);
     }
     // Damage in the packed data: the header lists, but no member of the damaged block is
     // served (its decoder or its CRC fails the read).
@@ -1069,12 +1046,7 @@ fn rar4_and_rar5_archives_solid_or_not_read_back_as_unar_extracts_them() {
     for (id, files) in &expected {
         assert_tree(&m.mnt.join("datasets").join(id), files);
     }
-    assert_eq!(
-        up.count(),
-        before,
-        "new requests after restart: {:?}",
-        &up.log()[before..]
-    );
+    up.assert_no_requests_since(before, "after restart");
 }
 
 /// Patch the first RAR 4 file header naming `from` to name `to` (same length), with its
@@ -1144,16 +1116,7 @@ fn truncated_damaged_encrypted_and_escaping_rars_are_refused_and_nothing_is_serv
         ("enc5", "encrypted"),
         ("escape", "path contains '..'"),
     ] {
-        let (code, out, err) = sh(&format!("ls -R {}/datasets/{id}", m.mnt.display()));
-        assert_ne!(code, 0, "{id}: listed {out}");
-        assert!(err.contains("Input/output error"), "{id}: {err}");
-        std::thread::sleep(Duration::from_millis(50));
-        let log = m.log_text();
-        assert!(
-            log.lines()
-                .any(|l| l.contains(&format!("dataset {id}:")) && l.contains(why)),
-            "{id}: no log line with {why:?}:\n{log}"
-        );
+        refused_with(&m, "ls -R", id, &[why]);
     }
     // A valid RAR 4 (its 20 MiB member checks with unar) that Debian's libarchive 3.6
     // decodes wrong (libarchive's RAR 4 window bugs, fixed in 3.7): refused by the CRC, never

@@ -255,13 +255,7 @@ impl<I: BufRead> Unpack<I> {
                 if let Some(cps) = &mut self.checkpoints {
                     let last = cps.last().map(|c| c.out);
                     if last.is_none_or(|l| self.produced >= l + self.span) {
-                        cps.push(Checkpoint {
-                            out: self.produced,
-                            input: self.in_pos,
-                            bits: 0,
-                            bit_buf: 0,
-                            window: Vec::new(),
-                        });
+                        cps.push(Checkpoint::stream_start(self.produced, self.in_pos));
                     }
                 }
                 self.dec = Some(self.codec.decoder()?);

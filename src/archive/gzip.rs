@@ -42,6 +42,20 @@ pub struct Checkpoint {
     pub window: Vec<u8>,
 }
 
+impl Checkpoint {
+    /// Where a stream starts (a gzip member; an xz, bzip2 or zstd stream): decoding needs
+    /// nothing of the output before it.
+    pub fn stream_start(out: u64, input: u64) -> Checkpoint {
+        Checkpoint {
+            out,
+            input,
+            bits: 0,
+            bit_buf: 0,
+            window: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// Expecting a gzip member header (or the end of the input after one member).
@@ -220,13 +234,7 @@ impl<I: BufRead> GzStream<I> {
         self.member_out = 0;
         self.crc = Some(crc32fast::Hasher::new());
         if let Some(cps) = &mut self.checkpoints {
-            cps.push(Checkpoint {
-                out: self.produced,
-                input: self.in_pos,
-                bits: 0,
-                bit_buf: 0,
-                window: Vec::new(),
-            });
+            cps.push(Checkpoint::stream_start(self.produced, self.in_pos));
         }
         Ok(true)
     }

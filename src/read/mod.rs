@@ -271,6 +271,9 @@ pub struct Reader {
     /// 7z block decoders kept after a small member was read from them, by (blob, block),
     /// oldest first: the next member in archive order continues from there.
     sevenz_blocks: Mutex<Vec<sevenz::KeptBlock>>,
+    /// Blobs whose slow solid decoding has been logged (once each: a shuffled reader would
+    /// otherwise get a line per member).
+    slow_solid: Mutex<std::collections::HashSet<i64>>,
     /// Large members found damaged since start, with what did not match.
     damaged: Mutex<HashMap<i64, String>>,
     /// Pushes checked neighbours of cold reads into the kernel's page cache, once started.
@@ -301,6 +304,7 @@ impl Reader {
             next_fh: AtomicU64::new(1),
             decoded: decoded::Decoded::new(DECODED_BUDGET),
             sevenz_blocks: Mutex::new(Vec::new()),
+            slow_solid: Mutex::new(std::collections::HashSet::new()),
             sevenz_headers: Mutex::new(LruCache::new(
                 std::num::NonZeroUsize::new(sevenz::HEADERS).unwrap_or(std::num::NonZeroUsize::MIN),
             )),

@@ -329,11 +329,12 @@ impl Reader {
             }
             streams.push((block_key, c));
         }
-        if started.elapsed() > Duration::from_secs(5) {
+        if started.elapsed() > Duration::from_secs(5) && lock(&self.slow_solid).insert(f.blob.id) {
             tracing::info!(
                 dataset = %f.entry.dataset,
                 member = %self.member_path(f),
-                "{what} decoded in {:.1} s (a solid archive is decoded from its start)",
+                "{what} decoded in {:.1} s (a solid archive is decoded from its start; read \
+                 it in order, or copy it out, for speed; said once per archive)",
                 started.elapsed().as_secs_f64()
             );
         }

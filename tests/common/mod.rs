@@ -265,6 +265,18 @@ impl Upstream {
         self.shared.in_flight.load(Ordering::SeqCst)
     }
 
+    /// No request was answered after the first `before` of the log (`when` says when, in the
+    /// failure).
+    pub fn assert_no_requests_since(&self, before: usize, when: &str) {
+        let log = self.log();
+        assert_eq!(
+            log.len(),
+            before,
+            "new requests {when}: {:?}",
+            log.get(before..).unwrap_or_default()
+        );
+    }
+
     /// The most requests that were being answered at the same time.
     pub fn peak_concurrency(&self) -> usize {
         self.shared.peak.load(Ordering::SeqCst)
