@@ -548,6 +548,11 @@ impl BlockCache {
         out
     }
 
+    /// The directory its block files live in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The configured limit in bytes.
     pub fn limit(&self) -> u64 {
         self.limit

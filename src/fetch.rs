@@ -31,12 +31,43 @@ use crate::archive::{ArchiveError, ReadAt};
 use crate::block::BlockBuf;
 use crate::cache::{BlobKey, BlockCache, BlockKey, CacheError, Check, Pinned};
 use crate::flight::{Flights, Join, Waited};
-use crate::index::{Blob, Part};
+use crate::index::{Blob, Derivation, Part};
 use crate::source::{
     ATTEMPTS, Body, BodyStream, DEFAULT_DEADLINE, FetchRequest, Response, SourceError, Upstream,
     fetch_range, retry,
 };
 use crate::tier::{Got, Patience, Publish, Tier};
+
+/// A decoded member on its way from its spool file into the cache: exactly `left` bytes, or
+/// an error (never a transient one, which would ask an upstream to resume it).
+struct Spooled {
+    file: std::fs::File,
+    url: String,
+    left: u64,
+}
+
+impl crate::source::BodyStream for Spooled {
+    fn chunk(&mut self) -> Result<Option<Vec<u8>>, SourceError> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        let mut buf = vec![0; self.left.min(1 << 20) as usize];
+        let n =
+            std::io::Read::read(&mut self.file, &mut buf).map_err(|e| SourceError::BadAnswer {
+                url: self.url.clone(),
+                message: format!("reading its decoded copy: {e}"),
+            })?;
+        if n == 0 {
+            return Err(SourceError::BadAnswer {
+                url: self.url.clone(),
+                message: format!("its decoded copy ends {} bytes early", self.left),
+            });
+        }
+        buf.truncate(n);
+        self.left -= n as u64;
+        Ok(Some(buf))
+    }
+}
 
 /// Whole downloads log their progress every this many bytes.
 const PROGRESS_EVERY: u64 = 256 << 20;
@@ -76,6 +107,26 @@ pub enum FetchError {
     /// The error of a fetch another reader led, shared by everyone who waited for it.
     #[error(transparent)]
     Shared(Arc<FetchError>),
+    /// An archive inside an archive could not be decoded from its outer archive.
+    #[error("{url}: {message}")]
+    Derive {
+        /// The inner archive (`<outer URL>!/<member>`).
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// Makes the bytes of a derived part ([`Derivation`]): the read path, which decodes archive
+/// members. The fetcher holds it weakly, as the read path holds the fetcher.
+pub trait Derive: Send + Sync {
+    /// The bytes of the member `from` names, `size` of them, checked as a read of the member
+    /// checks them: a mismatch is an error, at the latest in place of their end.
+    fn member(
+        &self,
+        from: &Derivation,
+        size: u64,
+    ) -> Result<Box<dyn std::io::Read + '_>, FetchError>;
 }
 
 impl FetchError {
@@ -135,6 +186,10 @@ pub struct Fetcher {
     deadline: Duration,
     /// The store this node shares blocks through with the rest of its cluster, if any.
     tier: Option<Arc<Tier>>,
+    /// What decodes derived parts, once the read path is made.
+    deriver: std::sync::OnceLock<std::sync::Weak<dyn Derive>>,
+    /// One decoding per derived part at a time: its other readers wait for its blocks.
+    deriving: Mutex<std::collections::HashMap<BlobKey, Arc<Mutex<()>>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -168,7 +223,14 @@ impl Fetcher {
             flights: Flights::new(),
             deadline: DEFAULT_DEADLINE,
             tier: None,
+            deriver: std::sync::OnceLock::new(),
+            deriving: Mutex::new(std::collections::HashMap::new()),
         }
+    }
+
+    /// Have derived parts decoded by `deriver` (the read path) from now on.
+    pub fn set_deriver(&self, deriver: std::sync::Weak<dyn Derive>) {
+        let _ = self.deriver.set(deriver);
     }
 
     /// The same fetcher asking `tier` for a block before the upstream, and publishing there
@@ -350,6 +412,7 @@ impl Fetcher {
             size,
             etag,
             ranged: true,
+            from: None,
         }
     }
 
@@ -392,6 +455,7 @@ impl Fetcher {
                     size: total,
                     etag: reply.etag.clone(),
                     ranged: true,
+                    from: None,
                 }
             }
             Body::Full { len } => self.keep_whole(url, resp, len, &validator)?,
@@ -446,6 +510,7 @@ impl Fetcher {
             size,
             etag,
             ranged: false,
+            from: None,
         })
     }
 
@@ -484,6 +549,7 @@ impl Fetcher {
             size,
             etag: reply.etag.clone(),
             ranged,
+            from: None,
         };
         Ok((part, reply.last_modified))
     }
@@ -922,6 +988,9 @@ impl Fetcher {
             }
             return Ok((data, tag.map(str::to_string).or(etag)));
         }
+        if let Some(from) = &part.from {
+            return self.derive_block(part, from, index);
+        }
         let _whole = self.whole.lock().unwrap_or_else(|p| p.into_inner());
         // A reader before us may have downloaded it while we waited.
         let key = BlockKey {
@@ -942,6 +1011,124 @@ impl Fetcher {
             )))
         })?;
         Ok((kept, None))
+    }
+
+    /// Block `index` of derived `part`: the member it is decoded whole into the cache (once at a
+    /// time: a reader of another of its blocks waits, then finds it there).
+    fn derive_block(
+        &self,
+        part: &Part,
+        from: &Derivation,
+        index: u64,
+    ) -> Result<(BlockBuf, Option<String>), FetchError> {
+        let gate = lock(&self.deriving).entry(part.key).or_default().clone();
+        let made = {
+            let _one = lock(&gate);
+            self.derive_locked(part, from, index)
+        };
+        lock(&self.deriving).remove(&part.key);
+        made.map(|b| (b, None))
+    }
+
+    fn derive_locked(
+        &self,
+        part: &Part,
+        from: &Derivation,
+        index: u64,
+    ) -> Result<BlockBuf, FetchError> {
+        let key = BlockKey {
+            blob: part.key,
+            index,
+        };
+        if let Some(p) = self.cache.pin(key, Check::Length)? {
+            return Ok(p.read(0, p.len())?.into());
+        }
+        let deriver = self
+            .deriver
+            .get()
+            .and_then(std::sync::Weak::upgrade)
+            .ok_or_else(|| FetchError::Derive {
+                url: part.url.clone(),
+                message: "no read path to decode it with".into(),
+            })?;
+        tracing::info!(url = %part.url, size = part.size, "decoding an archive inside an archive into the cache");
+        let mut member = deriver.member(from, part.size)?;
+        let kept = self.put_derived(part, &mut member, Some(index))?;
+        kept.map(BlockBuf::from).ok_or_else(|| {
+            FetchError::from(CacheError::Fetch(format!(
+                "{}: block {index} missing from the decoded copy",
+                part.url
+            )))
+        })
+    }
+
+    /// Put derived `part` whole into the cache from `member`, its decoded bytes, and return
+    /// block `keep`. They are spooled to a file first and cached only once all of them came
+    /// (the member's check is at its end), so no block of a member that fails its check is
+    /// ever cached or served.
+    pub fn put_derived(
+        &self,
+        part: &Part,
+        member: &mut dyn std::io::Read,
+        keep: Option<u64>,
+    ) -> Result<Option<Vec<u8>>, FetchError> {
+        let limit = self.cache.limit();
+        if part.size > limit {
+            return Err(FetchError::TooBigWhole {
+                url: part.url.clone(),
+                limit,
+            });
+        }
+        let dir = self.cache.dir();
+        let io_err = |source: std::io::Error| {
+            FetchError::from(CacheError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })
+        };
+        let mut spool = tempfile::tempfile_in(dir).map_err(io_err)?;
+        let copied = std::io::copy(&mut std::io::Read::take(member, part.size + 1), &mut spool)
+            .map_err(|e| {
+                // A fetch error inside the decoder keeps its type (a refusal stays a refusal).
+                match e.into_inner().map(|inner| inner.downcast::<FetchError>()) {
+                    Some(Ok(f)) => *f,
+                    Some(Err(inner)) => FetchError::Derive {
+                        url: part.url.clone(),
+                        message: inner.to_string(),
+                    },
+                    None => FetchError::Derive {
+                        url: part.url.clone(),
+                        message: "decoding failed".into(),
+                    },
+                }
+            })?;
+        if copied != part.size {
+            return Err(FetchError::Derive {
+                url: part.url.clone(),
+                message: format!(
+                    "decodes to {copied}{} bytes, {} when indexed",
+                    if copied > part.size { " or more" } else { "" },
+                    part.size
+                ),
+            });
+        }
+        std::io::Seek::rewind(&mut spool).map_err(io_err)?;
+        let resp = Response {
+            reply: crate::source::Reply {
+                body: Body::Full {
+                    len: Some(part.size),
+                },
+                etag: None,
+                last_modified: None,
+            },
+            body: Box::new(Spooled {
+                file: spool,
+                url: part.url.clone(),
+                left: part.size,
+            }),
+        };
+        let (_, kept) = self.store_whole(part.key, resp, &part.url, keep, Some(part.size))?;
+        Ok(kept)
     }
 
     /// Open the whole of `blob` as a stream: one GET per part, however large (index-time passes

@@ -40,6 +40,28 @@ pub struct Part {
     pub etag: Option<String>,
     /// Whether the host honours Range requests.
     pub ranged: bool,
+    /// For the bytes of an archive's member rather than an upstream object: which member.
+    /// Such a part is made whole, like a download from a host without Range, by decoding
+    /// the member through the read path ([`crate::fetch::Derive`]).
+    pub from: Option<Box<Derivation>>,
+}
+
+/// The member a derived part's bytes are: an archive inside a compressed archive (a deflated
+/// ZIP member, a member of a `.tar.gz` or a 7z, ...) is decoded once into the cache as a
+/// blob of its own, whose one part says where it comes from, so the cache can drop it and
+/// have it made again.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Derivation {
+    /// Where the member is: `location.blob` is the outer blob's position among the listing's
+    /// blobs in [`DatasetRows`], its row id in the index.
+    pub location: Location,
+    /// The outer blob's first part's key: a derivation whose outer blob is not this one (a
+    /// re-indexed dataset, rows from elsewhere) is refused rather than decoded from it.
+    pub outer: BlobKey,
+    /// The dataset it belongs to (its requests count there).
+    pub dataset: String,
+    /// The member's path in the outer archive, for messages.
+    pub member: String,
 }
 
 impl Part {
@@ -53,6 +75,48 @@ impl Part {
             size: 0,
             etag: None,
             ranged: true,
+            from: None,
+        }
+    }
+
+    /// The part of the member at `location` of `outer` (its index among the listing's
+    /// blobs), `size` bytes once decoded: its key pins the outer object's version and the
+    /// member, so it names no other bytes.
+    pub fn derived(
+        outer: &Blob,
+        location: Location,
+        size: u64,
+        dataset: &str,
+        member: &str,
+    ) -> Part {
+        let outer_key = outer.parts.first().map_or(BlobKey(0), |p| p.key);
+        let key = BlobKey::derive(
+            &format!(
+                "{}@{}:{:?}",
+                outer
+                    .parts
+                    .iter()
+                    .map(|p| p.key.to_string())
+                    .collect::<Vec<_>>()
+                    .join("+"),
+                location.offset,
+                location.storage
+            ),
+            size,
+            "member",
+        );
+        Part {
+            key,
+            url: format!("{}!/{member}", outer.url()),
+            size,
+            etag: None,
+            ranged: false,
+            from: Some(Box::new(Derivation {
+                location,
+                outer: outer_key,
+                dataset: dataset.to_string(),
+                member: member.to_string(),
+            })),
         }
     }
 }
@@ -206,8 +270,9 @@ pub struct DatasetRows {
 impl DatasetRows {
     /// The encoding's version: another one is another object in the tier (2: members of
     /// `.tar.bz2`/`.tar.xz`/`.tar.zst` and 7z, which version 1 cannot decode; 3: RAR
-    /// members, which version 2 cannot decode).
-    pub const FORMAT: u32 = 3;
+    /// members, which version 2 cannot decode; 4: derived parts, archives inside compressed
+    /// archives).
+    pub const FORMAT: u32 = 4;
 
     /// The rows as bytes (postcard, deflated: checkpoint windows are text-like tar data).
     pub fn encode(&self) -> Vec<u8> {
@@ -240,6 +305,16 @@ impl DatasetRows {
         }
         if rows.blobs.iter().any(|b| b.parts.is_empty()) {
             return Err("a blob without parts".into());
+        }
+        for (i, b) in rows.blobs.iter().enumerate() {
+            // A member is decoded from a blob listed before it: no cycle, nothing missing.
+            if b.parts
+                .iter()
+                .filter_map(|p| p.from.as_deref())
+                .any(|d| d.location.blob < 0 || d.location.blob as usize >= i)
+            {
+                return Err(format!("blob {i} is a member of a blob listed after it"));
+            }
         }
         if rows.checkpoints.iter().any(|(b, _)| *b >= rows.blobs.len()) {
             return Err("checkpoints of a missing blob".into());
@@ -304,7 +379,8 @@ CREATE TABLE IF NOT EXISTS changes (
     dataset TEXT PRIMARY KEY, message TEXT NOT NULL, at INTEGER NOT NULL, reindexed_at INTEGER);
 CREATE TABLE IF NOT EXISTS parts (
     blob INTEGER NOT NULL, seq INTEGER NOT NULL, key TEXT NOT NULL, url TEXT NOT NULL,
-    size INTEGER NOT NULL, etag TEXT, ranged INTEGER NOT NULL, PRIMARY KEY (blob, seq)) WITHOUT ROWID;
+    size INTEGER NOT NULL, etag TEXT, ranged INTEGER NOT NULL, derived TEXT,
+    PRIMARY KEY (blob, seq)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS entries (
     id INTEGER PRIMARY KEY AUTOINCREMENT, dataset TEXT NOT NULL, parent INTEGER NOT NULL,
     name TEXT NOT NULL, size INTEGER NOT NULL, mtime INTEGER NOT NULL,
@@ -517,6 +593,21 @@ impl Index {
                 .execute_batch("ALTER TABLE entries ADD COLUMN links INTEGER NOT NULL DEFAULT 0")
                 .map_err(err)?;
         }
+        // Indexes written before archives inside compressed archives gain the member a part
+        // is decoded from (NULL: an upstream object).
+        let has_derived: bool = writer
+            .query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('parts') WHERE name = 'derived'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(err)?
+            > 0;
+        if !has_derived {
+            writer
+                .execute_batch("ALTER TABLE parts ADD COLUMN derived TEXT")
+                .map_err(err)?;
+        }
         Ok(Index {
             path: path.to_path_buf(),
             writer: Mutex::new(writer),
@@ -646,16 +737,27 @@ impl Index {
     pub fn blob(&self, id: i64) -> Result<Option<Blob>, IndexError> {
         let parts = self.read(|c| {
             let mut q = c.prepare_cached(
-                "SELECT key, url, size, etag, ranged FROM parts WHERE blob = ?1 ORDER BY seq",
+                "SELECT key, url, size, etag, ranged, derived FROM parts WHERE blob = ?1 ORDER BY seq",
             )?;
             let rows = q.query_map([id], |r| {
                 let key: String = r.get(0)?;
+                let derived: Option<String> = r.get(5)?;
                 Ok(Part {
                     key: BlobKey::parse(&key).unwrap_or(BlobKey(0)),
                     url: r.get(1)?,
                     size: r.get::<_, i64>(2)? as u64,
                     etag: r.get(3)?,
                     ranged: r.get::<_, i64>(4)? != 0,
+                    from: derived
+                        .map(|d| serde_json::from_str(&d))
+                        .transpose()
+                        .map_err(|e| {
+                            rusqlite::Error::FromSqlConversionFailure(
+                                5,
+                                rusqlite::types::Type::Text,
+                                Box::new(e),
+                            )
+                        })?,
                 })
             })?;
             rows.collect::<rusqlite::Result<Vec<_>>>()
@@ -1037,11 +1139,22 @@ impl Index {
                     "INSERT INTO blobs (dataset, checksum) VALUES (?1, ?2)",
                     params![dataset, b.checksum],
                 )?;
-                let id = tx.last_insert_rowid();
+                blob_ids.push(tx.last_insert_rowid());
+            }
+            for (b, &id) in blobs.iter().zip(&blob_ids) {
                 for (seq, p) in b.parts.iter().enumerate() {
+                    // A derived part names its outer blob by row id from here on.
+                    let derived = p.from.as_deref().map(|d| {
+                        let mut d = d.clone();
+                        d.location.blob = blob_ids
+                            .get(d.location.blob as usize)
+                            .copied()
+                            .unwrap_or(0);
+                        serde_json::to_string(&d).unwrap_or_default()
+                    });
                     tx.execute(
-                        "INSERT INTO parts (blob, seq, key, url, size, etag, ranged)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        "INSERT INTO parts (blob, seq, key, url, size, etag, ranged, derived)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                         params![
                             id,
                             seq as i64,
@@ -1049,11 +1162,11 @@ impl Index {
                             p.url,
                             p.size as i64,
                             p.etag,
-                            p.ranged as i64
+                            p.ranged as i64,
+                            derived
                         ],
                     )?;
                 }
-                blob_ids.push(id);
             }
             tx.execute(
                 "INSERT INTO entries (dataset, parent, name, size, mtime) VALUES (?1, 0, ?1, 0, ?2)",
@@ -1146,6 +1259,7 @@ mod tests {
             size: 1000,
             etag: Some("\"x\"".into()),
             ranged: true,
+            from: None,
         });
         let file = |parent, name: &str| NewEntry {
             parent,
@@ -1213,6 +1327,7 @@ mod tests {
             size: 100,
             etag: None,
             ranged: true,
+            from: None,
         });
         let file = |name: &str| NewEntry {
             parent: None,

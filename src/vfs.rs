@@ -570,9 +570,13 @@ impl Vfs {
             .map(|(i, d)| (d.id.clone(), i))
             .collect();
         let index = Arc::new(index);
+        let reader = Arc::new(Reader::new(index.clone(), fetcher.clone()));
+        // Archives inside compressed archives are decoded into the cache by the read path.
+        let deriver: Arc<dyn crate::fetch::Derive> = reader.clone();
+        fetcher.set_deriver(Arc::downgrade(&deriver));
         let mut vfs = Vfs {
             catalog,
-            reader: Arc::new(Reader::new(index.clone(), fetcher.clone())),
+            reader,
             sizer: Sizer::new(index.clone(), fetcher.clone()),
             index,
             fetcher,
@@ -1591,17 +1595,25 @@ impl Vfs {
         name: String,
         last_modified: Option<i64>,
     ) -> Result<()> {
-        let src_name = blob.url().to_string();
+        // Its place among the listing's blobs is taken now: the archives decoded out of it
+        // come after it.
         let b = acc.blobs.len() as i64;
+        acc.blobs.push(blob.clone());
         let mtime = last_modified.unwrap_or(self.started);
         let under = |path: Vec<String>| [dir.clone(), path].concat();
-        // The blob's bytes through the block cache, for the archive parsers.
-        let bytes = BlobBytes {
-            fetcher: &self.fetcher,
-            blob: &blob,
+        let members = match format {
+            Format::File => None,
+            _ => self
+                .members(ds, acc, &blob, b, format, 0)
+                .map_err(|source| self.listing_failure(ds, blob.url(), source))?,
         };
-        match format {
-            Format::File => {
+        match members {
+            Some(members) => {
+                for (path, is_dir, size, mtime, location) in members {
+                    acc.tree.member(under(path), is_dir, size, mtime, location);
+                }
+            }
+            None => {
                 let location = Location {
                     blob: b,
                     offset: 0,
@@ -1610,21 +1622,39 @@ impl Vfs {
                 acc.tree
                     .file(under(vec![name]), Some(blob.size()), mtime, location);
             }
+        }
+        Ok(())
+    }
+
+    /// The members of `blob` (the listing's blob `b`) read as an archive of `format`, `depth`
+    /// archives deep, with the archives among them expanded too: in place when their bytes
+    /// are the blob's as they are, else decoded into a blob of their own ([`Vfs::derived`]).
+    /// `None` keeps it a file (a valid archive medimg cannot decode; the note says why).
+    fn members(
+        &self,
+        ds: &Dataset,
+        acc: &mut Listing,
+        blob: &Blob,
+        b: i64,
+        format: Format,
+        depth: u32,
+    ) -> std::result::Result<Option<Vec<Member>>, ArchiveError> {
+        let src_name = blob.url().to_string();
+        // The blob's bytes through the block cache, for the archive parsers.
+        let bytes = BlobBytes {
+            fetcher: &self.fetcher,
+            blob,
+        };
+        let mut out = Vec::new();
+        match format {
+            Format::File => return Ok(None),
             Format::Zip => {
-                let members = zip::list_parts(&bytes, &blob.part_sizes())
-                    .map_err(|source| self.listing_failure(ds, &src_name, source))?;
-                let members = self
-                    .zip_nested(&bytes, b, 0, members, 0, &mut acc.tree.skipped)
-                    .map_err(|source| self.listing_failure(ds, &src_name, source))?;
-                for (path, is_dir, size, mtime, location) in members {
-                    acc.tree.member(under(path), is_dir, size, mtime, location);
-                }
+                let members = zip::list_parts(&bytes, &blob.part_sizes())?;
+                out = self.zip_nested(ds, acc, blob, &bytes, b, 0, members, depth)?;
             }
             Format::SevenZ => {
-                let archive = sevenz::open(&bytes, blob.size())
-                    .map_err(|source| self.listing_failure(ds, &src_name, source))?;
-                let (members, skipped) = sevenz::list(&archive)
-                    .map_err(|source| self.listing_failure(ds, &src_name, source))?;
+                let archive = sevenz::open(&bytes, blob.size())?;
+                let (members, skipped) = sevenz::list(&archive)?;
                 let solid = sevenz::largest_solid_block(&archive);
                 if solid > SOLID_WARN {
                     tracing::warn!(
@@ -1646,47 +1676,39 @@ impl Vfs {
                         offset: m.offset,
                         storage: Storage::SevenZ { file: m.file },
                     };
-                    acc.tree
-                        .member(under(m.path), m.is_dir, m.size, m.mtime, location);
+                    let member = (m.path, m.is_dir, m.size, m.mtime, location);
+                    self.member_or_derived(ds, acc, blob, member, depth, None, &mut out)?;
                 }
             }
-            Format::Rar => {
-                match rar::list(&bytes, blob.size()) {
-                    Ok((members, skipped)) => {
-                        acc.tree.skipped.extend(
-                            skipped
-                                .into_iter()
-                                .map(|s| format!("{src_name}: skipped {s}")),
-                        );
-                        for m in members {
-                            let location = Location {
-                                blob: b,
-                                offset: 0,
-                                storage: Storage::Rar {
-                                    entry: m.entry,
-                                    len: blob.size(),
-                                },
-                            };
-                            acc.tree
-                                .member(under(m.path), m.is_dir, m.size, m.mtime, location);
-                        }
-                    }
-                    // A valid archive libarchive cannot decode stays a file.
-                    Err(ArchiveError::Unsupported(why)) => {
-                        acc.tree
-                            .skipped
-                            .push(format!("{src_name}: not expanded ({why}); shown as a file"));
+            Format::Rar => match rar::list(&bytes, blob.size()) {
+                Ok((members, skipped)) => {
+                    acc.tree.skipped.extend(
+                        skipped
+                            .into_iter()
+                            .map(|s| format!("{src_name}: skipped {s}")),
+                    );
+                    for m in members {
                         let location = Location {
                             blob: b,
                             offset: 0,
-                            storage: Storage::Raw,
+                            storage: Storage::Rar {
+                                entry: m.entry,
+                                len: blob.size(),
+                            },
                         };
-                        acc.tree
-                            .file(under(vec![name]), Some(blob.size()), mtime, location);
+                        let member = (m.path, m.is_dir, m.size, m.mtime, location);
+                        self.member_or_derived(ds, acc, blob, member, depth, None, &mut out)?;
                     }
-                    Err(source) => return Err(self.listing_failure(ds, &src_name, source)),
                 }
-            }
+                // A valid archive libarchive cannot decode stays a file.
+                Err(ArchiveError::Unsupported(why)) => {
+                    acc.tree
+                        .skipped
+                        .push(format!("{src_name}: not expanded ({why}); shown as a file"));
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            },
             Format::Tar | Format::TarGz | Format::TarBz2 | Format::TarXz | Format::TarZst => {
                 let codec = match format {
                     Format::TarBz2 => Some(Codec::Bzip2),
@@ -1694,9 +1716,8 @@ impl Vfs {
                     Format::TarZst => Some(Codec::Zstd),
                     _ => None,
                 };
-                let (members, skipped, cps) = self
-                    .list_tar(&blob, format == Format::TarGz, codec)
-                    .map_err(|source| self.listing_failure(ds, &src_name, source))?;
+                let (members, skipped, cps) =
+                    self.list_tar(blob, format == Format::TarGz, codec)?;
                 acc.tree.skipped.extend(
                     skipped
                         .into_iter()
@@ -1707,47 +1728,202 @@ impl Vfs {
                     None if format == Format::TarGz => Storage::Gzip,
                     None => Storage::Raw,
                 };
-                let members = if storage == Storage::Raw {
+                if storage == Storage::Raw {
                     // A plain tar's members are its bytes as they are: archives among them
                     // are expanded in place.
-                    let nested = self
-                        .tar_nested(&bytes, b, 0, members, 0, &mut acc.tree.skipped)
-                        .map_err(|source| self.listing_failure(ds, &src_name, source))?;
-                    for (path, is_dir, size, mtime, location) in nested {
-                        acc.tree.member(under(path), is_dir, size, mtime, location);
-                    }
-                    Vec::new()
+                    out = self.tar_nested(ds, acc, blob, &bytes, b, 0, members, depth)?;
                 } else {
-                    members
-                };
-                for m in members {
-                    let location = Location {
-                        blob: b,
-                        offset: m.data_offset,
-                        storage,
-                    };
-                    acc.tree
-                        .member(under(m.path), m.is_dir, m.size, m.mtime, location);
-                }
-                if !cps.is_empty() {
-                    acc.checkpoints.push((acc.blobs.len(), cps));
+                    // Decoding a member inside needs the checkpoints before the index has
+                    // them.
+                    let cps = Arc::new(cps);
+                    for m in members {
+                        let location = Location {
+                            blob: b,
+                            offset: m.data_offset,
+                            storage,
+                        };
+                        let member = (m.path, m.is_dir, m.size, m.mtime, location);
+                        let cps = Some(cps.clone());
+                        self.member_or_derived(ds, acc, blob, member, depth, cps, &mut out)?;
+                    }
+                    let cps = Arc::try_unwrap(cps).unwrap_or_else(|shared| (*shared).clone());
+                    if !cps.is_empty() {
+                        acc.checkpoints.push((b as usize, cps));
+                    }
                 }
             }
         }
-        acc.blobs.push(blob);
+        Ok(Some(out))
+    }
+
+    /// Push `member` of `outer` onto `out`: as it is, or, when it is an archive medimg can
+    /// decode into a blob of its own, as the folder of its members ([`Vfs::derived`]).
+    #[allow(clippy::too_many_arguments)]
+    fn member_or_derived(
+        &self,
+        ds: &Dataset,
+        acc: &mut Listing,
+        outer: &Blob,
+        member: Member,
+        depth: u32,
+        checkpoints: Option<Arc<Vec<Checkpoint>>>,
+        out: &mut Vec<Member>,
+    ) -> std::result::Result<(), ArchiveError> {
+        let (path, is_dir, size, mtime, location) = &member;
+        if !*is_dir
+            && let Some(inner) = self.derived(
+                ds,
+                acc,
+                outer,
+                *location,
+                *size,
+                path,
+                *mtime,
+                depth,
+                checkpoints,
+            )?
+        {
+            out.extend(inner);
+        } else {
+            out.push(member);
+        }
         Ok(())
     }
 
-    /// The members of a ZIP whose bytes start at `base` of blob `b` (`r`), with the archives
-    /// among its stored members expanded in place (see [`Vfs::nested`]).
+    /// The members of the archive at `path` inside `outer` (the member at `location`, `size`
+    /// bytes once decoded; its name says which format), when it is one: it is decoded once
+    /// into the cache as a blob of its own, which names the member it comes from, so the
+    /// cache can drop it and have it decoded again ([`crate::index::Derivation`]), and listed
+    /// like any blob, under a folder of its name. `None` keeps it a file: not an archive by
+    /// its name, nested deeper than [`NESTED_DEPTH`], too large for the cache, or a member
+    /// that fails its check or does not list (with a note why). A failure to read the outer
+    /// archive's bytes fails the listing (the next listing may succeed).
+    #[allow(clippy::too_many_arguments)]
+    fn derived(
+        &self,
+        ds: &Dataset,
+        acc: &mut Listing,
+        outer: &Blob,
+        location: Location,
+        size: u64,
+        path: &[String],
+        mtime: i64,
+        depth: u32,
+        checkpoints: Option<Arc<Vec<Checkpoint>>>,
+    ) -> std::result::Result<Option<Vec<Member>>, ArchiveError> {
+        let Some(name) = path.last() else {
+            return Ok(None);
+        };
+        let format = Format::of_name(name);
+        if format == Format::File {
+            return Ok(None);
+        }
+        let shown = path.join("/");
+        let note = |acc: &mut Listing, why: String| {
+            acc.tree.skipped.push(format!(
+                "{shown}: an archive inside the archive, kept as a file: {why}"
+            ));
+        };
+        if depth + 1 > NESTED_DEPTH {
+            note(
+                acc,
+                format!("archives nest deeper than {NESTED_DEPTH} levels"),
+            );
+            return Ok(None);
+        }
+        // It is cached whole: half the cache at most, so listing it does not evict it.
+        let room = self.fetcher.cache().limit() / 2;
+        if size > room {
+            note(
+                acc,
+                format!(
+                    "decoded, its {size} bytes would take more than half the cache; raise \
+                     --cache-size to expand it"
+                ),
+            );
+            return Ok(None);
+        }
+        let part = Part::derived(outer, location, size, &ds.id, &shown);
+        let inner = Blob::single(part.clone());
+        let mark = (acc.blobs.len(), acc.checkpoints.len());
+        let d = acc.blobs.len() as i64;
+        acc.blobs.push(inner.clone());
+        let undo = |acc: &mut Listing| {
+            acc.blobs.truncate(mark.0);
+            acc.checkpoints.truncate(mark.1);
+        };
+        // Decoded again only when the cache no longer has it (a re-index keeps it).
+        if !self.fetcher.is_present(&inner, 0, size) {
+            let mut bytes = self.reader.member_bytes(
+                outer.clone(),
+                location,
+                size,
+                &ds.id,
+                &shown,
+                checkpoints,
+            );
+            match self.fetcher.put_derived(&part, &mut bytes, None) {
+                Ok(_) => {}
+                // The member itself is bad (its check, its length): it stays a file, whose
+                // reads say so.
+                Err(e @ (FetchError::Derive { .. } | FetchError::TooBigWhole { .. })) => {
+                    note(acc, e.to_string());
+                    undo(acc);
+                    return Ok(None);
+                }
+                Err(e) => return Err(ArchiveError::Read(Box::new(e))),
+            }
+        }
+        match self.members(ds, acc, &inner, d, format, depth + 1) {
+            Ok(Some(members)) => {
+                let folder = (
+                    path.to_vec(),
+                    true,
+                    0,
+                    mtime,
+                    Location {
+                        blob: d,
+                        offset: 0,
+                        storage: Storage::Raw,
+                    },
+                );
+                Ok(Some(
+                    std::iter::once(folder)
+                        .chain(
+                            members
+                                .into_iter()
+                                .map(|(p, dir, s, t, l)| ([path, &p[..]].concat(), dir, s, t, l)),
+                        )
+                        .collect(),
+                ))
+            }
+            Ok(None) => {
+                undo(acc);
+                Ok(None)
+            }
+            Err(e @ ArchiveError::Read(_)) => Err(e),
+            Err(e) => {
+                note(acc, e.to_string());
+                undo(acc);
+                Ok(None)
+            }
+        }
+    }
+
+    /// The members of a ZIP whose bytes start at `base` of blob `b` (`outer`, read through
+    /// `r`), with the archives among them expanded: in place when stored as they are (see
+    /// [`Vfs::nested`]), else decoded ([`Vfs::derived`]).
+    #[allow(clippy::too_many_arguments)]
     fn zip_nested(
         &self,
+        ds: &Dataset,
+        acc: &mut Listing,
+        outer: &Blob,
         r: &dyn ReadAt,
         b: i64,
         base: u64,
         members: Vec<zip::ZipEntry>,
         depth: u32,
-        notes: &mut Vec<String>,
     ) -> std::result::Result<Vec<Member>, ArchiveError> {
         let mut out = Vec::with_capacity(members.len());
         for m in members {
@@ -1767,28 +1943,48 @@ impl Vfs {
                 let at = base + m.header_offset;
                 let header = r.read_at(at, zip::LOCAL_HEADER_LEN)?;
                 if let Ok(rel) = zip::local_data_offset(&header)
-                    && let Some(inner) =
-                        self.nested(r, b, at + rel, m.size, &m.path, m.mtime, depth, notes)?
+                    && let Some(inner) = self.nested(
+                        ds,
+                        acc,
+                        outer,
+                        r,
+                        b,
+                        at + rel,
+                        m.size,
+                        &m.path,
+                        m.mtime,
+                        depth,
+                    )?
                 {
                     out.extend(inner);
                     continue;
                 }
             }
-            out.push((m.path, m.is_dir, m.size, m.mtime, location));
+            let member = (m.path, m.is_dir, m.size, m.mtime, location);
+            if stored && nestable(&member.0) {
+                // An in-place archive that did not list stays a file (noted).
+                out.push(member);
+            } else {
+                self.member_or_derived(ds, acc, outer, member, depth, None, &mut out)?;
+            }
         }
         Ok(out)
     }
 
-    /// The members of a plain tar whose bytes start at `base` of blob `b` (`r`), with the
-    /// archives among them expanded in place (see [`Vfs::nested`]).
+    /// The members of a plain tar whose bytes start at `base` of blob `b` (`outer`, read
+    /// through `r`), with the archives among them expanded: in place when they are ZIPs,
+    /// plain tars or RARs (see [`Vfs::nested`]), else decoded ([`Vfs::derived`]).
+    #[allow(clippy::too_many_arguments)]
     fn tar_nested(
         &self,
+        ds: &Dataset,
+        acc: &mut Listing,
+        outer: &Blob,
         r: &dyn ReadAt,
         b: i64,
         base: u64,
         members: Vec<tar::TarEntry>,
         depth: u32,
-        notes: &mut Vec<String>,
     ) -> std::result::Result<Vec<Member>, ArchiveError> {
         let mut out = Vec::with_capacity(members.len());
         for m in members {
@@ -1796,7 +1992,7 @@ impl Vfs {
             if !m.is_dir
                 && nestable(&m.path)
                 && let Some(inner) =
-                    self.nested(r, b, at, m.size, &m.path, m.mtime, depth, notes)?
+                    self.nested(ds, acc, outer, r, b, at, m.size, &m.path, m.mtime, depth)?
             {
                 out.extend(inner);
                 continue;
@@ -1806,20 +2002,28 @@ impl Vfs {
                 offset: at,
                 storage: Storage::Raw,
             };
-            out.push((m.path, m.is_dir, m.size, m.mtime, location));
+            let member = (m.path, m.is_dir, m.size, m.mtime, location);
+            if nestable(&member.0) {
+                out.push(member);
+            } else {
+                self.member_or_derived(ds, acc, outer, member, depth, None, &mut out)?;
+            }
         }
         Ok(out)
     }
 
-    /// The members of the archive at `path` (a ZIP or a plain tar by its name, whose bytes are
-    /// `[at, at + size)` of `r` as they are), under a folder of that name, when it is one and
-    /// the depth allows ([`NESTED_DEPTH`]); `None` keeps it a file. An inner archive that does
-    /// not list (truncated, hostile, not an archive) stays a file, with a note why; a failure
-    /// to read its bytes fails the listing (it is not the archive's fault, and the next
-    /// listing may succeed).
+    /// The members of the archive at `path` (a ZIP, plain tar or RAR by its name, whose bytes
+    /// are `[at, at + size)` of `r` as they are), under a folder of that name, when it is one
+    /// and the depth allows ([`NESTED_DEPTH`]); `None` keeps it a file. An inner archive that
+    /// does not list (truncated, hostile, not an archive) stays a file, with a note why; a
+    /// failure to read its bytes fails the listing (it is not the archive's fault, and the
+    /// next listing may succeed).
     #[allow(clippy::too_many_arguments)]
     fn nested(
         &self,
+        ds: &Dataset,
+        acc: &mut Listing,
+        outer: &Blob,
         r: &dyn ReadAt,
         b: i64,
         at: u64,
@@ -1827,14 +2031,13 @@ impl Vfs {
         path: &[String],
         mtime: i64,
         depth: u32,
-        notes: &mut Vec<String>,
     ) -> std::result::Result<Option<Vec<Member>>, ArchiveError> {
         let Some(name) = path.last().filter(|_| nestable(path)) else {
             return Ok(None);
         };
         let format = Format::of_name(name);
         if depth + 1 > NESTED_DEPTH {
-            notes.push(format!(
+            acc.tree.skipped.push(format!(
                 "{}: not expanded: archives nest deeper than {NESTED_DEPTH} levels",
                 path.join("/")
             ));
@@ -1845,35 +2048,37 @@ impl Vfs {
             base: at,
             len: size,
         };
+        // Archives decoded out of one that then fails to list are not kept.
+        let mark = (acc.blobs.len(), acc.checkpoints.len());
         let listed = match format {
             Format::Zip => match zip::list(&window, size) {
-                Ok(ms) => Ok(self.zip_nested(r, b, at, ms, depth + 1, notes)?),
+                Ok(ms) => Ok(self.zip_nested(ds, acc, outer, r, b, at, ms, depth + 1)?),
                 Err(e @ ArchiveError::Read(_)) => return Err(e),
                 Err(e) => Err(e),
             },
             // A RAR's members are read in place too, by libarchive through the window; an
-            // archive among them stays a file (its bytes are RAR's, not the blob's).
+            // archive among them is decoded into a blob of its own.
             Format::Rar => match rar::list(&window, size) {
                 Ok((ms, skipped)) => {
-                    notes.extend(
+                    acc.tree.skipped.extend(
                         skipped
                             .into_iter()
                             .map(|s| format!("{}: skipped {s}", path.join("/"))),
                     );
-                    Ok(ms
-                        .into_iter()
-                        .map(|m| {
-                            let location = Location {
-                                blob: b,
-                                offset: at,
-                                storage: Storage::Rar {
-                                    entry: m.entry,
-                                    len: size,
-                                },
-                            };
-                            (m.path, m.is_dir, m.size, m.mtime, location)
-                        })
-                        .collect())
+                    let mut out = Vec::with_capacity(ms.len());
+                    for m in ms {
+                        let location = Location {
+                            blob: b,
+                            offset: at,
+                            storage: Storage::Rar {
+                                entry: m.entry,
+                                len: size,
+                            },
+                        };
+                        let member = (m.path, m.is_dir, m.size, m.mtime, location);
+                        self.member_or_derived(ds, acc, outer, member, depth + 1, None, &mut out)?;
+                    }
+                    Ok(out)
                 }
                 Err(e @ ArchiveError::Read(_)) => return Err(e),
                 Err(e) => Err(e),
@@ -1889,10 +2094,10 @@ impl Vfs {
                 }
                 match listed {
                     Ok((ms, skipped)) => {
-                        notes.extend(skipped.into_iter().map(|s| {
+                        acc.tree.skipped.extend(skipped.into_iter().map(|s| {
                             format!("{}: skipped {s} (not a regular file)", path.join("/"))
                         }));
-                        Ok(self.tar_nested(r, b, at, ms, depth + 1, notes)?)
+                        Ok(self.tar_nested(ds, acc, outer, r, b, at, ms, depth + 1)?)
                     }
                     Err(e) => Err(e),
                 }
@@ -1919,7 +2124,9 @@ impl Vfs {
                 Ok(Some(out))
             }
             Err(e) => {
-                notes.push(format!(
+                acc.blobs.truncate(mark.0);
+                acc.checkpoints.truncate(mark.1);
+                acc.tree.skipped.push(format!(
                     "{}: an archive inside the archive, kept as a file: {e}",
                     path.join("/")
                 ));
@@ -2571,6 +2778,175 @@ unsupported = "no pinned download source yet"
         let path = "datasets/cxr/train/PNEUMONIA/031.png";
         walk(&vfs, path).unwrap();
         assert_eq!(read_all(&vfs, path).unwrap(), image(31, 3000));
+    }
+
+    /// A ZIP of `(name, bytes, deflated)`.
+    fn zip_of(files: &[(&str, &[u8], bool)]) -> Vec<u8> {
+        let mut w = ::zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        for (name, data, deflated) in files {
+            let m = if *deflated {
+                ::zip::CompressionMethod::Deflated
+            } else {
+                ::zip::CompressionMethod::Stored
+            };
+            let opts = ::zip::write::SimpleFileOptions::default().compression_method(m);
+            w.start_file(*name, opts).unwrap();
+            w.write_all(data).unwrap();
+        }
+        w.finish().unwrap().into_inner()
+    }
+
+    fn tar_gz_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut b = ::tar::Builder::new(Vec::new());
+        for (name, data) in files {
+            let mut h = ::tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, name, *data).unwrap();
+        }
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(&b.into_inner().unwrap()).unwrap();
+        e.finish().unwrap()
+    }
+
+    const NESTED: &str = r#"
+[[dataset]]
+id = "nest"
+title = "Archives inside compressed archives"
+modality = ["CT"]
+organ = ["lung"]
+access = "open"
+[[dataset.source]]
+type = "http"
+url = "http://up/outer.zip"
+[[dataset.source]]
+type = "http"
+url = "http://up/outer.tar.gz"
+
+[[dataset]]
+id = "nest-bad"
+title = "A damaged archive inside an archive"
+modality = ["CT"]
+organ = ["lung"]
+access = "open"
+[[dataset.source]]
+type = "http"
+url = "http://up/bad.zip"
+"#;
+
+    #[test]
+    fn archives_inside_compressed_archives_are_decoded_once_checked_and_made_again() {
+        let images: Vec<(String, Vec<u8>)> = (0..12)
+            .map(|i| (format!("img/{i:02}.png"), image(i, 2500 + i * 100)))
+            .collect();
+        let inner: Vec<(&str, &[u8], bool)> = images
+            .iter()
+            .enumerate()
+            .map(|(i, (n, d))| (n.as_str(), &d[..], i % 2 == 0))
+            .collect();
+        let inner_zip = zip_of(&inner);
+        let inner_tgz = tar_gz_of(&[("scan.nii", &image(99, 5000))]);
+        // The deeper one: a deflated zip inside the deflated zip.
+        let deepest = zip_of(&[("deep.txt", b"two levels down", true)]);
+        let middle = zip_of(&[("deepest.zip", &deepest, true), ("m.txt", b"m", false)]);
+        // A member whose recorded CRC is not its content's: flip it in both headers.
+        // (It marks its dataset changed: a dataset of its own.)
+        let bad_inner = zip_of(&[("x.png", &image(7, 900), false)]);
+        let mut bad = zip_of(&[("d/bad.zip", &bad_inner, true)]);
+        let crc = crc32fast::hash(&bad_inner).to_le_bytes();
+        let mut flipped = 0;
+        for i in 0..bad.len() - 4 {
+            if bad[i..i + 4] == crc {
+                bad[i] ^= 0xff;
+                flipped += 1;
+            }
+        }
+        assert_eq!(flipped, 2, "the CRC is in the local and the central header");
+        let outer = zip_of(&[
+            ("a/inner.zip", &inner_zip, true),
+            ("b/inner.tar.gz", &inner_tgz, false),
+            ("c/middle.zip", &middle, true),
+        ]);
+        let up = Arc::new(MockUpstream::new());
+        up.put("http://up/outer.zip", outer);
+        up.put("http://up/bad.zip", bad);
+        up.put(
+            "http://up/outer.tar.gz",
+            tar_gz_of(&[("t/inner.zip", &inner_zip), ("t/readme.txt", b"hi")]),
+        );
+        let f = Fixture::new();
+        let vfs = f.vfs_with(NESTED, up.clone(), 8 << 20, 4096);
+        let mut want = names_of(&images);
+        want.sort();
+        for dir in [
+            "datasets/nest/a/inner.zip/img",
+            "datasets/nest/t/inner.zip/img",
+        ] {
+            assert_eq!(walk(&vfs, dir).unwrap().kind, Kind::Dir, "{dir}");
+            let mut got = names(&vfs, dir);
+            got.sort();
+            assert_eq!(got, want, "{dir}");
+        }
+        assert_eq!(
+            read_all(&vfs, "datasets/nest/b/inner.tar.gz/scan.nii").unwrap(),
+            image(99, 5000)
+        );
+        assert_eq!(
+            read_all(&vfs, "datasets/nest/c/middle.zip/deepest.zip/deep.txt").unwrap(),
+            b"two levels down"
+        );
+        // The bad member stays a file, whose reads fail; nothing of it is in the cache.
+        let bad = walk(&vfs, "datasets/nest-bad/d/bad.zip").unwrap();
+        assert_eq!(bad.kind, Kind::File);
+        let e = read_all(&vfs, "datasets/nest-bad/d/bad.zip").unwrap_err();
+        assert!(matches!(e.errno(), libc::EIO | libc::ESTALE), "{e}");
+        let keys: Vec<_> = vfs.index.blob_keys().unwrap();
+        assert_eq!(keys.iter().filter(|(d, _)| d == "nest-bad").count(), 1);
+        let indexed: std::collections::HashSet<_> = keys.into_iter().map(|(_, k)| k).collect();
+        let cached = vfs.fetcher.cache().bytes_by_blob();
+        assert!(
+            cached.keys().all(|k| indexed.contains(k)),
+            "a block of no indexed blob"
+        );
+        for (name, data) in &images {
+            for dir in ["datasets/nest/a/inner.zip", "datasets/nest/t/inner.zip"] {
+                let path = format!("{dir}/{name}");
+                assert_eq!(&read_all(&vfs, &path).unwrap(), data, "{path}");
+            }
+        }
+        // Indexed and read: the inner archives' bytes come from the cache, not the host.
+        let before = up.request_count();
+        read_all(&vfs, "datasets/nest/a/inner.zip/img/03.png").unwrap();
+        assert_eq!(up.request_count(), before);
+        // The cache dropped: the inner archives are decoded again from their outer ones.
+        vfs.clear_cache(Some("nest")).unwrap();
+        assert_eq!(
+            read_all(&vfs, "datasets/nest/t/inner.zip/img/05.png").unwrap(),
+            images[5].1
+        );
+        assert_eq!(
+            read_all(&vfs, "datasets/nest/c/middle.zip/deepest.zip/deep.txt").unwrap(),
+            b"two levels down"
+        );
+        drop(vfs);
+        // After a restart the listing is the index's, and the derivations with it.
+        let vfs = f.vfs_with(NESTED, up.clone(), 8 << 20, 4096);
+        let before = up.request_count();
+        assert_eq!(names(&vfs, "datasets/nest/a/inner.zip/img").len(), 12);
+        assert_eq!(up.request_count(), before, "listing asked the host");
+        vfs.clear_cache(None).unwrap();
+        assert_eq!(
+            read_all(&vfs, "datasets/nest/a/inner.zip/img/11.png").unwrap(),
+            images[11].1
+        );
+    }
+
+    fn names_of(files: &[(String, Vec<u8>)]) -> Vec<String> {
+        files
+            .iter()
+            .map(|(n, _)| n.trim_start_matches("img/").to_string())
+            .collect()
     }
 
     fn about(vfs: &Vfs, id: &str) -> String {

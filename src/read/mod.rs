@@ -55,8 +55,9 @@ use std::time::Instant;
 use bytes::Bytes;
 use lru::LruCache;
 
+use crate::archive::gzip::Checkpoint;
 use crate::fetch::{FetchError, Fetcher};
-use crate::index::{Blob, Entry, Index, IndexError, Location, Storage};
+use crate::index::{Blob, Derivation, Entry, Index, IndexError, Location, Storage};
 
 use ahead::ReadAhead;
 pub use decoded::DECODED_BUDGET;
@@ -228,6 +229,8 @@ struct FileState {
     blob: Blob,
     /// Where a ZIP member's data starts (read from its local header once).
     data_offset: OnceLock<u64>,
+    /// The blob's checkpoints while it is being indexed (the index has them after).
+    checkpoints: Option<Arc<Vec<Checkpoint>>>,
     /// The decoder of a large gzip-stored member, where the last read left it.
     gzip: Mutex<Option<gzip::GzCursor>>,
     /// The decoder of a large member of a bzip2, xz or zstd tar, where the last read left it.
@@ -248,6 +251,7 @@ impl FileState {
             location,
             blob,
             data_offset: OnceLock::new(),
+            checkpoints: None,
             gzip: Mutex::new(None),
             packed: Mutex::new(None),
             sevenz: Mutex::new(None),
@@ -276,6 +280,8 @@ pub struct Reader {
     slow_solid: Mutex<std::collections::HashSet<i64>>,
     /// Large members found damaged since start, with what did not match.
     damaged: Mutex<HashMap<i64, String>>,
+    /// The next id of a member decoded for the archive it is ([`Reader::member_bytes`]).
+    next_synthetic: std::sync::atomic::AtomicI64,
     /// Pushes checked neighbours of cold reads into the kernel's page cache, once started.
     pusher: OnceLock<push::Pusher>,
     counters: Counters,
@@ -309,6 +315,7 @@ impl Reader {
                 std::num::NonZeroUsize::new(sevenz::HEADERS).unwrap_or(std::num::NonZeroUsize::MIN),
             )),
             damaged: Mutex::new(HashMap::new()),
+            next_synthetic: std::sync::atomic::AtomicI64::new(-1),
             pusher: OnceLock::new(),
             counters: Counters::default(),
         }
@@ -359,6 +366,12 @@ impl Reader {
         let len = (size as u64).min(f.size - offset);
         self.counters.reads.fetch_add(1, Ordering::Relaxed);
         self.counters.bytes.fetch_add(len, Ordering::Relaxed);
+        self.read_state(&f, offset, len)
+    }
+
+    /// `len` bytes at `offset` (inside the file) of the file of state `f`.
+    fn read_state(&self, f: &Arc<FileState>, offset: u64, len: u64) -> Result<Bytes> {
+        let f = f.clone();
         let inline = f.size <= INLINE_MAX;
         // Whatever this read asks of the upstream counts for its dataset (`medimg status`).
         let tag = Some(f.dataset.clone());
@@ -408,8 +421,9 @@ impl Reader {
             || {
                 let content = decode()?;
                 self.counters.decodes.fetch_add(1, Ordering::Relaxed);
-                // Its block is in hand now: so are its neighbours.
-                if let Some(p) = self.pusher.get() {
+                // Its block is in hand now: so are its neighbours (a member decoded for the
+                // archive it is has none in the index).
+                if let Some(p) = self.pusher.get().filter(|_| f.entry.id > 0) {
                     p.offer(f.clone(), &self.fetcher);
                 }
                 Ok(content)
@@ -510,21 +524,66 @@ impl Reader {
         target: u64,
         ahead: bool,
     ) -> Result<(crate::fetch::BlobReader, crate::archive::gzip::Checkpoint)> {
-        let cp = self
-            .index
-            .checkpoint_before(f.blob.id, target)?
-            .ok_or_else(|| {
-                self.unreadable(
-                    f,
-                    "its archive has no decompression checkpoints in the index".into(),
-                )
-            })?;
+        let cp = self.checkpoint_before(f, target)?.ok_or_else(|| {
+            self.unreadable(
+                f,
+                "its archive has no decompression checkpoints in the index".into(),
+            )
+        })?;
         let mut input =
             crate::fetch::BlobReader::new(self.fetcher.clone(), f.blob.clone(), cp.input);
         if ahead {
             input = input.with_read_ahead(f.blob.size());
         }
         Ok((input, cp))
+    }
+
+    /// The last checkpoint at or before uncompressed offset `target` of `f`'s blob.
+    fn checkpoint_before(&self, f: &FileState, target: u64) -> Result<Option<Checkpoint>> {
+        match &f.checkpoints {
+            Some(cps) => Ok(cps.iter().rev().find(|c| c.out <= target).cloned()),
+            None => Ok(self.index.checkpoint_before(f.blob.id, target)?),
+        }
+    }
+
+    /// The bytes of the member at `location` of `blob` (`size` of them, `member` in dataset
+    /// `dataset`), from its start, as a reader of it gets them: checked, a mismatch an error.
+    /// For an archive inside it to be decoded into the cache ([`crate::fetch::Derive`]);
+    /// `checkpoints` stand in for the index's while `blob` is being indexed (its id is 0).
+    pub fn member_bytes(
+        &self,
+        mut blob: Blob,
+        mut location: Location,
+        size: u64,
+        dataset: &str,
+        member: &str,
+        checkpoints: Option<Arc<Vec<Checkpoint>>>,
+    ) -> MemberBytes<'_> {
+        // The read path keeps state by blob and file id: negative ids are this decoding's
+        // own, and name nothing in the index.
+        let synthetic = self.next_synthetic.fetch_sub(1, Ordering::Relaxed);
+        if blob.id == 0 {
+            blob.id = synthetic;
+        }
+        location.blob = blob.id;
+        let entry = Entry {
+            id: synthetic,
+            parent: 0,
+            name: member.to_string(),
+            size: Some(size),
+            mtime: 0,
+            location: Some(location),
+            dataset: dataset.to_string(),
+            links: 0,
+        };
+        let mut state = FileState::new(entry, size, location, blob);
+        state.checkpoints = checkpoints;
+        MemberBytes {
+            reader: self,
+            f: Arc::new(state),
+            at: 0,
+            buf: Bytes::new(),
+        }
     }
 
     /// A decoder's I/O error: the fetch error inside it keeps its type.
@@ -570,6 +629,94 @@ impl Reader {
 }
 
 /// `len` bytes of `b` at `offset` (fewer at its end), sharing its memory.
+/// The bytes of a member from its start ([`Reader::member_bytes`]); an error of the read path
+/// comes out as an I/O error carrying its [`FetchError`].
+pub struct MemberBytes<'a> {
+    reader: &'a Reader,
+    f: Arc<FileState>,
+    at: u64,
+    buf: Bytes,
+}
+
+/// A large member is read on in pieces of this size.
+const MEMBER_PIECE: u64 = 1 << 20;
+
+impl std::io::Read for MemberBytes<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.buf.is_empty() {
+            let left = self.f.size - self.at;
+            if left == 0 {
+                return Ok(0);
+            }
+            // A member read whole in one piece is decoded, checked and not kept.
+            let len = if self.f.size <= INLINE_MAX {
+                left
+            } else {
+                left.min(MEMBER_PIECE)
+            };
+            self.buf = self
+                .reader
+                .read_state(&self.f, self.at, len)
+                .map_err(|e| std::io::Error::other(into_fetch_error(e, &self.f)))?;
+            if self.buf.is_empty() {
+                return Err(std::io::Error::other(FetchError::Derive {
+                    url: self.f.entry.name.clone(),
+                    message: format!("the member ends at byte {}", self.at),
+                }));
+            }
+            self.at += self.buf.len() as u64;
+        }
+        let n = out.len().min(self.buf.len());
+        out[..n].copy_from_slice(&self.buf[..n]);
+        bytes::Buf::advance(&mut self.buf, n);
+        Ok(n)
+    }
+}
+
+/// A read path error as the fetcher's: a fetch error keeps its type (a refusal stays one).
+fn into_fetch_error(e: ReadError, f: &FileState) -> FetchError {
+    match e {
+        ReadError::Fetch { source, .. } => *source,
+        e => FetchError::Derive {
+            url: format!("{}!/{}", f.blob.url(), f.entry.name),
+            message: e.to_string(),
+        },
+    }
+}
+
+impl crate::fetch::Derive for Reader {
+    fn member(
+        &self,
+        from: &Derivation,
+        size: u64,
+    ) -> std::result::Result<Box<dyn std::io::Read + '_>, FetchError> {
+        let gone = |message: String| FetchError::Derive {
+            url: from.member.clone(),
+            message,
+        };
+        let blob = self
+            .index
+            .blob(from.location.blob)
+            .map_err(|e| gone(e.to_string()))?
+            .filter(|b| b.parts.first().map(|p| p.key) == Some(from.outer))
+            .ok_or_else(|| {
+                gone(
+                    "the archive it is inside is no longer in the index; a restart of medimg \
+                     indexes its dataset again"
+                        .into(),
+                )
+            })?;
+        Ok(Box::new(self.member_bytes(
+            blob,
+            from.location,
+            size,
+            &from.dataset,
+            &from.member,
+            None,
+        )))
+    }
+}
+
 fn share(b: &Bytes, offset: u64, len: u64) -> Bytes {
     let start = usize::try_from(offset).unwrap_or(usize::MAX).min(b.len());
     let end = start

@@ -68,7 +68,7 @@ impl Reader {
         // it and the target (or the target is behind it).
         let reusable = match slot.as_ref() {
             Some(c) if c.position() <= target => {
-                let cp = self.index.checkpoint_before(f.blob.id, target)?;
+                let cp = self.checkpoint_before(f, target)?;
                 cp.is_none_or(|cp| cp.out <= c.position())
             }
             _ => false,
