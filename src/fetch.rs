@@ -17,6 +17,11 @@
 //! leader is still at it gives up with [`FetchError::TimedOut`] while the fetch goes on for
 //! whoever asks next.
 //!
+//! A derived part ([`crate::index::Derivation`]: an archive inside a compressed archive) is
+//! made like a whole download, from the read path ([`Derive`]) instead of a host: the member
+//! is decoded into a spool file, and only once all of it came (its check is at its end) is it
+//! cached, block by block; one decoding per part at a time.
+//!
 //! With a shared tier ([`crate::tier`]), a block missing here is asked of the tier before the
 //! upstream: the cluster fetches it once, whichever node asks first, and every block this node
 //! fetches (by Range or in a whole download) is published there. A block that fails a check

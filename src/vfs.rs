@@ -24,7 +24,11 @@
 //! A dataset is indexed the first time a lookup or listing enters its directory: each source
 //! becomes blobs (a plain URL is probed; a host's locator is listed through its API by
 //! [`crate::resolve`], and files the listing gives sizes for need no request), and archives
-//! among them are expanded in place. A plain file whose listing gives no size is indexed
+//! among them are expanded in place. An archive inside an archive becomes a folder of its
+//! name: read in place when its bytes lie in the outer one as they are (a stored ZIP member,
+//! a plain tar's member), else decoded once into the cache as a blob of its own whose part
+//! names the member it comes from ([`crate::index::Derivation`]), so the fetcher can have it
+//! decoded again when the cache drops it. A plain file whose listing gives no size is indexed
 //! without one and sized when a user first needs it ([`crate::sizes`]). A dataset whose host
 //! wants a credential medimg does not have, or that the host refuses (401/403), is `EACCES`
 //! with a message saying what is missing; the refusal is recorded in the index for
@@ -381,8 +385,8 @@ fn nestable(path: &[String]) -> bool {
 /// One member of an archive: path, directory or not, size, mtime, where its bytes are.
 type Member = (Vec<String>, bool, u64, i64, Location);
 
-/// How deep archives inside archives are expanded: a ZIP, plain tar or RAR stored as it is inside
-/// a ZIP or plain tar becomes a folder of its name, to this many levels; deeper ones stay files.
+/// How deep archives inside archives are expanded (in place, or decoded into a blob of their
+/// own): each becomes a folder of its name, to this many levels; deeper ones stay files.
 pub const NESTED_DEPTH: u32 = 3;
 
 /// A solid 7z block larger than this gets a log line at index time (random reads of its

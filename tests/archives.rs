@@ -1245,3 +1245,130 @@ fn rars_stored_inside_a_zip_or_a_tar_are_folders_read_in_place() {
     let kept = std::fs::read(m.mnt.join("datasets/zipped/c/solid4.rar")).unwrap();
     assert_eq!(kept, solid4);
 }
+
+/// Extract `archive` (by its name) into `dir` with the system's own tools.
+fn extract_with_tools(archive: &Path, dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let name = archive.file_name().unwrap().to_string_lossy().into_owned();
+    let cmd = if name.ends_with(".tar.gz") || name.ends_with(".tar") {
+        format!("tar xf {} -C {}", archive.display(), dir.display())
+    } else {
+        format!(
+            "7zz x -bd -y -o{} {} >/dev/null",
+            dir.display(),
+            archive.display()
+        )
+    };
+    let (code, _, err) = sh(&cmd);
+    assert_eq!(code, 0, "{cmd}: {err}");
+}
+
+#[test]
+fn archives_inside_compressed_archives_are_folders_as_the_tools_extract_them() {
+    let up = Upstream::start();
+    let files = image_folder(10, 12);
+    let work = tempfile::tempdir().unwrap();
+    let pack = work.path().join("pack");
+    std::fs::create_dir_all(pack.join("scans")).unwrap();
+    std::fs::write(pack.join("scans/inner.zip"), zip(&files)).unwrap();
+    std::fs::write(pack.join("scans/inner.tar"), tar_of(&files)).unwrap();
+    std::fs::write(pack.join("readme.txt"), b"two archives inside").unwrap();
+    // Half a zip: not an archive that lists, so it stays the file it is.
+    let broken = zip(&files)[..3000].to_vec();
+    std::fs::write(pack.join("broken.zip"), &broken).unwrap();
+    std::fs::write(
+        work.path().join("mkzip.py"),
+        "import os, zipfile\n\
+         with zipfile.ZipFile('outer.zip', 'w', zipfile.ZIP_DEFLATED) as z:\n\
+         \x20   for d, _, fs in sorted(os.walk('pack')):\n\
+         \x20       for f in sorted(fs):\n\
+         \x20           z.write(os.path.join(d, f))\n",
+    )
+    .unwrap();
+    let w = work.path().display();
+    for cmd in [
+        format!("cd {w} && tar czf outer.tar.gz pack"),
+        format!("cd {w} && 7zz a -bd outer.7z pack >/dev/null"),
+        // Python's zipfile deflates every member (7-Zip and Info-ZIP store what deflate
+        // cannot shrink, and the inner archives would be read in place).
+        format!("cd {w} && python3 mkzip.py"),
+    ] {
+        let (code, _, err) = sh(&cmd);
+        assert_eq!(code, 0, "{cmd}: {err}");
+    }
+    let outer_zip = std::fs::read(work.path().join("outer.zip")).unwrap();
+    let mut z = zip::ZipArchive::new(std::io::Cursor::new(&outer_zip[..])).unwrap();
+    let method = z.by_name("pack/scans/inner.zip").unwrap().compression();
+    assert_eq!(method, zip::CompressionMethod::Deflated);
+    let outers = [
+        ("in-tgz", "outer.tar.gz", "tar.gz"),
+        ("in-7z", "outer.7z", "7z"),
+        ("in-zip", "outer.zip", "zip"),
+    ];
+    for (_, name, _) in outers {
+        up.put(
+            &format!("/{name}"),
+            std::fs::read(work.path().join(name)).unwrap(),
+            true,
+        );
+    }
+    let cat = catalog(&[
+        ("in-tgz", "CT", "lung", &[("outer.tar.gz", "tar.gz")]),
+        ("in-7z", "CT", "lung", &[("outer.7z", "7z")]),
+        ("in-zip", "CT", "lung", &[("outer.zip", "zip")]),
+    ]);
+    let fx = Fixture::new(&up, &cat, "");
+    let m = fx.mount(&["--block-size", "64KiB"]);
+    for (id, name, _) in outers {
+        // What a user gets by hand: the outer archive extracted, then each inner one
+        // extracted into a folder of its name.
+        let want = work.path().join(format!("want-{id}"));
+        extract_with_tools(&work.path().join(name), &want);
+        for inner in ["inner.zip", "inner.tar"] {
+            let at = want.join("pack/scans").join(inner);
+            let tmp = want.join("unpacked");
+            extract_with_tools(&at, &tmp);
+            std::fs::remove_file(&at).unwrap();
+            std::fs::rename(&tmp, &at).unwrap();
+        }
+        let got = m.mnt.join("datasets").join(id);
+        let (code, out, err) = sh(&format!("diff -r {} {}", want.display(), got.display()));
+        assert_eq!(
+            code, 0,
+            "{id}: the mount differs from the tools' extraction:\n{out}{err}"
+        );
+        assert!(got.join("pack/scans/inner.zip").is_dir(), "{id}");
+        assert_eq!(
+            std::fs::read(got.join("pack/broken.zip")).unwrap(),
+            broken,
+            "{id}"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let log = m.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("pack/broken.zip") && l.contains("kept as a file")),
+        "{log}"
+    );
+    assert!(!log.contains("ERROR"), "{log}");
+    assert!(m.stop().success());
+    // After a restart on the same cache, a copy of everything asks the host nothing.
+    let before = up.count();
+    let m = fx.mount(&["--block-size", "64KiB"]);
+    let copy = work.path().join("copy");
+    let (code, _, err) = sh(&format!(
+        "cp -r {}/datasets/in-7z {}",
+        m.mnt.display(),
+        copy.display()
+    ));
+    assert_eq!(code, 0, "{err}");
+    let (code, out, _) = sh(&format!(
+        "diff -r {} {}",
+        copy.display(),
+        work.path().join("want-in-7z").display()
+    ));
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(up.count(), before, "requests after a restart");
+    assert!(m.stop().success());
+}

@@ -152,6 +152,34 @@ fn a_tar_gz_one_node_indexed_is_read_by_another_without_the_upstream() {
 }
 
 #[test]
+fn an_archive_inside_a_compressed_archive_is_decoded_once_per_cluster() {
+    let _serial = serial();
+    let up = Upstream::start();
+    let files = image_folder(30, 24);
+    // The inner archive deflated inside the outer: it is decoded into a blob of its own.
+    let outer = zip(&[("pack/inner.zip".to_string(), zip(&files), true)]);
+    up.put("/outer.zip", outer, true);
+    let cat = catalog(&[("chest-xray", "X-ray", "lung", &[("outer.zip", "zip")])]);
+    let store = Seaweed::start();
+    let a = Fixture::new(&up, &cat, &store.config("nested/"));
+    let ma = a.mount_env(FLAGS, &store.env());
+    let inner = ma.mnt.join("datasets/chest-xray/pack/inner.zip");
+    assert!(inner.is_dir());
+    assert!(ma.stop().success());
+    let asked = up.count();
+    // Another node, its cache empty: the listing and the decoded archive come from the store.
+    let b = Fixture::new(&up, &cat, &store.config("nested/"));
+    let mb = b.mount_env(FLAGS, &store.env());
+    for (name, data, _) in &files {
+        let p = mb.mnt.join("datasets/chest-xray/pack/inner.zip").join(name);
+        let got = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        assert!(got == *data, "{name}: other bytes");
+    }
+    assert_eq!(up.count(), asked, "{:?}", &up.log()[asked..]);
+    assert!(mb.stop().success());
+}
+
+#[test]
 fn a_store_that_dies_mid_epoch_costs_no_reader_an_error() {
     let _serial = serial();
     let up = Upstream::start();

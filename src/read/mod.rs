@@ -16,6 +16,10 @@
 //! - a RAR member ([`rar`]): decoded by libarchive from the archive's start (skipping the
 //!   members before it) by a thread of its own.
 //!
+//! The same path decodes an archive inside a compressed archive for the fetcher
+//! ([`Reader::member_bytes`], [`crate::fetch::Derive`]): the member as a reader of it would get
+//! it, checked, so the inner archive's blob is made of checked bytes only.
+//!
 //! After the first decode of a small file, the checked files around it whose blocks the cache
 //! holds are pushed into the kernel's page cache ([`push`]): a shuffled epoch then finds most
 //! files there, as a warm one does.
