@@ -632,7 +632,6 @@ impl Reader {
     }
 }
 
-/// `len` bytes of `b` at `offset` (fewer at its end), sharing its memory.
 /// The bytes of a member from its start ([`Reader::member_bytes`]); an error of the read path
 /// comes out as an I/O error carrying its [`FetchError`].
 pub struct MemberBytes<'a> {
@@ -721,6 +720,7 @@ impl crate::fetch::Derive for Reader {
     }
 }
 
+/// `len` bytes of `b` at `offset` (fewer at its end), sharing its memory.
 fn share(b: &Bytes, offset: u64, len: u64) -> Bytes {
     let start = usize::try_from(offset).unwrap_or(usize::MAX).min(b.len());
     let end = start
