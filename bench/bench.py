@@ -1016,27 +1016,22 @@ def main():
     zipped = os.path.join(out, "pack", "images.zip")
     inner = (f"unzip -q -o {zipped} -d {out}/pack/images" if unzip
              else f"7zz x -bd -y -o{out}/pack/images {zipped} >/dev/null")
+    nested_run = {"medimg": "zip in tar.gz: list + cp -r cold", "tar + unzip": "zip in tar.gz: extract"}
+    shutil.rmtree(out, ignore_errors=True)
     for _ in range(repeats):
         m.wipe()
         os.sync()
         _read_file(ntgz)
         m.start()
-        shutil.rmtree(out, ignore_errors=True)
-        prefault(); reset()
-        s, r = timed(f"cp -r {nroot} {out}")
-        if r.returncode == 0:
-            record("medimg", "zip in tar.gz: list + cp -r cold", s)
-        else:
-            print(f"  medimg cp -r nested: FAILED: {r.stderr.strip()}", flush=True)
-        shutil.rmtree(out, ignore_errors=True)
-        os.makedirs(out)
-        prefault(); reset()
-        s, r = timed(f"tar xzf {ntgz} -C {out} && {inner}")
-        if r.returncode == 0:
-            record("tar + unzip", "zip in tar.gz: extract", s)
-        else:
-            print(f"  tar xzf + unzip: FAILED: {r.stderr.strip()}", flush=True)
-        shutil.rmtree(out, ignore_errors=True)
+        for system, cmd in (("medimg", f"cp -r {nroot} {out}"),
+                            ("tar + unzip", f"mkdir {out} && tar xzf {ntgz} -C {out} && {inner}")):
+            prefault(); reset()
+            s, r = timed(cmd)
+            if r.returncode == 0:
+                record(system, nested_run[system], s)
+            else:
+                print(f"  {system} {cmd}: FAILED: {r.stderr.strip()}", flush=True)
+            shutil.rmtree(out, ignore_errors=True)
         rss2 = max(rss2 or 0, m.stop() or 0)
     results[("medimg", "peak RSS kB")] = {"seconds": max(x or 0 for x in (rss1, rss2))}
     print(f"  medimg peak RSS {max(x or 0 for x in (rss1, rss2)) / 1024:.0f} MB", flush=True)

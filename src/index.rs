@@ -565,48 +565,37 @@ impl Index {
         };
         let writer = Connection::open(path).map_err(err)?;
         writer.execute_batch(SCHEMA).map_err(err)?;
-        // Indexes written before blobs had checksums gain the column (NULL: none known).
-        let has_checksum: bool = writer
-            .query_row(
-                "SELECT COUNT(*) FROM pragma_table_info('blobs') WHERE name = 'checksum'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .map_err(err)?
-            > 0;
-        if !has_checksum {
-            writer
-                .execute_batch("ALTER TABLE blobs ADD COLUMN checksum TEXT")
-                .map_err(err)?;
-        }
-        // Indexes written before the classes view gain the count of a file's names there.
-        let has_links: bool = writer
-            .query_row(
-                "SELECT COUNT(*) FROM pragma_table_info('entries') WHERE name = 'links'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .map_err(err)?
-            > 0;
-        if !has_links {
-            writer
-                .execute_batch("ALTER TABLE entries ADD COLUMN links INTEGER NOT NULL DEFAULT 0")
-                .map_err(err)?;
-        }
-        // Indexes written before archives inside compressed archives gain the member a part
-        // is decoded from (NULL: an upstream object).
-        let has_derived: bool = writer
-            .query_row(
-                "SELECT COUNT(*) FROM pragma_table_info('parts') WHERE name = 'derived'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .map_err(err)?
-            > 0;
-        if !has_derived {
-            writer
-                .execute_batch("ALTER TABLE parts ADD COLUMN derived TEXT")
-                .map_err(err)?;
+        // Columns added since the first index, for indexes written before them: a blob's
+        // checksum (NULL: none known), the count of a file's names in the classes view, the
+        // member a part is decoded from (NULL: an upstream object).
+        for (table, column, ddl) in [
+            (
+                "blobs",
+                "checksum",
+                "ALTER TABLE blobs ADD COLUMN checksum TEXT",
+            ),
+            (
+                "entries",
+                "links",
+                "ALTER TABLE entries ADD COLUMN links INTEGER NOT NULL DEFAULT 0",
+            ),
+            (
+                "parts",
+                "derived",
+                "ALTER TABLE parts ADD COLUMN derived TEXT",
+            ),
+        ] {
+            let has: bool = writer
+                .query_row(
+                    "SELECT COUNT(*) FROM pragma_table_info(?1) WHERE name = ?2",
+                    [table, column],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map_err(err)?
+                > 0;
+            if !has {
+                writer.execute_batch(ddl).map_err(err)?;
+            }
         }
         Ok(Index {
             path: path.to_path_buf(),

@@ -2784,22 +2784,6 @@ unsupported = "no pinned download source yet"
         assert_eq!(read_all(&vfs, path).unwrap(), image(31, 3000));
     }
 
-    /// A ZIP of `(name, bytes, deflated)`.
-    fn zip_of(files: &[(&str, &[u8], bool)]) -> Vec<u8> {
-        let mut w = ::zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-        for (name, data, deflated) in files {
-            let m = if *deflated {
-                ::zip::CompressionMethod::Deflated
-            } else {
-                ::zip::CompressionMethod::Stored
-            };
-            let opts = ::zip::write::SimpleFileOptions::default().compression_method(m);
-            w.start_file(*name, opts).unwrap();
-            w.write_all(data).unwrap();
-        }
-        w.finish().unwrap().into_inner()
-    }
-
     fn tar_gz_of(files: &[(&str, &[u8])]) -> Vec<u8> {
         let mut b = ::tar::Builder::new(Vec::new());
         for (name, data) in files {
@@ -2849,15 +2833,19 @@ url = "http://up/bad.zip"
             .enumerate()
             .map(|(i, (n, d))| (n.as_str(), &d[..], i % 2 == 0))
             .collect();
-        let inner_zip = zip_of(&inner);
+        let inner_zip = crate::archive::zip::tests::make_zip(&inner);
         let inner_tgz = tar_gz_of(&[("scan.nii", &image(99, 5000))]);
         // The deeper one: a deflated zip inside the deflated zip.
-        let deepest = zip_of(&[("deep.txt", b"two levels down", true)]);
-        let middle = zip_of(&[("deepest.zip", &deepest, true), ("m.txt", b"m", false)]);
+        let deepest =
+            crate::archive::zip::tests::make_zip(&[("deep.txt", b"two levels down", true)]);
+        let middle = crate::archive::zip::tests::make_zip(&[
+            ("deepest.zip", &deepest, true),
+            ("m.txt", b"m", false),
+        ]);
         // A member whose recorded CRC is not its content's: flip it in both headers.
         // (It marks its dataset changed: a dataset of its own.)
-        let bad_inner = zip_of(&[("x.png", &image(7, 900), false)]);
-        let mut bad = zip_of(&[("d/bad.zip", &bad_inner, true)]);
+        let bad_inner = crate::archive::zip::tests::make_zip(&[("x.png", &image(7, 900), false)]);
+        let mut bad = crate::archive::zip::tests::make_zip(&[("d/bad.zip", &bad_inner, true)]);
         let crc = crc32fast::hash(&bad_inner).to_le_bytes();
         let mut flipped = 0;
         for i in 0..bad.len() - 4 {
@@ -2867,7 +2855,7 @@ url = "http://up/bad.zip"
             }
         }
         assert_eq!(flipped, 2, "the CRC is in the local and the central header");
-        let outer = zip_of(&[
+        let outer = crate::archive::zip::tests::make_zip(&[
             ("a/inner.zip", &inner_zip, true),
             ("b/inner.tar.gz", &inner_tgz, false),
             ("c/middle.zip", &middle, true),

@@ -450,7 +450,7 @@ fn dos_to_unix(date: u16, time: u16) -> i64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::io::Write;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -463,7 +463,8 @@ mod tests {
         }
     }
 
-    fn make_zip(files: &[(&str, &[u8], bool)]) -> Vec<u8> {
+    /// A ZIP of `(name, bytes, deflated)`; a name ending in `/` is a directory.
+    pub(crate) fn make_zip(files: &[(&str, &[u8], bool)]) -> Vec<u8> {
         let mut w = ::zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
         for (name, data, deflate) in files {
             let m = if *deflate {
