@@ -16,6 +16,9 @@
 //!   length, and against its CRC unless the caller checks the bytes itself ([`Check::Length`]:
 //!   ZIP members carry their own CRC, and reading every block twice after a restart would halve
 //!   the speed); a block that fails is dropped and fetched again.
+//! - **A row for every block file.** The file of an evicted or removed block goes at once; its
+//!   row goes later, outside the state lock, and only if the block has not been stored again
+//!   meanwhile (present, or being written): the new row is what a restart counts its file by.
 //! - **No fetching here.** The cache stores and serves; the single flight that makes one
 //!   request of many readers' misses is the fetcher's ([`crate::flight`]), so a fetch error
 //!   reaches every waiter with its type.
@@ -145,6 +148,20 @@ struct State {
     verified: HashSet<BlockKey>,
     /// Blocks used since the last flush of ticks.
     touched: HashMap<BlockKey, u64>,
+    /// Blocks with space reserved whose write is not recorded yet, and by how many writers.
+    storing: HashMap<BlockKey, u32>,
+}
+
+impl State {
+    /// One writer of `key` is done (its block recorded, or its reservation given back).
+    fn stored(&mut self, key: BlockKey) {
+        if let Some(n) = self.storing.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                self.storing.remove(&key);
+            }
+        }
+    }
 }
 
 /// Recently fetched blocks in memory, least recently used dropped first.
@@ -408,8 +425,15 @@ impl Drop for Staged<'_> {
         // Never committed: give the reservation back.
         if let Some(evicted) = self.reserved.take() {
             lock(&self.cache.writing).remove(&self.key);
-            self.cache.lock_state().used -= self.bytes.len() as u64;
-            let _ = self.cache.forget_rows(&evicted);
+            {
+                let mut st = self.cache.lock_state();
+                st.used -= self.bytes.len() as u64;
+                st.stored(self.key);
+            }
+            // An eviction of this block while it was being written left its row to the writer.
+            let _ = self
+                .cache
+                .forget_rows(&[&evicted[..], &[self.key]].concat());
         }
     }
 }
@@ -518,6 +542,7 @@ impl BlockCache {
                 pins: HashMap::new(),
                 verified: HashSet::new(),
                 touched: HashMap::new(),
+                storing: HashMap::new(),
             }),
             writing: Mutex::new(HashMap::new()),
             recent: Mutex::new(Recent::default()),
@@ -607,7 +632,7 @@ impl BlockCache {
             if st.lru.contains(&key) || lock(&self.writing).contains_key(&key) {
                 None
             } else {
-                match self.reserve(&mut st, len) {
+                match self.reserve(&mut st, key, len) {
                     Ok(evicted) => Some(evicted),
                     Err(e) => {
                         drop(st);
@@ -786,7 +811,7 @@ impl BlockCache {
             if st.lru.contains(&key) {
                 return Ok(());
             }
-            self.reserve(&mut st, len)?
+            self.reserve(&mut st, key, len)?
         };
         let written = self.write_block(key, data, None);
         self.record(key, len, written, &evicted)
@@ -802,6 +827,8 @@ impl BlockCache {
         evicted: &[BlockKey],
     ) -> Result<(), CacheError> {
         let mut st = self.lock_state();
+        // In the same critical section as the block becoming present: it is never neither.
+        st.stored(key);
         match written {
             Ok(crc) => {
                 if let Some(old) = st.lru.put(key, Meta { len, crc }) {
@@ -819,17 +846,24 @@ impl BlockCache {
             Err(e) => {
                 st.used -= len;
                 drop(st);
-                self.forget_rows(evicted)?;
+                // The write may have failed after its row was recorded (at the rename).
+                self.forget_rows(&[evicted, &[key]].concat())?;
                 Err(e)
             }
         }
     }
 
-    /// Make room for `len` more bytes and count them as used; returns the evicted keys, as
-    /// [`BlockCache::evict_until`] does.
-    fn reserve(&self, st: &mut State, len: u64) -> Result<Vec<BlockKey>, CacheError> {
+    /// Make room for `len` more bytes of block `key` and count them as used, with `key` as
+    /// being stored; returns the evicted keys, as [`BlockCache::evict_until`] does.
+    fn reserve(
+        &self,
+        st: &mut State,
+        key: BlockKey,
+        len: u64,
+    ) -> Result<Vec<BlockKey>, CacheError> {
         let evicted = self.evict_until(st, len)?;
         st.used += len;
+        *st.storing.entry(key).or_default() += 1;
         Ok(evicted)
     }
 
@@ -967,13 +1001,28 @@ impl BlockCache {
         self.forget_rows(&[key])
     }
 
+    /// Delete the rows of blocks that were evicted or removed. A block stored again since
+    /// (present, or being written: its writer may have recorded its row already) keeps its new
+    /// row, or a restart would count its file as free space. The state is checked under the
+    /// database lock, which a writer takes to record its row: no row of a block that is neither
+    /// can be recorded between the check and the deletion.
     fn forget_rows(&self, keys: &[BlockKey]) -> Result<(), CacheError> {
         if keys.is_empty() {
             return Ok(());
         }
         let mut db = lock(&self.db);
+        let gone: Vec<BlockKey> = {
+            let st = self.lock_state();
+            keys.iter()
+                .filter(|k| !st.lru.contains(k) && !st.storing.contains_key(k))
+                .copied()
+                .collect()
+        };
+        if gone.is_empty() {
+            return Ok(());
+        }
         let tx = db.transaction().map_err(|e| self.db_err(e))?;
-        for k in keys {
+        for k in &gone {
             tx.execute(
                 "DELETE FROM blocks WHERE blob = ?1 AND idx = ?2",
                 params![k.blob.to_string(), k.index as i64],
@@ -1119,6 +1168,37 @@ mod tests {
         assert_eq!(c.used(), 300);
         drop(p4);
         assert_eq!(c.used(), 300);
+    }
+
+    /// Bytes of the block files on disk.
+    fn on_disk(dir: &Path) -> u64 {
+        let mut n = 0;
+        for blob in fs::read_dir(dir.join("blocks")).unwrap() {
+            for f in fs::read_dir(blob.unwrap().path()).unwrap() {
+                n += f.unwrap().metadata().unwrap().len();
+            }
+        }
+        n
+    }
+
+    #[test]
+    fn a_block_evicted_then_stored_again_before_the_eviction_is_recorded_keeps_its_row() {
+        // Block 2 evicts block 0 when it arrives; before block 2 is written (and the row of block
+        // 0 deleted), a reader fetches block 0 again. Its new row must survive the old eviction,
+        // or a restart counts its file as free space.
+        let d = tempfile::tempdir().unwrap();
+        let c = BlockCache::open(d.path(), 200).unwrap();
+        c.insert(key(0), &[0u8; 100]).unwrap();
+        c.insert(key(1), &[1u8; 100]).unwrap();
+        let late = c.stage(key(2), vec![2u8; 100].into());
+        drop(c.stage(key(0), vec![0u8; 100].into()).commit());
+        drop(late.commit());
+        c.flush().unwrap();
+        assert_eq!(c.used(), on_disk(d.path()));
+        drop(c);
+        let c = BlockCache::open(d.path(), 200).unwrap();
+        assert_eq!((c.used(), on_disk(d.path())), (200, 200));
+        assert_eq!(c.verify_all().unwrap(), (2, 0));
     }
 
     #[test]
