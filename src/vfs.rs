@@ -2941,6 +2941,43 @@ url = "http://up/bad.zip"
             .collect()
     }
 
+    #[test]
+    fn a_damaged_local_header_in_the_cache_is_dropped_and_read_again() {
+        // A block can come damaged with a neighbour whose own CRC passes: the damage then sits
+        // in the cache, in this member's local header, which no CRC covers.
+        let up = mock();
+        let f = Fixture::new();
+        let path = "datasets/cxr/train/PNEUMONIA/031.png";
+        {
+            let vfs = f.vfs(up.clone(), 1 << 20);
+            for i in 28..34 {
+                let dir = if i < 20 { "NORMAL" } else { "PNEUMONIA" };
+                let p = format!("datasets/cxr/train/{dir}/{i:03}.png");
+                assert_eq!(read_all(&vfs, &p).unwrap(), image(i, 3000));
+            }
+            vfs.fetcher().cache().flush().unwrap();
+        }
+        let name = b"train/PNEUMONIA/031.png";
+        let mut flipped = 0;
+        for blob in std::fs::read_dir(f.dir.path().join("blocks")).unwrap() {
+            for block in std::fs::read_dir(blob.unwrap().path()).unwrap() {
+                let block = block.unwrap().path();
+                let mut bytes = std::fs::read(&block).unwrap();
+                let found = bytes.windows(name.len()).position(|w| w == name);
+                if let Some(at) =
+                    found.filter(|&at| at >= 30 && bytes[at - 30..at - 26] == *b"PK\x03\x04")
+                {
+                    bytes[at - 30] ^= 0xff;
+                    std::fs::write(&block, bytes).unwrap();
+                    flipped += 1;
+                }
+            }
+        }
+        assert_eq!(flipped, 1, "the local header is in one block");
+        let vfs = f.vfs(up.clone(), 1 << 20);
+        assert_eq!(read_all(&vfs, path).unwrap(), image(31, 3000));
+    }
+
     fn about(vfs: &Vfs, id: &str) -> String {
         String::from_utf8(read_all(vfs, &format!("about/{id}.md")).unwrap()).unwrap()
     }

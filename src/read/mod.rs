@@ -231,8 +231,9 @@ struct FileState {
     size: u64,
     location: Location,
     blob: Blob,
-    /// Where a ZIP member's data starts (read from its local header once).
-    data_offset: OnceLock<u64>,
+    /// Where a ZIP member's data starts (read from its local header once, and again after its
+    /// blocks were dropped: a damaged header gives a wrong offset).
+    data_offset: Mutex<Option<u64>>,
     /// The blob's checkpoints while it is being indexed (the index has them after).
     checkpoints: Option<Arc<Vec<Checkpoint>>>,
     /// The decoder of a large gzip-stored member, where the last read left it.
@@ -254,7 +255,7 @@ impl FileState {
             size,
             location,
             blob,
-            data_offset: OnceLock::new(),
+            data_offset: Mutex::new(None),
             checkpoints: None,
             gzip: Mutex::new(None),
             packed: Mutex::new(None),

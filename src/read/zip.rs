@@ -170,18 +170,29 @@ fn member(f: &FileState) -> Option<(u16, u64, u32)> {
 }
 
 impl Reader {
-    /// Where a ZIP member's data starts, from its local header (read once per file state).
+    /// Where a ZIP member's data starts, from its local header (read once per file state). A
+    /// header that does not parse may be a damaged block in our cache (one that came with a
+    /// neighbour whose own check passed): its blocks are dropped and it is read once more.
     fn data_offset(&self, f: &FileState) -> Result<u64> {
-        if let Some(o) = f.data_offset.get() {
-            return Ok(*o);
+        if let Some(o) = *lock(&f.data_offset) {
+            return Ok(o);
         }
         let at = f.location.offset;
-        let header = self
-            .fetcher
-            .read_at_checked(&f.blob, at, zip::LOCAL_HEADER_LEN, Check::Length)
-            .map_err(|source| self.fetch_err(f, source))?;
-        let rel = zip::local_data_offset(&header).map_err(|e| self.corrupt(f, e.to_string()))?;
-        Ok(*f.data_offset.get_or_init(|| at + rel))
+        let rel = self.checked_twice(
+            f,
+            || {
+                let header = self
+                    .fetcher
+                    .read_at_checked(&f.blob, at, zip::LOCAL_HEADER_LEN, Check::Length)
+                    .map_err(|source| self.fetch_err(f, source))?;
+                Ok(zip::local_data_offset(&header).map_err(|e| e.to_string()))
+            },
+            || {
+                let _ = self.fetcher.invalidate(&f.blob, at, zip::LOCAL_HEADER_LEN);
+            },
+        )?;
+        *lock(&f.data_offset) = Some(at + rel);
+        Ok(at + rel)
     }
 
     fn unsupported_method(&self, f: &FileState, method: u16) -> super::ReadError {
@@ -205,6 +216,8 @@ impl Reader {
                     let _ = self
                         .fetcher
                         .invalidate(&f.blob, at, start - at + compressed_size);
+                    // The header came from those blocks too: read it again with the data.
+                    *lock(&f.data_offset) = None;
                 }
             },
         )
