@@ -176,6 +176,12 @@ fn an_archive_inside_a_compressed_archive_is_decoded_once_per_cluster() {
         assert!(got == *data, "{name}: other bytes");
     }
     assert_eq!(up.count(), asked, "{:?}", &up.log()[asked..]);
+    // Its decoded blocks came from the store: this node decoded nothing itself.
+    let log = mb.log_text();
+    assert!(
+        !log.contains("decoding an archive inside an archive"),
+        "{log}"
+    );
     assert!(mb.stop().success());
 }
 

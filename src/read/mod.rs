@@ -371,12 +371,11 @@ impl Reader {
         let len = (size as u64).min(f.size - offset);
         self.counters.reads.fetch_add(1, Ordering::Relaxed);
         self.counters.bytes.fetch_add(len, Ordering::Relaxed);
-        self.read_state(&f, offset, len)
+        self.read_state(f, offset, len)
     }
 
     /// `len` bytes at `offset` (inside the file) of the file of state `f`.
-    fn read_state(&self, f: &Arc<FileState>, offset: u64, len: u64) -> Result<Bytes> {
-        let f = f.clone();
+    fn read_state(&self, f: Arc<FileState>, offset: u64, len: u64) -> Result<Bytes> {
         let inline = f.size <= INLINE_MAX;
         // Whatever this read asks of the upstream counts for its dataset (`medimg status`).
         let tag = Some(f.dataset.clone());
@@ -660,7 +659,7 @@ impl std::io::Read for MemberBytes<'_> {
             };
             self.buf = self
                 .reader
-                .read_state(&self.f, self.at, len)
+                .read_state(self.f.clone(), self.at, len)
                 .map_err(|e| std::io::Error::other(into_fetch_error(e, &self.f)))?;
             if self.buf.is_empty() {
                 return Err(std::io::Error::other(FetchError::Derive {
